@@ -1,0 +1,5 @@
+import sys
+
+from astapp.cli import main
+
+sys.exit(main())
