@@ -25,3 +25,11 @@ class ModelLoadError(AstappError):
 
 class TrainingError(AstappError):
     """Training failed in a way we can explain (out of memory, bad settings)."""
+
+
+class AccessError(AstappError):
+    """A run, job or file is unknown, not yours, or outside your folder (bad id, path traversal)."""
+
+
+class QueueFullError(AstappError):
+    """The training queue, or this user's share of it, is full; try again later."""
