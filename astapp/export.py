@@ -1,0 +1,91 @@
+"""Export a trained model as a self-contained folder that plain transformers can use.
+
+The folder holds what `transformers.pipeline("audio-classification", model=FOLDER)` needs
+(config with labels, weights, a feature-extractor config carrying the dataset's mean/std and input
+length) plus `astapp.json` (the same settings and run extras such as metrics) and a model card.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from astapp.config import NUM_MEL_BINS, SAMPLE_RATE
+from astapp.features import feature_extractor_config
+from astapp.fsutil import atomic_dir
+
+ASTAPP_JSON = "astapp.json"
+FORMAT_VERSION = 1
+
+
+def export_model(model: nn.Module, labels: list[str], max_length: int, mean: float, std: float,
+                 out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write the export folder atomically (a crash never leaves half a model) and return its path."""
+    model = getattr(model, "module", model)  # unwrap DDP / DataParallel
+    cfg = model.config
+    labels = [str(label) for label in labels]
+    if cfg.num_labels != len(labels):
+        raise ValueError(f"model has {cfg.num_labels} outputs but {len(labels)} labels were given")
+    if int(cfg.max_length) != int(max_length):
+        raise ValueError(f"model expects {cfg.max_length} frames but max_length={max_length}")
+    cfg.id2label = dict(enumerate(labels))
+    cfg.label2id = {label: i for i, label in enumerate(labels)}
+    cfg.problem_type = "single_label_classification"
+    settings = {"format": FORMAT_VERSION, "labels": labels, "max_length": int(max_length),
+                "mean": float(mean), "std": float(std), "sample_rate": SAMPLE_RATE,
+                "num_mel_bins": NUM_MEL_BINS}
+    meta = {**(extra or {}), **settings}
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        feature_extractor_config(max_length, mean, std).save_pretrained(tmp)
+        (tmp / ASTAPP_JSON).write_text(json.dumps(meta, indent=2, ensure_ascii=False, default=str),
+                                       encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(labels, int(max_length), meta), encoding="utf-8")
+    return out_dir
+
+
+def model_card(labels: list[str], max_length: int, meta: dict[str, Any]) -> str:
+    """A short Hub-style model card with the snippet that loads the folder without astapp."""
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    lines = ["---", "library_name: transformers", "pipeline_tag: audio-classification",
+             "tags: [audio-spectrogram-transformer, astapp]", "---", "",
+             "# Audio classifier fine-tuned with astapp", "",
+             f"Audio Spectrogram Transformer classifying {len(labels)} sounds: "
+             + ", ".join(f"`{label}`" for label in labels) + ".",
+             f"Input: 16 kHz mono audio; the model sees {max_length / 100:.2f} s at a time "
+             "(longer clips are truncated by the pipeline; astapp splits them into windows).", ""]
+    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if shown:
+        lines += ["## Validation metrics", ""] + [f"- {k}: {v:.4g}" for k, v in shown.items()] + [""]
+    lines += ["## Use", "", "```python", "from transformers import pipeline", "",
+              'classifier = pipeline("audio-classification", model="PATH/TO/THIS/FOLDER")',
+              'print(classifier("clip.wav", top_k=3))', "```", "",
+              "or with astapp: `python -m astapp predict --model PATH/TO/THIS/FOLDER clip.wav`.", ""]
+    return "\n".join(lines)
+
+
+def zip_dir(src_dir: str | Path, out_zip: str | Path) -> Path:
+    """Zip the folder's files (paths relative to it) into `out_zip`, atomically."""
+    src_dir, out_zip = Path(src_dir), Path(out_zip)
+    if not src_dir.is_dir():
+        raise FileNotFoundError(f"{src_dir} is not a folder")
+    out_zip.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_zip.name}.", suffix=".partial", dir=out_zip.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(src_dir.rglob("*")):
+                if path.is_file() and not path.is_symlink():
+                    zf.write(path, path.relative_to(src_dir).as_posix())
+        os.replace(tmp, out_zip)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out_zip
