@@ -1,0 +1,331 @@
+"""Build the training dataset: decode every file once, stream windows into Arrow, split by file.
+
+Memory stays flat with dataset size because clips go straight from the decoder into an Arrow file
+under the workspace (memory-mapped afterwards). A second build of the same unchanged source with the
+same settings reuses that file instead of decoding again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from astapp.audio import decode
+from astapp.config import AudioConfig, IngestLimits
+from astapp.errors import AudioDecodeError, DatasetError
+from astapp.fsutil import atomic_write_text
+from astapp.ingest import VALIDATION_NAMES, Item, Listing, resolve, scan
+from astapp.report import ClipStat, ValidationReport, build_report
+
+Progress = Callable[[float, str], None]
+CACHE_VERSION = 1
+MAX_SPLIT_SECONDS = 600.0  # in split mode, longer recordings are read up to this much (memory bound)
+
+
+@dataclass
+class DatasetBundle:
+    report: ValidationReport
+    dataset: object  # datasets.DatasetDict with "train" and "validation"
+    labels: list[str]
+    root: Path
+    cache_dir: Path | None = None
+
+
+@dataclass
+class _Decoded:
+    item: Item
+    rel: str
+    wav: np.ndarray | None
+    stat: ClipStat | None
+    reason: str | None
+
+
+def to_windows(wav: np.ndarray, cfg: AudioConfig) -> list[np.ndarray]:
+    """Pad short clips to `min_seconds`; crop long ones, or split them into full `max_seconds` windows.
+
+    In split mode a leftover tail of at least half a window becomes one more window aligned to the
+    end of the clip; shorter tails are dropped.
+    """
+    n_min = max(1, int(round(cfg.min_seconds * cfg.sample_rate)))
+    n_max = max(n_min, int(round(cfg.max_seconds * cfg.sample_rate)))
+    if len(wav) < n_min:
+        return [np.pad(wav, (0, n_min - len(wav))).astype(np.float32)]
+    if len(wav) <= n_max:
+        return [wav]
+    if cfg.long_clips != "split":
+        return [wav[:n_max]]
+    windows = [wav[s:s + n_max] for s in range(0, len(wav) - n_max + 1, n_max)]
+    tail = len(wav) - len(windows) * n_max
+    if tail >= n_max // 2:
+        windows.append(wav[len(wav) - n_max:])
+    return windows
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _decode_one(item: Item, root: Path, cfg: AudioConfig) -> _Decoded:
+    rel = _rel(item.path, root)
+    limit = cfg.max_seconds if cfg.long_clips != "split" else MAX_SPLIT_SECONDS
+    try:
+        wav, info = decode(item.path, cfg.sample_rate, max_seconds=limit)
+    except AudioDecodeError as exc:
+        return _Decoded(item, rel, None, None, str(exc))
+    except (OSError, MemoryError) as exc:
+        return _Decoded(item, rel, None, None, f"could not read ({type(exc).__name__})")
+    digest = hashlib.blake2b(wav.tobytes(), digest_size=12).hexdigest()
+    peak = float(np.abs(wav).max()) if wav.size else 0.0
+    stat = ClipStat(rel, item.label, round(float(info.duration), 4), info.sample_rate, peak, digest)
+    return _Decoded(item, rel, wav, stat, None)
+
+
+def _decode_all(listing: Listing, cfg: AudioConfig, progress: Progress | None) -> Iterator[_Decoded]:
+    """Decode in a few threads (soundfile and soxr release the GIL), in order, with bounded look-ahead."""
+    items = listing.items
+    workers = max(1, min(4, os.cpu_count() or 1))
+    n = len(items)
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Future[_Decoded]] = deque()
+        it = iter(items)
+        for item in it:
+            pending.append(pool.submit(_decode_one, item, listing.root, cfg))
+            if len(pending) >= 2 * workers:
+                break
+        done = 0
+        while pending:
+            result = pending.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(_decode_one, nxt, listing.root, cfg))
+            done += 1
+            if progress and (done == n or done % 25 == 0):
+                progress(done / max(n, 1), f"Decoded {done}/{n} files")
+            yield result
+
+
+def _make_report(listing: Listing, stats: list[ClipStat], failures: list[dict[str, str]],
+                 cfg: AudioConfig, folds: Counter) -> ValidationReport:
+    skipped = [{"path": s.path, "reason": s.reason} for s in listing.skipped] + failures
+    return build_report(stats, sorted({i.label for i in listing.items}), skipped, listing.warnings, cfg,
+                        layout=listing.layout, root=str(listing.root), folds=dict(folds),
+                        n_listed=len(listing.items))
+
+
+def _source_listing(source: str | Path, workspace: Path, limits: IngestLimits | None) -> Listing:
+    root, manifest = resolve(source, workspace, limits)
+    return scan(root, manifest=manifest)
+
+
+def inspect_source(source: str | Path, workspace: str | Path, audio_cfg: AudioConfig | None = None,
+                   limits: IngestLimits | None = None, progress: Progress | None = None) -> ValidationReport:
+    """The validation report for a source (decodes every file, writes no Arrow)."""
+    cfg = audio_cfg or AudioConfig()
+    listing = _source_listing(source, Path(workspace), limits)
+    stats, failures, folds = [], [], Counter()
+    for d in _decode_all(listing, cfg, progress):
+        if d.stat is None:
+            failures.append({"path": d.rel, "reason": d.reason or "could not decode"})
+        else:
+            stats.append(d.stat)
+            if d.item.fold is not None:
+                folds[d.item.fold] += 1
+    return _make_report(listing, stats, failures, cfg, folds)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Splitting
+# ---------------------------------------------------------------------------------------------------
+
+def _fold_key(value: str) -> tuple[int, float | str]:
+    return (0, float(value)) if re.fullmatch(r"-?\d+(\.\d+)?", value) else (1, value)
+
+
+def validation_fold(folds: list[str]) -> str | None:
+    """The fold used for validation: one named like val/valid/validation/dev/test, else the last one."""
+    distinct = sorted(set(folds), key=_fold_key)
+    if len(distinct) < 2:
+        return None
+    lower = {f.lower(): f for f in distinct}
+    for name in VALIDATION_NAMES:
+        if name in lower:
+            return lower[name]
+    return distinct[-1]
+
+
+def split_files(labels: list[str], folds: list[str | None], val_split: float, seed: int
+                ) -> tuple[list[int], list[int], str]:
+    """(train file indices, validation file indices, how) — by manifest fold when there is one,
+    else stratified per class with the seed; every class with 2+ files keeps 1+ in each split."""
+    present = [f for f in folds if f is not None]
+    val_fold = validation_fold(present) if present else None
+    if val_fold is not None:
+        val = [i for i, f in enumerate(folds) if f == val_fold]
+        train = [i for i, f in enumerate(folds) if f != val_fold]
+        return train, val, f"fold:{val_fold}"
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for i, lab in enumerate(labels):
+        by_class[lab].append(i)
+    train, val = [], []
+    for lab in sorted(by_class):
+        idx = list(by_class[lab])
+        rng.shuffle(idx)
+        n = len(idx)
+        n_val = 0 if n < 2 else min(n - 1, max(1, int(round(n * val_split))))
+        val += idx[:n_val]
+        train += idx[n_val:]
+    return sorted(train), sorted(val), "stratified"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building
+# ---------------------------------------------------------------------------------------------------
+
+def _cache_key(listing: Listing, cfg: AudioConfig, val_split: float, seed: int) -> str:
+    h = hashlib.sha256()
+    head = {"v": CACHE_VERSION, "audio": asdict(cfg), "val_split": val_split, "seed": seed,
+            "layout": listing.layout, "root": os.path.abspath(listing.root)}
+    h.update(json.dumps(head, sort_keys=True).encode())
+    for item in listing.items:
+        try:
+            st = item.path.stat()
+            sig = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            sig = (-1, -1)
+        h.update(f"\n{item.path}\t{item.label}\t{item.fold}\t{sig[0]}\t{sig[1]}".encode())
+    return h.hexdigest()[:20]
+
+
+def _features(labels: list[str]):
+    from datasets import ClassLabel, Features, List, Value
+
+    return Features({"audio": List(Value("float32")), "label": ClassLabel(names=labels),
+                     "path": Value("string"), "duration": Value("float32")})
+
+
+def _load_cached(cache: Path, root: Path) -> DatasetBundle:
+    from datasets import Dataset, DatasetDict
+
+    meta = json.loads((cache / "meta.json").read_text(encoding="utf-8"))
+    ds = Dataset.from_file(str(cache / "data.arrow"))
+    dd = DatasetDict(train=ds.select(meta["train_rows"]), validation=ds.select(meta["val_rows"]))
+    report = ValidationReport.from_dict(meta["report"])
+    return DatasetBundle(report, dd, list(meta["labels"]), root, cache)
+
+
+def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioConfig | None = None,
+                  val_split: float = 0.2, seed: int = 0, limits: IngestLimits | None = None,
+                  progress: Progress | None = None) -> DatasetBundle:
+    """Decode, validate and split a source into a DatasetDict; raises DatasetError if not trainable."""
+    from datasets.arrow_writer import ArrowWriter
+
+    cfg = audio_cfg or AudioConfig()
+    workspace = Path(workspace)
+    if progress:
+        progress(0.0, "Reading the dataset")
+    listing = _source_listing(source, workspace, limits)
+    cache_root = workspace / "cache" / "datasets"
+    cache = cache_root / _cache_key(listing, cfg, val_split, seed)
+    if (cache / "meta.json").is_file() and (cache / "data.arrow").is_file():
+        try:
+            bundle = _load_cached(cache, listing.root)
+            if progress:
+                progress(1.0, "Reused the decoded dataset from the cache")
+            return bundle
+        except (OSError, ValueError, KeyError):
+            shutil.rmtree(cache, ignore_errors=True)
+
+    labels = sorted({i.label for i in listing.items})
+    label_id = {lab: i for i, lab in enumerate(labels)}
+    cache_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_root))
+    try:
+        n_max = int(round(cfg.max_seconds * cfg.sample_rate))
+        batch = max(8, int((64 << 20) // max(n_max * 4, 1)))  # ~64 MB of audio per Arrow batch
+        writer = ArrowWriter(features=_features(labels or ["_"]), path=str(tmp / "data.arrow"),
+                             writer_batch_size=batch)
+        stats: list[ClipStat] = []
+        failures: list[dict[str, str]] = []
+        rows_of_file: list[list[int]] = []
+        file_labels: list[str] = []
+        file_folds: list[str | None] = []
+        folds: Counter = Counter()
+        row = 0
+        try:
+            for d in _decode_all(listing, cfg, progress and (lambda f, m: progress(0.9 * f, m))):
+                if d.stat is None or d.wav is None:
+                    failures.append({"path": d.rel, "reason": d.reason or "could not decode"})
+                    continue
+                stats.append(d.stat)
+                if d.item.fold is not None:
+                    folds[d.item.fold] += 1
+                rows = []
+                for w in to_windows(d.wav, cfg):
+                    writer.write({"audio": w, "label": label_id[d.item.label], "path": d.rel,
+                                  "duration": len(w) / cfg.sample_rate})
+                    rows.append(row)
+                    row += 1
+                rows_of_file.append(rows)
+                file_labels.append(d.item.label)
+                file_folds.append(d.item.fold)
+        finally:
+            writer.finalize()
+            writer.close()
+        report = _make_report(listing, stats, failures, cfg, folds)
+        train_f, val_f, how = split_files(file_labels, file_folds, val_split, seed)
+        _check_split(report, file_labels, train_f, val_f, how)
+        if not report.trainable:
+            err = DatasetError(" ".join(report.errors))
+            err.report = report  # type: ignore[attr-defined]  # the UI shows the full report
+            raise err
+        train_rows = [r for i in train_f for r in rows_of_file[i]]
+        val_rows = [r for i in val_f for r in rows_of_file[i]]
+        meta = {"labels": labels, "train_rows": train_rows, "val_rows": val_rows, "split": how,
+                "report": report.to_dict()}
+        atomic_write_text(tmp / "meta.json", json.dumps(meta, ensure_ascii=False))
+        shutil.rmtree(cache, ignore_errors=True)
+        os.replace(tmp, cache)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if progress:
+        progress(1.0, f"Dataset ready: {len(train_rows)} training and {len(val_rows)} validation examples")
+    return _load_cached(cache, listing.root)
+
+
+def _check_split(report: ValidationReport, labels: list[str], train: list[int], val: list[int], how: str) -> None:
+    """Warn (or block) when a split misses a class, e.g. a manifest fold without some class."""
+    if not report.trainable:
+        return
+    in_train = {labels[i] for i in train}
+    in_val = {labels[i] for i in val}
+    if not val:
+        report.errors.append("The validation split is empty; add more clips or choose a larger validation split.")
+        return
+    if not train:
+        report.errors.append("The training split is empty; the manifest's folds put every clip in validation.")
+        return
+    missing_train = sorted(set(labels) - in_train)
+    if missing_train:
+        report.errors.append(f"No training clips for class(es) {', '.join(map(repr, missing_train))} "
+                             f"(split: {how}); add clips for them or change the folds.")
+    missing_val = sorted(set(labels) - in_val)
+    if missing_val:
+        report.warnings.append(f"The validation split ({how}) has no clips of {', '.join(map(repr, missing_val))}; "
+                               "their accuracy cannot be measured.")
+
