@@ -79,6 +79,7 @@ class Predictor:
                                  f"settings say {saved_length}; export it again.")
         self.mean = float(s.get("mean", AUDIOSET_MEAN))
         self.std = float(s.get("std", AUDIOSET_STD))
+        self.normalize = bool(s.get("do_normalize", True))
         self.fbank = Fbank(self.max_length, self.mean, self.std, device=self.device)
         self.window_samples: int = self.fbank.max_samples  # samples that fill exactly max_length frames
         self.hop_samples: int = max(1, self.window_samples // 2)
@@ -137,7 +138,7 @@ class Predictor:
         probs = np.empty((len(segments), len(self.labels)), dtype=np.float32)
         with torch.inference_mode():
             for b in range(0, len(segments), self.batch_size):
-                feats = self.fbank(segments[b:b + self.batch_size])
+                feats = self.fbank(segments[b:b + self.batch_size], normalize=self.normalize)
                 logits = self.model(input_values=feats).logits
                 probs[b:b + len(feats)] = logits.float().softmax(-1).cpu().numpy()
         windows: list[list[dict[str, Any]]] = [[] for _ in wavs]

@@ -155,3 +155,10 @@ def test_predictor_rejects_bad_model_and_bad_audio(exported, tmp_path):
         predictor.predict(np.zeros(0, dtype=np.float32))
     with pytest.raises(AudioDecodeError):
         predictor.predict(np.full(1000, np.nan, dtype=np.float32))
+
+
+def test_predictor_reads_a_plain_transformers_checkpoint(tiny_ast):
+    """No astapp.json: settings come from preprocessor_config.json, labels from config.json."""
+    predictor = Predictor(tiny_ast)
+    assert predictor.max_length == 128 and predictor.labels == ["LABEL_0", "LABEL_1"]
+    _assert_agrees(tiny_ast, [_clip(1.2, 12, "square")])

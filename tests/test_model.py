@@ -170,3 +170,16 @@ def test_flops_match_the_models_own_matmul_parameters():
     assert model_flops_per_sample(cfg, 128, training=True) == pytest.approx(3 * fwd)
     base = ASTConfig()  # AST base at 1024 frames: ~2 x 85M x 1214 tokens + attention ~ 0.26 TFLOP
     assert 2.4e11 < model_flops_per_sample(base, 1024, training=False) < 2.9e11
+
+
+def test_headless_checkpoint_gets_a_head_and_keeps_its_encoder(tmp_path):
+    from transformers import ASTModel
+
+    torch.manual_seed(2)
+    base = ASTModel(ASTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+                              max_length=128))
+    base.save_pretrained(tmp_path / "encoder")
+    model = load_model(str(tmp_path / "encoder"), ["a", "b", "c"], 128)
+    want, got = base.state_dict(), model.audio_spectrogram_transformer.state_dict()
+    assert set(want) == set(got) and all(torch.equal(want[k], got[k]) for k in want)
+    assert model.classifier.dense.out_features == 3
