@@ -65,7 +65,10 @@ class Predictor:
                 folder, attn_implementation="sdpa", dtype=torch.float32, local_files_only=True)
         except (OSError, ValueError, RuntimeError, KeyError) as e:
             raise ModelLoadError(f"Could not load the model in {model_dir}: {e}. Export it again.") from e
-        self.model = model.eval().to(device)
+        try:
+            self.model = model.eval().to(device)
+        except (RuntimeError, AssertionError, ValueError) as e:
+            raise ModelLoadError(f"Cannot run on device {device!r} ({e}); use 'cpu'.") from e
         self.folder = folder
         self.device = torch.device(device)
         self.batch_size = max(1, int(batch_size))

@@ -162,3 +162,9 @@ def test_predictor_reads_a_plain_transformers_checkpoint(tiny_ast):
     predictor = Predictor(tiny_ast)
     assert predictor.max_length == 128 and predictor.labels == ["LABEL_0", "LABEL_1"]
     _assert_agrees(tiny_ast, [_clip(1.2, 12, "square")])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_is_a_clear_error(exported):
+    with pytest.raises(ModelLoadError, match="use 'cpu'"):
+        Predictor(exported, device="cuda")
