@@ -1,0 +1,369 @@
+"""AST input features: a batched torch log-mel filterbank, dataset statistics, input length, caching.
+
+`Fbank` reproduces `transformers.ASTFeatureExtractor` (its numpy path, which is what runs without
+torchaudio) to ~1e-5 after normalisation, but whole batches at once in torch, so it is several
+times faster and also runs on a GPU. The exported model keeps using `ASTFeatureExtractor`
+(`feature_extractor_config`), so `transformers.pipeline` sees exactly the features we trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from astapp.config import MAX_FRAMES, NUM_MEL_BINS, SAMPLE_RATE
+from astapp.errors import AstappError
+
+AUDIOSET_MEAN = -4.2677393
+AUDIOSET_STD = 4.5689974
+
+# Kaldi-style framing used by AST: 25 ms frames, 10 ms hop at 16 kHz, FFT of 512.
+FRAME_LENGTH = 400
+HOP_LENGTH = 160
+FFT_LENGTH = 512
+PREEMPHASIS = 0.97
+MEL_FLOOR = 1.192092955078125e-07  # float32 epsilon, as in ASTFeatureExtractor
+FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100
+PATCH = 16  # AST patch size: an input shorter than this cannot make one patch
+# Worst-case bound on a float32 frame's normalised error above which it is recomputed in float64. The bound
+# is 20-60x looser than the errors measured, so 1e-2 keeps real errors < ~2e-4 while refining ~1% of
+# frames of ordinary audio (more for loud pure tones). See Fbank._risky.
+REFINE_BOUND = 1e-2
+CACHE_VERSION = 1  # bump when the feature computation changes, to invalidate old caches
+
+
+class FeatureError(AstappError):
+    """Features could not be computed from the given input."""
+
+
+def num_frames(num_samples: int) -> int:
+    """Frames ASTFeatureExtractor makes from a clip (no centring): 1 + (n - 400) // 160, at least 0."""
+    return max(0, 1 + (int(num_samples) - FRAME_LENGTH) // HOP_LENGTH)
+
+
+def _mel_filters(num_mel_bins: int) -> np.ndarray:
+    """The exact filter matrix ASTFeatureExtractor builds without torchaudio, shape (257, bins)."""
+    from transformers.audio_utils import mel_filter_bank
+
+    with warnings.catch_warnings():  # AST's settings leave the lowest filter empty; that is expected
+        warnings.filterwarnings("ignore", message="At least one mel filter has all zero values")
+        return mel_filter_bank(num_frequency_bins=FFT_LENGTH // 2 + 1, num_mel_filters=num_mel_bins,
+                               min_frequency=20, max_frequency=SAMPLE_RATE // 2, sampling_rate=SAMPLE_RATE,
+                               norm=None, mel_scale="kaldi", triangularize_in_mel_space=True)
+
+
+class Fbank:
+    """Batched AST log-mel filterbank, numerically matching `ASTFeatureExtractor`.
+
+    Per frame: remove the DC offset, pre-emphasis 0.97 (first sample scaled by 0.03), symmetric
+    Hann window of 400 samples (what the numpy path uses), |rfft(512)|², 128 kaldi-scale mel filters,
+    floor at float32 epsilon, natural log. Frames beyond max_length are cut; missing frames are filled
+    with 0 *before* normalisation (as ASTFeatureExtractor does), then `(x - mean) / (2 * std)`.
+    """
+
+    def __init__(self, max_length: int = MAX_FRAMES, mean: float = AUDIOSET_MEAN, std: float = AUDIOSET_STD,
+                 num_mel_bins: int = NUM_MEL_BINS, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32, refine: bool = True):
+        if int(max_length) < 1:
+            raise FeatureError(f"Input length must be at least 1 frame, not {max_length}.")
+        if not std > 0:
+            raise FeatureError(f"The feature standard deviation must be positive, not {std}; "
+                               "recompute the dataset statistics.")
+        self.max_length = int(max_length)
+        self.mean = float(mean)
+        self.std = float(std)
+        self.num_mel_bins = int(num_mel_bins)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self._mel = torch.as_tensor(_mel_filters(self.num_mel_bins), dtype=dtype, device=self.device)
+        self._window = torch.as_tensor(np.hanning(FRAME_LENGTH), dtype=dtype, device=self.device)
+        self._window512 = torch.nn.functional.pad(self._window, (0, FFT_LENGTH - FRAME_LENGTH))
+        self._window_fft = torch.fft.rfft(self._window512)
+        self.refine = refine
+        self.refined_frames = 0  # frames recomputed in float64 so far (for benchmarks)
+        if dtype != torch.float64 and refine:
+            mel64 = _mel_filters(self.num_mel_bins)
+            self._mel64 = torch.as_tensor(mel64, dtype=torch.float64, device=self.device)
+            self._mel_width = torch.as_tensor(mel64.sum(0), dtype=dtype, device=self.device)
+            self._window64 = torch.as_tensor(np.hanning(FRAME_LENGTH), dtype=torch.float64, device=self.device)
+
+    def _power(self, frames: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """|rfft(512)|² of DC-removed, pre-emphasised, Hann-windowed frames (..., 400) -> (..., 257).
+
+        The straightforward per-frame form, used for the float64 refinement of a few frames.
+        """
+        frames = frames.to(dtype)
+        frames = frames - frames.mean(dim=-1, keepdim=True)
+        frames = torch.cat([frames[..., :1] * (1 - PREEMPHASIS),
+                            frames[..., 1:] - PREEMPHASIS * frames[..., :-1]], dim=-1)
+        window = self._window64 if dtype == torch.float64 and self.dtype != torch.float64 else self._window
+        spec = torch.fft.rfft(frames * window, n=FFT_LENGTH)
+        return spec.real.square() + spec.imag.square()
+
+    def _power_fast(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        """The same as `_power(frames)` for the first t frames of x (B, N), with fewer passes over memory.
+
+        Per frame, DC removal then pre-emphasis gives e[n] - 0.03*mean for n >= 1, where
+        e = x[n] - 0.97*x[n-1] is computed once on the whole signal; sample 0 is special but the
+        symmetric Hann window is 0 there, so it never counts. The mean term is linear, so it is
+        subtracted after the FFT: rfft(e*w) - 0.03*mean*rfft(w).
+        """
+        b, n = x.shape
+        # e is padded with zeros so each frame can be read as 512 samples: window512 is 0 after 400,
+        # so rfft needs no internal zero-padding copy.
+        e = torch.empty(b, max(n, (t - 1) * HOP_LENGTH + FRAME_LENGTH) + FFT_LENGTH - FRAME_LENGTH,
+                        dtype=x.dtype, device=x.device)
+        e[:, n:] = 0
+        e[:, 0] = x[:, 0]
+        torch.sub(x[:, 1:], x[:, :-1], alpha=PREEMPHASIS, out=e[:, 1:n])
+        frames = e.unfold(1, FFT_LENGTH, HOP_LENGTH)[:, :t]
+        means = torch.nn.functional.avg_pool1d(x[:, None], FRAME_LENGTH, HOP_LENGTH)[:, 0, :t]
+        spec = torch.fft.rfft(frames * self._window512)
+        spec.sub_(((1 - PREEMPHASIS) * means)[..., None] * self._window_fft)
+        return spec.real.square() + spec.imag.square()
+
+    def _risky(self, power: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        """Frames (B, T) where float32 FFT round-off could move a normalised value noticeably.
+
+        The FFT's absolute error per bin is at most ~eps*sqrt(frame energy) (measured <= 1.05x; we allow
+        3x). By Cauchy-Schwarz a mel cell's energy error is then <= 2*d*sqrt(width*mel) + d^2*width.
+        Quiet mel cells next to loud ones (pure tones, low bins after pre-emphasis) fail this; those
+        frames are recomputed in float64, the rest keep the fast float32 result.
+        """
+        d = 3 * torch.finfo(torch.float32).eps * power.sum(-1, keepdim=True).sqrt()
+        err = 2 * d * (self._mel_width * mel.clamp_min(0)).sqrt() + d.square() * self._mel_width
+        rel = err / mel.clamp_min(MEL_FLOOR)
+        return (rel > REFINE_BOUND * 2 * self.std).any(-1)
+
+    @property
+    def max_samples(self) -> int:
+        """Samples that fill exactly max_length frames; anything after them is never looked at."""
+        return (self.max_length - 1) * HOP_LENGTH + FRAME_LENGTH
+
+    def padding_value(self) -> float:
+        """Value that padded frames have after normalisation (0 normalised)."""
+        return (0.0 - self.mean) / (2 * self.std)
+
+    def normalize(self, feats: torch.Tensor) -> torch.Tensor:
+        return (feats - self.mean) / (2 * self.std)
+
+    def _batch(self, wavs: Sequence[np.ndarray] | torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """Stack clips (cropped to max_samples) into one zero-padded (B, N) tensor and their lengths."""
+        limit = self.max_samples
+        if isinstance(wavs, torch.Tensor):
+            x = wavs.unsqueeze(0) if wavs.dim() == 1 else wavs
+            if x.dim() != 2:
+                raise FeatureError(f"Expected mono audio shaped (batch, samples), got shape {tuple(wavs.shape)}.")
+            x = x[:, :limit].to(self.device, self.dtype)
+            return x, [x.shape[1]] * x.shape[0]
+        if isinstance(wavs, np.ndarray) and wavs.ndim == 1:
+            wavs = [wavs]
+        arrays = []
+        for i, w in enumerate(wavs):
+            a = w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else np.asarray(w)
+            if a.ndim != 1:
+                raise FeatureError(f"Clip {i} is not mono audio (shape {a.shape}); mix it down to one channel first.")
+            arrays.append(a[:limit])
+        if not arrays:
+            raise FeatureError("No audio clips were given to compute features from.")
+        lengths = [len(a) for a in arrays]
+        width = max(max(lengths), FRAME_LENGTH)
+        buf = np.zeros((len(arrays), width), dtype=np.float32)
+        for i, a in enumerate(arrays):
+            buf[i, : len(a)] = a
+        return torch.from_numpy(buf).to(self.device, self.dtype), lengths
+
+    def raw(self, wavs: Sequence[np.ndarray] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unnormalised log-mel (B, max_length, bins) with 0 in padded frames, and real frame counts (B,)."""
+        x, lengths = self._batch(wavs)
+        b = x.shape[0]
+        n_real = torch.tensor([min(num_frames(n), self.max_length) for n in lengths], device=self.device)
+        t = num_frames(x.shape[1])
+        if t == 0:
+            return torch.zeros(b, self.max_length, self.num_mel_bins, dtype=self.dtype, device=self.device), n_real
+        frames = x.unfold(1, FRAME_LENGTH, HOP_LENGTH)[:, : self.max_length]  # (B, T, 400), a view
+        t = frames.shape[1]
+        valid = torch.arange(t, device=self.device)[None, :] < n_real[:, None]
+        power = self._power_fast(x, t)
+        mel = power @ self._mel
+        if self.dtype != torch.float64 and self.refine:
+            redo = self._risky(power, mel) & valid
+            if bool(redo.any()):
+                idx = redo.nonzero(as_tuple=True)
+                mel64 = self._power(frames[idx], torch.float64) @ self._mel64
+                mel[idx] = mel64.to(self.dtype)
+                self.refined_frames += int(idx[0].numel())
+        logmel = mel.clamp_min_(MEL_FLOOR).log_().masked_fill_(~valid[..., None], 0.0)
+        if t < self.max_length:
+            logmel = torch.nn.functional.pad(logmel, (0, 0, 0, self.max_length - t))
+        return logmel, n_real
+
+    def __call__(self, wavs: Sequence[np.ndarray] | torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Features (B, max_length, bins) exactly as the model sees them (normalised by default)."""
+        feats, _ = self.raw(wavs)
+        return self.normalize(feats) if normalize else feats
+
+
+def _batched(items: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    batch: list[np.ndarray] = []
+    for item in items:
+        batch.append(np.asarray(item, dtype=np.float32))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def compute_stats(wavs: Iterable[np.ndarray], fbank: Fbank, batch_size: int = 32) -> tuple[float, float]:
+    """Global mean and std of the unnormalised log-mel over every real frame x mel bin.
+
+    Real frames are those the model sees (up to max_length) that come from audio, not padding.
+    Accumulates sum and sum of squares in float64 batch by batch, so memory stays flat; this is the
+    dataset statistic, not the mean of per-clip stds (which underestimates the spread). Run it on the
+    training split without augmentation.
+    """
+    total = 0.0
+    total_sq = 0.0
+    count = 0
+    for batch in _batched(wavs, batch_size):
+        feats, n_real = fbank.raw(batch)
+        mask = torch.arange(fbank.max_length, device=feats.device)[None, :] < n_real[:, None]
+        real = feats[mask].double()
+        total += float(real.sum())
+        total_sq += float(real.square().sum())
+        count += int(real.numel())
+    if count < 2:
+        raise FeatureError("Cannot compute feature statistics: the clips are empty or shorter than 25 ms.")
+    mean = total / count
+    var = max(total_sq / count - mean * mean, 0.0) * count / (count - 1)
+    std = math.sqrt(var)
+    if std <= 0:
+        raise FeatureError("Cannot compute feature statistics: every clip is identical (e.g. all silent).")
+    return mean, std
+
+
+def choose_max_length(durations: Sequence[float], percentile: float = 95, cap: int = MAX_FRAMES) -> int:
+    """Input length in frames from clip durations.
+
+    Rule: take the `percentile`-th duration in seconds, convert at 100 frames per second (10 ms hop)
+    rounding up, round that up to a multiple of 16 (AST's patch size), keep it at least 16 frames
+    and at most `cap` (1024 = the pretrained 10.24 s). So 1 s clips give 112 frames, 5 s give 512.
+    """
+    if cap < PATCH:
+        raise FeatureError(f"The input length cap must be at least {PATCH} frames, not {cap}.")
+    d = np.asarray([float(x) for x in durations], dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        raise FeatureError("Cannot choose an input length: no clip durations were given.")
+    seconds = float(np.percentile(d, percentile))
+    frames = math.ceil(round(seconds * FRAMES_PER_SECOND, 6))
+    frames = PATCH * math.ceil(max(frames, 1) / PATCH)
+    return int(min(max(frames, PATCH), cap))
+
+
+def feature_extractor_config(max_length: int, mean: float, std: float):
+    """An `ASTFeatureExtractor` with our length and statistics, saved with the exported model."""
+    from transformers import ASTFeatureExtractor
+
+    return ASTFeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, num_mel_bins=NUM_MEL_BINS,
+                               max_length=int(max_length), padding_value=0.0, do_normalize=True,
+                               mean=float(mean), std=float(std), return_attention_mask=False)
+
+
+def _dataset_identity(dataset: Any) -> str:
+    """A string that changes when the dataset's contents change."""
+    fp = getattr(dataset, "_fingerprint", None)
+    if fp:
+        return f"ds:{fp}"
+    h = hashlib.sha256()
+    for w in dataset:
+        a = np.ascontiguousarray(np.asarray(w, dtype=np.float32))
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return f"arrays:{h.hexdigest()}"
+
+
+def _iter_audio(dataset: Any, column: str, batch_size: int) -> Iterator[list[np.ndarray]]:
+    """Batches of waveforms from a `datasets.Dataset` (reading only one column) or a sequence of arrays."""
+    if hasattr(dataset, "with_format") and hasattr(dataset, "column_names"):
+        if column not in dataset.column_names:
+            raise FeatureError(f"The dataset has no {column!r} column (columns: {', '.join(dataset.column_names)}).")
+        ds = dataset.select_columns([column]).with_format("numpy")
+        for start in range(0, len(ds), batch_size):
+            rows = ds[start : start + batch_size][column]
+            yield [np.asarray(r, dtype=np.float32) for r in rows]
+    else:
+        yield from _batched(dataset, batch_size)
+
+
+class FeatureCache:
+    """Normalised features of one dataset split, computed once into a float32 memmap and reused.
+
+    The file lives in `path` (a cache folder) under a name hashed from the dataset identity (its Arrow
+    fingerprint, a hash of the arrays for a plain sequence, or `identity` when given), max_length, mean, std and mel bins, so later epochs and later runs on the same data
+    reuse it and any change makes a new one. It is written to a temporary file and renamed when
+    complete, so an interrupted run never leaves a half-filled cache behind. Memory stays flat: one
+    batch of audio at a time, and reads come from the page cache.
+    """
+
+    def __init__(self, path: str | Path, fbank: Fbank, dataset: Any, column: str = "audio",
+                 batch_size: int = 32, progress: Callable[[float, str], None] | None = None,
+                 identity: str | None = None):
+        self.fbank = fbank
+        self.dir = Path(path)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        n = len(dataset)
+        ident = json.dumps({"v": CACHE_VERSION, "data": identity or _dataset_identity(dataset), "n": n,
+                            "max_length": fbank.max_length, "mean": repr(fbank.mean), "std": repr(fbank.std),
+                            "bins": fbank.num_mel_bins, "column": column}, sort_keys=True)
+        self.key = hashlib.sha256(ident.encode()).hexdigest()[:20]
+        self.file = self.dir / f"features-{self.key}.f32"
+        self.shape = (n, fbank.max_length, fbank.num_mel_bins)
+        self.reused = self.file.exists() and self.file.stat().st_size == 4 * math.prod(self.shape)
+        if not self.reused:
+            self._build(dataset, column, batch_size, progress)
+        self._data = (np.memmap(self.file, dtype=np.float32, mode="r", shape=self.shape) if n
+                      else np.zeros(self.shape, dtype=np.float32))
+
+    def _build(self, dataset: Any, column: str, batch_size: int,
+               progress: Callable[[float, str], None] | None) -> None:
+        n = self.shape[0]
+        tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
+        try:
+            if n:
+                out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=self.shape)
+                done = 0
+                for batch in _iter_audio(dataset, column, batch_size):
+                    feats = self.fbank(batch).cpu().numpy()
+                    out[done : done + len(batch)] = feats
+                    done += len(batch)
+                    if progress:
+                        progress(done / n, f"Computing features: {done}/{n} clips")
+                if done != n:
+                    raise FeatureError(f"The dataset yielded {done} clips but reports {n}.")
+                out.flush()
+                del out
+            else:
+                tmp.write_bytes(b"")
+            os.replace(tmp, self.file)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        """Features of clip i as a (max_length, bins) float32 tensor (a copy, safe to modify)."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"feature index {i} out of range for {len(self)} clips")
+        return torch.from_numpy(np.array(self._data[i], dtype=np.float32))
