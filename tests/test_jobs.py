@@ -192,15 +192,18 @@ def test_concurrent_clients_get_correct_answers_without_deadlock(tmp_path, manag
                 assert [r.id for r in jm.list_runs(owner)] == [job]
                 time.sleep(0.001)
             if i % 2:
-                jm.stop(job, owner=owner)
+                assert jm.stop(job, owner=owner) is True  # still held, so the job is active
+                with lock:
+                    stopped.append(owner)
             results[owner] = (job, jm.wait(job, TIMEOUT))
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
+    lock, stopped = threading.Lock(), []
     threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
-    time.sleep(0.05)
+    wait_for(lambda: len(stopped) == 3 or bool(errors))  # release training only after the stops
     hold.set()
     for t in threads:
         t.join(TIMEOUT)

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Issue 6, target 4: latency of one 5-second clip through `Predictor.predict`, side by side with
+the bare model forward on ready-made features and with `transformers.pipeline` on the exported model.
+
+    python bench/bench_infer.py --size base --out bench/out/infer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from common import make_checkpoint, write_json
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return round(statistics.median(times) * 1000, 2)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="base")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("bench/out/infer.json"))
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+    from transformers import pipeline
+
+    from astapp.export import export_model
+    from astapp.features import Fbank, choose_max_length
+    from astapp.infer import Predictor
+    from astapp.model import load_model
+    from astapp.synth import make_signal, write_wav
+
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="astapp_bench_infer_"))
+    ckpt = make_checkpoint(work / "ckpt", args.size)
+    labels = [f"class_{i}" for i in range(10)]
+    frames = choose_max_length([args.seconds])
+    model = load_model(str(ckpt), labels, frames)
+    export_dir = work / "export"
+    export_model(model, labels, frames, -4.27, 4.57, export_dir)
+
+    wav = make_signal("chirp", args.seconds, rng=np.random.default_rng(0))
+    clip = write_wav(work / "clip.wav", wav)
+
+    predictor = Predictor(export_dir)
+    bare = predictor.model if hasattr(predictor, "model") else model
+    bare.eval()
+    feats = Fbank(max_length=frames, mean=-4.27, std=4.57)([wav])
+
+    def forward() -> None:
+        with torch.inference_mode():
+            bare(input_values=feats)
+
+    pipe = pipeline("audio-classification", model=str(export_dir), device="cpu")
+    bare_ms = median_ms(forward, args.repeats)
+    predict_wav_ms = median_ms(lambda: predictor.predict(wav, top_k=5), args.repeats)
+    predict_file_ms = median_ms(lambda: predictor.predict(str(clip), top_k=5), args.repeats)
+    pipe_ms = median_ms(lambda: pipe(str(clip), top_k=5), args.repeats)
+    result = {
+        "benchmark": "inference_latency", "model": args.size, "clip_seconds": args.seconds,
+        "max_length": frames, "threads": args.threads,
+        "bare_forward_ms": bare_ms,
+        "predict_array_ms": predict_wav_ms,
+        "predict_file_ms": predict_file_ms,
+        "pipeline_file_ms": pipe_ms,
+        "predict_overhead_vs_forward": round(predict_wav_ms / bare_ms - 1, 3),
+        "predict_file_overhead_vs_forward": round(predict_file_ms / bare_ms - 1, 3),
+        "pipeline_over_predict": round(pipe_ms / predict_file_ms, 2),
+    }
+    write_json(args.out, result)
+    import json
+
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""Helpers shared by the bench scripts: generated data, local checkpoints, timed subprocesses.
+
+Every benchmark builds its own data (varied synthetic signals) and its own randomly initialised
+checkpoint, so anyone can rerun it offline; the reference recipe and astapp always run side by side,
+on the same data and checkpoint, in one invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # bench scripts run as files; make `import astapp` work from anywhere
+    sys.path.insert(0, str(ROOT))
+SEED_PIPELINE = ROOT.parent / "shared" / "baseline" / "seed_pipeline.py"
+
+# Model sizes named in issue 6: "small AST" (hidden 192, 4 layers) and base AST (768, 12 layers).
+SIZES = {
+    "small": dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+}
+
+
+def make_checkpoint(path: Path, size: str = "small", max_length: int = 1024, seed: int = 0) -> Path:
+    """A randomly initialised AST checkpoint (same compute cost as a pretrained one)."""
+    if (path / "config.json").exists():
+        return path
+    import torch
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+
+    torch.manual_seed(seed)
+    cfg = ASTConfig(max_length=max_length, num_labels=527, **SIZES[size])
+    ASTForAudioClassification(cfg).save_pretrained(path)
+    ASTFeatureExtractor(max_length=max_length).save_pretrained(path)
+    return path
+
+
+def make_dataset(path: Path, n_classes: int, per_class: int, seconds: float, seed: int = 0) -> Path:
+    """Class folders of generated clips with jittered lengths around `seconds` (±10 %)."""
+    from astapp.synth import make_class_folders
+
+    if path.exists() and any(path.iterdir()):
+        return path
+    make_class_folders(path, n_classes=n_classes, per_class=per_class,
+                       seconds=(seconds * 0.9, seconds * 1.1), seed=seed)
+    return path
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> dict:
+    """Run a command, return wall seconds, peak child RSS (MiB) and exit code; raise on failure."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env=full_env, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    if log:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(out.stdout + "\n--- stderr ---\n" + out.stderr)
+    if out.returncode != 0:
+        tail = "\n".join((out.stdout + out.stderr).splitlines()[-30:])
+        raise RuntimeError(f"command failed ({out.returncode}): {' '.join(cmd)}\n{tail}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"wall_seconds": round(wall, 2), "peak_rss_mib_children": round(peak, 1)}
+
+
+def python() -> str:
+    return sys.executable
+
+
+def write_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2))
