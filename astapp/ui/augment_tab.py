@@ -1,0 +1,207 @@
+"""Augment tab: hear and see one clip as the model will, with and without augmentation.
+
+The controls are built from `astapp.augment.PRESETS` (one toggle + probability per transform), so
+new transforms appear here without UI changes. Every preview also stores the resulting
+`AugmentConfig` in the session state that the Train tab reads, so what you hear is what trains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from astapp.config import AUGMENT_PRESETS, AugmentConfig
+from astapp.ui.common import UiContext, guarded
+
+MAX_CHOICES = 300
+
+
+@dataclass
+class AugmentTab:
+    tab: gr.Tab
+    dataset_outputs: list[Any]
+    on_dataset: Callable[[dict[str, Any] | None], Any]
+
+
+def transform_specs() -> list[dict[str, Any]]:
+    """Every transform named in any preset: {name, p, presets} in first-seen order."""
+    try:
+        from astapp.augment import PRESETS
+    except Exception:  # noqa: BLE001 - augment module not available: only the preset radio is shown
+        return []
+    seen: dict[str, dict[str, Any]] = {}
+    for preset, items in PRESETS.items():
+        for item in items:
+            name = str(item.get("name") or item.get("transform") or item.get("type") or "")
+            if not name:
+                continue
+            spec = seen.setdefault(name, {"name": name, "p": float(item.get("p", 0.5)), "presets": []})
+            spec["presets"].append(preset)
+    return list(seen.values())
+
+
+def _pretty(name: str) -> str:
+    out = "".join(f" {c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
+    return out.strip().capitalize()
+
+
+def make_augment(preset: str, freq_mask: float, time_mask: float, mixup: float,
+                 specs: list[dict[str, Any]], values: tuple[Any, ...]) -> AugmentConfig:
+    """AugmentConfig from the controls: per-transform overrides only where they differ from the preset."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for i, spec in enumerate(specs):
+        enabled, p = bool(values[2 * i]), float(values[2 * i + 1])
+        in_preset = preset in spec["presets"]
+        o: dict[str, Any] = {}
+        if enabled != in_preset:
+            o["enabled"] = enabled
+        if enabled and abs(p - spec["p"]) > 1e-9:
+            o["p"] = p
+        if o:
+            overrides[spec["name"]] = o
+    return AugmentConfig(preset=str(preset), transforms=overrides, freq_mask=int(freq_mask or 0),
+                         time_mask=int(time_mask or 0), mixup=float(mixup or 0))
+
+
+def build(ctx: UiContext, dataset: gr.State, augment: gr.State) -> AugmentTab:
+    specs = transform_specs()
+    with gr.Tab("2 · Augment", id="augment") as tab:
+        gr.Markdown("Augmentation makes each training pass hear a slightly different version of your clips, "
+                    "so the model learns the sound and not the recording. Listen and look before you train: "
+                    "**these settings are the ones training uses.**")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                clip = gr.Dropdown(label="Clip", choices=[], allow_custom_value=True, elem_id="augment-clip")
+                preset = gr.Radio(list(AUGMENT_PRESETS), value="light", label="Preset",
+                                  info="none = off · light = gentle gain/shift/noise · classic = stronger")
+                toggles: list[Any] = []
+                if specs:
+                    with gr.Accordion("Waveform transforms", open=True):
+                        for spec in specs:
+                            with gr.Row(equal_height=True):
+                                toggles.append(gr.Checkbox("light" in spec["presets"], label=_pretty(spec["name"]),
+                                                           min_width=150, scale=2))
+                                toggles.append(gr.Slider(0, 1, value=spec["p"], step=0.05, label="probability",
+                                                         min_width=120, scale=3))
+                with gr.Accordion("Spectrogram (SpecAugment) and mixup", open=False):
+                    freq_mask = gr.Slider(0, 64, value=0, step=1, label="Frequency mask width (mel bins)",
+                                          info="AST recipe: 48")
+                    time_mask = gr.Slider(0, 256, value=0, step=4, label="Time mask width (frames)",
+                                          info="AST recipe: 192 at 10 s; keep it below your clip length")
+                    mixup = gr.Slider(0, 1, value=0, step=0.05, label="Mixup probability",
+                                      info="mixes pairs of clips and their labels (AST recipe: 0.5)")
+                with gr.Row():
+                    seed = gr.Number(0, label="Random seed", precision=0, min_width=100)
+                    reroll = gr.Button("🎲 Re-roll", min_width=100)
+                go = gr.Button("Preview", variant="primary", elem_id="preview-btn")
+            with gr.Column(scale=2):
+                figure = gr.Plot(label="Waveform and log-mel spectrogram", show_label=False,
+                                 elem_id="augment-plot")
+                with gr.Row():
+                    original = gr.Audio(label="Original", interactive=False, buttons=[])
+                    augmented = gr.Audio(label="Augmented (what training hears)", interactive=False, buttons=[])
+                summary = gr.Markdown(elem_classes=["astapp-hint"])
+
+    def on_preset(p: str) -> list[Any]:
+        out: list[Any] = []
+        for spec in specs:
+            out += [gr.Checkbox(value=p in spec["presets"]), gr.Slider(value=spec["p"])]
+        return out
+
+    def on_dataset(data: dict[str, Any] | None) -> Any:
+        try:
+            choices = clip_choices(data)
+        except Exception:  # noqa: BLE001 - a list we cannot read just stays empty
+            choices = []
+        return gr.Dropdown(choices=choices, value=choices[0] if choices else None)
+
+    @guarded
+    def preview_fn(data: dict[str, Any] | None, clip_v: str | None, preset_v: str, fm: float, tm: float,
+                   mx: float, seed_v: float, *values: Any) -> tuple[Any, ...]:
+        from astapp.audio import load_audio
+        from astapp.preview import preview
+
+        cfg = make_augment(preset_v, fm, tm, mx, specs, values)
+        problems = _cfg_problems(cfg)
+        if problems:
+            raise gr.Error(" ".join(problems))
+        from astapp.ui.data_tab import current
+
+        path = _clip_path(current(ctx, data), clip_v)
+        wav = load_audio(path, max_seconds=30)
+        pv = preview(wav, cfg, int(seed_v or 0))
+        sr = int(getattr(pv, "sample_rate", 16000))
+        text = (f"Preset **{cfg.preset}**"
+                + (f", {len(cfg.transforms)} change(s) to it" if cfg.transforms else "")
+                + (f" · SpecAugment {cfg.freq_mask} bins / {cfg.time_mask} frames" if cfg.freq_mask or cfg.time_mask
+                   else "")
+                + (f" · mixup {cfg.mixup:g}" if cfg.mixup else "")
+                + " — saved for training.")
+        return cfg.__dict__.copy(), pv.figure, (sr, pv.original), (sr, pv.augmented), text
+
+    def reroll_fn(_seed: float) -> int:
+        import random
+
+        return random.randint(1, 1_000_000)
+
+    def sync_fn(preset_v: str, fm: float, tm: float, mx: float, *values: Any) -> dict[str, Any]:
+        """Keep the training settings in step with the controls, even without a preview."""
+        return make_augment(preset_v, fm, tm, mx, specs, values).__dict__.copy()
+
+    inputs = [dataset, clip, preset, freq_mask, time_mask, mixup, seed, *toggles]
+    outputs = [augment, figure, original, augmented, summary]
+    controls = [preset, freq_mask, time_mask, mixup, *toggles]
+    gr.on([c.change for c in controls], sync_fn, controls, augment, api_visibility="private",
+          show_progress="hidden", trigger_mode="always_last")
+    if toggles:
+        preset.change(on_preset, preset, toggles, api_visibility="private")
+    go.click(preview_fn, inputs, outputs, api_name="preview_augment")
+    reroll.click(reroll_fn, seed, seed, api_visibility="private").then(
+        preview_fn, inputs, outputs, api_visibility="private")
+    clip.change(preview_fn, inputs, outputs, api_visibility="private")
+    return AugmentTab(tab, [clip], on_dataset)
+
+
+def _cfg_problems(cfg: AugmentConfig) -> list[str]:
+    from astapp.config import TrainConfig
+
+    return [p for p in TrainConfig(data="x", augment=cfg).validate() if "preset" in p.lower()]
+
+
+def clip_choices(data: dict[str, Any] | None) -> list[str]:
+    """Clips of the current dataset as paths relative to its root (first few per class)."""
+    from astapp.ingest import scan
+
+    root = (data or {}).get("root")
+    if not root:
+        return []
+    items = scan(Path(root)).items
+    per_class: dict[str, int] = {}
+    out: list[str] = []
+    for it in items:
+        if per_class.get(it.label, 0) < 20 and len(out) < MAX_CHOICES:
+            per_class[it.label] = per_class.get(it.label, 0) + 1
+            out.append(Path(it.path).resolve().relative_to(Path(root).resolve()).as_posix())
+    return out
+
+
+def _clip_path(data: dict[str, Any] | None, clip: str | None) -> Path:
+    """The chosen clip on disk; refuses anything outside the dataset folder."""
+    from astapp.paths import inside
+
+    root = (data or {}).get("root")
+    if not root:
+        raise gr.Error("Choose a dataset in the Data tab first.")
+    if not clip:
+        choices = clip_choices(data)
+        if not choices:
+            raise gr.Error("The dataset has no clips to preview.")
+        clip = choices[0]
+    path = inside(Path(root), clip)
+    if not path.is_file():
+        raise gr.Error(f"There is no clip {clip!r} in this dataset; pick one from the list.")
+    return path
