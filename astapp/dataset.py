@@ -299,7 +299,11 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
                 "report": report.to_dict()}
         atomic_write_text(tmp / "meta.json", json.dumps(meta, ensure_ascii=False))
         shutil.rmtree(cache, ignore_errors=True)
-        os.replace(tmp, cache)
+        try:
+            os.replace(tmp, cache)
+        except OSError:  # another job built the same cache at the same moment: use theirs
+            if not (cache / "meta.json").is_file():
+                raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

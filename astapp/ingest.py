@@ -437,11 +437,19 @@ def scan(root: str | Path, manifest: str | Path | None = None) -> Listing:
                               "them e.g. 'filename' and 'label'.")
         return listing
     root = _strip_chain(root)
-    for candidate in _find_manifests(root):
-        listing = _scan_manifest(root, candidate)
+    manifests = _find_manifests(root)
+    for candidate in manifests:  # a manifest whose label column is named like one wins
+        listing = _scan_manifest(root, candidate, by_content=False)
         if listing is not None:
             return listing
-    return _scan_folders(root)
+    folders = _scan_folders(root)
+    if len({i.label for i in folders.items}) >= 2:
+        return folders  # class folders beat a guess at some CSV's columns
+    for candidate in manifests:
+        listing = _scan_manifest(root, candidate, by_content=True)
+        if listing is not None:
+            return listing
+    return folders
 
 
 def _scan_folders(root: Path) -> Listing:
@@ -577,7 +585,7 @@ def _pick(columns: list[str], names: tuple[str, ...]) -> str | None:
     return next((lower[n] for n in names if n in lower), None)
 
 
-def _scan_manifest(root: Path, manifest: Path) -> Listing | None:
+def _scan_manifest(root: Path, manifest: Path, by_content: bool = True) -> Listing | None:
     rows = _read_table(manifest)
     if not rows:
         return None
@@ -592,7 +600,7 @@ def _scan_manifest(root: Path, manifest: Path) -> Listing | None:
         return None
     fold_col = _pick([c for c in columns if c != file_col], FOLD_COLUMNS)
     label_col = _pick([c for c in columns if c not in (file_col, fold_col)], LABEL_COLUMNS)
-    if label_col is None:
+    if label_col is None and by_content:
         label_col = _label_by_content(rows, [c for c in columns if c not in (file_col, fold_col)])
     if label_col is None:
         return None

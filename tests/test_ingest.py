@@ -276,3 +276,33 @@ def test_missing_source_gives_upload_error(tmp_path):
         resolve_source("", tmp_path, IngestLimits())
     with pytest.raises(UploadError, match="Hugging Face"):
         resolve_source("hf:someone/some-dataset-that-is-offline", tmp_path, IngestLimits())
+
+
+def test_class_folders_beat_a_csv_whose_label_column_is_only_a_guess(tmp_path):
+    root = tmp_path / "ds"
+    for rel in ["dog/a.wav", "dog/b.wav", "cat/c.wav", "cat/d.wav"]:
+        _write(root, rel)
+    (root / "recorded.csv").write_text("file,device\ndog/a.wav,phone\ndog/b.wav,mic\ncat/c.wav,phone\n"
+                                       "cat/d.wav,mic\n")
+    listing = scan(root)
+    assert listing.layout == "folders" and _labels(listing) == {"dog": 2, "cat": 2}
+
+
+def test_saved_datasets_folder_is_materialised_with_its_splits(tmp_path):
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"audio": [{"bytes": wav_bytes(seed=i), "path": f"c{i}.wav"} for i in range(4)],
+                                     "label": [0, 1, 0, 1]})
+    ds = ds.cast_column("audio", datasets.Audio(decode=False))
+    ds = ds.cast_column("label", datasets.ClassLabel(names=["cat", "Hund 🐕"]))
+    datasets.DatasetDict(train=ds, test=ds.select([0, 1])).save_to_disk(str(tmp_path / "saved"))
+    ws = tmp_path / "ws"
+    root = resolve_source(tmp_path / "saved", ws, IngestLimits())
+    assert root.is_relative_to(ws)
+    listing = scan(root)
+    assert listing.layout == "manifest:manifest.csv"
+    assert sorted((it.label, it.fold) for it in listing.items) == [
+        ("Hund 🐕", "test"), ("Hund 🐕", "train"), ("Hund 🐕", "train"), ("cat", "test"), ("cat", "train"),
+        ("cat", "train")]
+    assert all(it.path.read_bytes()[:4] == b"RIFF" for it in listing.items)
+    assert resolve_source(tmp_path / "saved", ws, IngestLimits()) == root  # materialised once
