@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import logging
-import os
 import shutil
+import sys
 import threading
 import time
 import traceback
@@ -375,11 +376,10 @@ class JobManager:
 
     def cleanup_idle(self, now: float | None = None) -> list[Path]:
         """Delete idle workspaces (and expired runs if a run TTL is set), sparing active jobs."""
-        with self._cond:
+        with self._cond:  # only the snapshot of active jobs needs the lock, not the deleting
             active = self._active()
-            owners = {j.owner for j in active}
-            run_ids = {j.id for j in active}
-            return _cleanup_idle(self.root, now=now, busy_owners=owners, busy_runs=run_ids)
+        owners = {j.owner for j in active}
+        return _cleanup_idle(self.root, now=now, busy_owners=owners, busy_runs={j.id for j in active})
 
     def _janitor_loop(self) -> None:
         while not self._closing:
@@ -412,6 +412,7 @@ class JobManager:
                 log.exception("Worker error on job %s", job.id)
                 self._finish(job, "failed", explain(e))
             finally:
+                _release_memory()
                 with self._cond:
                     self._running = None
                     self._cond.notify_all()
@@ -446,6 +447,8 @@ class JobManager:
                     "failed": f"Training failed: {error}"}
         with self._cond:
             job.state, job.error, job.finished = state, error, time.time()
+            if self._running is job:  # free the slot before waiters wake, so limits and positions agree
+                self._running = None
             job.message = messages.get(state, state)
             if state == "finished":
                 job.progress = 1.0
@@ -498,6 +501,16 @@ class JobManager:
             log.exception("Could not record an event for job %s", job.id)
 
 
+def _release_memory() -> None:
+    """Free what a finished (or out-of-memory) job left behind before the next one starts."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        with contextlib.suppress(Exception):
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
 def _progress_text(ev: dict[str, Any]) -> str:
     parts = []
     if "epoch" in ev:
@@ -528,7 +541,7 @@ def get_manager() -> JobManager:
     global _manager
     with _manager_lock:
         if _manager is None:
-            m = JobManager(cleanup_interval_s=float(os.environ.get("ASTAPP_CLEANUP_INTERVAL_S", "900") or 0))
+            m = JobManager(cleanup_interval_s=_env_int("ASTAPP_CLEANUP_INTERVAL_S", 900))
             for info in m.recover():
                 log.warning("Run %s was interrupted by a restart; it can be resumed.", info.id)
             _manager = m
