@@ -304,6 +304,11 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
         except OSError:  # another job built the same cache at the same moment: use theirs
             if not (cache / "meta.json").is_file():
                 raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DatasetError(f"Could not write the prepared dataset under {workspace} ({exc.strerror or exc}); "
+                           "free some disk space and try again.") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

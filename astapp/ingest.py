@@ -131,11 +131,15 @@ def extract_zip(zip_path: str | Path, dest_dir: str | Path, limits: IngestLimits
         plan = _plan(zf, size, limits)
         created = not dest.exists()
         dest.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
         try:
-            _stream_members(zf, plan, dest.resolve(), size, limits)
+            _stream_members(zf, plan, dest.resolve(), size, limits, written)
         except BaseException as exc:
             if created:
                 shutil.rmtree(dest, ignore_errors=True)
+            else:
+                for p in written:
+                    p.unlink(missing_ok=True)
             if isinstance(exc, UploadError | KeyboardInterrupt):
                 raise
             if isinstance(exc, zipfile.BadZipFile | EOFError | ValueError | zlib.error):
@@ -191,7 +195,7 @@ def _plan(zf: zipfile.ZipFile, archive_size: int, limits: IngestLimits) -> list[
 
 
 def _stream_members(zf: zipfile.ZipFile, plan: list[tuple[zipfile.ZipInfo, list[str]]], dest: Path,
-                    archive_size: int, limits: IngestLimits) -> None:
+                    archive_size: int, limits: IngestLimits, written_paths: list[Path]) -> None:
     total = 0
     for info, parts in plan:
         out = dest.joinpath(*parts)
@@ -201,6 +205,7 @@ def _stream_members(zf: zipfile.ZipFile, plan: list[tuple[zipfile.ZipInfo, list[
         out.parent.mkdir(parents=True, exist_ok=True)
         compressed = max(min(info.compress_size, archive_size), 1)
         written = 0
+        written_paths.append(out)
         with zf.open(info) as src, open(out, "wb") as dst:
             while True:
                 chunk = src.read(_CHUNK)

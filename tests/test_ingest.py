@@ -306,3 +306,13 @@ def test_saved_datasets_folder_is_materialised_with_its_splits(tmp_path):
         ("cat", "train")]
     assert all(it.path.read_bytes()[:4] == b"RIFF" for it in listing.items)
     assert resolve_source(tmp_path / "saved", ws, IngestLimits()) == root  # materialised once
+
+
+def test_failed_extraction_into_an_existing_folder_removes_what_it_wrote(tmp_path, sandbox):
+    dest = sandbox / "existing"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("mine")
+    z = bomb_zip(_upload(tmp_path), 60 * MB, name="zz/bomb.wav", declared_size=3 * MB, extra=class_members())
+    with pytest.raises(UploadError):
+        extract_zip(z, dest, IngestLimits(max_ratio=1e9))
+    assert [p.name for p in dest.rglob("*") if p.is_file()] == ["keep.txt"]
