@@ -1,0 +1,132 @@
+"""Fast CPU modes: run the frozen part of AST once per clip, then train only what changes.
+
+* frozen: the whole backbone is frozen, so its pooled embedding of a clip never changes; we compute
+  it once and train the head (`HeadModel`) on cached embeddings: seconds instead of minutes.
+* last-N: the lower layers are frozen, so the hidden states entering the top N layers never change;
+  we cache them and train the top N layers + final layer norm + head (`TopLayersModel`).
+
+Both wrappers hold *the same module objects* as the full `ASTForAudioClassification`, so training
+them trains the full model in place: export and inference are identical to full mode. Caching is
+only valid without augmentation (augmented inputs differ every epoch); then `freeze` just stops
+gradients and the full model trains on live inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import ASTForAudioClassification
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+
+class HeadModel(nn.Module):
+    """The classifier head on cached pooled embeddings (input_values: (B, hidden))."""
+
+    def __init__(self, model: ASTForAudioClassification):
+        super().__init__()
+        self.classifier = model.classifier
+
+    def forward(self, input_values: torch.Tensor, labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
+        return SequenceClassifierOutput(logits=self.classifier(input_values))
+
+
+class TopLayersModel(nn.Module):
+    """The top N encoder layers, the final layer norm and the head on cached hidden states (B, seq, hidden)."""
+
+    def __init__(self, model: ASTForAudioClassification, n: int):
+        super().__init__()
+        base = model.audio_spectrogram_transformer
+        self.layers = nn.ModuleList(list(base.layers)[len(base.layers) - n:])
+        self.layernorm = base.layernorm
+        self.classifier = model.classifier
+
+    def forward(self, input_values: torch.Tensor, labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
+        hidden = input_values
+        for layer in self.layers:
+            hidden = layer(hidden, None)
+        seq = self.layernorm(hidden)
+        pooled = (seq[:, 0] + seq[:, 1]) / 2  # as ASTModel pools: mean of the cls and distillation tokens
+        return SequenceClassifierOutput(logits=self.classifier(pooled))
+
+
+def trainable_n(model: ASTForAudioClassification, mode: str) -> int | None:
+    """Layers that train: None for full, 0 for frozen, N (capped at the model's depth) for last-N."""
+    if mode == "full":
+        return None
+    if mode == "frozen":
+        return 0
+    return min(int(mode.split("-", 1)[1]), len(model.audio_spectrogram_transformer.layers))
+
+
+def freeze(model: ASTForAudioClassification, n: int) -> None:
+    """Stop gradients everywhere except the top n layers, the final layer norm (n > 0) and the head."""
+    base = model.audio_spectrogram_transformer
+    for p in model.parameters():
+        p.requires_grad_(False)
+    train_parts: list[nn.Module] = [model.classifier]
+    if n > 0:
+        train_parts += list(base.layers)[len(base.layers) - n:] + [base.layernorm]
+    for part in train_parts:
+        for p in part.parameters():
+            p.requires_grad_(True)
+
+
+def frozen_part(model: ASTForAudioClassification, n: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The function computing what the trainable part consumes: pooled embedding (n=0) or hidden states."""
+    base = model.audio_spectrogram_transformer
+    lower = list(base.layers)[: len(base.layers) - n]
+
+    def run(features: torch.Tensor) -> torch.Tensor:
+        if n == 0:
+            return base(features).pooler_output
+        hidden = base.embeddings(features)
+        for layer in lower:
+            hidden = layer(hidden, None)
+        return hidden
+
+    return run
+
+
+def cache_shape(model: ASTForAudioClassification, n: int, max_length: int) -> tuple[int, ...]:
+    """Shape of one clip's cached tensor."""
+    cfg = model.config
+    if n == 0:
+        return (cfg.hidden_size,)
+    f = (cfg.num_mel_bins - cfg.patch_size) // cfg.frequency_stride + 1
+    t = (max_length - cfg.patch_size) // cfg.time_stride + 1
+    return (f * t + 2, cfg.hidden_size)
+
+
+def fits_on_disk(folder: Path, nbytes: int, margin: float = 0.5) -> bool:
+    """True when `nbytes` fits in `margin` of the free space where `folder` lives."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return nbytes <= shutil.disk_usage(folder).free * margin
+
+
+@torch.no_grad()
+def compute_cache(fn: Callable[[torch.Tensor], torch.Tensor], features: torch.utils.data.Dataset,
+                  shape: tuple[int, ...], out: Path, device: torch.device, batch_size: int = 16,
+                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Run `fn` over every item's `input_values` once into a float32 .npy memmap written atomically."""
+    n = len(features)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *shape))
+        for start in range(0, n, batch_size):
+            batch = torch.stack([features[i]["input_values"] for i in range(start, min(n, start + batch_size))])
+            arr[start:start + len(batch)] = fn(batch.to(device)).float().cpu().numpy()
+            if progress:
+                progress(start + len(batch), n)
+        arr.flush()
+        del arr
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return np.load(out, mmap_mode="r")
