@@ -421,8 +421,10 @@ class JobManager:
         runs.write_status(job.run_dir, "running")
         runs.append_log(job.run_dir, "Training started.")
         handler = _ThreadLogHandler(job.run_dir, threading.get_ident())
-        root_logger = logging.getLogger()
-        root_logger.addHandler(handler)
+        # transformers' loggers do not propagate to the root logger, so listen there too
+        loggers = [logging.getLogger(), logging.getLogger("transformers")]
+        for lg in loggers:
+            lg.addHandler(handler)
         try:
             self.train_fn(job.cfg, lambda ev: self._on_event(job, ev), job.stop_event)
         except BaseException as e:  # noqa: BLE001 - recorded as a failed run, never re-raised
@@ -432,7 +434,8 @@ class JobManager:
             self._finish(job, "failed", msg)
             return
         finally:
-            root_logger.removeHandler(handler)
+            for lg in loggers:
+                lg.removeHandler(handler)
         status = runs.read_json(job.run_dir / "status.json")
         state = status.get("state")
         if state not in ("finished", "stopped", "failed"):

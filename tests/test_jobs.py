@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -46,7 +47,14 @@ def wait_for(pred, timeout: float = TIMEOUT) -> None:
 
 
 def test_job_runs_to_finished_with_events_log_and_model(tmp_path, managers):
-    jm = managers(tmp_path, train_fn=make_fake_train(steps=4))
+    fake = make_fake_train(steps=4)
+
+    def train_fn(cfg, events, stop):
+        logging.getLogger("astapp.train").warning("only 3 clips in class x")
+        logging.getLogger("transformers.trainer").warning("a transformers warning")
+        return fake(cfg, events, stop)
+
+    jm = managers(tmp_path, train_fn=train_fn)
     cfg = tiny_cfg()
     job = jm.submit("alice", cfg, name="  my   first run ")
     assert cfg.output == "runs/run", "caller's config must not be mutated"
@@ -69,7 +77,9 @@ def test_job_runs_to_finished_with_events_log_and_model(tmp_path, managers):
     snap = jm.snapshot(job, owner="alice")
     assert snap["state"] == "finished" and snap["progress"] == 1.0 and snap["position"] is None
     assert any("Training finished." in line for line in snap["log"])
-    assert any("Preparing data" in line for line in jm.tail(job, 50))
+    log_text = "\n".join(jm.tail(job, 50))
+    assert "Preparing data" in log_text and "warning: only 3 clips in class x" in log_text
+    assert "warning: a transformers warning" in log_text
     assert jm.active_job("alice") is None
 
 
@@ -227,7 +237,7 @@ SUBPROCESS_SCRIPT = textwrap.dedent("""
     jm = JobManager({root!r}, train_fn=make_fake_train(steps=10, hold=None, on_checkpoint=ready,
                     step_s=0.01, checkpoint_every=2, fail=lambda cfg: None))
     job = jm.submit("owner1", tiny_cfg())
-    import time; time.sleep(60)
+    import time; time.sleep(20)
 """)
 
 
