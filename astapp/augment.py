@@ -1,0 +1,319 @@
+"""Augmentation: audiomentations presets with per-transform overrides, SpecAugment masks, and mixup.
+
+Waveform transforms come from audiomentations. `CATALOGUE` describes every transform we offer with its
+parameters (default, range, step, help) so the UI can render toggles and sliders; `PRESETS` lists what
+each preset turns on. `AugmentConfig.transforms` overrides a preset per transform, e.g.
+`{"PitchShift": {"enabled": False}, "Gain": {"p": 0.3, "min_gain_db": -3}}`, and
+`{"ClippingDistortion": {"enabled": True}}` adds a transform on top of a lighter preset.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import secrets
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from astapp.config import AUGMENT_PRESETS, SAMPLE_RATE, AugmentConfig
+from astapp.errors import AstappError
+
+
+class AugmentError(AstappError):
+    """The augmentation settings are invalid (unknown transform or parameter, bad value)."""
+
+
+def _p(default: float) -> dict[str, Any]:
+    return {"default": default, "min": 0.0, "max": 1.0, "step": 0.05, "help": "probability of applying it"}
+
+
+# name -> {"help", "params": {param: {"default", "min", "max", "step", "help"}}, "fixed": {...}}.
+# "fixed" arguments are not user-editable: TimeStretch keeps the clip length so batches stay aligned,
+# and both stretchers use signalsmith (fast, high quality, no extra package; ~10 ms per 5 s clip).
+CATALOGUE: dict[str, dict[str, Any]] = {
+    "AddGaussianSNR": {
+        "help": "Adds white noise at a random signal-to-noise ratio.",
+        "params": {
+            "min_snr_db": {"default": 10.0, "min": 0.0, "max": 60.0, "step": 1.0, "help": "lowest SNR (dB)"},
+            "max_snr_db": {"default": 20.0, "min": 0.0, "max": 60.0, "step": 1.0, "help": "highest SNR (dB)"},
+            "p": _p(0.5),
+        },
+        "fixed": {},
+    },
+    "Gain": {
+        "help": "Makes the clip louder or quieter.",
+        "params": {
+            "min_gain_db": {"default": -6.0, "min": -24.0, "max": 24.0, "step": 0.5, "help": "lowest gain (dB)"},
+            "max_gain_db": {"default": 6.0, "min": -24.0, "max": 24.0, "step": 0.5, "help": "highest gain (dB)"},
+            "p": _p(0.5),
+        },
+        "fixed": {},
+    },
+    "GainTransition": {
+        "help": "Fades the gain up or down over part of the clip.",
+        "params": {
+            "min_gain_db": {"default": -6.0, "min": -24.0, "max": 24.0, "step": 0.5, "help": "lowest gain (dB)"},
+            "max_gain_db": {"default": 6.0, "min": -24.0, "max": 24.0, "step": 0.5, "help": "highest gain (dB)"},
+            "min_duration": {"default": 0.01, "min": 0.0, "max": 1.0, "step": 0.01,
+                             "help": "shortest fade, as a fraction of the clip"},
+            "max_duration": {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.01,
+                             "help": "longest fade, as a fraction of the clip"},
+            "p": _p(0.5),
+        },
+        "fixed": {"duration_unit": "fraction"},
+    },
+    "ClippingDistortion": {
+        "help": "Clips the loudest samples, like an overdriven recorder.",
+        "params": {
+            "min_percentile_threshold": {"default": 0, "min": 0, "max": 100, "step": 1,
+                                         "help": "lowest share of samples clipped (%)"},
+            "max_percentile_threshold": {"default": 30, "min": 0, "max": 100, "step": 1,
+                                         "help": "highest share of samples clipped (%)"},
+            "p": _p(0.5),
+        },
+        "fixed": {},
+    },
+    "TimeStretch": {
+        "help": "Speeds the sound up or slows it down without changing its pitch (length kept).",
+        "params": {
+            "min_rate": {"default": 0.8, "min": 0.5, "max": 2.0, "step": 0.05, "help": "slowest rate"},
+            "max_rate": {"default": 1.2, "min": 0.5, "max": 2.0, "step": 0.05, "help": "fastest rate"},
+            "p": _p(0.5),
+        },
+        "fixed": {"leave_length_unchanged": True, "method": "signalsmith_stretch"},
+    },
+    "PitchShift": {
+        "help": "Shifts the pitch up or down without changing the tempo.",
+        "params": {
+            "min_semitones": {"default": -4.0, "min": -12.0, "max": 12.0, "step": 0.5, "help": "lowest shift"},
+            "max_semitones": {"default": 4.0, "min": -12.0, "max": 12.0, "step": 0.5, "help": "highest shift"},
+            "p": _p(0.5),
+        },
+        "fixed": {"method": "signalsmith_stretch"},
+    },
+}
+
+CLASSIC = ["AddGaussianSNR", "Gain", "GainTransition", "ClippingDistortion", "TimeStretch", "PitchShift"]
+
+
+def _entry(name: str, **params: Any) -> dict[str, Any]:
+    full = {k: v["default"] for k, v in CATALOGUE[name]["params"].items()}
+    full.update(params)
+    return {"name": name, "enabled": True, "params": full}
+
+
+# preset -> transforms it turns on, with their parameters. "classic" is exactly the reference recipe's
+# six (audiomentations defaults p=0.5 except where it says otherwise). "light" is gentle: small gain,
+# high-SNR noise, small stretch and shift, each applied less often.
+PRESETS: dict[str, list[dict[str, Any]]] = {
+    "none": [],
+    "light": [
+        _entry("Gain", min_gain_db=-3.0, max_gain_db=3.0, p=0.5),
+        _entry("AddGaussianSNR", min_snr_db=25.0, max_snr_db=40.0, p=0.3),
+        _entry("TimeStretch", min_rate=0.95, max_rate=1.05, p=0.2),
+        _entry("PitchShift", min_semitones=-1.0, max_semitones=1.0, p=0.2),
+    ],
+    "classic": [
+        _entry("AddGaussianSNR", min_snr_db=10.0, max_snr_db=20.0),
+        _entry("Gain", min_gain_db=-6.0, max_gain_db=6.0),
+        _entry("GainTransition", min_gain_db=-6.0, max_gain_db=6.0, min_duration=0.01, max_duration=0.3),
+        _entry("ClippingDistortion", min_percentile_threshold=0, max_percentile_threshold=30, p=0.5),
+        _entry("TimeStretch", min_rate=0.8, max_rate=1.2),
+        _entry("PitchShift", min_semitones=-4.0, max_semitones=4.0),
+    ],
+}
+COMPOSE_P: dict[str, float] = {"none": 0.0, "light": 0.6, "classic": 0.8}  # chance the chain runs at all
+assert set(PRESETS) == set(AUGMENT_PRESETS) == set(COMPOSE_P)
+
+
+def resolve(cfg: AugmentConfig) -> list[dict[str, Any]]:
+    """Every catalogue transform with its effective `enabled` flag and parameters for this config.
+
+    Order: the preset's transforms, then the rest of the catalogue (disabled unless an override
+    enables them). Raises `AugmentError` for unknown presets, transforms, parameters or bad values.
+    """
+    if cfg.preset not in PRESETS:
+        raise AugmentError(f"Unknown augmentation preset {cfg.preset!r}; choose one of {', '.join(PRESETS)}.")
+    overrides = cfg.transforms or {}
+    unknown = [n for n in overrides if n not in CATALOGUE]
+    if unknown:
+        raise AugmentError(f"Unknown augmentation transform {unknown[0]!r}; the available ones are "
+                           f"{', '.join(CATALOGUE)}.")
+    chosen = {e["name"]: copy.deepcopy(e) for e in PRESETS[cfg.preset]}
+    out = []
+    for name in [*chosen, *(n for n in CATALOGUE if n not in chosen)]:
+        entry = chosen.get(name) or {**_entry(name), "enabled": False}
+        ov = overrides.get(name) or {}
+        if not isinstance(ov, dict):
+            raise AugmentError(f"Settings for {name} must be a mapping like {{'p': 0.5}}, not {ov!r}.")
+        spec = CATALOGUE[name]["params"]
+        for key, value in ov.items():
+            if key == "enabled":
+                entry["enabled"] = bool(value)
+                continue
+            if key not in spec:
+                raise AugmentError(f"{name} has no parameter {key!r}; its parameters are "
+                                   f"{', '.join(['enabled', *spec])}.")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise AugmentError(f"{name} {key} must be a number, not {value!r}.")
+            lo, hi = spec[key]["min"], spec[key]["max"]
+            if not lo <= value <= hi:
+                raise AugmentError(f"{name} {key} must be between {lo:g} and {hi:g}, not {value:g}.")
+            entry["params"][key] = type(spec[key]["default"])(value)
+        _check_ranges(name, entry["params"])
+        out.append(entry)
+    return out
+
+
+def _check_ranges(name: str, params: dict[str, Any]) -> None:
+    for key, value in params.items():
+        if key.startswith("min_"):
+            other = "max_" + key[4:]
+            if other in params and value > params[other]:
+                raise AugmentError(f"{name}: {key} ({value:g}) must not be greater than {other} "
+                                   f"({params[other]:g}).")
+
+
+def _instantiate(entry: dict[str, Any]):
+    import audiomentations
+
+    name = entry["name"]
+    try:
+        return getattr(audiomentations, name)(**entry["params"], **CATALOGUE[name]["fixed"])
+    except (ValueError, TypeError) as e:
+        raise AugmentError(f"{name} cannot use these settings: {e}.") from e
+
+
+_GLOBAL_RNG_LOCK = threading.Lock()
+
+
+class Augmenter:
+    """A seeded audiomentations chain: same seed and same call order give the same draws.
+
+    audiomentations draws from Python's `random` and numpy's global RNG. Each call takes a fresh seed
+    from this augmenter's own generator, seeds those globals with it under a lock, runs the chain and
+    restores the previous global state, so results do not depend on (or disturb) anyone else's use of
+    the global RNGs. Give DataLoader workers different seeds (`reseed`), or they repeat each other.
+    """
+
+    def __init__(self, transforms: list, p: float, shuffle: bool, seed: int | None = None):
+        from audiomentations import Compose
+
+        self.compose = Compose(transforms, p=p, shuffle=shuffle)
+        self.names = [type(t).__name__ for t in transforms]
+        self.last_applied: list[str] = []  # transforms the latest call actually applied
+        self.reseed(seed)
+
+    def reseed(self, seed: int | None) -> None:
+        self._rng = random.Random(secrets.randbits(64) if seed is None else seed)
+
+    def __call__(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        x = np.ascontiguousarray(samples, dtype=np.float32)
+        if x.ndim != 1:
+            raise AugmentError(f"Augmentation expects mono audio, got an array of shape {x.shape}.")
+        if x.size == 0:
+            return x.copy()
+        call_seed = self._rng.getrandbits(32)
+        with _GLOBAL_RNG_LOCK:
+            py_state, np_state = random.getstate(), np.random.get_state()
+            try:
+                random.seed(call_seed)
+                np.random.seed(call_seed)
+                for t in self.compose.transforms:
+                    t.parameters["should_apply"] = False
+                y = self.compose(samples=x, sample_rate=sample_rate)
+                self.last_applied = [type(t).__name__ for t in self.compose.transforms
+                                     if t.parameters.get("should_apply")]
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
+        y = np.asarray(y, dtype=np.float32)
+        if y.shape != x.shape:  # keep clips aligned whatever a transform did
+            y = np.pad(y[: x.size], (0, max(0, x.size - y.size)))
+        return np.nan_to_num(y, nan=0.0, posinf=1.0, neginf=-1.0)
+
+
+def build_augment(cfg: AugmentConfig, seed: int | None = None) -> Augmenter | None:
+    """The waveform augmentation for this config, or None when no transform is enabled."""
+    entries = [e for e in resolve(cfg) if e["enabled"]]
+    if not entries:
+        return None
+    p = COMPOSE_P[cfg.preset] if cfg.preset != "none" else 1.0
+    return Augmenter([_instantiate(e) for e in entries], p=p, shuffle=True, seed=seed)
+
+
+def _item_draws(n: int, high: torch.Tensor | int, generator: torch.Generator | None) -> torch.Tensor:
+    """n integers uniform in [0, high) (high per item or scalar), drawn on the CPU generator."""
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    return (u * torch.as_tensor(high, dtype=torch.float64)).floor().long()
+
+
+def spec_augment(features: torch.Tensor, freq_mask: int, time_mask: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """SpecAugment as in the AST recipe: per item, one frequency band of 0..freq_mask mel bins and
+    one time span of 0..time_mask frames, set to 0.
+
+    Applied to normalised features, where 0 is the dataset mean, so a mask reads as "average sound"
+    rather than as a loud or silent band. Works on (T, F) or (B, T, F); returns a new tensor.
+    """
+    if freq_mask < 0 or time_mask < 0:
+        raise AugmentError("SpecAugment mask widths must be 0 or more.")
+    single = features.dim() == 2
+    x = features.unsqueeze(0) if single else features
+    if x.dim() != 3:
+        raise AugmentError(f"SpecAugment expects features shaped (time, mel) or (batch, time, mel), "
+                           f"got {tuple(features.shape)}.")
+    b, t, f = x.shape
+    keep = torch.ones(b, t, f, dtype=torch.bool)
+    for width_max, size, dim in ((min(freq_mask, f), f, 2), (min(time_mask, t), t, 1)):
+        if width_max <= 0:
+            continue
+        width = _item_draws(b, width_max + 1, generator)
+        start = _item_draws(b, size - width + 1, generator)
+        pos = torch.arange(size)[None, :]
+        band = (pos >= start[:, None]) & (pos < (start + width)[:, None])  # (B, size)
+        keep &= ~(band[:, None, :] if dim == 2 else band[:, :, None])
+    out = x * keep.to(x.device, x.dtype)
+    return out[0] if single else out
+
+
+def mixup(features: torch.Tensor, labels_onehot: torch.Tensor, p: float,
+          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup as in the AST recipe: with probability p, item i becomes lam*x_i + (1-lam)*x_j for another
+    item j of the batch, lam ~ Beta(10, 10); its labels are mixed the same way (soft labels).
+    """
+    if not 0 <= p <= 1:
+        raise AugmentError(f"Mixup probability must be between 0 and 1, not {p}.")
+    b = features.shape[0]
+    labels = labels_onehot.to(features.dtype) if labels_onehot.is_floating_point() else labels_onehot.float()
+    if b < 2 or p == 0:
+        return features, labels
+    mixed = torch.rand(b, generator=generator) < p
+    partner = (torch.arange(b) + 1 + _item_draws(b, b - 1, generator)) % b  # never itself
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    lam = torch.from_numpy(np.random.default_rng(seed).beta(10.0, 10.0, size=b))
+    lam = torch.where(mixed, lam, torch.ones_like(lam))
+    partner, lam = partner.to(features.device), lam.to(features.device)
+    shape = (b,) + (1,) * (features.dim() - 1)
+    x = lam.to(features.dtype).view(shape) * features + (1 - lam.to(features.dtype)).view(shape) * features[partner]
+    lab_shape = (b,) + (1,) * (labels.dim() - 1)
+    y = lam.to(labels.dtype).view(lab_shape) * labels + (1 - lam.to(labels.dtype)).view(lab_shape) * labels[partner]
+    return x, y
+
+
+def collate_augment(cfg: AugmentConfig, generator: torch.Generator | None = None
+                    ) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None:
+    """Feature-level augmentation for a training batch (SpecAugment then mixup), or None when off."""
+    if cfg.freq_mask <= 0 and cfg.time_mask <= 0 and cfg.mixup <= 0:
+        return None
+
+    def apply(features: torch.Tensor, labels_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if cfg.freq_mask > 0 or cfg.time_mask > 0:
+            features = spec_augment(features, cfg.freq_mask, cfg.time_mask, generator)
+        return mixup(features, labels_onehot, cfg.mixup, generator)
+
+    return apply
