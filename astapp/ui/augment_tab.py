@@ -120,20 +120,20 @@ def build(ctx: UiContext, dataset: gr.State, augment: gr.State) -> AugmentTab:
         return gr.Dropdown(choices=choices, value=choices[0] if choices else None)
 
     @guarded
-    def preview_fn(data: dict[str, Any] | None, clip_v: str | None, preset_v: str, fm: float, tm: float,
-                   mx: float, seed_v: float, *values: Any) -> tuple[Any, ...]:
+    def preview_fn(data: dict[str, Any] | None, clip: str | None, preset: str, freq_mask: float,
+                   time_mask: float, mixup: float, seed: float, *values: Any) -> tuple[Any, ...]:
         from astapp.audio import load_audio
         from astapp.preview import preview
 
-        cfg = make_augment(preset_v, fm, tm, mx, specs, values)
+        cfg = make_augment(preset, freq_mask, time_mask, mixup, specs, values)
         problems = _cfg_problems(cfg)
         if problems:
             raise gr.Error(" ".join(problems))
         from astapp.ui.data_tab import current
 
-        path = _clip_path(current(ctx, data), clip_v)
+        path = _clip_path(current(ctx, data), clip)
         wav = load_audio(path, max_seconds=30)
-        pv = preview(wav, cfg, int(seed_v or 0))
+        pv = preview(wav, cfg, int(seed or 0))
         sr = int(getattr(pv, "sample_rate", 16000))
         text = (f"Preset **{cfg.preset}**"
                 + (f", {len(cfg.transforms)} change(s) to it" if cfg.transforms else "")

@@ -13,6 +13,7 @@ import gradio as gr
 
 from astapp.config import AugmentConfig, TrainConfig
 from astapp.ui.common import UiContext, fmt_seconds, guarded, hardware, session
+from astapp.ui.data_tab import current
 
 POLL_SECONDS = 1.0
 LOG_LINES = 14
@@ -180,27 +181,25 @@ def build(ctx: UiContext, token: gr.State, dataset: gr.State, augment: gr.State)
 
     form = [model, mode, epochs, lr, batch, max_length, val_split, seed, early, weighted]
 
-    def make_cfg(data: dict[str, Any] | None, aug: dict[str, Any] | None, model_v: str, mode_v: str,
-                 epochs_v: float, lr_v: float, batch_v: float, length_v: str, val_v: float, seed_v: float,
-                 early_v: float, weighted_v: bool) -> TrainConfig:
-        from astapp.ui.data_tab import current
-
+    def make_cfg(data: dict[str, Any] | None, aug: dict[str, Any] | None, model: str, mode: str,
+                 epochs: float, lr: float, batch_size: float, max_length: str, val_split: float, seed: float,
+                 early_stopping: float, class_weighted: bool) -> TrainConfig:
         data = current(ctx, data)
         root = data["root"]
         if not data.get("trainable", True):
             raise gr.Error("The chosen dataset has blocking problems (see the Data tab); fix them first.")
-        length: int | str = str(length_v or "auto").strip().lower()
+        length: int | str = str(max_length or "auto").strip().lower()
         if length != "auto":
             try:
                 length = int(float(length))
             except ValueError:
                 raise gr.Error("Input length must be 'auto' or a number of frames, e.g. 512.") from None
         try:
-            cfg = TrainConfig(data=root, model=str(model_v or "").strip() or ctx.default_model,
-                              epochs=float(epochs_v or 0), batch_size=int(batch_v or 0), lr=float(lr_v or 0),
-                              max_length=length, mode=str(mode_v or "full"), val_split=float(val_v),
-                              seed=int(seed_v or 0), early_stopping=int(early_v or 0),
-                              class_weighted=bool(weighted_v),
+            cfg = TrainConfig(data=root, model=str(model or "").strip() or ctx.default_model,
+                              epochs=float(epochs or 0), batch_size=int(batch_size or 0), lr=float(lr or 0),
+                              max_length=length, mode=str(mode or "full"), val_split=float(val_split),
+                              seed=int(seed or 0), early_stopping=int(early_stopping or 0),
+                              class_weighted=bool(class_weighted),
                               augment=AugmentConfig(**(aug or {})))
         except (TypeError, ValueError) as e:
             raise gr.Error(f"Some settings are not numbers ({e}).") from None
@@ -223,11 +222,14 @@ def build(ctx: UiContext, token: gr.State, dataset: gr.State, augment: gr.State)
     poll_outputs = [status, progress, loss_plot, lr_plot, metric_plot, log_tail, timer]
 
     @guarded
-    def start_fn(data: dict[str, Any] | None, aug: dict[str, Any] | None, tok: str | None,
-                 request: gr.Request, *values: Any) -> tuple[Any, ...]:
-        cfg = make_cfg(data, aug, *values)
+    def start_fn(data: dict[str, Any] | None, aug: dict[str, Any] | None, tok: str | None, model: str,
+                 mode: str, epochs: float, lr: float, batch_size: float, max_length: str, val_split: float,
+                 seed: float, early_stopping: float, class_weighted: bool,
+                 request: gr.Request) -> tuple[Any, ...]:
+        cfg = make_cfg(data, aug, model, mode, epochs, lr, batch_size, max_length, val_split, seed,
+                       early_stopping, class_weighted)
         owner = session(ctx, tok, request).owner
-        name = f"{(data or {}).get('name') or 'example'} · {cfg.model.rstrip('/').split('/')[-1]}"
+        name = f"{current(ctx, data).get('name') or 'dataset'} · {cfg.model.rstrip('/').split('/')[-1]}"
         job_id = manager.submit(owner, cfg, name=name)
         return (job_id, *poll_values(job_id, owner))
 
@@ -253,8 +255,11 @@ def build(ctx: UiContext, token: gr.State, dataset: gr.State, augment: gr.State)
         return "⏹️ **Stopping** after the current step; the best model so far is kept."
 
     @guarded
-    def cli_fn(data: dict[str, Any] | None, aug: dict[str, Any] | None, *values: Any) -> Any:
-        cfg = make_cfg(data, aug, *values)
+    def cli_fn(data: dict[str, Any] | None, aug: dict[str, Any] | None, model: str, mode: str, epochs: float,
+               lr: float, batch_size: float, max_length: str, val_split: float, seed: float,
+               early_stopping: float, class_weighted: bool) -> Any:
+        cfg = make_cfg(data, aug, model, mode, epochs, lr, batch_size, max_length, val_split, seed,
+                       early_stopping, class_weighted)
         cfg.output = "runs/my-run"
         return gr.Code(cfg.to_cli(), visible=True)
 
