@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.config import AUGMENT_PRESETS, AugmentConfig
-from astapp.ui.common import UiContext, guarded
+from astapp.ui.common import UiContext, guarded, pcm16
 
 MAX_CHOICES = 300
 
@@ -28,47 +28,62 @@ class AugmentTab:
 
 
 def transform_specs() -> list[dict[str, Any]]:
-    """Every transform named in any preset: {name, p, presets} in first-seen order."""
-    try:
-        from astapp.augment import PRESETS
-    except Exception:  # noqa: BLE001 - augment module not available: only the preset radio is shown
-        return []
-    seen: dict[str, dict[str, Any]] = {}
-    for preset, items in PRESETS.items():
-        for item in items:
-            name = str(item.get("name") or item.get("transform") or item.get("type") or "")
-            if not name:
-                continue
-            spec = seen.setdefault(name, {"name": name, "p": float(item.get("p", 0.5)), "presets": []})
-            spec["presets"].append(preset)
-    return list(seen.values())
+    """Every transform astapp offers: {name, help, params: {param: {default, min, max, step, help}}}."""
+    from astapp.augment import CATALOGUE
+
+    return [{"name": name, "help": c.get("help", ""), "params": c.get("params", {})}
+            for name, c in CATALOGUE.items()]
+
+
+def preset_values(preset: str, specs: list[dict[str, Any]]) -> list[Any]:
+    """Control values (enabled, then each parameter, per transform) that a preset means."""
+    from astapp.augment import resolve
+
+    eff = {e["name"]: e for e in resolve(AugmentConfig(preset=preset))}
+    out: list[Any] = []
+    for spec in specs:
+        e = eff.get(spec["name"], {"enabled": False, "params": {}})
+        out.append(bool(e["enabled"]))
+        out += [e["params"].get(k, v["default"]) for k, v in spec["params"].items()]
+    return out
 
 
 def _pretty(name: str) -> str:
-    out = "".join(f" {c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
-    return out.strip().capitalize()
+    """"AddGaussianSNR" → "Add gaussian SNR" (acronyms kept)."""
+    import re
+
+    words = re.findall(r"[A-Z]+(?=[A-Z][a-z]|$)|[A-Z]?[a-z]+|\d+", name) or [name]
+    return " ".join(w if (w.isupper() and len(w) > 1) or i == 0 else w.lower() for i, w in enumerate(words))
 
 
 def make_augment(preset: str, freq_mask: float, time_mask: float, mixup: float,
-                 specs: list[dict[str, Any]], values: tuple[Any, ...]) -> AugmentConfig:
-    """AugmentConfig from the controls: per-transform overrides only where they differ from the preset."""
+                 specs: list[dict[str, Any]], values: tuple[Any, ...], shown: str | None = None) -> AugmentConfig:
+    """AugmentConfig from the controls: the preset, plus overrides where a control was changed.
+
+    `shown` is the preset the transform controls were last filled from; only controls that differ
+    from it count as the user's changes (so an API call naming just a preset gets exactly that preset).
+    """
+    preset = str(preset or "none")
+    shown = shown if shown in AUGMENT_PRESETS else preset
+    base = preset_values(shown, specs) if shown in AUGMENT_PRESETS else []
     overrides: dict[str, dict[str, Any]] = {}
-    for i, spec in enumerate(specs):
-        enabled, p = bool(values[2 * i]), float(values[2 * i + 1])
-        in_preset = preset in spec["presets"]
+    i = 0
+    for spec in specs:
+        keys = ["enabled", *spec["params"]]
         o: dict[str, Any] = {}
-        if enabled != in_preset:
-            o["enabled"] = enabled
-        if enabled and abs(p - spec["p"]) > 1e-9:
-            o["p"] = p
+        for k in keys:
+            if i < len(values) and values[i] is not None and (i >= len(base) or values[i] != base[i]):
+                o[k] = bool(values[i]) if k == "enabled" else float(values[i])
+            i += 1
         if o:
             overrides[spec["name"]] = o
-    return AugmentConfig(preset=str(preset), transforms=overrides, freq_mask=int(freq_mask or 0),
+    return AugmentConfig(preset=preset, transforms=overrides, freq_mask=int(freq_mask or 0),
                          time_mask=int(time_mask or 0), mixup=float(mixup or 0))
 
 
 def build(ctx: UiContext, dataset: gr.State, augment: gr.State) -> AugmentTab:
     specs = transform_specs()
+    shown = gr.State("light")  # the preset the transform controls currently show
     with gr.Tab("2 · Augment", id="augment") as tab:
         gr.Markdown("Augmentation makes each training pass hear a slightly different version of your clips, "
                     "so the model learns the sound and not the recording. Listen and look before you train: "
@@ -79,14 +94,15 @@ def build(ctx: UiContext, dataset: gr.State, augment: gr.State) -> AugmentTab:
                 preset = gr.Radio(list(AUGMENT_PRESETS), value="light", label="Preset",
                                   info="none = off · light = gentle gain/shift/noise · classic = stronger")
                 toggles: list[Any] = []
-                if specs:
-                    with gr.Accordion("Waveform transforms", open=True):
-                        for spec in specs:
-                            with gr.Row(equal_height=True):
-                                toggles.append(gr.Checkbox("light" in spec["presets"], label=_pretty(spec["name"]),
-                                                           min_width=150, scale=2))
-                                toggles.append(gr.Slider(0, 1, value=spec["p"], step=0.05, label="probability",
-                                                         min_width=120, scale=3))
+                initial = iter(preset_values("light", specs))
+                with gr.Accordion("Waveform transforms", open=False):
+                    for spec in specs:
+                        toggles.append(gr.Checkbox(next(initial), label=_pretty(spec["name"]), info=spec["help"]))
+                        with gr.Row():
+                            for k, ps in spec["params"].items():
+                                label = "probability" if k == "p" else k.replace("_", " ")
+                                toggles.append(gr.Slider(ps["min"], ps["max"], value=next(initial), step=ps["step"],
+                                                         label=label, min_width=110))
                 with gr.Accordion("Spectrogram (SpecAugment) and mixup", open=False):
                     freq_mask = gr.Slider(0, 64, value=0, step=1, label="Frequency mask width (mel bins)",
                                           info="AST recipe: 48")
@@ -107,10 +123,7 @@ def build(ctx: UiContext, dataset: gr.State, augment: gr.State) -> AugmentTab:
                 summary = gr.Markdown(elem_classes=["astapp-hint"])
 
     def on_preset(p: str) -> list[Any]:
-        out: list[Any] = []
-        for spec in specs:
-            out += [gr.Checkbox(value=p in spec["presets"]), gr.Slider(value=spec["p"])]
-        return out
+        return [*(gr.update(value=v) for v in preset_values(p, specs)), p]
 
     def on_dataset(data: dict[str, Any] | None) -> Any:
         try:
@@ -120,12 +133,13 @@ def build(ctx: UiContext, dataset: gr.State, augment: gr.State) -> AugmentTab:
         return gr.Dropdown(choices=choices, value=choices[0] if choices else None)
 
     @guarded
-    def preview_fn(data: dict[str, Any] | None, clip: str | None, preset: str, freq_mask: float,
-                   time_mask: float, mixup: float, seed: float, *values: Any) -> tuple[Any, ...]:
+    def preview_fn(data: dict[str, Any] | None, shown_v: str | None, clip: str | None, preset: str,
+                   freq_mask: float, time_mask: float, mixup: float, seed: float,
+                   *values: Any) -> tuple[Any, ...]:
         from astapp.audio import load_audio
         from astapp.preview import preview
 
-        cfg = make_augment(preset, freq_mask, time_mask, mixup, specs, values)
+        cfg = make_augment(preset, freq_mask, time_mask, mixup, specs, values, shown_v)
         problems = _cfg_problems(cfg)
         if problems:
             raise gr.Error(" ".join(problems))
@@ -135,30 +149,32 @@ def build(ctx: UiContext, dataset: gr.State, augment: gr.State) -> AugmentTab:
         wav = load_audio(path, max_seconds=30)
         pv = preview(wav, cfg, int(seed or 0))
         sr = int(getattr(pv, "sample_rate", 16000))
-        text = (f"Preset **{cfg.preset}**"
+        applied = ", ".join(_pretty(n) for n in getattr(pv, "applied", [])) or (
+            "nothing this time (re-roll to draw again)" if cfg.preset != "none" or cfg.transforms else "no augmentation")
+        text = (f"Preset **{cfg.preset}** · this draw applied: {applied}"
                 + (f", {len(cfg.transforms)} change(s) to it" if cfg.transforms else "")
                 + (f" · SpecAugment {cfg.freq_mask} bins / {cfg.time_mask} frames" if cfg.freq_mask or cfg.time_mask
                    else "")
                 + (f" · mixup {cfg.mixup:g}" if cfg.mixup else "")
                 + " — saved for training.")
-        return cfg.__dict__.copy(), pv.figure, (sr, pv.original), (sr, pv.augmented), text
+        return cfg.__dict__.copy(), pv.figure, pcm16(sr, pv.original), pcm16(sr, pv.augmented), text
 
     def reroll_fn(_seed: float) -> int:
         import random
 
         return random.randint(1, 1_000_000)
 
-    def sync_fn(preset_v: str, fm: float, tm: float, mx: float, *values: Any) -> dict[str, Any]:
+    def sync_fn(shown_v: str, preset_v: str, fm: float, tm: float, mx: float, *values: Any) -> dict[str, Any]:
         """Keep the training settings in step with the controls, even without a preview."""
-        return make_augment(preset_v, fm, tm, mx, specs, values).__dict__.copy()
+        return make_augment(preset_v, fm, tm, mx, specs, values, shown_v).__dict__.copy()
 
-    inputs = [dataset, clip, preset, freq_mask, time_mask, mixup, seed, *toggles]
+    inputs = [dataset, shown, clip, preset, freq_mask, time_mask, mixup, seed, *toggles]
     outputs = [augment, figure, original, augmented, summary]
     controls = [preset, freq_mask, time_mask, mixup, *toggles]
-    gr.on([c.change for c in controls], sync_fn, controls, augment, api_visibility="private",
+    gr.on([c.change for c in controls], sync_fn, [shown, *controls], augment, api_visibility="private",
           show_progress="hidden", trigger_mode="always_last")
     if toggles:
-        preset.change(on_preset, preset, toggles, api_visibility="private")
+        preset.change(on_preset, preset, [*toggles, shown], api_visibility="private")
     go.click(preview_fn, inputs, outputs, api_name="preview_augment")
     reroll.click(reroll_fn, seed, seed, api_visibility="private").then(
         preview_fn, inputs, outputs, api_visibility="private")

@@ -151,3 +151,10 @@ def picker_update(choices: list[tuple[str, str]], current: str | None) -> Any:
     ids = [c[1] for c in choices]
     value = current if current in ids else (ids[0] if ids else None)
     return gr.Dropdown(choices=choices, value=value)
+
+
+def pcm16(sr: int, wav: Any) -> tuple[int, Any]:
+    """(rate, int16 samples) for a gr.Audio player (float input would be converted with a warning)."""
+    import numpy as np
+
+    return int(sr), (np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0) * 32767).astype(np.int16)

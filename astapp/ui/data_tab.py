@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from astapp.ui.common import UiContext, guarded, md_list, session
+from astapp.ui.common import UiContext, guarded, md_list, pcm16, session
 
 N_CLIPS = 8  # playable sample slots
 PLAY_SECONDS = 10.0  # clips are trimmed for the players
@@ -96,7 +96,7 @@ def play_value(path: Path) -> tuple[int, Any] | None:
     from astapp.errors import AudioDecodeError
 
     try:
-        return 16000, load_audio(path, max_seconds=PLAY_SECONDS)
+        return pcm16(16000, load_audio(path, max_seconds=PLAY_SECONDS))
     except AudioDecodeError:
         return None
 

@@ -1,0 +1,143 @@
+"""The main journey through the real page in headless Debian Chromium (Playwright), with screenshots.
+
+Upload the example zip through the file input, preview augmentation, train a tiny local model for
+one epoch while the loss plot fills, evaluate, and predict a clip. Screenshots of every tab go to
+docs/screenshots/. Skipped when /usr/bin/chromium is missing, except under CI, where that fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+
+import pytest
+from conftest import build_tiny_ast
+
+from astapp.examples import example_zip_path
+from astapp.synth import make_signal, write_wav
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing on CI: install Debian's chromium package.")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, chromium_path):
+    from astapp.jobs import JobManager
+    from astapp.ui.app import build_app
+
+    ckpt = build_tiny_ast(tmp_path_factory.mktemp("ckpt") / "tiny-ast", max_length=128)
+    old = os.environ.get("ASTAPP_MODEL")
+    os.environ["ASTAPP_MODEL"] = str(ckpt)  # the app's default model: what a self-hoster would set
+    manager = JobManager(root=tmp_path_factory.mktemp("appdata"))
+    try:
+        demo = build_app(manager, hub_online=False)
+    finally:
+        if old is None:
+            os.environ.pop("ASTAPP_MODEL", None)
+        else:
+            os.environ["ASTAPP_MODEL"] = old
+    port = _free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+        manager.shutdown(timeout=30)
+
+
+def _shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(400)  # let plots finish their transition
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
+def _plot_marks(page, elem_id: str) -> int:
+    """How many drawn marks the Vega line plot shows (0 while it has no data)."""
+    return page.evaluate(
+        """(id) => { const el = document.getElementById(id); if (!el) return 0;
+             return el.querySelectorAll('svg path, svg .mark-line path, svg .mark-symbol path').length
+                  + (el.querySelector('canvas') ? 1 : 0); }""", elem_id)
+
+
+def test_main_journey(app_url, chromium_path, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    clip = write_wav(tmp_path / "try_me.wav", make_signal("tone", 1.0))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page.set_default_timeout(30_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(app_url)
+
+        # Data: the example is preselected on load; then upload the zip through the file input.
+        summary = page.locator("#data-summary")
+        expect(summary).to_contain_text("Ready to train", timeout=60_000)
+        page.locator("#upload-zip input[type=file]").set_input_files(str(example_zip_path()))
+        expect(summary).to_contain_text("example_sounds.zip", timeout=60_000)
+        expect(page.locator("#class-table")).to_contain_text("stop")
+        _shot(page, "data.png")
+
+        # Augment: preview a clip with the classic preset.
+        page.get_by_role("tab", name=re.compile("Augment")).click()
+        page.get_by_label("classic").check()
+        page.locator("#preview-btn").click()
+        expect(page.locator("#augment-plot img")).to_be_visible(timeout=60_000)
+        _shot(page, "augment.png")
+
+        # Train: the offline notice is there; 1 epoch of the tiny local model; the loss plot fills in.
+        page.get_by_role("tab", name=re.compile("Train")).click()
+        expect(page.locator("#hub-notice")).to_contain_text("Hub can't be reached")
+        epochs = page.get_by_label("Epochs")
+        epochs.fill("1")
+        epochs.press("Tab")
+        page.get_by_label("Learning rate").fill("0.001")
+        page.get_by_label("Learning rate").press("Tab")
+        before = _plot_marks(page, "loss-plot")
+        page.locator("#start-btn").click()
+        status = page.locator("#train-status")
+        expect(status).to_contain_text(re.compile("Queued|Running|Finished"), timeout=30_000)
+        page.wait_for_function(
+            "(n) => { const el = document.getElementById('loss-plot');"
+            " return el && el.querySelectorAll('svg path').length > n; }", arg=before, timeout=90_000)
+        expect(status).to_contain_text("Finished", timeout=120_000)
+        expect(page.locator("#train-progress")).to_contain_text("100%")
+        assert _plot_marks(page, "loss-plot") > before
+        _shot(page, "train.png")
+
+        # Evaluate: selecting the tab lists the finished run and shows its confusion matrix.
+        page.get_by_role("tab", name=re.compile("Evaluate")).click()
+        expect(page.locator("#eval-summary")).to_contain_text("Accuracy", timeout=30_000)
+        _shot(page, "evaluate.png")
+
+        # Predict: upload a clip, get the top classes.
+        page.get_by_role("tab", name=re.compile("Predict")).click()
+        page.locator("#predict-audio input[type=file]").set_input_files(str(clip))
+        page.locator("#predict-btn").click()
+        expect(page.locator("#predict-label")).to_contain_text(re.compile("background|go|no|stop|yes"),
+                                                               timeout=30_000)
+        _shot(page, "predict.png")
+        assert not errors, errors
+        browser.close()
