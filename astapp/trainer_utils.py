@@ -146,10 +146,23 @@ def load_weights(model: nn.Module, checkpoint: str | Path) -> None:
 class AstTrainer(Trainer):
     """Trainer with our loss (soft labels, class weights) and strict, name-mapped checkpoint loading."""
 
-    def __init__(self, *args: Any, class_weights: torch.Tensor | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, class_weights: torch.Tensor | None = None,
+                 eval_collator: Callable | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
+        self.eval_collator = eval_collator  # evaluation never augments
         self.loss_is_scaled_for_ga = False  # our loss is a per-batch mean
+
+    def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False,
+                        dataloader_key=None):
+        saved = self.data_collator
+        if not is_training and self.eval_collator is not None:
+            self.data_collator = self.eval_collator
+        try:
+            return super()._get_dataloader(dataset, description, batch_size, sampler_fn=sampler_fn,
+                                           is_training=is_training, dataloader_key=dataloader_key)
+        finally:
+            self.data_collator = saved
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
