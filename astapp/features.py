@@ -37,7 +37,7 @@ PATCH = 16  # AST patch size: an input shorter than this cannot make one patch
 # Worst-case bound on a float32 frame's normalised error above which it is recomputed in float64. The bound
 # is 20-60x looser than the errors measured, so 1e-2 keeps real errors < ~2e-4 while refining ~1% of
 # frames of ordinary audio (more for loud pure tones). See Fbank._risky.
-REFINE_BOUND = 1e-2
+REFINE_BOUND = 2e-3
 CACHE_VERSION = 1  # bump when the feature computation changes, to invalidate old caches
 
 
@@ -129,20 +129,21 @@ class Fbank:
         means = torch.nn.functional.avg_pool1d(x[:, None], FRAME_LENGTH, HOP_LENGTH)[:, 0, :t]
         spec = torch.fft.rfft(frames * self._window512)
         spec.sub_(((1 - PREEMPHASIS) * means)[..., None] * self._window_fft)
-        return spec.real.square() + spec.imag.square()
+        power = spec.real.square()
+        return power.addcmul_(spec.imag, spec.imag)
 
     def _risky(self, power: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
-        """Frames (B, T) where float32 FFT round-off could move a normalised value noticeably.
+        """Frames (B, T) where float32 FFT round-off could move a normalised value by > REFINE_BOUND.
 
-        The FFT's absolute error per bin is at most ~eps*sqrt(frame energy) (measured <= 1.05x; we allow
-        3x). By Cauchy-Schwarz a mel cell's energy error is then <= 2*d*sqrt(width*mel) + d^2*width.
-        Quiet mel cells next to loud ones (pure tones, low bins after pre-emphasis) fail this; those
-        frames are recomputed in float64, the rest keep the fast float32 result.
+        The float32 FFT's absolute error per bin is at most ~eps*sqrt(frame energy) (measured <= 1.05x;
+        we allow 3x): d. By Cauchy-Schwarz a mel cell of filter width w and energy m then errs by at most
+        2*d*sqrt(w*m) + d^2*w, i.e. relatively by more than r only if m < 4*d^2*w/r^2 (up to the
+        negligible d^2 term). Quiet cells beside loud ones (pure tones, low bins after pre-emphasis)
+        fail this, and those frames are recomputed in float64; the rest keep the fast float32 result.
         """
-        d = 3 * torch.finfo(torch.float32).eps * power.sum(-1, keepdim=True).sqrt()
-        err = 2 * d * (self._mel_width * mel.clamp_min(0)).sqrt() + d.square() * self._mel_width
-        rel = err / mel.clamp_min(MEL_FLOOR)
-        return (rel > REFINE_BOUND * 2 * self.std).any(-1)
+        r = REFINE_BOUND * 2 * self.std  # allowed relative error of a mel energy (log error / (2 std))
+        d2 = (3 * torch.finfo(torch.float32).eps) ** 2 * power.sum(-1, keepdim=True)
+        return (mel < (4 / r**2) * d2 * self._mel_width).any(-1)
 
     @property
     def max_samples(self) -> int:
