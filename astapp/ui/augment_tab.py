@@ -192,10 +192,11 @@ def clip_choices(data: dict[str, Any] | None) -> list[str]:
     """Clips of the current dataset as paths relative to its root (first few per class)."""
     from astapp.ingest import scan
 
-    root = (data or {}).get("root")
+    root = (data or {}).get("clip_root") or (data or {}).get("root")
     if not root:
         return []
-    items = scan(Path(root)).items
+    listing = scan(Path(root))
+    root, items = listing.root, listing.items
     per_class: dict[str, int] = {}
     out: list[str] = []
     for it in items:
@@ -209,7 +210,7 @@ def _clip_path(data: dict[str, Any] | None, clip: str | None) -> Path:
     """The chosen clip on disk; refuses anything outside the dataset folder."""
     from astapp.paths import inside
 
-    root = (data or {}).get("root")
+    root = (data or {}).get("clip_root") or (data or {}).get("root")
     if not root:
         raise gr.Error("Choose a dataset in the Data tab first.")
     if not clip:

@@ -53,7 +53,19 @@ def current(ctx: UiContext, data: dict[str, Any] | None) -> dict[str, Any]:
     """The session's dataset, or the example when none was chosen yet (API clients, first visit)."""
     if data and data.get("root"):
         return data
-    return {"root": str(_example_root(ctx)), "name": "Example: spoken words", "trainable": True}
+    root = _example_root(ctx)
+    return {"root": str(root), "clip_root": str(clip_root(root)), "name": "Example: spoken words",
+            "trainable": True}
+
+
+def clip_root(root: str | Path) -> Path:
+    """The folder clip names are relative to (the scan strips wrapper folders like `my_upload/`)."""
+    from astapp.ingest import scan
+
+    try:
+        return Path(scan(Path(root)).root)
+    except Exception:  # noqa: BLE001 - fall back to the dataset root
+        return Path(root)
 
 
 def _inspect(root: Path, ws: Path) -> Any:
@@ -134,8 +146,8 @@ def _present(ctx: UiContext, name: str, root: Path, report: Any) -> tuple[Any, .
     for caption, path in (_clips(root) if trainable or classes else []):
         players.append(gr.Audio(value=play_value(path), label=caption, visible=True))
     players += [gr.Audio(value=None, visible=False)] * (N_CLIPS - len(players))
-    state = {"root": str(root), "name": name, "labels": [c["name"] for c in classes],
-             "trainable": trainable, "auto_length": auto}
+    state = {"root": str(root), "clip_root": str(clip_root(root)), "name": name,
+             "labels": [c["name"] for c in classes], "trainable": trainable, "auto_length": auto}
     return (state, summary, df, duration_histogram(rep.get("durations", [])), issues, *players)
 
 

@@ -46,14 +46,18 @@ def _clip_path(data_root: str, rel: str) -> Path | None:
     """The validation clip on disk, only if it is inside the run's dataset folder."""
     from astapp.errors import AccessError
     from astapp.paths import inside
+    from astapp.ui.data_tab import clip_root
 
     if not data_root or not rel:
         return None
-    try:
-        p = inside(Path(data_root), rel)
-    except AccessError:
-        return None
-    return p if p.is_file() else None
+    for base in (Path(data_root), clip_root(data_root)):
+        try:
+            p = inside(base, rel)
+        except AccessError:
+            continue
+        if p.is_file():
+            return p
+    return None
 
 
 def build(ctx: UiContext, token: gr.State) -> EvaluateTab:
