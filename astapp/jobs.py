@@ -64,9 +64,11 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, AstappError):
         return str(exc)
     text = str(exc)
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
+    oom = isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+    if oom or "out of memory" in text.lower():
         return OOM_HINT
-    return f"Training failed with an unexpected error ({type(exc).__name__}: {text[:300]}). See the log for details."
+    return (f"Training failed with an unexpected error ({type(exc).__name__}: {text[:300]}). "
+            "See the log for details.")
 
 
 @dataclass
@@ -188,11 +190,13 @@ class JobManager:
         rd = runs.run_dir(self.root, owner, run_id, write=True)
         info = runs.RunInfo.from_dir(rd, owner)
         if not info.resumable:
-            raise AccessError(f"Run {run_id!r} is {info.state} and cannot be resumed; start a new run instead.")
+            raise AccessError(f"Run {run_id!r} is {info.state} and cannot be resumed; "
+                              "start a new run instead.")
         try:
             cfg = TrainConfig.load(rd / "config.json")
         except (OSError, ValueError, TypeError) as e:
-            raise TrainingError(f"Run {run_id!r} cannot be resumed: its config.json is unreadable ({e}).") from e
+            raise TrainingError(f"Run {run_id!r} cannot be resumed: its config.json is unreadable "
+                                f"({e}).") from e
         cfg.output = str(rd)
         cfg.resume = info.last_checkpoint or ""
         with self._cond:
@@ -259,7 +263,8 @@ class JobManager:
                     return job.id
             return None
 
-    def events(self, job_id: str, since: int = 0, owner: str | None = None) -> tuple[list[dict[str, Any]], int]:
+    def events(self, job_id: str, since: int = 0,
+               owner: str | None = None) -> tuple[list[dict[str, Any]], int]:
         """Events after cursor `since` and the next cursor.
 
         Live jobs read the in-memory buffer; runs from before a restart read history.jsonl. A cursor

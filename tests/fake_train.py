@@ -90,4 +90,4 @@ def make_fake_train(steps: int = 4, step_s: float = 0.005, hold: threading.Event
 
 
 def tiny_cfg(data: str = "/nowhere/data", **kw: Any) -> TrainConfig:
-    return TrainConfig(data=data, model="scratch:tiny", epochs=1, **kw)
+    return TrainConfig(**{"data": data, "model": "scratch:tiny", "epochs": 1, **kw})

@@ -309,14 +309,35 @@ def test_recover_spares_live_processes_but_not_reused_pids(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("astapp.train") is None, reason="astapp.train not written yet")
-def test_real_train_runs_through_the_job_queue(tmp_path, managers, tiny_ast, small_dataset):
-    jm = managers(tmp_path)  # default train_fn: astapp.train.train
-    cfg = tiny_cfg(str(small_dataset), batch_size=4, max_length=128, threads=1)
+@pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
+def test_real_train_stops_and_resumes_through_the_queue(tmp_path, managers, tiny_ast, small_dataset):
+    from astapp.train import train
+
+    stops: list[str] = []
+
+    def train_fn(cfg, events, stop):
+        """The real train; the first run is stopped by the user at its first progress event."""
+        def sink(ev):
+            events(ev)
+            if ev["type"] == "log" and not cfg.resume and not stops:
+                stops.append(Path(cfg.output).name)
+                assert jm.stop(Path(cfg.output).name, owner="real") is True
+        return train(cfg, sink, stop)
+
+    jm = managers(tmp_path, train_fn=train_fn)
+    cfg = tiny_cfg(str(small_dataset), batch_size=4, max_length=128, threads=1, epochs=4)
     cfg.model = str(tiny_ast)
     job = jm.submit("real", cfg)
-    state = jm.wait(job, 240)
+    assert jm.wait(job, 240) == "stopped", jm.tail(job, 40)
     info = jm.get_run("real", job)
-    assert state == "finished", (info.error, jm.tail(job, 40))
-    assert info.has_model and info.accuracy is not None
-    evs, _ = jm.events(job)
-    assert {"log", "eval"} <= {e["type"] for e in evs}
+    assert stops == [job] and info.resumable and info.last_checkpoint, info
+    assert any("Stop requested" in line for line in jm.tail(job, 100))
+
+    assert jm.resume("real", job) == job
+    assert jm.wait(job, 240) == "finished", jm.tail(job, 40)
+    info = jm.get_run("real", job)
+    assert info.has_model and info.accuracy is not None and not info.resumable
+    evs, _ = jm.events(job, owner="real")
+    steps = [e["step"] for e in evs if e["type"] == "log"]
+    assert steps == sorted(steps) and steps[-1] > steps[0]
+    assert {"stage", "log", "eval", "done"} <= {e["type"] for e in evs}
