@@ -160,10 +160,10 @@ class TrainConfig:
         import shlex
 
         parts = ["python", "-m", "astapp", "train", "--data", self.data, "--model", self.model,
-                 "--output", self.output, "--epochs", f"{self.epochs:g}", "--batch-size",
-                 str(self.batch_size), "--lr", f"{self.lr:g}", "--max-length", str(self.max_length),
+                 "--output", self.output, "--epochs", _num(self.epochs), "--batch-size",
+                 str(self.batch_size), "--lr", _num(self.lr), "--max-length", str(self.max_length),
                  "--mode", self.mode, "--augment", self.augment.preset, "--val-split",
-                 f"{self.val_split:g}", "--seed", str(self.seed)]
+                 _num(self.val_split), "--seed", str(self.seed)]
         if self.early_stopping:
             parts += ["--early-stopping", str(self.early_stopping)]
         if self.class_weighted:
@@ -171,10 +171,33 @@ class TrainConfig:
         if self.augment.freq_mask or self.augment.time_mask:
             parts += ["--freq-mask", str(self.augment.freq_mask), "--time-mask", str(self.augment.time_mask)]
         if self.augment.mixup:
-            parts += ["--mixup", f"{self.augment.mixup:g}"]
+            parts += ["--mixup", _num(self.augment.mixup)]
         if self.audio.long_clips != "crop":
             parts += ["--long-clips", self.audio.long_clips]
+        # settings the form can change beyond the basics, only when they differ from the defaults
+        default, audio_default = TrainConfig(), AudioConfig()
+        for flag, value, base in (("--weight-decay", self.weight_decay, default.weight_decay),
+                                  ("--warmup-ratio", self.warmup_ratio, default.warmup_ratio),
+                                  ("--max-seconds", self.audio.max_seconds, audio_default.max_seconds),
+                                  ("--min-seconds", self.audio.min_seconds, audio_default.min_seconds)):
+            if value != base:
+                parts += [flag, _num(value)]
+        for flag, value, base in (("--metric", self.metric, default.metric),
+                                  ("--device", self.device, default.device),
+                                  ("--precision", self.precision, default.precision),
+                                  ("--threads", self.threads, default.threads),
+                                  ("--resume", self.resume, default.resume)):
+            if value != base:
+                parts += [flag, str(value)]
+        if self.augment.transforms:
+            parts += ["--transforms", json.dumps(self.augment.transforms, separators=(",", ":"))]
         return " ".join(shlex.quote(p) for p in parts)
+
+
+def _num(x: float) -> str:
+    """Short form of a number when that is exact, else the full repr (so to_cli round-trips)."""
+    short = f"{x:g}"
+    return short if float(short) == float(x) else repr(float(x))
 
 
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
