@@ -127,6 +127,7 @@ class JobManager:
         self._running: Job | None = None
         self._jobs: dict[str, Job] = {}
         self._closing = False
+        self._closed = threading.Event()  # wakes the janitor on shutdown
         self._worker: threading.Thread | None = None
         self._janitor: threading.Thread | None = None
         if start:
@@ -138,6 +139,7 @@ class JobManager:
         with self._cond:
             if self._worker is None or not self._worker.is_alive():
                 self._closing = False
+                self._closed.clear()
                 self._worker = threading.Thread(target=self._work, name="astapp-train-worker", daemon=True)
                 self._worker.start()
             if self.cleanup_interval_s > 0 and (self._janitor is None or not self._janitor.is_alive()):
@@ -149,6 +151,7 @@ class JobManager:
         """Stop the running job gracefully, cancel queued ones, and join the worker."""
         with self._cond:
             self._closing = True
+            self._closed.set()
             for job in list(self._queue):
                 self._cancel_queued(job, "Cancelled because the app is shutting down.")
             if self._running is not None:
@@ -387,8 +390,7 @@ class JobManager:
         return _cleanup_idle(self.root, now=now, busy_owners=owners, busy_runs={j.id for j in active})
 
     def _janitor_loop(self) -> None:
-        while not self._closing:
-            time.sleep(self.cleanup_interval_s)
+        while not self._closed.wait(self.cleanup_interval_s):
             try:
                 self.cleanup_idle()
             except Exception:  # noqa: BLE001 - housekeeping must never stop the app

@@ -341,3 +341,21 @@ def test_real_train_stops_and_resumes_through_the_queue(tmp_path, managers, tiny
     steps = [e["step"] for e in evs if e["type"] == "log"]
     assert steps == sorted(steps) and steps[-1] > steps[0]
     assert {"stage", "log", "eval", "done"} <= {e["type"] for e in evs}
+
+
+def test_get_manager_uses_data_dir_and_recovers_at_startup(tmp_path, monkeypatch):
+    from astapp import jobs
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    rd = tmp_path / "runs" / "o" / "r1"
+    rd.mkdir(parents=True)
+    runs.write_status(rd, "running", pid=dead.pid)
+    monkeypatch.setenv("ASTAPP_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(jobs, "_manager", None)
+    jm = jobs.get_manager()
+    try:
+        assert jm.root == tmp_path.resolve() and jobs.get_manager() is jm
+        assert jm.get_run("o", "r1").state == "interrupted"
+    finally:
+        jm.shutdown(timeout=5)

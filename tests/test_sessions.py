@@ -196,3 +196,18 @@ def test_data_root_env_space_and_fallback(tmp_path, monkeypatch, caplog):
     if os.geteuid() != 0:  # root can write anywhere, so only check read-only /data as a normal user
         persistent.chmod(0o500)
         assert data_root({"SPACE_ID": "x"}, persistent=persistent) == tmp_path / ".astapp"
+
+
+def test_janitor_thread_cleans_idle_workspaces_and_stops_on_shutdown(tmp_path):
+    jm = JobManager(tmp_path, train_fn=make_fake_train(), cleanup_interval_s=0.02)
+    try:
+        idle = Session.open("idle-one", tmp_path)
+        idle.touch(time.time() - 100 * 3600)
+        end = time.monotonic() + 10
+        while idle.workspace.exists() and time.monotonic() < end:
+            time.sleep(0.01)
+        assert not idle.workspace.exists()
+    finally:
+        jm.shutdown(timeout=5)
+    jm._janitor.join(5)
+    assert not jm._janitor.is_alive()
