@@ -1,8 +1,9 @@
 """AST input features: a batched torch log-mel filterbank, dataset statistics, input length, caching.
 
 `Fbank` reproduces `transformers.ASTFeatureExtractor` (its numpy path, which is what runs without
-torchaudio) to ~1e-5 after normalisation, but whole batches at once in torch, so it is several
-times faster and also runs on a GPU. The exported model keeps using `ASTFeatureExtractor`
+torchaudio) to ~1e-4 after normalisation, but whole batches at once in torch, so it is several
+times faster and also runs on a GPU. It computes in float32 and redoes in float64 the few frames
+where float32 FFT round-off could show (quiet mel bands beside loud ones). The exported model keeps using `ASTFeatureExtractor`
 (`feature_extractor_config`), so `transformers.pipeline` sees exactly the features we trained on.
 """
 
