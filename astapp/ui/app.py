@@ -97,7 +97,7 @@ def build_app(manager: Any = None, hub_online: bool | None = None) -> AstApp:
         token = gr.State(None)
         dataset = gr.State(None)
         augment = gr.State(AugmentConfig(preset="light").__dict__.copy())
-        gr.Markdown("# 🔊 astapp\nTeach the Audio Spectrogram Transformer your own sounds: "
+        gr.Markdown("# astapp\nTeach the Audio Spectrogram Transformer your own sounds: "
                     "**Data → Augment → Train → Evaluate → Predict**. "
                     f"Running on {'GPU' if hardware() == 'cuda' else 'CPU'}.", elem_id="astapp-header")
         with gr.Tabs(elem_id="astapp-tabs"):

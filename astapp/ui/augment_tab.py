@@ -83,8 +83,10 @@ def make_augment(preset: str, freq_mask: float, time_mask: float, mixup: float,
 
 def build(ctx: UiContext, dataset: gr.State, augment: gr.State) -> AugmentTab:
     specs = transform_specs()
-    shown = gr.State("light")  # the preset the transform controls currently show
     with gr.Tab("2 · Augment", id="augment") as tab:
+        # The preset the transform controls show. It must live inside the Tab: a State placed directly
+        # under gr.Tabs shifts the tab labels in the Gradio 6.31 frontend.
+        shown = gr.State("light")
         gr.Markdown("Augmentation makes each training pass hear a slightly different version of your clips, "
                     "so the model learns the sound and not the recording. Listen and look before you train: "
                     "**these settings are the ones training uses.**")
@@ -112,7 +114,7 @@ def build(ctx: UiContext, dataset: gr.State, augment: gr.State) -> AugmentTab:
                                       info="mixes pairs of clips and their labels (AST recipe: 0.5)")
                 with gr.Row():
                     seed = gr.Number(0, label="Random seed", precision=0, min_width=100)
-                    reroll = gr.Button("🎲 Re-roll", min_width=100)
+                    reroll = gr.Button("Re-roll", min_width=100)
                 go = gr.Button("Preview", variant="primary", elem_id="preview-btn")
             with gr.Column(scale=2):
                 figure = gr.Plot(label="Waveform and log-mel spectrogram", show_label=False,

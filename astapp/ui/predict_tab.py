@@ -63,7 +63,7 @@ def build(ctx: UiContext, token: gr.State) -> PredictTab:
         with gr.Row(equal_height=True):
             run = gr.Dropdown(label="Model (a finished run)", choices=[], scale=4, elem_id="predict-run",
                               allow_custom_value=True)
-            refresh = gr.Button("↻ Refresh runs", scale=1, size="sm")
+            refresh = gr.Button("Refresh runs", scale=1, size="sm")
         with gr.Row():
             with gr.Column(scale=1):
                 clip = gr.Audio(label="Upload or record a clip", sources=["upload", "microphone"],
