@@ -233,18 +233,20 @@ def _batched(items: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray
         yield batch
 
 
-def compute_stats(wavs: Iterable[np.ndarray], fbank: Fbank, batch_size: int = 32) -> tuple[float, float]:
+def compute_stats(wavs: Iterable[np.ndarray] | Any, fbank: Fbank, batch_size: int = 32,
+                  column: str = "audio") -> tuple[float, float]:
     """Global mean and std of the unnormalised log-mel over every real frame x mel bin.
 
     Real frames are those the model sees (up to max_length) that come from audio, not padding.
     Accumulates sum and sum of squares in float64 batch by batch, so memory stays flat; this is the
     dataset statistic, not the mean of per-clip stds (which underestimates the spread). Run it on the
-    training split without augmentation.
+    training split without augmentation. `wavs` may also be a `datasets.Dataset` (its `column` is read
+    in batches).
     """
     total = 0.0
     total_sq = 0.0
     count = 0
-    for batch in _batched(wavs, batch_size):
+    for batch in _iter_audio(wavs, column, batch_size):
         feats, n_real = fbank.raw(batch)
         mask = torch.arange(fbank.max_length, device=feats.device)[None, :] < n_real[:, None]
         real = feats[mask].double()

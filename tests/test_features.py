@@ -117,8 +117,9 @@ def test_compute_stats_is_global_over_real_frames():
     real = np.concatenate([raw[i, : min(num_frames(len(c)), max_length)] for i, c in enumerate(clips)])
     assert mean == pytest.approx(float(real.astype(np.float64).mean()), abs=1e-4)
     assert std == pytest.approx(float(real.astype(np.float64).std(ddof=1)), rel=1e-4)
-    # batching does not change the answer
+    # batching does not change the answer, nor reading the clips from a datasets.Dataset
     assert compute_stats(clips, Fbank(max_length), batch_size=64) == pytest.approx((mean, std), rel=1e-9)
+    assert compute_stats(_audio_dataset(clips), Fbank(max_length)) == pytest.approx((mean, std), rel=1e-9)
     # and it is not the tutorial's mean of per-clip stds, which misses the spread between clips
     mean_of_stds = float(np.mean([raw[i, : num_frames(len(c))].std() for i, c in enumerate(clips)]))
     assert std > mean_of_stds * 1.2
@@ -200,3 +201,22 @@ def test_feature_extractor_config_reproduces_our_features(tmp_path):
     clips = varied_clips([0.4, 1.2], seed=9)
     theirs = np.stack(loaded(clips, sampling_rate=SR)["input_values"])
     assert np.abs(Fbank(96, -5.5, 3.25)(clips).numpy() - theirs).max() <= 1e-3
+
+
+def test_feature_cache_memory_does_not_grow_with_the_dataset(tmp_path):
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    clips = [make_signal(KINDS[i % len(KINDS)], 1.0, rng=rng) for i in range(60)]
+    ds = _audio_dataset(clips)
+    fb = Fbank(112)
+    FeatureCache(tmp_path / "warm-up", fb, _audio_dataset(clips[:4]))  # first-use imports and caches
+    tracemalloc.start()
+    try:
+        cache = FeatureCache(tmp_path / "cache", fb, ds, batch_size=4)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    total = cache.file.stat().st_size
+    assert total == 60 * 112 * 128 * 4
+    assert peak < total / 3, f"peak {peak} bytes while caching {total} bytes of features"
