@@ -21,7 +21,13 @@ log = logging.getLogger("astapp.ui")
 OFFLINE_DEFAULT = "scratch:tiny"  # trains the example end to end in about a minute on 2 CPU cores
 
 CSS = """
-.gradio-container { max-width: 1280px !important; margin: auto; }
+.gradio-container { max-width: 1280px !important; width: 100% !important; margin: auto; }
+.astapp-badge { display: inline-block; padding: 1px 10px; border-radius: 999px; font-weight: 600;
+  font-size: 0.9em; background: #e2e8f0; color: #334155; margin-right: 6px; }
+.astapp-badge.finished { background: #dcfce7; color: #166534; }
+.astapp-badge.running, .astapp-badge.queued { background: #ffedd5; color: #9a3412; }
+.astapp-badge.failed { background: #fee2e2; color: #991b1b; }
+.astapp-badge.interrupted { background: #fef3c7; color: #92400e; }
 #astapp-header h1 { margin-bottom: 0; }
 #astapp-header p { margin-top: 4px; color: var(--body-text-color-subdued); }
 .astapp-notice { border-left: 4px solid #f59e0b; background: #fffbeb; padding: 8px 14px; border-radius: 6px; }

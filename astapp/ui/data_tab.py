@@ -125,17 +125,19 @@ def _present(ctx: UiContext, name: str, root: Path, report: Any) -> tuple[Any, .
     total = sum(float(c["seconds"]) for c in classes)
     trainable = bool(report.trainable)
     auto = _auto_length(list(rep.get("durations", [])))
-    verdict = ("✅ **Ready to train.** Go to *Augment* to hear what the model hears, or straight to *Train*."
-               if trainable else "⛔ **Not trainable yet** — fix the errors listed below and upload again.")
+    verdict = ("<span class='astapp-badge finished'>Ready to train</span> Go to *Augment* to hear what the "
+               "model hears, or straight to *Train*." if trainable else
+               "<span class='astapp-badge failed'>Not trainable yet</span> Fix the problems listed below and "
+               "upload again.")
     summary = (f"### {name}\n{len(classes)} classes · {n_clips} clips · {total / 60:.1f} min of audio"
                f" · layout: `{rep.get('layout', '?')}`\n\n{verdict}")
     df = pd.DataFrame([{"class": c["name"], "clips": int(c["clips"]), "seconds": round(float(c["seconds"]), 1)}
                        for c in classes], columns=["class", "clips", "seconds"])
     parts: list[str] = []
     if rep.get("errors"):
-        parts.append("#### ⛔ Blocking problems\n" + md_list(rep["errors"]))
+        parts.append("#### Blocking problems (fix these first)\n" + md_list(rep["errors"]))
     if rep.get("warnings"):
-        parts.append("#### ⚠️ Warnings\n" + md_list(rep["warnings"]))
+        parts.append("#### Warnings\n" + md_list(rep["warnings"]))
     skipped = rep.get("skipped") or []
     if skipped:
         shown = [f"`{s['path']}`: {s['reason']}" for s in skipped[:20]]

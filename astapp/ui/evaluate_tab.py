@@ -62,9 +62,9 @@ def _clip_path(data_root: str, rel: str) -> Path | None:
 
 def build(ctx: UiContext, token: gr.State) -> EvaluateTab:
     with gr.Tab("4 · Evaluate", id="evaluate") as tab:
-        with gr.Row(equal_height=True):
+        with gr.Row():
             run = gr.Dropdown(label="Run", choices=[], scale=4, elem_id="eval-run", allow_custom_value=True)
-            refresh = gr.Button("Refresh runs", scale=1, size="sm")
+            refresh = gr.Button("Refresh runs", scale=1, size="md", min_width=140)
         summary = gr.Markdown("Pick a finished run to see how it does on the validation clips.",
                               elem_id="eval-summary")
         with gr.Row():

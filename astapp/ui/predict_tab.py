@@ -60,10 +60,10 @@ def _model_dir(ctx: UiContext, token: str | None, request: gr.Request, run_id: s
 
 def build(ctx: UiContext, token: gr.State) -> PredictTab:
     with gr.Tab("5 · Predict", id="predict") as tab:
-        with gr.Row(equal_height=True):
+        with gr.Row():
             run = gr.Dropdown(label="Model (a finished run)", choices=[], scale=4, elem_id="predict-run",
                               allow_custom_value=True)
-            refresh = gr.Button("Refresh runs", scale=1, size="sm")
+            refresh = gr.Button("Refresh runs", scale=1, size="md", min_width=140)
         with gr.Row():
             with gr.Column(scale=1):
                 clip = gr.Audio(label="Upload or record a clip", sources=["upload", "microphone"],
@@ -81,9 +81,9 @@ def build(ctx: UiContext, token: gr.State) -> PredictTab:
                     batch_csv = gr.File(label="Predictions (CSV)", interactive=False)
             batch_table = gr.Dataframe(label="Preview", interactive=False, max_height=260)
         with gr.Accordion("Download the model", open=True):
-            with gr.Row(equal_height=True):
-                download = gr.Button("Prepare model zip", elem_id="download-btn")
-                model_zip = gr.File(label="Model (.zip)", interactive=False)
+            with gr.Row():
+                download = gr.Button("Prepare model zip", elem_id="download-btn", scale=1)
+                model_zip = gr.File(label="Model (.zip)", interactive=False, height=90, scale=2)
             gr.Markdown("Unzip it anywhere; it loads with plain `transformers`:\n\n"
                         + SNIPPET.format(folder="path/to/model"))
 

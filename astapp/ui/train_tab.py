@@ -47,7 +47,7 @@ def mode_hint(model: str, mode: str, hw: str) -> str:
     where = "your GPU" if hw == "cuda" else "this computer's CPU (no GPU found)"
     scratch = is_scratch(model)
     if scratch and mode != "full":
-        return ("⚠️ A model trained **from scratch** knows nothing yet: choose mode **full**, otherwise "
+        return ("**Note:** a model trained **from scratch** knows nothing yet: choose mode **full**, otherwise "
                 "only the classifier on top of random features learns.")
     size = "a small from-scratch model" if scratch else "the full-size AST (87M parameters)"
     if mode == "full":
@@ -76,9 +76,8 @@ def _progress_html(snap: dict[str, Any] | None) -> str:
 
 def _status_md(snap: dict[str, Any], events: list[dict[str, Any]]) -> str:
     state = snap.get("state", "?")
-    icon = {"queued": "⏳", "running": "🏃", "finished": "✅", "stopped": "⏹️", "failed": "❌",
-            "interrupted": "⚠️"}.get(state, "•")
-    lines = [f"**{icon} {state.capitalize()}** — run `{snap.get('run_id')}` · {snap.get('name', '')}"]
+    lines = [f"<span class='astapp-badge {state}'>{state.capitalize()}</span> run `{snap.get('run_id')}` · "
+             f"{snap.get('name', '')}"]
     if state == "queued" and snap.get("position"):
         lines.append(f"You are **#{snap['position']}** in the queue; training starts when the jobs ahead "
                      "of you finish.")
@@ -113,9 +112,11 @@ def curves(events: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
             for key, name in (("accuracy", "accuracy"), ("f1_macro", "macro F1")):
                 if isinstance(e.get(key), (int, float)):
                     metrics.append({"epoch": float(e["epoch"]), "value": float(e[key]), "metric": name})
-    return (pd.DataFrame(loss, columns=["step", "loss"]),
-            pd.DataFrame(lr, columns=["step", "learning rate"]),
-            pd.DataFrame(metrics, columns=["epoch", "value", "metric"]))
+    # Explicit dtypes: an empty object column makes the plot treat the axis as categories for good.
+    return (pd.DataFrame(loss, columns=["step", "loss"]).astype({"step": "int64", "loss": "float64"}),
+            pd.DataFrame(lr, columns=["step", "learning rate"]).astype({"step": "int64", "learning rate": "float64"}),
+            pd.DataFrame(metrics, columns=["epoch", "value", "metric"]).astype(
+                {"epoch": "float64", "value": "float64", "metric": "str"}))
 
 
 def on_dataset(data: dict[str, Any] | None) -> Any:
@@ -135,7 +136,7 @@ def build(ctx: UiContext, token: gr.State, dataset: gr.State, augment: gr.State)
     with gr.Tab("3 · Train", id="train") as tab:
         if not ctx.hub_online:
             gr.Markdown(
-                "⚠️ **The Hugging Face Hub can't be reached from this machine**, so the pretrained AST "
+                "**The Hugging Face Hub can't be reached from this machine**, so the pretrained AST "
                 "can't be downloaded. A small model trained **from scratch** is preselected so the "
                 "example still trains end to end (fine for clearly different sounds, weaker than "
                 "fine-tuning). To fine-tune a real AST offline, type the path of a local checkpoint "
@@ -243,7 +244,7 @@ def build(ctx: UiContext, token: gr.State, dataset: gr.State, augment: gr.State)
         except Exception as exc:  # noqa: BLE001
             from astapp.ui.common import friendly
 
-            return (job_id, f"⚠️ {friendly(exc)}", gr.update(), gr.update(), gr.update(), gr.update(),
+            return (job_id, f"**Problem:** {friendly(exc)}", gr.update(), gr.update(), gr.update(), gr.update(),
                     gr.update(), gr.Timer(active=False))
 
     @guarded
@@ -252,7 +253,8 @@ def build(ctx: UiContext, token: gr.State, dataset: gr.State, augment: gr.State)
         job_id = job_id or manager.active_job(owner)
         if not job_id or not manager.stop(job_id, owner=owner):
             return "Nothing is training right now."
-        return "⏹️ **Stopping** after the current step; the best model so far is kept."
+        return ("<span class='astapp-badge stopped'>Stopping</span> after the current step; "
+                "the best model so far is kept.")
 
     @guarded
     def cli_fn(data: dict[str, Any] | None, aug: dict[str, Any] | None, model: str, mode: str, epochs: float,
