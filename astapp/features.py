@@ -39,6 +39,7 @@ PATCH = 16  # AST patch size: an input shorter than this cannot make one patch
 # Fbank._risky). Measured errors stay ~10x below it (<= ~2e-4) while 5-15% of frames of synthetic audio
 # with a quiet noise floor are refined (fewer for noisy recordings, most for loud pure tones).
 REFINE_BOUND = 2e-3
+MEL_GROUPS = 8  # bands of mel filters applied as separate small matmuls (see Fbank._apply_mel)
 CHUNK_FRAMES = 2048  # frames processed at once on the CPU (see Fbank.raw)
 CACHE_VERSION = 1  # bump when the feature computation changes, to invalidate old caches
 
@@ -61,6 +62,17 @@ def _mel_filters(num_mel_bins: int) -> np.ndarray:
         return mel_filter_bank(num_frequency_bins=FFT_LENGTH // 2 + 1, num_mel_filters=num_mel_bins,
                                min_frequency=20, max_frequency=SAMPLE_RATE // 2, sampling_rate=SAMPLE_RATE,
                                norm=None, mel_scale="kaldi", triangularize_in_mel_space=True)
+
+
+def _band_groups(mel: torch.Tensor, groups: int) -> list[tuple[int, int, int, int, torch.Tensor]]:
+    """Split the filter columns into contiguous bands with the FFT-bin range each band touches."""
+    out = []
+    for cols in np.array_split(np.arange(mel.shape[1]), min(groups, mel.shape[1])):
+        c0, c1 = int(cols[0]), int(cols[-1]) + 1
+        rows = torch.nonzero(mel[:, c0:c1].abs().sum(1) > 0).flatten()
+        lo, hi = (int(rows.min()), int(rows.max()) + 1) if rows.numel() else (0, 1)
+        out.append((c0, c1, lo, hi, mel[lo:hi, c0:c1].contiguous()))
+    return out
 
 
 class Fbank:
@@ -87,9 +99,10 @@ class Fbank:
         self.device = torch.device(device)
         self.dtype = dtype
         self._mel = torch.as_tensor(_mel_filters(self.num_mel_bins), dtype=dtype, device=self.device)
+        self._mel_groups = _band_groups(self._mel, MEL_GROUPS)
         self._window = torch.as_tensor(np.hanning(FRAME_LENGTH), dtype=dtype, device=self.device)
         self._window512 = torch.nn.functional.pad(self._window, (0, FFT_LENGTH - FRAME_LENGTH))
-        self._window_fft = torch.fft.rfft(self._window512)
+        self._window_fft_ri = torch.view_as_real(torch.fft.rfft(self._window512)).contiguous()  # (257, 2)
         self.refine = refine
         self.refined_frames = 0  # frames recomputed in float64 so far (for benchmarks)
         if dtype != torch.float64 and refine:
@@ -97,6 +110,16 @@ class Fbank:
             self._mel64 = torch.as_tensor(mel64, dtype=torch.float64, device=self.device)
             self._mel_width = torch.as_tensor(mel64.sum(0), dtype=dtype, device=self.device)
             self._window64 = torch.as_tensor(np.hanning(FRAME_LENGTH), dtype=torch.float64, device=self.device)
+
+    def _apply_mel(self, power: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """power (..., 257) @ mel filters into out (..., bins), one small matmul per band of filters.
+
+        Each filter only covers a few neighbouring FFT bins, so 8 bands of 16 filters skip ~87% of
+        the dense product's zeros; ~4x faster than one dense matmul on the CPU.
+        """
+        for c0, c1, lo, hi, weights in self._mel_groups:
+            out[..., c0:c1] = power[..., lo:hi] @ weights
+        return out
 
     def _power(self, frames: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """|rfft(512)|² of DC-removed, pre-emphasised, Hann-windowed frames (..., 400) -> (..., 257).
@@ -130,7 +153,8 @@ class Fbank:
         frames = e.unfold(1, FFT_LENGTH, HOP_LENGTH)[:, :t]
         means = torch.nn.functional.avg_pool1d(x[:, None], FRAME_LENGTH, HOP_LENGTH)[:, 0, :t]
         spec = torch.fft.rfft(frames * self._window512)
-        spec.sub_(((1 - PREEMPHASIS) * means)[..., None] * self._window_fft)
+        # in place on the real view: one fused multiply-add, no complex temporary
+        torch.view_as_real(spec).addcmul_(((PREEMPHASIS - 1) * means)[..., None, None], self._window_fft_ri)
         power = spec.real.square()
         return power.addcmul_(spec.imag, spec.imag)
 
@@ -201,7 +225,7 @@ class Fbank:
         for i in range(0, b, step):
             xs = x[i : i + step]
             power = self._power_fast(xs, t)
-            m = torch.matmul(power, self._mel, out=mel[i : i + step])
+            m = self._apply_mel(power, mel[i : i + step])
             if self.dtype != torch.float64 and self.refine:
                 valid = torch.arange(t, device=self.device)[None, :] < n_real[i : i + step, None]
                 redo = self._risky(power, m) & valid
