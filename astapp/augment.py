@@ -58,9 +58,9 @@ CATALOGUE: dict[str, dict[str, Any]] = {
         "params": {
             "min_gain_db": {"default": -6.0, "min": -24.0, "max": 24.0, "step": 0.5, "help": "lowest gain (dB)"},
             "max_gain_db": {"default": 6.0, "min": -24.0, "max": 24.0, "step": 0.5, "help": "highest gain (dB)"},
-            "min_duration": {"default": 0.01, "min": 0.0, "max": 1.0, "step": 0.01,
+            "min_duration": {"default": 0.01, "min": 0.01, "max": 1.0, "step": 0.01,
                              "help": "shortest fade, as a fraction of the clip"},
-            "max_duration": {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.01,
+            "max_duration": {"default": 0.3, "min": 0.01, "max": 1.0, "step": 0.01,
                              "help": "longest fade, as a fraction of the clip"},
             "p": _p(0.5),
         },
@@ -153,7 +153,9 @@ def resolve(cfg: AugmentConfig) -> list[dict[str, Any]]:
         spec = CATALOGUE[name]["params"]
         for key, value in ov.items():
             if key == "enabled":
-                entry["enabled"] = bool(value)
+                if not isinstance(value, bool):
+                    raise AugmentError(f"{name} enabled must be true or false, not {value!r}.")
+                entry["enabled"] = value
                 continue
             if key not in spec:
                 raise AugmentError(f"{name} has no parameter {key!r}; its parameters are "
@@ -163,7 +165,8 @@ def resolve(cfg: AugmentConfig) -> list[dict[str, Any]]:
             lo, hi = spec[key]["min"], spec[key]["max"]
             if not lo <= value <= hi:
                 raise AugmentError(f"{name} {key} must be between {lo:g} and {hi:g}, not {value:g}.")
-            entry["params"][key] = type(spec[key]["default"])(value)
+            is_int = isinstance(spec[key]["default"], int)
+            entry["params"][key] = int(round(value)) if is_int else float(value)
         _check_ranges(name, entry["params"])
         out.append(entry)
     return out

@@ -92,6 +92,8 @@ def test_overrides_disable_change_and_add_transforms():
     ({"Gain": {"p": "high"}}, "must be a number"),
     ({"Gain": {"min_gain_db": 10, "max_gain_db": 5}}, "must not be greater than max_gain_db"),
     ({"Gain": 3}, "must be a mapping"),
+    ({"Gain": {"enabled": "no"}}, "must be true or false"),
+    ({"GainTransition": {"min_duration": 0.0}}, "between 0.01 and 1"),
 ])
 def test_bad_overrides_get_clear_errors(transforms, match):
     with pytest.raises(AugmentError, match=match) as info:
