@@ -200,7 +200,7 @@ class Augmenter:
     audiomentations draws from Python's `random` and numpy's global RNG. Each call takes a fresh seed
     from this augmenter's own generator, seeds those globals with it under a lock, runs the chain and
     restores the previous global state, so results do not depend on (or disturb) anyone else's use of
-    the global RNGs. Give DataLoader workers different seeds (`reseed`), or they repeat each other.
+    the global RNGs. In DataLoader workers each worker gets its own stream automatically.
     """
 
     def __init__(self, transforms: list, p: float, shuffle: bool, seed: int | None = None):
@@ -212,7 +212,20 @@ class Augmenter:
         self.reseed(seed)
 
     def reseed(self, seed: int | None) -> None:
-        self._rng = random.Random(secrets.randbits(64) if seed is None else seed)
+        self._seed = secrets.randbits(64) if seed is None else int(seed)
+        self._rng = random.Random(self._seed)
+        self._worker_seed: int | None = None
+
+    def _follow_worker(self) -> None:
+        """Inside a DataLoader worker, switch to a stream of its own (seeded by the worker's torch seed,
+        which differs per worker and per epoch and is reproducible under `torch.manual_seed`), so
+        workers never repeat each other's draws."""
+        from torch.utils.data import get_worker_info
+
+        info = get_worker_info()
+        if info is not None and info.seed != self._worker_seed:
+            self._worker_seed = info.seed
+            self._rng = random.Random(self._seed * 1_000_003 + info.seed)
 
     def __call__(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         x = np.ascontiguousarray(samples, dtype=np.float32)
@@ -220,6 +233,7 @@ class Augmenter:
             raise AugmentError(f"Augmentation expects mono audio, got an array of shape {x.shape}.")
         if x.size == 0:
             return x.copy()
+        self._follow_worker()
         call_seed = self._rng.getrandbits(32)
         with _GLOBAL_RNG_LOCK:
             py_state, np_state = random.getstate(), np.random.get_state()

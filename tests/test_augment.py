@@ -244,3 +244,29 @@ def test_preview_seeded_figure_and_features():
     assert plain.original_features.shape == (112, 128)  # default length covers the clip
     with pytest.raises(AstappError):
         preview(np.zeros(0, np.float32), cfg, seed=1)
+
+
+class _Clips(torch.utils.data.Dataset):
+    def __init__(self, aug):
+        self.aug, self.x = aug, clip(0.5, "tone", seed=2)
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i):
+        return torch.from_numpy(self.aug(self.x))
+
+
+def test_dataloader_workers_draw_differently_and_reproducibly():
+    cfg = AugmentConfig(preset="none", transforms={"Gain": {"enabled": True, "p": 1.0}})
+
+    def run():
+        torch.manual_seed(0)
+        loader = torch.utils.data.DataLoader(_Clips(build_augment(cfg, seed=1)), batch_size=1, num_workers=2)
+        return [b[0] for b in loader]
+
+    first, second = run(), run()
+    for a, b in zip(first, second, strict=True):
+        torch.testing.assert_close(a, b)
+    # items 0 and 1 come from different workers' first calls: they must not be the same draw
+    assert not torch.equal(first[0], first[1])
