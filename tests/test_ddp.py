@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +21,19 @@ def test_torchrun_two_cpu_processes(tiny_ast, small_dataset, tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "ASTAPP_CACHE_DIR": str(tmp_path / "c"),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "astapp", "train", "--data", str(small_dataset), "--model", str(tiny_ast), "--output", str(run),
            "--epochs", "2", "--batch-size", "4", "--lr", "1e-3", "--max-length", "64", "--threads", "1"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=150, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stdout.count("Finished: accuracy") == 1  # only rank 0 prints
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
+        out, err = proc.communicate()
+        pytest.fail("torchrun did not finish in 150 s:\n" + out[-2000:] + err[-2000:])
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    assert out.count("Finished: accuracy") == 1  # only rank 0 prints
 
     m = json.loads((run / "metrics.json").read_text())
     assert m["global_step"] == 6  # 18 clips / (4 per process x 2 processes) -> 3 steps per epoch, 2 epochs
