@@ -239,6 +239,7 @@ class _Run:
             "train_seconds": train_seconds,
             "train_samples_per_second": len(train_split) * epochs_run / train_seconds if train_seconds else 0.0,
             "max_length": max_length, "mean": mean, "std": std, "mode": cfg.mode, "cached": data["cached"],
+            "dataloader_workers": trainer.args.dataloader_num_workers,
             "model": cfg.model, "num_train": len(train_split), "num_validation": len(val_split),
             "early_stopped": best.early_stopped, "stopped": stopped,
             "resumed_from": str(checkpoint) if checkpoint else None,
@@ -370,6 +371,9 @@ class _Run:
                     out.update(module=HeadModel(model) if n == 0 else TopLayersModel(model, n), cached=True,
                                message=f"Training {what} on activations computed once per clip.")
         out.update(train=train_ds, val=val_ds)
+        if augment is not None:  # decode-side work per batch: overlap it with training in worker processes
+            args.dataloader_num_workers = min(4, max(0, (os.cpu_count() or 1) - 1))
+            args.dataloader_persistent_workers = args.dataloader_num_workers > 0
         return out
 
     def _fast_cache(self, args, model, n: int, max_length: int, train_ds, val_ds):

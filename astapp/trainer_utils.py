@@ -75,9 +75,19 @@ class Collator:
         self.fbank = fbank
         self.augment = augment
         self.freq_mask, self.time_mask, self.mixup = freq_mask, time_mask, mixup
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
+        self._worker_seed: int | None = None
+
+    def _follow_worker(self) -> None:
+        """In a DataLoader worker, draw from a stream of its own (else workers repeat each other)."""
+        info = torch.utils.data.get_worker_info()
+        if info is not None and info.seed != self._worker_seed:
+            self._worker_seed = info.seed
+            self.generator = torch.Generator().manual_seed((self.seed * 1_000_003 + info.seed) % 2**63)
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        self._follow_worker()
         labels = torch.tensor([it["labels"] for it in items], dtype=torch.long)
         if "audio" in items[0]:
             wavs = [it["audio"] for it in items]
