@@ -107,11 +107,11 @@ def test_main_journey(app_url, chromium_path, tmp_path):
         expect(page.locator("#augment-plot img")).to_be_visible(timeout=60_000)
         _shot(page, "augment.png")
 
-        # Train: the offline notice is there; 1 epoch of the tiny local model; the loss plot fills in.
+        # Train: the offline notice is there; 2 epochs of the tiny local model; the loss plot fills in.
         page.get_by_role("tab", name=re.compile("Train")).click()
         expect(page.locator("#hub-notice")).to_contain_text("Hub can't be reached")
         epochs = page.get_by_label("Epochs")
-        epochs.fill("1")
+        epochs.fill("2")
         epochs.press("Tab")
         page.get_by_label("Learning rate").fill("0.001")
         page.get_by_label("Learning rate").press("Tab")
@@ -125,6 +125,11 @@ def test_main_journey(app_url, chromium_path, tmp_path):
         expect(status).to_contain_text("Finished", timeout=120_000)
         expect(page.locator("#train-progress")).to_contain_text("100%")
         assert _plot_marks(page, "loss-plot") > before
+        for plot in ("loss-plot", "metric-plot"):  # lines are really drawn (a stroke colour, not null)
+            strokes = page.evaluate(
+                "(id) => Array.from(document.querySelectorAll('#' + id + ' .mark-line path'))"
+                ".map(p => p.getAttribute('stroke'))", plot)
+            assert strokes and all(s and s != "null" for s in strokes), (plot, strokes)
         _shot(page, "train.png")
 
         # Evaluate: selecting the tab lists the finished run and shows its confusion matrix.

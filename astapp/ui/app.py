@@ -127,7 +127,8 @@ def build_app(manager: Any = None, hub_online: bool | None = None) -> AstApp:
 
         demo.load(on_load, [browser_token], [browser_token, token, train.job, train.timer],
                   api_visibility="private").then(
-            data.load_example, None, data.outputs, api_visibility="private")
+            data.load_example, None, data.outputs, api_visibility="private").then(
+            train.hint_fn, train.hint_inputs, train.hint_outputs, api_visibility="private")
         dataset.change(aug.on_dataset, dataset, aug.dataset_outputs, api_visibility="private")
         dataset.change(train_tab.on_dataset, dataset, train.max_length, api_visibility="private")
     demo.queue(default_concurrency_limit=4)

@@ -29,6 +29,9 @@ class TrainTab:
     timer: gr.Timer
     poll_outputs: list[Any]
     max_length: gr.Textbox
+    hint_fn: Any
+    hint_inputs: list[Any]
+    hint_outputs: list[Any]
 
 
 def is_scratch(model: str) -> bool:
@@ -49,7 +52,10 @@ def mode_hint(model: str, mode: str, hw: str) -> str:
     if scratch and mode != "full":
         return ("**Note:** a model trained **from scratch** knows nothing yet: choose mode **full**, otherwise "
                 "only the classifier on top of random features learns.")
-    size = "a small from-scratch model" if scratch else "the full-size AST (87M parameters)"
+    from astapp.config import DEFAULT_MODEL
+
+    size = ("a small from-scratch model" if scratch else "the full-size AST (87M parameters)"
+            if model.strip() == DEFAULT_MODEL else "this checkpoint")
     if mode == "full":
         speed = ("fast on a GPU" if hw == "cuda" else
                  ("fine on a CPU" if scratch else "slow on a CPU: expect minutes per epoch even for a few "
@@ -91,12 +97,17 @@ def _status_md(snap: dict[str, Any], events: list[dict[str, Any]]) -> str:
     if state == "finished":
         lines.append("See the mistakes in **Evaluate**, try the model in **Predict**.")
     if state == "interrupted":
-        lines.append("The app restarted while this run was training; start it again to continue.")
+        lines.append("The app restarted while this run was training; press **Resume interrupted run** to "
+                     "continue from its last checkpoint.")
     return "\n\n".join(lines)
 
 
 def curves(events: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
-    """Loss and learning rate per step, and validation accuracy/F1 per epoch, as DataFrames."""
+    """Loss and learning rate per step, and validation accuracy/F1 per epoch, as DataFrames.
+
+    An empty series is None, not an empty frame: a Gradio 6.31 line plot that first receives an empty
+    frame keeps an empty color domain and later draws its lines with no stroke (invisible).
+    """
     import pandas as pd
 
     loss, lr, metrics = [], [], []
@@ -112,11 +123,11 @@ def curves(events: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
             for key, name in (("accuracy", "accuracy"), ("f1_macro", "macro F1")):
                 if isinstance(e.get(key), (int, float)):
                     metrics.append({"epoch": float(e["epoch"]), "value": float(e[key]), "metric": name})
-    # Explicit dtypes: an empty object column makes the plot treat the axis as categories for good.
-    return (pd.DataFrame(loss, columns=["step", "loss"]).astype({"step": "int64", "loss": "float64"}),
-            pd.DataFrame(lr, columns=["step", "learning rate"]).astype({"step": "int64", "learning rate": "float64"}),
-            pd.DataFrame(metrics, columns=["epoch", "value", "metric"]).astype(
-                {"epoch": "float64", "value": "float64", "metric": "str"}))
+    # Explicit dtypes so the axes are numeric (object columns would be drawn as categories).
+    return (pd.DataFrame(loss).astype({"step": "int64", "loss": "float64"}) if loss else None,
+            pd.DataFrame(lr).astype({"step": "int64", "learning rate": "float64"}) if lr else None,
+            pd.DataFrame(metrics).astype({"epoch": "float64", "value": "float64", "metric": "str"})
+            if metrics else None)
 
 
 def on_dataset(data: dict[str, Any] | None) -> Any:
@@ -164,6 +175,7 @@ def build(ctx: UiContext, token: gr.State, dataset: gr.State, augment: gr.State)
             start = gr.Button("Start training", variant="primary", elem_id="start-btn", scale=2)
             stop = gr.Button("Stop", variant="stop", elem_id="stop-btn", scale=1)
             show_cli = gr.Button("Show as CLI command", scale=1)
+            resume = gr.Button("Resume interrupted run", scale=1, visible=True, elem_id="resume-btn")
         cli = gr.Code(label="Same run from a terminal", language="shell", visible=False, interactive=False)
         status = gr.Markdown("No training yet. Press **Start training** — the example dataset is ready.",
                              elem_id="train-status")
@@ -171,8 +183,10 @@ def build(ctx: UiContext, token: gr.State, dataset: gr.State, augment: gr.State)
         with gr.Row():
             loss_plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=240, elem_id="loss-plot",
                                     x_title="step", y_title="loss")
+            # A fixed color_map: the legend's domain is otherwise taken from the (empty) first value.
             metric_plot = gr.LinePlot(x="epoch", y="value", color="metric", title="Validation accuracy & F1",
-                                      height=240, y_lim=[0, 1], elem_id="metric-plot")
+                                      height=240, y_lim=[0, 1], elem_id="metric-plot",
+                                      color_map={"accuracy": "#f97316", "macro F1": "#0ea5e9"})
             lr_plot = gr.LinePlot(x="step", y="learning rate", title="Learning rate", height=240,
                                   elem_id="lr-plot")
         log_tail = gr.Textbox(label="Log", lines=LOG_LINES, max_lines=LOG_LINES, interactive=False,
@@ -257,6 +271,16 @@ def build(ctx: UiContext, token: gr.State, dataset: gr.State, augment: gr.State)
                 "the best model so far is kept.")
 
     @guarded
+    def resume_fn(tok: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """Continue the newest interrupted (or stopped) run from its last checkpoint."""
+        owner = session(ctx, tok, request).owner
+        run = next((r for r in manager.list_runs(owner) if r.resumable), None)
+        if run is None:
+            raise gr.Error("There is no interrupted run to resume; press Start training for a new one.")
+        job_id = manager.resume(owner, run.id)
+        return (job_id, *poll_values(job_id, owner))
+
+    @guarded
     def cli_fn(data: dict[str, Any] | None, aug: dict[str, Any] | None, model: str, mode: str, epochs: float,
                lr: float, batch_size: float, max_length: str, val_split: float, seed: float,
                early_stopping: float, class_weighted: bool) -> Any:
@@ -280,10 +304,12 @@ def build(ctx: UiContext, token: gr.State, dataset: gr.State, augment: gr.State)
 
     start.click(start_fn, [dataset, augment, token, *form], [job, *poll_outputs], api_name="start_training")
     timer.tick(poll_fn, [job, token], [job, *poll_outputs], api_name="poll_training", show_progress="hidden")
+    resume.click(resume_fn, token, [job, *poll_outputs], api_name="resume_training")
     stop.click(stop_fn, [job, token], status, api_name="stop_training")
     show_cli.click(cli_fn, [dataset, augment, *form], cli, api_name="training_command")
     model.input(model_defaults, model, [epochs, lr, mode], api_visibility="private")
     gr.on([model.change, mode.change], form_hint, [model, mode], [model_info, hint], api_visibility="private",
           show_progress="hidden")
 
-    return TrainTab(tab, job, timer, [job, *poll_outputs], max_length)
+    return TrainTab(tab, job, timer, [job, *poll_outputs], max_length, form_hint, [model, mode],
+                    [model_info, hint])
