@@ -101,9 +101,9 @@ class _Run:
         self.cfg = cfg
         self.run = Path(cfg.output)
         self.stop = stop
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.is_main = self.rank == 0
+        self.rank, self.world = 0, _launched_world()  # until TrainingArguments knows better
+        self.is_main = int(os.environ.get("RANK", "0")) == 0
+        self.args: Any = None
         self.user_events = events
         self.emit: EventSink = lambda e: None
         self.jsonl: JsonlSink | None = None
@@ -142,6 +142,10 @@ class _Run:
 
     def execute(self) -> RunResult:
         try:
+            # first: sets up the process group (torchrun, accelerate, MPI) and tells us our rank
+            self.args = self._training_args(self._use_cuda())
+            self.rank, self.world = self.args.process_index, self.args.world_size
+            self.is_main = self.rank == 0
             if self.is_main:
                 self.run.mkdir(parents=True, exist_ok=True)
                 self.jsonl = JsonlSink(self.run / "history.jsonl")
@@ -183,9 +187,8 @@ class _Run:
         cfg = self.cfg
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
-        use_cuda = self._use_cuda()
         checkpoint = resolve_checkpoint(cfg)
-        args = self._training_args(use_cuda)  # first: sets up the process group under torchrun
+        args = self.args
 
         self.stage("dataset", "Reading and checking the dataset")
         bundle = self._dataset(args)
@@ -282,7 +285,7 @@ class _Run:
             lr_scheduler_type="linear", eval_strategy="epoch", save_strategy="epoch", save_total_limit=1,
             logging_strategy="steps", logging_steps=1, report_to=[], seed=cfg.seed, data_seed=cfg.seed,
             use_cpu=not use_cuda, bf16=precision == "bf16", fp16=precision == "fp16",
-            ddp_backend="gloo" if self.world > 1 and not use_cuda else None, ddp_find_unused_parameters=False,
+            ddp_backend="gloo" if _launched_world() > 1 and not use_cuda else None, ddp_find_unused_parameters=False,
             remove_unused_columns=False, label_names=["labels"], disable_tqdm=True,
             dataloader_num_workers=0, dataloader_pin_memory=use_cuda, save_only_model=False,
         )
@@ -460,6 +463,14 @@ class _Run:
             shutil.rmtree(self.run / ".fastcache", ignore_errors=True)
             if finished:
                 shutil.rmtree(self.run / "best", ignore_errors=True)
+
+
+def _launched_world() -> int:
+    """Processes the launcher started (torchrun/accelerate set WORLD_SIZE; MPI sets its own)."""
+    for var in ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+        if os.environ.get(var, "").strip().isdigit():
+            return int(os.environ[var])
+    return 1
 
 
 def _iter_audio(split, batch_size: int = 64) -> Iterator[np.ndarray]:
