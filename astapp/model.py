@@ -9,11 +9,8 @@ the original AST recipe does (`adapt_position_embeddings`).
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -24,6 +21,7 @@ from transformers.models.audio_spectrogram_transformer.modeling_audio_spectrogra
 
 from astapp.config import DEFAULT_MODEL, NUM_MEL_BINS
 from astapp.errors import ModelLoadError
+from astapp.hub import _offline, hub_reachable  # noqa: F401  (re-exported: UI and tests use it here)
 
 AST_MODEL_TYPE = "audio-spectrogram-transformer"
 SCRATCH_NOTE = "random weights: needs much more data"
@@ -33,28 +31,9 @@ SCRATCH_CONFIGS: dict[str, dict[str, int]] = {
     "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
 }
 MIN_LENGTH, MAX_LENGTH = 16, 4096
-_TRUE = {"1", "true", "yes", "on"}
 
 
 # --- Hub ------------------------------------------------------------------------------------------
-def _offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """True when the Hugging Face Hub answers a TCP connect within `timeout` and offline mode is off."""
-    if _offline():
-        return False
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host = url.hostname or "huggingface.co"
-    port = url.port or (443 if url.scheme != "http" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _hub_error(source: str, why: str) -> ModelLoadError:
     return ModelLoadError(
         f"Could not load the model {source!r}: {why}. Use a local checkpoint folder (a folder with "

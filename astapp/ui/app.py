@@ -82,7 +82,7 @@ def default_model(hub_online: bool) -> str:
 
 def _hub_online() -> bool:
     try:
-        from astapp.model import hub_reachable
+        from astapp.hub import hub_reachable
     except Exception:  # noqa: BLE001 - model module missing or broken: behave as offline
         return False
     return hub_reachable(timeout=2.0)

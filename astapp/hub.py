@@ -1,0 +1,27 @@
+"""Is the Hugging Face Hub reachable? Kept free of torch so the app can ask at start-up cheaply."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _offline() -> bool:
+    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """True when the Hugging Face Hub answers a TCP connect within `timeout` and offline mode is off."""
+    if _offline():
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = url.hostname or "huggingface.co"
+    port = url.port or (443 if url.scheme != "http" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
