@@ -133,6 +133,8 @@ class _Run:
         last = [0.0]
 
         def report(fraction: float, message: str) -> None:
+            if self.stop.is_set() and self.world == 1:  # long preparation stops promptly too
+                raise _Stopped()
             now = time.time()
             if now - last[0] >= 0.5 or fraction >= 1.0:
                 last[0] = now
@@ -163,6 +165,9 @@ class _Run:
         except AstappError as e:
             self._fail(str(e))
             raise
+        except KeyboardInterrupt:
+            self._fail("Interrupted; resume from the last checkpoint.", state="interrupted")
+            raise
         except BaseException as e:
             if _is_oom(e):
                 self._fail(OOM_MESSAGE)
@@ -173,10 +178,10 @@ class _Run:
             if self.jsonl:
                 self.jsonl.close()
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, state: str = "failed") -> None:
         try:
             self.emit(make_event("error", message=message))
-            self.status("failed", message)
+            self.status(state, message)
         except Exception:  # noqa: BLE001 - reporting must not hide the original error
             log.exception("Could not record the failure")
 
@@ -276,6 +281,9 @@ class _Run:
             raise TrainingError(f"{precision} precision needs a CUDA GPU; use 'auto' or 'fp32' on a CPU.")
         if precision not in ("fp32", "bf16", "fp16"):
             raise TrainingError(f"Precision must be auto, fp32, bf16 or fp16, not {cfg.precision!r}.")
+        if cfg.metric not in (*SCALARS, "loss"):
+            raise TrainingError(f"The metric that picks the best epoch must be one of {', '.join(SCALARS)} "
+                                f"or loss, not {cfg.metric!r}.")
         if not 0 <= cfg.warmup_ratio < 1:
             raise TrainingError("Warm-up ratio must be at least 0 and below 1 (typical: 0.1).")
         return TrainingArguments(

@@ -185,6 +185,19 @@ def test_stop_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_ast, small
     assert resumed.metrics["accuracy"] == straight.metrics["accuracy"]
 
 
+def test_fast_mode_resume_continues_the_head(tmp_path, tiny_ast, small_dataset):
+    stop = threading.Event()
+    run = tmp_path / "run"
+    cfg = cfg_for(run, tiny_ast, small_dataset, mode="frozen", lr=5e-3)
+    first = train(cfg, events=lambda ev: ev["type"] == "log" and ev["step"] >= 2 and stop.set(), stop=stop)
+    assert first.state == "stopped"
+    resumed = train(TrainConfig.from_dict({**cfg.to_dict(), "resume": "latest"}))
+    straight = train(cfg_for(tmp_path / "straight", tiny_ast, small_dataset, mode="frozen", lr=5e-3))
+    assert resumed.metrics["global_step"] == 10 and resumed.metrics["cached"] is True
+    a, b = resumed.model.classifier.state_dict(), straight.model.classifier.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
 def test_stop_before_training_saves_nothing(tmp_path, tiny_ast, small_dataset):
     stop = threading.Event()
     stop.set()
