@@ -1,8 +1,10 @@
 """Generate the built-in example dataset, `assets/example_sounds.zip`, deterministically.
 
-Four spoken words ("yes", "no", "stop", "go") come from Debian's `espeak-ng` with varied English
-voices, speeds, pitches and positions in the clip; a fifth class, "background", is synthetic noise and
-hum from `astapp.synth`, so the example looks like a tiny keyword-spotting task. Every clip is 1 s of
+Five everyday sound classes: "speech" (short words from Debian's `espeak-ng` with varied English
+voices, speeds, pitches and positions in the clip) and four synthesised ones from `astapp.synth`:
+"whistle" (chirps, sweeps, vibrato), "beeps" (square and pulsed tones), "knocks" (click trains) and
+"noise" (filtered and bursty noise). The classes differ in kind, like a tiny ESC-50, so even a model
+trained from scratch offline learns them, while a pretrained AST nails them. Every clip is 1 s of
 16 kHz mono 16-bit PCM. The zip is committed, so the app, the CLI and CI never need espeak-ng.
 
     python assets/make_example.py            # rewrite assets/example_sounds.zip
@@ -36,7 +38,9 @@ SR = 16_000
 SECONDS = 1.0
 PER_CLASS = 16
 TOP = "example_sounds"
-WORDS = ("yes", "no", "stop", "go")
+WORDS = ("yes", "no", "stop", "go", "hello", "seven", "left", "right")
+SYNTH = {"whistle": ("chirp", "fm", "sweep_down"), "beeps": ("square", "am"), "knocks": ("clicks",),
+         "noise": ("noise", "bursts")}
 # espeak-ng's built-in English voices (MBROLA voices need extra packages and are left out).
 LANGS = ("en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
          "en-us-nyc")
@@ -70,18 +74,15 @@ def place(utterance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def clips(seed: int = 0) -> dict[str, list[np.ndarray]]:
     """All clips by class name (deterministic for a given seed and espeak-ng version)."""
     rng = np.random.default_rng(seed)
-    out: dict[str, list[np.ndarray]] = {}
-    for word in WORDS:
-        out[word] = []
-        for _ in range(PER_CLASS):
-            voice = f"{LANGS[rng.integers(len(LANGS))]}+{VARIANTS[rng.integers(len(VARIANTS))]}"
-            speed = int(rng.integers(120, 231))
-            pitch = int(rng.integers(20, 81))
-            out[word].append(place(speak(word, voice, speed, pitch), rng))
-    out["background"] = []
-    for j in range(PER_CLASS):
-        kind = ("noise", "am", "bursts")[j % 3]
-        out["background"].append(make_signal(kind, SECONDS, SR, rng) * np.float32(rng.uniform(0.2, 0.6)))
+    out: dict[str, list[np.ndarray]] = {"speech": []}
+    for _ in range(PER_CLASS):
+        word = WORDS[rng.integers(len(WORDS))]
+        voice = f"{LANGS[rng.integers(len(LANGS))]}+{VARIANTS[rng.integers(len(VARIANTS))]}"
+        speed = int(rng.integers(120, 231))
+        pitch = int(rng.integers(20, 81))
+        out["speech"].append(place(speak(word, voice, speed, pitch), rng))
+    for label, kinds in SYNTH.items():
+        out[label] = [make_signal(kinds[j % len(kinds)], SECONDS, SR, rng) for j in range(PER_CLASS)]
     return out
 
 

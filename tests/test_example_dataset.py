@@ -40,12 +40,12 @@ def test_example_dir_extracts_once_and_scans_as_class_folders(tmp_path: Path) ->
 
     root = example_dir(tmp_path)
     assert root == tmp_path / "example" / EXAMPLE_NAME and root.is_dir()
-    stamp = (root / "yes" / "yes_00.wav").stat().st_mtime_ns
+    stamp = (root / "speech" / "speech_00.wav").stat().st_mtime_ns
     assert example_dir(tmp_path) == root  # reused, not extracted again
-    assert (root / "yes" / "yes_00.wav").stat().st_mtime_ns == stamp
+    assert (root / "speech" / "speech_00.wav").stat().st_mtime_ns == stamp
     listing = scan(root)
     labels = Counter(item.label for item in listing.items)
-    assert set(labels) == {"background", "go", "no", "stop", "yes"}
+    assert set(labels) == {"beeps", "knocks", "noise", "speech", "whistle"}
     assert set(labels.values()) == {16}
     assert not listing.skipped
 
@@ -56,7 +56,7 @@ def test_example_report_is_trainable(tmp_path: Path) -> None:
 
     report = inspect_source(example_zip_path(), tmp_path, AudioConfig(), IngestLimits())
     assert report.trainable, report.errors
-    assert [c.name for c in report.classes] == ["background", "go", "no", "stop", "yes"]
+    assert [c.name for c in report.classes] == ["beeps", "knocks", "noise", "speech", "whistle"]
     assert all(c.clips == 16 for c in report.classes)
 
 

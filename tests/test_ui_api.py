@@ -20,7 +20,7 @@ from gradio_client.exceptions import AppError
 from astapp.examples import example_zip_path
 from astapp.synth import make_signal, write_wav
 
-CLASSES = ["background", "go", "no", "stop", "yes"]
+CLASSES = ["beeps", "knocks", "noise", "speech", "whistle"]
 
 
 def _free_port() -> int:
@@ -112,7 +112,7 @@ def test_end_to_end_journey(app, tmp_path):
     # Augment: classic preset with a fixed seed really changes the waveform.
     import soundfile as sf
 
-    fig, orig, aug, text = client.predict(clip="yes/yes_03.wav", preset="classic", seed=3,
+    fig, orig, aug, text = client.predict(clip="speech/speech_03.wav", preset="classic", seed=3,
                                           api_name="/preview_augment")
     assert fig.get("type") == "matplotlib" and "classic" in text
     a, _ = sf.read(orig)

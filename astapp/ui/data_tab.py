@@ -206,7 +206,7 @@ def _layout(ctx: UiContext, dataset: gr.State) -> list[Any]:
     with gr.Row(equal_height=True):
         with gr.Column(scale=1, min_width=220):
             use_example = gr.Button("Use the example dataset", variant="primary", elem_id="use-example")
-            gr.Markdown("<small>Spoken words (yes · no · stop · go) and background noise, 16 clips each.</small>")
+            gr.Markdown("<small>Everyday sounds: speech, whistles, beeps, knocks and noise — 16 one-second clips each.</small>")
         with gr.Column(scale=2):
             upload = gr.File(label="Upload your dataset (.zip)", file_types=[".zip"], file_count="single",
                              elem_id="upload-zip", height=120)

@@ -41,7 +41,7 @@ def is_scratch(model: str) -> bool:
 def defaults_for(model: str) -> dict[str, Any]:
     """Sensible starting settings: fine-tuning wants a small lr; a model from scratch a larger one."""
     if is_scratch(model):
-        return {"epochs": 8, "lr": 3e-4, "mode": "full", "batch_size": 16}
+        return {"epochs": 20, "lr": 1e-3, "mode": "full", "batch_size": 16}
     return {"epochs": 5, "lr": 5e-5, "mode": "full", "batch_size": 8}
 
 
