@@ -111,6 +111,12 @@ def cleanup_idle(root: Path, now: float | None = None, busy_owners: Collection[s
                 shutil.rmtree(ws, ignore_errors=True)
                 deleted.append(ws)
                 log.info("Deleted idle workspace %s", ws.name)
+                # Training caches decoded audio and features next to the owner's runs: they are as
+                # private as the uploads, so they go with the workspace (runs themselves stay).
+                cache = runs_dir(root) / ws.name / ".cache"
+                if cache.is_dir() and not cache.is_symlink():
+                    shutil.rmtree(cache, ignore_errors=True)
+                    deleted.append(cache)
 
     r_root = runs_dir(root)
     if run_days > 0 and r_root.is_dir():

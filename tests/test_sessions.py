@@ -150,8 +150,14 @@ def test_idle_cleanup_spares_recent_and_busy_sessions(tmp_path, monkeypatch):
     monkeypatch.delenv("ASTAPP_SESSION_TTL_HOURS", raising=False)
     monkeypatch.delenv("ASTAPP_RUN_TTL_DAYS", raising=False)
     make_run(tmp_path, old.owner, "ancient")
+    old_cache = tmp_path / "runs" / old.owner / ".cache"
+    busy_cache = tmp_path / "runs" / busy.owner / ".cache"
+    for c in (old_cache, busy_cache):
+        (c / "features").mkdir(parents=True)
+        (c / "features" / "f.f32").write_bytes(b"x" * 16)
     deleted = cleanup_idle(tmp_path, now=now, busy_owners={busy.owner})
-    assert deleted == [old.workspace]
+    assert deleted == [old.workspace, old_cache], "the idle owner's training cache goes with its workspace"
+    assert not old_cache.exists() and busy_cache.is_dir()
     assert not old.workspace.exists() and fresh.workspace.is_dir() and busy.workspace.is_dir()
     assert (tmp_path / "runs" / old.owner / "ancient").is_dir(), "runs are kept by default"
     monkeypatch.setenv("ASTAPP_SESSION_TTL_HOURS", "0.5")
