@@ -75,16 +75,22 @@ def _open_error(path: Path, exc: Exception) -> AudioDecodeError:
     return AudioDecodeError(f"could not decode ({msg[:120]})")
 
 
-def audio_info(path: str | Path) -> AudioInfo:
-    """Duration, sample rate and channels from the header; raises AudioDecodeError."""
-    import soundfile as sf
-
+def _checked(path: str | Path) -> Path:
+    """The path, once it exists and its first bytes look like audio; else AudioDecodeError."""
     path = Path(path)
     if not path.is_file():
         raise AudioDecodeError("file not found")
     reason = _sniff(path)
     if reason:
         raise AudioDecodeError(reason)
+    return path
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """Duration, sample rate and channels from the header; raises AudioDecodeError."""
+    import soundfile as sf
+
+    path = _checked(path)
     try:
         info = sf.info(str(path))
     except Exception as exc:  # libsndfile raises several types for bad input
@@ -105,12 +111,7 @@ def decode(path: str | Path, sr: int = SAMPLE_RATE, max_seconds: float | None = 
     import soundfile as sf
     import soxr
 
-    path = Path(path)
-    if not path.is_file():
-        raise AudioDecodeError("file not found")
-    reason = _sniff(path)
-    if reason:
-        raise AudioDecodeError(reason)
+    path = _checked(path)
     try:
         with sf.SoundFile(str(path)) as f:
             in_sr = int(f.samplerate)

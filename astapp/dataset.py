@@ -25,7 +25,7 @@ from astapp.audio import decode
 from astapp.config import AudioConfig, IngestLimits
 from astapp.errors import AudioDecodeError, DatasetError
 from astapp.fsutil import atomic_write_text
-from astapp.ingest import VALIDATION_NAMES, Item, Listing, resolve, scan
+from astapp.ingest import VALIDATION_NAMES, Item, Listing, _rel, resolve, scan
 from astapp.report import ClipStat, ValidationReport, build_report
 
 Progress = Callable[[float, str], None]
@@ -70,13 +70,6 @@ def to_windows(wav: np.ndarray, cfg: AudioConfig) -> list[np.ndarray]:
     if tail >= n_max // 2:
         windows.append(wav[len(wav) - n_max:])
     return windows
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.name
 
 
 def _decode_one(item: Item, root: Path, cfg: AudioConfig) -> _Decoded:
