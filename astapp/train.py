@@ -58,6 +58,29 @@ class _Stopped(Exception):
     """Stop was requested before training began."""
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX): there bf16 autocast speeds up a
+    training step ~1.7x (small AST, 2 cores); elsewhere it is emulated and slower, so auto keeps fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(requested: str, use_cuda: bool) -> str:
+    """fp32 | bf16 | fp16 for this device; `auto` picks bf16/fp16 on CUDA, bf16 on a bf16-capable CPU."""
+    if requested == "auto":
+        if use_cuda:
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    if requested not in ("fp32", "bf16", "fp16"):
+        raise TrainingError(f"Precision must be auto, fp32, bf16 or fp16, not {requested!r}.")
+    if requested == "fp16" and not use_cuda:
+        raise TrainingError("fp16 precision needs a CUDA GPU; use 'auto', 'bf16' or 'fp32' on a CPU.")
+    return requested
+
+
 def cache_root(cfg: TrainConfig) -> Path:
     """Where decoded datasets, features and statistics are cached (shared by runs)."""
     env = os.environ.get("ASTAPP_CACHE_DIR", "").strip()
@@ -224,8 +247,9 @@ class _Run:
         trainer, cbs = self._trainer(args, data, labels, train_labels, len(train_split))
         if checkpoint is not None:
             cbs["best"].load(self.run / "best")
-        self.stage("training", data["message"] + (f" Resuming from {checkpoint.name}." if checkpoint else ""),
-                   mode=cfg.mode, cached=data["cached"], num_train=len(train_split),
+        precision = " Training steps in bf16 on this CPU (evaluation in fp32)." if self.cpu_bf16 else ""
+        self.stage("training", data["message"] + precision
+                   + (f" Resuming from {checkpoint.name}." if checkpoint else ""), mode=cfg.mode, cached=data["cached"], num_train=len(train_split),
                    num_validation=len(val_split))
         start_epoch = 0.0
         if checkpoint is not None:
@@ -274,13 +298,8 @@ class _Run:
         from transformers import TrainingArguments
 
         cfg = self.cfg
-        precision = cfg.precision
-        if precision == "auto":
-            precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if use_cuda else "fp32"
-        if precision in ("bf16", "fp16") and not use_cuda:
-            raise TrainingError(f"{precision} precision needs a CUDA GPU; use 'auto' or 'fp32' on a CPU.")
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise TrainingError(f"Precision must be auto, fp32, bf16 or fp16, not {cfg.precision!r}.")
+        precision = resolve_precision(cfg.precision, use_cuda)
+        self.cpu_bf16 = precision == "bf16" and not use_cuda
         if cfg.metric not in (*SCALARS, "loss"):
             raise TrainingError(f"The metric that picks the best epoch must be one of {', '.join(SCALARS)} "
                                 f"or loss, not {cfg.metric!r}.")
@@ -292,7 +311,7 @@ class _Run:
             learning_rate=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio,
             lr_scheduler_type="linear", eval_strategy="epoch", save_strategy="epoch", save_total_limit=1,
             logging_strategy="steps", logging_steps=1, report_to=[], seed=cfg.seed, data_seed=cfg.seed,
-            use_cpu=not use_cuda, bf16=precision == "bf16", fp16=precision == "fp16",
+            use_cpu=not use_cuda, bf16=precision == "bf16" and use_cuda, fp16=precision == "fp16",
             ddp_backend="gloo" if _launched_world() > 1 and not use_cuda else None, ddp_find_unused_parameters=False,
             remove_unused_columns=False, label_names=["labels"], disable_tqdm=True,
             dataloader_num_workers=0, dataloader_pin_memory=use_cuda, save_only_model=False,
@@ -433,7 +452,8 @@ class _Run:
             model=data["module"], args=args, train_dataset=data["train"], eval_dataset=data["val"],
             data_collator=data["collator"], eval_collator=data["eval_collator"],
             compute_metrics=make_compute_metrics(len(labels)), callbacks=list(cbs.values()),
-            class_weights=class_weights(train_labels, len(labels)) if cfg.class_weighted else None)
+            class_weights=class_weights(train_labels, len(labels)) if cfg.class_weighted else None,
+            cpu_bf16=self.cpu_bf16)
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
         tb = _tensorboard(self.run / "tb") if self.is_main else None

@@ -157,9 +157,12 @@ class AstTrainer(Trainer):
     """Trainer with our loss (soft labels, class weights) and strict, name-mapped checkpoint loading."""
 
     def __init__(self, *args: Any, class_weights: torch.Tensor | None = None,
-                 eval_collator: Callable | None = None, **kwargs: Any):
+                 eval_collator: Callable | None = None, cpu_bf16: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
+        # bf16 autocast for CPU training steps only: evaluation stays fp32, so logged metrics, the
+        # best-epoch restore and the exported (fp32) model all agree exactly.
+        self.cpu_bf16 = cpu_bf16
         self.eval_collator = eval_collator  # evaluation never augments
         self.loss_is_scaled_for_ga = False  # our loss is a per-batch mean
 
@@ -177,8 +180,9 @@ class AstTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
-        outputs = model(**inputs)
-        loss = classification_loss(outputs["logits"], labels, self.class_weights)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_bf16 and model.training):
+            outputs = model(**inputs)
+        loss = classification_loss(outputs["logits"].float(), labels, self.class_weights)
         return (loss, outputs) if return_outputs else loss
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):

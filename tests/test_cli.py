@@ -15,10 +15,14 @@ from astapp.config import AudioConfig, AugmentConfig, TrainConfig
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path_factory, monkeypatch):
+    """`main()` quiets transformers process-wide (right for a CLI process); undo it for later tests."""
+    from transformers.utils import logging as hf_logging
+
     monkeypatch.setenv("ASTAPP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "astapp-cache"))
-    before = torch.get_num_threads()
+    before, verbosity = torch.get_num_threads(), hf_logging.get_verbosity()
     yield
     torch.set_num_threads(before)
+    hf_logging.set_verbosity(verbosity)
 
 
 def test_inspect_reports_and_exit_codes(small_dataset, tmp_path, capsys):

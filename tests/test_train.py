@@ -36,7 +36,7 @@ def one_thread(tmp_path_factory, monkeypatch):
 
 def cfg_for(out: Path, tiny_ast: Path, data: Path, **kw) -> TrainConfig:
     base = {"data": str(data), "model": str(tiny_ast), "output": str(out), "epochs": 2, "batch_size": 4,
-            "lr": 1e-3, "max_length": 64, "seed": 0}
+            "lr": 1e-3, "max_length": 64, "seed": 0, "precision": "fp32"}  # same numerics on every CPU
     return TrainConfig.from_dict({**base, **kw})
 
 
@@ -282,3 +282,34 @@ def test_sinks(tmp_path):
     assert [x["step"] for x in lines] == [0, 1, 2] and lines[0]["loss"] is None
     assert [x["step"] for x in q.drain()] == [1, 2]  # bounded: keeps the newest
     assert len(seen) == 3
+
+
+# --- precision ------------------------------------------------------------------------------------
+def test_precision_resolution(monkeypatch):
+    import astapp.train as tr
+
+    monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda: True)
+    assert tr.resolve_precision("auto", use_cuda=False) == "bf16"
+    monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda: False)
+    assert tr.resolve_precision("auto", use_cuda=False) == "fp32"
+    assert tr.resolve_precision("bf16", use_cuda=False) == "bf16"
+    with pytest.raises(TrainingError, match="fp16 precision needs a CUDA GPU"):
+        tr.resolve_precision("fp16", use_cuda=False)
+    with pytest.raises(TrainingError, match="Precision must be"):
+        tr.resolve_precision("int8", use_cuda=False)
+
+
+def test_cpu_bf16_trains_in_bf16_and_evaluates_in_fp32(tmp_path, tiny_ast, small_dataset):
+    """bf16 autocast changes the training numerics, yet metrics.json still describes the fp32 export."""
+    runs = {p: tmp_path / p for p in ("fp32", "bf16")}
+    results = {p: train(cfg_for(runs[p], tiny_ast, small_dataset, precision=p)) for p in runs}
+    w = {p: results[p].model.state_dict() for p in runs}
+    name = next(k for k in w["fp32"] if "layers.0.attention.q_proj.weight" in k)
+    assert not torch.equal(w["fp32"][name], w["bf16"][name]), "bf16 autocast must really be used"
+    assert "bf16" in next(e["message"] for e in history(runs["bf16"]) if e.get("stage") == "training")
+    m = json.loads((runs["bf16"] / "metrics.json").read_text())
+    best = [e for e in history(runs["bf16"]) if e["type"] == "eval" and e["epoch"] == m["best_epoch"]][0]
+    assert m["accuracy"] == best["accuracy"] and m["loss"] == best["loss"]
+    labels, probs = val_probs_from_export(runs["bf16"] / "model", small_dataset, m["predictions"])
+    assert labels == [p["pred"] for p in m["predictions"]]
+    np.testing.assert_allclose(probs, [p["prob"] for p in m["predictions"]], atol=1e-5)
