@@ -112,8 +112,13 @@ def fits_on_disk(folder: Path, nbytes: int, margin: float = 0.5) -> bool:
 @torch.no_grad()
 def compute_cache(fn: Callable[[torch.Tensor], torch.Tensor], features: torch.utils.data.Dataset,
                   shape: tuple[int, ...], out: Path, device: torch.device, batch_size: int = 16,
-                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Run `fn` over every item's `input_values` once into a float32 .npy memmap written atomically."""
+                  progress: Callable[[int, int], None] | None = None, cpu_bf16: bool = False) -> np.ndarray:
+    """Run `fn` over every item's `input_values` once into a float32 .npy memmap written atomically.
+
+    `cpu_bf16` runs the frozen layers under bf16 autocast (~2.4x faster for base AST on a bf16-capable
+    CPU). Use it for the training split only: validation activations stay fp32, so evaluation sees
+    exactly what the exported fp32 model computes.
+    """
     n = len(features)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -121,7 +126,8 @@ def compute_cache(fn: Callable[[torch.Tensor], torch.Tensor], features: torch.ut
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *shape))
         for start in range(0, n, batch_size):
             batch = torch.stack([features[i]["input_values"] for i in range(start, min(n, start + batch_size))])
-            arr[start:start + len(batch)] = fn(batch.to(device)).float().cpu().numpy()
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16):
+                arr[start:start + len(batch)] = fn(batch.to(device)).float().cpu().numpy()
             if progress:
                 progress(start + len(batch), n)
         arr.flush()

@@ -428,7 +428,8 @@ class _Run:
                     def prog(done: int, total: int, name: str = name, report=report) -> None:
                         report(done / total, f"Running the frozen layers once: {name} {done}/{total} clips")
 
-                    out.append(compute_cache(fn, ds, shape, path, device, progress=prog))
+                    out.append(compute_cache(fn, ds, shape, path, device, progress=prog,
+                                             cpu_bf16=self.cpu_bf16 and name == "train"))
                 else:
                     out.append(np.load(path, mmap_mode="r"))
         return out

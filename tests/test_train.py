@@ -104,12 +104,16 @@ def test_run_folder_events_and_auto_length(tmp_path, tiny_ast, small_dataset):
     assert events[-1]["type"] == "done" and events[-1]["metrics"]["accuracy"] == result.metrics["accuracy"]
 
 
-@pytest.mark.parametrize("mode", ["frozen", "last-1"])
-def test_fast_modes_train_only_the_top_and_export_identically(tmp_path, tiny_ast, small_dataset, mode):
+@pytest.mark.parametrize("mode,precision", [("frozen", "fp32"), ("last-1", "fp32"), ("frozen", "bf16"),
+                                            ("last-1", "bf16")])
+def test_fast_modes_train_only_the_top_and_export_identically(tmp_path, tiny_ast, small_dataset, mode,
+                                                              precision):
+    """bf16 caches the training split's activations under autocast; validation stays fp32, so the
+    export still reproduces the logged validation predictions."""
     from astapp.model import load_model
 
     run = tmp_path / "run"
-    result = train(cfg_for(run, tiny_ast, small_dataset, mode=mode, lr=5e-3))
+    result = train(cfg_for(run, tiny_ast, small_dataset, mode=mode, lr=5e-3, precision=precision))
     m = result.metrics
     assert m["cached"] is True and m["mode"] == mode
     assert not (run / ".fastcache").exists(), "activation caches are removed after the run"
