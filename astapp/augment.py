@@ -191,16 +191,65 @@ def _instantiate(entry: dict[str, Any]):
         raise AugmentError(f"{name} cannot use these settings: {e}.") from e
 
 
-_GLOBAL_RNG_LOCK = threading.Lock()
+_draws = threading.local()  # the calling thread's seeded generators while an Augmenter runs
+
+
+class _ThreadRandom:
+    """Stands in for the `random` module inside audiomentations: while an Augmenter runs in this
+    thread, draws come from its seeded generator; otherwise from the global one, as before."""
+
+    def __getattr__(self, name: str) -> Any:
+        gen = getattr(_draws, "py", None)
+        return getattr(gen if gen is not None and hasattr(gen, name) else random, name)
+
+
+class _ThreadNumpyRandom:
+    """Stands in for `numpy.random` the same way (a seeded `RandomState` draws what `np.random.seed`
+    followed by global draws would)."""
+
+    def __getattr__(self, name: str) -> Any:
+        gen = getattr(_draws, "np", None)
+        return getattr(gen if gen is not None and hasattr(gen, name) else np.random, name)
+
+
+class _ThreadNumpy:
+    """Stands in for `numpy` inside audiomentations: everything is numpy except `.random`."""
+
+    random = _ThreadNumpyRandom()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+
+_THREAD_RANDOM, _THREAD_NUMPY = _ThreadRandom(), _ThreadNumpy()
+_patched: set[str] = set()
+
+
+def _route_audiomentations_draws() -> None:
+    """Point the `random` and `np` names of every loaded audiomentations module at the per-thread
+    stand-ins, so a seeded draw never reads or writes the process-wide RNGs that other threads
+    (training's `set_seed`, another preview) use at the same time."""
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if name in _patched or not name.startswith("audiomentations") or module is None:
+            continue
+        namespace = vars(module)
+        if namespace.get("random") is random:
+            namespace["random"] = _THREAD_RANDOM
+        if namespace.get("np") is np:
+            namespace["np"] = _THREAD_NUMPY
+        _patched.add(name)
 
 
 class Augmenter:
     """A seeded audiomentations chain: same seed and same call order give the same draws.
 
-    audiomentations draws from Python's `random` and numpy's global RNG. Each call takes a fresh seed
-    from this augmenter's own generator, seeds those globals with it under a lock, runs the chain and
-    restores the previous global state, so results do not depend on (or disturb) anyone else's use of
-    the global RNGs. In DataLoader workers each worker gets its own stream automatically.
+    audiomentations draws from Python's `random` and numpy's global RNG by name. Each call takes a
+    fresh seed from this augmenter's own generator and runs the chain with those names routed to
+    generators seeded with it for the calling thread only, so results neither depend on nor disturb
+    anyone else's use of the global RNGs, even from other threads at the same moment (a preview while
+    training starts). In DataLoader workers each worker gets its own stream automatically.
     """
 
     def __init__(self, transforms: list, p: float, shuffle: bool, seed: int | None = None):
@@ -209,7 +258,17 @@ class Augmenter:
         self.compose = Compose(transforms, p=p, shuffle=shuffle)
         self.names = [type(t).__name__ for t in transforms]
         self.last_applied: list[str] = []  # transforms the latest call actually applied
+        self._lock = threading.Lock()
         self.reseed(seed)
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable for DataLoader workers (a lock is not)
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def reseed(self, seed: int | None) -> None:
         self._seed = secrets.randbits(64) if seed is None else int(seed)
@@ -235,19 +294,17 @@ class Augmenter:
             return x.copy()
         self._follow_worker()
         call_seed = self._rng.getrandbits(32)
-        with _GLOBAL_RNG_LOCK:
-            py_state, np_state = random.getstate(), np.random.get_state()
+        _route_audiomentations_draws()
+        with self._lock:  # the chain keeps per-call parameters on its transforms
+            _draws.py, _draws.np = random.Random(call_seed), np.random.RandomState(call_seed)
             try:
-                random.seed(call_seed)
-                np.random.seed(call_seed)
                 for t in self.compose.transforms:
                     t.parameters["should_apply"] = False
                 y = self.compose(samples=x, sample_rate=sample_rate)
                 self.last_applied = [type(t).__name__ for t in self.compose.transforms
                                      if t.parameters.get("should_apply")]
             finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
+                _draws.py = _draws.np = None
         y = np.asarray(y, dtype=np.float32)
         if y.shape != x.shape:  # keep clips aligned whatever a transform did
             y = np.pad(y[: x.size], (0, max(0, x.size - y.size)))

@@ -270,3 +270,33 @@ def test_dataloader_workers_draw_differently_and_reproducibly():
         torch.testing.assert_close(a, b)
     # items 0 and 1 come from different workers' first calls: they must not be the same draw
     assert not torch.equal(first[0], first[1])
+
+
+def test_seeded_draws_hold_while_another_thread_reseeds_the_global_rngs():
+    """A preview while training starts (transformers' set_seed) must still give the seed's draw,
+    and must not undo that thread's seeding."""
+    import threading
+
+    x = make_signal("tone", 1.0)
+    want = [build_augment(AugmentConfig(preset="classic"), seed=s)(x) for s in range(12)]
+    stop = threading.Event()
+
+    def reseed_forever() -> None:
+        while not stop.is_set():
+            random.seed(7)
+            np.random.seed(7)
+
+    other = threading.Thread(target=reseed_forever)
+    other.start()
+    try:
+        got = [build_augment(AugmentConfig(preset="classic"), seed=s)(x) for s in range(12)]
+    finally:
+        stop.set()
+        other.join()
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    random.seed(7)
+    np.random.seed(7)
+    build_augment(AugmentConfig(preset="classic"), seed=1)(x)
+    assert random.random() == random.Random(7).random()
+    assert np.random.random() == np.random.RandomState(7).random()
