@@ -41,6 +41,7 @@ def main() -> int:
         shutil.make_archive(str(upload.with_suffix("")), "zip", data.parent, data.name)
     out = args.workdir / f"run_{args.mode}"
     shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(args.workdir / ".cache", ignore_errors=True)  # measure extraction and decoding too
     cmd = [python(), "-m", "astapp", "train", "--data", str(upload), "--model", str(ckpt), "--output", str(out),
            "--mode", args.mode, "--epochs", f"{args.epochs:g}", "--batch-size", str(args.batch_size),
            "--lr", f"{args.lr:g}", "--threads", str(args.threads), "--max-length", "auto"]

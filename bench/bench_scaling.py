@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Issue 6, target 5: ingestion and feature time, and peak memory, against dataset size.
+"""Issues 3 and 6 (target 5): ingestion and feature time, and peak memory, against dataset size.
 
 Each size runs in its own process (so its peak RSS is its own): a generated zip of N one-second clips
-(10 classes) is validated and indexed into Arrow (`build_dataset`), then the training split's features
-are cached (`FeatureCache`). Time per clip and peak memory must stay flat (or grow linearly in total),
+(10 classes) is extracted and validated (`inspect_source`: the report the UI and `inspect` show),
+decoded once and indexed into Arrow (`build_dataset`), then the training split's features are cached
+(`FeatureCache`). Time per clip and peak memory must stay flat (or grow linearly in total),
 never quadratically.
 
     python bench/bench_scaling.py --sizes 100 2000 10000 --out bench/out/scaling.json
@@ -25,8 +26,8 @@ from common import make_dataset, write_json
 
 
 def worker(n: int, seconds: float, workdir: Path) -> dict:
-    from astapp.config import AudioConfig
-    from astapp.dataset import build_dataset
+    from astapp.config import AudioConfig, IngestLimits
+    from astapp.dataset import build_dataset, inspect_source
     from astapp.features import Fbank, FeatureCache, choose_max_length
 
     data = make_dataset(workdir / f"data_{n}", 10, n // 10, seconds, seed=5)
@@ -36,7 +37,11 @@ def worker(n: int, seconds: float, workdir: Path) -> dict:
     ws = Path(tempfile.mkdtemp(prefix=f"ws_{n}_", dir=workdir))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    bundle = build_dataset(upload, ws, AudioConfig(), val_split=0.2, seed=0)
+    report = inspect_source(upload, ws, AudioConfig(), IngestLimits())  # safe extraction + validation report
+    t_validate = time.perf_counter() - t0
+    assert report.trainable and report.total_clips == n, report.errors
+    t0 = time.perf_counter()
+    bundle = build_dataset(upload, ws, AudioConfig(), val_split=0.2, seed=0)  # decode once into Arrow
     t_ingest = time.perf_counter() - t0
     train = bundle.dataset["train"]
     frames = choose_max_length(list(train["duration"]))
@@ -47,6 +52,7 @@ def worker(n: int, seconds: float, workdir: Path) -> dict:
     shutil.rmtree(ws, ignore_errors=True)
     return {
         "clips": n, "train_clips": len(cache), "max_length": frames,
+        "validate_seconds": round(t_validate, 2), "validate_clips_per_second": round(n / t_validate, 1),
         "ingest_seconds": round(t_ingest, 2), "ingest_clips_per_second": round(n / t_ingest, 1),
         "features_seconds": round(t_feat, 2), "features_clips_per_second": round(len(cache) / t_feat, 1),
         "peak_rss_mib": round(rss, 1), "rss_before_mib": round(rss0, 1),
@@ -76,10 +82,12 @@ def main() -> int:
         r["time_per_clip_vs_smallest"] = round(
             (r["ingest_seconds"] / r["clips"]) / (base["ingest_seconds"] / base["clips"]), 2)
     write_json(args.out, {"benchmark": "scaling", "results": rows})
-    print("\n| clips | ingest clips/s | features clips/s | peak RSS MiB | time/clip vs smallest |")
-    print("|---|---|---|---|---|")
+    print("\n| clips | validate clips/s | Arrow index clips/s | features clips/s | peak RSS MiB | "
+          "time/clip vs smallest |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['clips']} | {r['ingest_clips_per_second']} | {r['features_clips_per_second']} | "
+        print(f"| {r['clips']} | {r['validate_clips_per_second']} | {r['ingest_clips_per_second']} | "
+              f"{r['features_clips_per_second']} | "
               f"{r['peak_rss_mib']} | {r['time_per_clip_vs_smallest']}× |")
     return 0
 

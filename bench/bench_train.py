@@ -95,6 +95,9 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--augment", action="store_true", help="also run both with classic augmentation")
+    ap.add_argument("--precision", default="auto",
+                    help="astapp's precision (auto = bf16 training steps on a bf16-capable CPU); the "
+                         "reference always trains in fp32, the Trainer default on a CPU")
     ap.add_argument("--workdir", type=Path, default=Path("bench/out/train"))
     ap.add_argument("--out", type=Path, default=Path("bench/out/train.json"))
     args = ap.parse_args()
@@ -112,14 +115,17 @@ def main() -> int:
             if aug:
                 ref_cmd.append("--augment")
             ref_run = run(ref_cmd, log=args.workdir / f"ref_{tag}.log")
+            ref_run.pop("peak_rss_mib_children")  # cumulative over children: not per pipeline
             ref = json.loads((ref_out / "metrics.json").read_text())
 
             our_out = args.workdir / f"astapp_{tag}"
             our_cmd = [python(), "-m", "astapp", "train", "--data", str(data), "--model", str(ckpt),
                        "--output", str(our_out), "--epochs", f"{args.epochs:g}", "--batch-size",
                        str(args.batch_size), "--lr", f"{args.lr:g}", "--threads", str(args.threads),
-                       "--mode", "full", "--augment", "classic" if aug else "none", "--seed", "0"]
+                       "--mode", "full", "--augment", "classic" if aug else "none", "--seed", "0",
+                       "--precision", args.precision]
             our_run = run(our_cmd, log=args.workdir / f"astapp_{tag}.log")
+            our_run.pop("peak_rss_mib_children")
             ours = json.loads((our_out / "metrics.json").read_text())
 
             row = {

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Reruns every benchmark of docs/BENCHMARKS.md on this machine, one after the other, into bench/out/.
+# Takes ~25 minutes on 2 CPU cores. Keep the machine otherwise idle: the ratios are side by side,
+# but the absolute seconds are not.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bench/out
+python bench/bench_features.py --rounds 3 --out bench/out/features.json | tee bench/out/features.log
+python bench/bench_train.py --lengths 1.5 5 --epochs 3 --augment --out bench/out/train.json | tee bench/out/train.log
+python bench/bench_train.py --lengths 1.5 5 --epochs 3 --precision fp32 --workdir bench/out/train_fp32 \
+    --out bench/out/train_fp32.json | tee bench/out/train_fp32.log
+python bench/bench_cpu_path.py --mode frozen --out bench/out/cpu_path.json | tee bench/out/cpu_path.log
+python bench/bench_infer.py --size base --out bench/out/infer.json | tee bench/out/infer.log
+python bench/bench_scaling.py --sizes 100 2000 10000 --out bench/out/scaling.json | tee bench/out/scaling.log
