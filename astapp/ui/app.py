@@ -14,10 +14,11 @@ from typing import Any
 import gradio as gr
 
 from astapp.config import DEFAULT_MODEL, SCRATCH_SIZES, AugmentConfig
-from astapp.ui.common import UiContext, hardware, new_token
+from astapp.ui.common import UiContext, hardware, heavy, new_token
 
 log = logging.getLogger("astapp.ui")
 
+QUEUE_SIZE = 64  # events waiting for a worker, all users together
 OFFLINE_DEFAULT = "scratch:tiny"  # trains the example to ~0.85 accuracy in under a minute on 2 CPU cores
 
 CSS = """
@@ -127,11 +128,13 @@ def build_app(manager: Any = None, hub_online: bool | None = None) -> AstApp:
 
         demo.load(on_load, [browser_token], [browser_token, token, train.job, train.timer],
                   api_visibility="private").then(
-            data.load_example, None, data.outputs, api_visibility="private").then(
+            data.load_example, None, data.outputs, api_visibility="private", **heavy()).then(
             train.hint_fn, train.hint_inputs, train.hint_outputs, api_visibility="private")
         dataset.change(aug.on_dataset, dataset, aug.dataset_outputs, api_visibility="private")
         dataset.change(train_tab.on_dataset, dataset, train.max_length, api_visibility="private")
-    demo.queue(default_concurrency_limit=4)
+    # Light events (status polls, stop, run lists) run up to 4 at a time each; CPU-heavy ones share the
+    # `heavy()` group. A bounded queue answers "queue is full" instead of letting waits grow without end.
+    demo.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE)
     return demo
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.config import AUGMENT_PRESETS, AugmentConfig
-from astapp.ui.common import UiContext, guarded, pcm16
+from astapp.ui.common import UiContext, guarded, heavy, pcm16
 
 MAX_CHOICES = 300
 
@@ -177,10 +177,10 @@ def build(ctx: UiContext, dataset: gr.State, augment: gr.State) -> AugmentTab:
           show_progress="hidden", trigger_mode="always_last")
     if toggles:
         preset.change(on_preset, preset, [*toggles, shown], api_visibility="private")
-    go.click(preview_fn, inputs, outputs, api_name="preview_augment")
+    go.click(preview_fn, inputs, outputs, api_name="preview_augment", **heavy())
     reroll.click(reroll_fn, seed, seed, api_visibility="private").then(
-        preview_fn, inputs, outputs, api_visibility="private")
-    clip.change(preview_fn, inputs, outputs, api_visibility="private")
+        preview_fn, inputs, outputs, api_visibility="private", **heavy())
+    clip.change(preview_fn, inputs, outputs, api_visibility="private", **heavy())
     return AugmentTab(tab, [clip], on_dataset)
 
 

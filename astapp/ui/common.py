@@ -36,6 +36,22 @@ class UiContext:
     manager: Any = None  # astapp.jobs.JobManager
 
 
+HEAVY_ID = "astapp-heavy"
+
+
+def heavy() -> dict[str, Any]:
+    """Event options for CPU-heavy handlers (decode, extract, preview, predict, zip).
+
+    They share one concurrency group, `ASTAPP_HEAVY_CONCURRENCY` at a time (default 2, one per vCPU
+    of a basic Space), so a crowd of uploads or predictions queues up instead of thrashing the CPU
+    that training also needs. Light handlers (training status polls, stop, run lists) keep their own
+    per-event limits and are never stuck behind heavy ones.
+    """
+    from astapp.config import _env_int
+
+    return {"concurrency_id": HEAVY_ID, "concurrency_limit": max(1, _env_int("ASTAPP_HEAVY_CONCURRENCY", 2))}
+
+
 def new_token() -> str:
     """A fresh unguessable owner id for a browser (kept in its localStorage)."""
     return secrets.token_hex(16)

@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from astapp.ui.common import UiContext, guarded, md_list, pcm16, session
+from astapp.ui.common import UiContext, guarded, heavy, md_list, pcm16, session
 
 N_CLIPS = 8  # playable sample slots
 PLAY_SECONDS = 10.0  # clips are trimmed for the players
@@ -193,9 +193,9 @@ def build(ctx: UiContext, owner: gr.State, dataset: gr.State) -> DataTab:
         root = resolve_source("hf:" + dataset_id.strip().removeprefix("hf:"), ws, IngestLimits())
         return _present(ctx, f"Hub dataset: {dataset_id.strip()}", root, _inspect(root, ws))
 
-    use_example.click(use_example_fn, None, outputs, api_name="use_example")
-    upload.upload(upload_fn, [upload, owner], outputs, api_name="upload_dataset")
-    hub_btn.click(hub_fn, [hub_id, owner], outputs, api_name="hub_dataset")
+    use_example.click(use_example_fn, None, outputs, api_name="use_example", **heavy())
+    upload.upload(upload_fn, [upload, owner], outputs, api_name="upload_dataset", **heavy())
+    hub_btn.click(hub_fn, [hub_id, owner], outputs, api_name="hub_dataset", **heavy())
     return DataTab(tab, outputs, use_example_fn)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from astapp.ui.common import UiContext, guarded, picker_update, run_choices, session
+from astapp.ui.common import UiContext, guarded, heavy, picker_update, run_choices, session
 
 N_PLAYERS = 6
 
@@ -139,5 +139,5 @@ def build(ctx: UiContext, token: gr.State) -> EvaluateTab:
     refresh.click(refresh_fn, [run, token], run, api_name="list_runs")
     tab.select(refresh_fn, [run, token], run, api_visibility="private")
     outputs = [summary, matrix, per_class, mistakes, *players]
-    run.change(evaluate_fn, [run, token], outputs, api_name="evaluate_run")
+    run.change(evaluate_fn, [run, token], outputs, api_name="evaluate_run", **heavy())
     return EvaluateTab(tab, run)

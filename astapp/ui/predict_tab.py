@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from astapp.ui.common import UiContext, guarded, picker_update, run_choices, scratch_dir, session
+from astapp.ui.common import UiContext, guarded, heavy, picker_update, run_choices, scratch_dir, session
 
 _CACHE_SIZE = 3
 _cache: OrderedDict[tuple[str, float], Any] = OrderedDict()
@@ -131,7 +131,8 @@ def build(ctx: UiContext, token: gr.State) -> PredictTab:
 
     refresh.click(refresh_fn, [run, token], run, api_name="list_models")
     tab.select(refresh_fn, [run, token], run, api_visibility="private")
-    go.click(predict_fn, [run, clip, top_k, token], [result, timeline], api_name="predict_clip")
-    batch_go.click(batch_fn, [run, batch_zip, token], [batch_csv, batch_table], api_name="predict_batch")
-    download.click(download_fn, [run, token], model_zip, api_name="download_model")
+    go.click(predict_fn, [run, clip, top_k, token], [result, timeline], api_name="predict_clip", **heavy())
+    batch_go.click(batch_fn, [run, batch_zip, token], [batch_csv, batch_table], api_name="predict_batch",
+                   **heavy())
+    download.click(download_fn, [run, token], model_zip, api_name="download_model", **heavy())
     return PredictTab(tab, run)
