@@ -115,13 +115,13 @@ def build_app(manager: Any = None, hub_online: bool | None = None) -> AstApp:
             predict_tab.build(ctx, token)
 
         def on_load(stored: str | None, request: gr.Request) -> tuple[Any, ...]:
-            """Give the browser its persistent owner token and re-attach to its running job."""
+            """Give the browser its persistent owner token and re-attach to its running (or interrupted) job."""
             from astapp.ui.common import _TOKEN, session
 
             tok = stored if isinstance(stored, str) and _TOKEN.match(stored) else new_token()
             job_id = None
             try:
-                job_id = manager.active_job(session(ctx, tok, request).owner)
+                job_id = train_tab.attach_job(manager, session(ctx, tok, request).owner)
             except Exception:  # noqa: BLE001 - a bad token just means no job to re-attach
                 log.exception("re-attach failed")
             return tok, tok, job_id, gr.Timer(active=job_id is not None)

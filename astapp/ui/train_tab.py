@@ -97,6 +97,8 @@ def _status_md(snap: dict[str, Any], events: list[dict[str, Any]]) -> str:
     if state == "finished":
         lines.append("See the mistakes in **Evaluate**, try the model in **Predict**.")
     if state == "interrupted":
+        if snap.get("error"):
+            lines.append(str(snap["error"]))
         lines.append("The app restarted while this run was training; press **Resume interrupted run** to "
                      "continue from its last checkpoint.")
     return "\n\n".join(lines)
@@ -128,6 +130,16 @@ def curves(events: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
             pd.DataFrame(lr).astype({"step": "int64", "learning rate": "float64"}) if lr else None,
             pd.DataFrame(metrics).astype({"epoch": "float64", "value": "float64", "metric": "str"})
             if metrics else None)
+
+
+def attach_job(manager: Any, owner: str) -> str | None:
+    """The job a (re)loaded page should show: the owner's active job, else their newest run that a
+    restart interrupted (so it is seen, with its checkpoint, and can be resumed)."""
+    job_id = manager.active_job(owner)
+    if job_id is None:
+        job_id = next((r.id for r in manager.list_runs(owner)
+                       if r.state == "interrupted" and not r.readonly), None)
+    return job_id
 
 
 def on_dataset(data: dict[str, Any] | None) -> Any:
@@ -253,7 +265,7 @@ def build(ctx: UiContext, token: gr.State, dataset: gr.State, augment: gr.State)
         try:
             owner = session(ctx, tok, request).owner
             if not job_id:
-                job_id = manager.active_job(owner)
+                job_id = attach_job(manager, owner)
             return (job_id, *poll_values(job_id, owner))
         except Exception as exc:  # noqa: BLE001
             from astapp.ui.common import friendly
