@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from astapp.errors import AccessError
-from astapp.fsutil import atomic_write_text
+from astapp.fsutil import atomic_write_text, restore_dir
 from astapp.paths import check_id, inside, runs_dir
 
 log = logging.getLogger(__name__)
@@ -356,6 +356,8 @@ def recover(root: Path, live_runs: Collection[str] = ()) -> list[RunInfo]:
             pid = status.get("pid")
             if pid != os.getpid() and pid_alive(pid, to_epoch(status.get("updated"))):
                 continue
+            if restore_dir(rd / "model"):
+                log.warning("Run %s/%s: restored the previous model after a crash mid-export", od.name, rd.name)
             ck = last_checkpoint(rd)
             was = status.get("state")
             msg = ("The app stopped while this run was " + ("training" if was == "running" else "waiting")
