@@ -1,0 +1,92 @@
+"""Helpers for tests that drive the real app over HTTP with `gradio_client` (every call has a timeout)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gradio_client import Client
+
+CALL_TIMEOUT = 60.0  # no single call may wait longer than this
+CLASSES = ["beeps", "knocks", "noise", "speech", "whistle"]  # the example dataset's classes
+TRACEBACK = re.compile(r"Traceback|File \"[^\"]+\", line \d+|\bat 0x[0-9a-f]+")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def launched(manager: Any, **launch: Any) -> Iterator[str]:
+    """Build and launch the app in this process on a free port; yields its URL."""
+    from astapp.ui.app import build_app
+
+    demo = build_app(manager, hub_online=False)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **launch)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+def client(url: str, **kw: Any) -> Client:
+    return Client(url, verbose=False, download_files=True, **kw)
+
+
+def call(c: Client, *args: Any, api_name: str, timeout: float = CALL_TIMEOUT, **kwargs: Any) -> Any:
+    """`client.predict` with a deadline: a call that hangs fails the test instead of hanging it."""
+    return c.submit(*args, api_name=api_name, **kwargs).result(timeout=timeout)
+
+
+def poll(c: Client, timeout: float = CALL_TIMEOUT) -> dict[str, Any]:
+    status, progress, loss, lr, metric, log, _timer = call(c, api_name="/poll_training", timeout=timeout)
+    return {"status": status or "", "progress": progress, "loss": (loss or {}).get("data") or [],
+            "metric": (metric or {}).get("data") or [], "log": log}
+
+
+BADGE = re.compile(r"astapp-badge (\w+)")
+
+
+def state_of(status: str) -> str | None:
+    """The run state the Train tab's status badge shows ("running", "finished", ...)."""
+    m = BADGE.search(status)
+    return m.group(1) if m else None
+
+
+def wait_state(c: Client, states: tuple[str, ...], timeout: float) -> dict[str, Any]:
+    """Poll the Train tab until its badge shows one of `states`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        snap = poll(c)
+        if state_of(snap["status"]) in states:
+            return snap
+        assert time.monotonic() < deadline, f"timed out waiting for {states}: {snap['status']}\n{snap['log']}"
+        time.sleep(0.3)
+
+
+def train_args(epochs: float, model: str | None = None, **over: Any) -> dict[str, Any]:
+    args = {"mode": "full", "epochs": epochs, "lr": 1e-3, "batch_size": 16, "max_length": "auto",
+            "val_split": 0.25, "seed": 0, "early_stopping": 0, "class_weighted": False, **over}
+    if model is not None:
+        args["model"] = model
+    return args
+
+
+def readable(message: str) -> str:
+    """Assert an error message is a plain sentence (no traceback, no stack frames); return it."""
+    assert message.strip(), "empty error message"
+    assert not TRACEBACK.search(message), f"a traceback reached the user: {message}"
+    return message
+
+
+def tree(root: Path) -> set[str]:
+    """Every path under `root` (relative, as strings), links included."""
+    return {str(p.relative_to(root)) for p in Path(root).rglob("*")}
