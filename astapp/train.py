@@ -81,6 +81,18 @@ def resolve_precision(requested: str, use_cuda: bool) -> str:
     return requested
 
 
+def clear_previous_run(run: Path) -> None:
+    """A new (not resumed) run in a used folder starts clean: no old history mixed into the plots, no
+    stale metrics, and no old checkpoint for a later `--resume latest` to pick up by mistake. The
+    previous `model/` stays until the new export atomically replaces it."""
+    import shutil
+
+    for name in ("history.jsonl", "metrics.json", "report.json"):
+        (run / name).unlink(missing_ok=True)
+    for name in ("checkpoints", "best", ".fastcache", "tb"):
+        shutil.rmtree(run / name, ignore_errors=True)
+
+
 def cache_root(cfg: TrainConfig) -> Path:
     """Where decoded datasets, features and statistics are cached (shared by runs)."""
     env = os.environ.get("ASTAPP_CACHE_DIR", "").strip()
@@ -173,6 +185,8 @@ class _Run:
             self.is_main = self.rank == 0
             if self.is_main:
                 self.run.mkdir(parents=True, exist_ok=True)
+                if not self.cfg.resume:
+                    clear_previous_run(self.run)
                 self.jsonl = JsonlSink(self.run / "history.jsonl")
                 self.emit = fanout(self.jsonl, self.user_events)
                 self.status("running")

@@ -317,3 +317,15 @@ def test_cpu_bf16_trains_in_bf16_and_evaluates_in_fp32(tmp_path, tiny_ast, small
     labels, probs = val_probs_from_export(runs["bf16"] / "model", small_dataset, m["predictions"])
     assert labels == [p["pred"] for p in m["predictions"]]
     np.testing.assert_allclose(probs, [p["prob"] for p in m["predictions"]], atol=1e-5)
+
+
+def test_a_new_run_in_a_used_folder_starts_clean(tmp_path, tiny_ast, small_dataset):
+    run = tmp_path / "run"
+    train(cfg_for(run, tiny_ast, small_dataset, epochs=1))
+    (run / "checkpoints" / "checkpoint-999").mkdir(parents=True)  # a stale checkpoint from elsewhere
+    train(cfg_for(run, tiny_ast, small_dataset, epochs=1, seed=3))
+    events = history(run)
+    assert sum(e["type"] == "done" for e in events) == 1, "history holds only the latest run"
+    assert [e["epoch"] for e in events if e["type"] == "eval"] == [1.0]
+    assert not (run / "checkpoints" / "checkpoint-999").exists()
+    assert json.loads((run / "config.json").read_text())["seed"] == 3
