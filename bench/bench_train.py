@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def main() -> int:
         for aug in ([False, True] if args.augment else [False]):
             tag = f"{secs:g}s{'_aug' if aug else ''}"
             ref_out = args.workdir / f"ref_{tag}"
+            shutil.rmtree(ref_out, ignore_errors=True)
             ref_cmd = [python(), str(SEED_PIPELINE), "--data", str(data), "--model", str(ckpt),
                        "--output", str(ref_out), "--epochs", f"{args.epochs:g}", "--batch-size",
                        str(args.batch_size), "--lr", f"{args.lr:g}", "--threads", str(args.threads)]
@@ -119,6 +121,7 @@ def main() -> int:
             ref = json.loads((ref_out / "metrics.json").read_text())
 
             our_out = args.workdir / f"astapp_{tag}"
+            shutil.rmtree(our_out, ignore_errors=True)
             our_cmd = [python(), "-m", "astapp", "train", "--data", str(data), "--model", str(ckpt),
                        "--output", str(our_out), "--epochs", f"{args.epochs:g}", "--batch-size",
                        str(args.batch_size), "--lr", f"{args.lr:g}", "--threads", str(args.threads),
