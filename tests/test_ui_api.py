@@ -6,6 +6,7 @@ One app per module (isolated data folder); each `Client` is its own session, lik
 from __future__ import annotations
 
 import csv
+import re
 import socket
 import time
 import zipfile
@@ -71,7 +72,10 @@ def _wait(client: Client, words: tuple[str, ...], timeout: float) -> dict[str, A
     deadline = time.time() + timeout
     while True:
         snap = _poll(client)
-        if any(w in snap["status"] for w in words):
+        # The badge, not the message: a running job's message can already read "Stopped ..." or
+        # "Finished" (train's last stage) a moment before the job itself ends.
+        badge = re.search(r"astapp-badge (\w+)", snap["status"])
+        if badge and badge.group(1) in {w.lower() for w in words}:
             return snap
         assert time.time() < deadline, f"timed out waiting for {words}: {snap['status']}\n{snap['log']}"
         time.sleep(0.5)
