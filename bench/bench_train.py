@@ -122,6 +122,7 @@ def main() -> int:
 
             our_out = args.workdir / f"astapp_{tag}"
             shutil.rmtree(our_out, ignore_errors=True)
+            shutil.rmtree(args.workdir / ".cache", ignore_errors=True)  # cold: decode and stats included
             our_cmd = [python(), "-m", "astapp", "train", "--data", str(data), "--model", str(ckpt),
                        "--output", str(our_out), "--epochs", f"{args.epochs:g}", "--batch-size",
                        str(args.batch_size), "--lr", f"{args.lr:g}", "--threads", str(args.threads),
