@@ -375,21 +375,18 @@ class FeatureCache:
         n = self.shape[0]
         tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
         try:
-            if n:
-                out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=self.shape)
+            # Plain sequential writes, not a writable memmap: dirty mapped pages count towards the
+            # process's RSS until written back, which made peak memory grow with the dataset.
+            with open(tmp, "wb") as out:
                 done = 0
                 for batch in _iter_audio(dataset, column, batch_size):
-                    feats = self.fbank(batch).cpu().numpy()
-                    out[done : done + len(batch)] = feats
+                    feats = np.ascontiguousarray(self.fbank(batch).cpu().numpy(), dtype=np.float32)
+                    out.write(feats.tobytes())
                     done += len(batch)
                     if progress:
                         progress(done / n, f"Computing features: {done}/{n} clips")
                 if done != n:
                     raise FeatureError(f"The dataset yielded {done} clips but reports {n}.")
-                out.flush()
-                del out
-            else:
-                tmp.write_bytes(b"")
             os.replace(tmp, self.file)
         finally:
             tmp.unlink(missing_ok=True)
