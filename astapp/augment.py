@@ -31,6 +31,14 @@ def _p(default: float) -> dict[str, Any]:
     return {"default": default, "min": 0.0, "max": 1.0, "step": 0.05, "help": "probability of applying it"}
 
 
+def _gain_range() -> dict[str, dict[str, Any]]:
+    """The ±6 dB gain bounds shared by Gain and GainTransition."""
+    return {
+        "min_gain_db": {"default": -6.0, "min": -24.0, "max": 24.0, "step": 0.5, "help": "lowest gain (dB)"},
+        "max_gain_db": {"default": 6.0, "min": -24.0, "max": 24.0, "step": 0.5, "help": "highest gain (dB)"},
+    }
+
+
 # name -> {"help", "params": {param: {"default", "min", "max", "step", "help"}}, "fixed": {...}}.
 # "fixed" arguments are not user-editable: TimeStretch keeps the clip length so batches stay aligned,
 # and both stretchers use signalsmith (fast, high quality, no extra package; ~10 ms per 5 s clip).
@@ -47,8 +55,7 @@ CATALOGUE: dict[str, dict[str, Any]] = {
     "Gain": {
         "help": "Makes the clip louder or quieter.",
         "params": {
-            "min_gain_db": {"default": -6.0, "min": -24.0, "max": 24.0, "step": 0.5, "help": "lowest gain (dB)"},
-            "max_gain_db": {"default": 6.0, "min": -24.0, "max": 24.0, "step": 0.5, "help": "highest gain (dB)"},
+            **_gain_range(),
             "p": _p(0.5),
         },
         "fixed": {},
@@ -56,8 +63,7 @@ CATALOGUE: dict[str, dict[str, Any]] = {
     "GainTransition": {
         "help": "Fades the gain up or down over part of the clip.",
         "params": {
-            "min_gain_db": {"default": -6.0, "min": -24.0, "max": 24.0, "step": 0.5, "help": "lowest gain (dB)"},
-            "max_gain_db": {"default": 6.0, "min": -24.0, "max": 24.0, "step": 0.5, "help": "highest gain (dB)"},
+            **_gain_range(),
             "min_duration": {"default": 0.01, "min": 0.01, "max": 1.0, "step": 0.01,
                              "help": "shortest fade, as a fraction of the clip"},
             "max_duration": {"default": 0.3, "min": 0.01, "max": 1.0, "step": 0.01,
