@@ -184,6 +184,19 @@ def test_auth_from_environment_requires_login(tmp_path, monkeypatch):
                 client(url, auth=("alice", "wrong"))
             c = client(url, auth=("bob", "p:w2"))
             assert call(c, None, api_name="/list_runs")["choices"] == []
+
+            # Logged in, runs belong to the user: alice sees hers from any browser session, bob doesn't.
+            from test_sessions import make_run
+
+            from astapp.sessions import owner_id
+            from astapp.ui.common import user_token
+
+            alice = owner_id(user_token("alice"))
+            make_run(tmp_path / "data", alice, "r1", metrics={"accuracy": 0.9, "f1_macro": 0.8})
+            for session in (client(url, auth=("alice", "pw1")), client(url, auth=("alice", "pw1"))):
+                choices = call(session, None, api_name="/list_runs")["choices"]
+                assert [c[1] if isinstance(c, (list, tuple)) else c for c in choices] == ["r1"], choices
+            assert call(c, None, api_name="/list_runs")["choices"] == []
     finally:
         manager.shutdown(timeout=10)
 

@@ -21,6 +21,7 @@ from gradio_client import handle_file
 from astapp import runs
 from astapp.sessions import owner_id
 from astapp.synth import make_signal, write_wav
+from astapp.ui.common import user_token
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTH = ("alice", "s3cret")
@@ -63,7 +64,7 @@ def test_app_killed_mid_training_restarts_with_an_interrupted_resumable_run(tmp_
     app = App(data, ckpt, log)
     try:
         c = client(app.url, auth=AUTH)
-        owner = owner_id(c.session_hash)
+        owner = owner_id(user_token(AUTH[0]))  # logged in: the runs belong to the user
         # A run that finishes before the crash (ASTAPP_MODEL is the form's default model).
         call(c, **train_args(1), api_name="/start_training")
         assert state_of(wait_state(c, ("finished", "failed"), timeout=120)["status"]) == "finished"
@@ -82,8 +83,7 @@ def test_app_killed_mid_training_restarts_with_an_interrupted_resumable_run(tmp_
 
     app = App(data, ckpt, log)
     try:
-        c2 = client(app.url, auth=AUTH)
-        c2.session_hash = c.session_hash  # the same session coming back after the restart
+        c2 = client(app.url, auth=AUTH)  # a new session of the same user, after the restart
         snap = wait_state(c2, ("interrupted",), timeout=30)  # shown without asking, on the first poll
         assert long_id in snap["status"] and "resume it from checkpoint-" in snap["status"]
         info = runs.get_run(data, owner, long_id)

@@ -7,6 +7,7 @@ inside handlers.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import re
 import secrets
@@ -57,13 +58,24 @@ def new_token() -> str:
     return secrets.token_hex(16)
 
 
-def session_token(token: str | None, request: gr.Request | None) -> str:
-    """The caller's session token: the browser's persistent token, else the Gradio session hash.
+def user_token(username: str) -> str:
+    """The session token of a logged-in user: hashed, so any user name becomes a safe token and never
+    shows up in folder names."""
+    return "user-" + hashlib.sha256(username.encode("utf-8")).hexdigest()[:32]
 
-    The browser token lives in localStorage, so a reload or a second tab of the same browser is
-    the same owner and re-attaches to its running job; API clients (gradio_client) have no token
-    and are isolated per client session.
+
+def session_token(token: str | None, request: gr.Request | None) -> str:
+    """The caller's session token: the logged-in user, else the browser's persistent token, else the
+    Gradio session hash.
+
+    With `ASTAPP_AUTH` on, runs and workspaces belong to the user name, so they follow the person
+    to another browser or device. Otherwise the browser token lives in localStorage, so a reload or
+    a second tab of the same browser is the same owner and re-attaches to its running job; API
+    clients (gradio_client) have no token and are isolated per client session.
     """
+    user = getattr(request, "username", None) if request is not None else None
+    if isinstance(user, str) and user:
+        return user_token(user)
     if isinstance(token, str) and _TOKEN.match(token):
         return token
     session = getattr(request, "session_hash", None) if request is not None else None
