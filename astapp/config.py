@@ -21,7 +21,8 @@ MODES = ("full", "frozen")  # plus "last-N", e.g. "last-2"
 AUGMENT_PRESETS = ("none", "light", "classic")
 
 
-def _env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
+    """An integer setting from the environment; unset, blank or malformed gives the default."""
     raw = os.environ.get(name, "")
     try:
         return int(raw) if raw.strip() else default
@@ -29,14 +30,28 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
+def env_float(name: str, default: float) -> float:
+    """A number setting from the environment; unset, blank or malformed gives the default."""
+    raw = os.environ.get(name, "")
+    try:
+        return float(raw) if raw.strip() else default
+    except ValueError:
+        return default
+
+
+def env_flag(name: str) -> bool:
+    """An on/off setting from the environment: 1, true, yes or on (any case) mean on."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 @dataclass
 class IngestLimits:
     """Caps applied to untrusted uploads before and while extracting (never trust zip headers)."""
 
-    max_upload_bytes: int = field(default_factory=lambda: _env_int("ASTAPP_MAX_UPLOAD_MB", 1024) << 20)
-    max_total_bytes: int = field(default_factory=lambda: _env_int("ASTAPP_MAX_EXTRACT_MB", 4096) << 20)
-    max_members: int = field(default_factory=lambda: _env_int("ASTAPP_MAX_FILES", 50_000))
-    max_file_bytes: int = field(default_factory=lambda: _env_int("ASTAPP_MAX_FILE_MB", 512) << 20)
+    max_upload_bytes: int = field(default_factory=lambda: env_int("ASTAPP_MAX_UPLOAD_MB", 1024) << 20)
+    max_total_bytes: int = field(default_factory=lambda: env_int("ASTAPP_MAX_EXTRACT_MB", 4096) << 20)
+    max_members: int = field(default_factory=lambda: env_int("ASTAPP_MAX_FILES", 50_000))
+    max_file_bytes: int = field(default_factory=lambda: env_int("ASTAPP_MAX_FILE_MB", 512) << 20)
     max_ratio: float = 250.0  # per-member inflated/compressed bytes
 
 

@@ -6,11 +6,11 @@ import os
 import socket
 from urllib.parse import urlparse
 
-_TRUE = {"1", "true", "yes", "on"}
+from astapp.config import env_flag
 
 
 def _offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE")
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:

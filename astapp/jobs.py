@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from astapp import runs
-from astapp.config import TrainConfig, _env_int
+from astapp.config import TrainConfig, env_int
 from astapp.errors import AccessError, AstappError, QueueFullError, TrainingError
 from astapp.paths import check_id, data_root, runs_dir
 from astapp.sessions import cleanup_idle as _cleanup_idle
@@ -118,8 +118,8 @@ class JobManager:
         self.root = Path(root).resolve() if root is not None else data_root()
         runs_dir(self.root).mkdir(parents=True, exist_ok=True)
         self.train_fn: TrainFn = train_fn or _default_train
-        self.max_queue = _env_int("ASTAPP_MAX_QUEUE", 8) if max_queue is None else max_queue
-        self.max_per_user = _env_int("ASTAPP_MAX_JOBS_PER_USER", 1) if max_per_user is None else max_per_user
+        self.max_queue = env_int("ASTAPP_MAX_QUEUE", 8) if max_queue is None else max_queue
+        self.max_per_user = env_int("ASTAPP_MAX_JOBS_PER_USER", 1) if max_per_user is None else max_per_user
         self.max_events = max_events
         self.cleanup_interval_s = cleanup_interval_s
         self._cond = threading.Condition(threading.RLock())
@@ -551,7 +551,7 @@ def get_manager() -> JobManager:
     global _manager
     with _manager_lock:
         if _manager is None:
-            m = JobManager(cleanup_interval_s=_env_int("ASTAPP_CLEANUP_INTERVAL_S", 900))
+            m = JobManager(cleanup_interval_s=env_int("ASTAPP_CLEANUP_INTERVAL_S", 900))
             for info in m.recover():
                 log.warning("Run %s was interrupted by a restart; it can be resumed.", info.id)
             _manager = m

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from astapp.config import env_flag
 from astapp.errors import AccessError
 from astapp.fsutil import atomic_write_text, restore_dir
 from astapp.paths import check_id, inside, runs_dir
@@ -43,7 +44,7 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.ind
 
 def share_runs() -> bool:
     """`ASTAPP_SHARE_RUNS=1`: every session sees every run (read-only for non-owners)."""
-    return os.environ.get("ASTAPP_SHARE_RUNS", "").strip().lower() in ("1", "true", "yes", "on")
+    return env_flag("ASTAPP_SHARE_RUNS")
 
 
 # --- small file helpers -------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from astapp.config import env_float
 from astapp.errors import AccessError
 from astapp.paths import check_id, inside, runs_dir, workspaces_dir
 from astapp.runs import ACTIVE, read_json, to_epoch
@@ -82,13 +83,6 @@ def last_seen(workspace: Path) -> float:
             return 0.0
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, "") or default)
-    except ValueError:
-        return default
-
-
 def cleanup_idle(root: Path, now: float | None = None, busy_owners: Collection[str] = (),
                  busy_runs: Collection[str] = (), ttl_hours: float | None = None,
                  run_ttl_days: float | None = None) -> list[Path]:
@@ -98,8 +92,8 @@ def cleanup_idle(root: Path, now: float | None = None, busy_owners: Collection[s
     still queued/running.
     """
     now = time.time() if now is None else now
-    ttl_h = _env_float("ASTAPP_SESSION_TTL_HOURS", 24.0) if ttl_hours is None else ttl_hours
-    run_days = _env_float("ASTAPP_RUN_TTL_DAYS", 0.0) if run_ttl_days is None else run_ttl_days
+    ttl_h = env_float("ASTAPP_SESSION_TTL_HOURS", 24.0) if ttl_hours is None else ttl_hours
+    run_days = env_float("ASTAPP_RUN_TTL_DAYS", 0.0) if run_ttl_days is None else run_ttl_days
     deleted: list[Path] = []
 
     ws_root = workspaces_dir(root)

@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from astapp.config import DEFAULT_MODEL, SCRATCH_SIZES, AugmentConfig
+from astapp.config import DEFAULT_MODEL, SCRATCH_SIZES, AugmentConfig, IngestLimits
 from astapp.ui.common import UiContext, hardware, heavy, new_token
 
 log = logging.getLogger("astapp.ui")
@@ -59,8 +59,8 @@ class AstApp(gr.Blocks):
     def launch(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs.setdefault("theme", theme())
         kwargs.setdefault("css", CSS)
-        mb = os.environ.get("ASTAPP_MAX_UPLOAD_MB", "").strip()
-        kwargs.setdefault("max_file_size", f"{int(mb)}mb" if mb.isdigit() else "1gb")
+        # one source for the upload cap: the engine's IngestLimits (ASTAPP_MAX_UPLOAD_MB)
+        kwargs.setdefault("max_file_size", IngestLimits().max_upload_bytes)
         kwargs.setdefault("footer_links", ["api"])
         return super().launch(*args, **kwargs)
 

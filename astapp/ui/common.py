@@ -48,9 +48,9 @@ def heavy() -> dict[str, Any]:
     that training also needs. Light handlers (training status polls, stop, run lists) keep their own
     per-event limits and are never stuck behind heavy ones.
     """
-    from astapp.config import _env_int
+    from astapp.config import env_int
 
-    return {"concurrency_id": HEAVY_ID, "concurrency_limit": max(1, _env_int("ASTAPP_HEAVY_CONCURRENCY", 2))}
+    return {"concurrency_id": HEAVY_ID, "concurrency_limit": max(1, env_int("ASTAPP_HEAVY_CONCURRENCY", 2))}
 
 
 def new_token() -> str:
