@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from pathlib import Path
 
 import pytest
+from app_helpers import free_port
 from conftest import build_tiny_ast
 
 from astapp.examples import example_zip_path
@@ -29,12 +29,6 @@ DOCS = os.environ.get("ASTAPP_DOCS_SCREENSHOTS") == "1"
 DOCS_SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +59,7 @@ def app_url(tmp_path_factory, chromium_path):
             os.environ.pop("ASTAPP_MODEL", None)
         else:
             os.environ["ASTAPP_MODEL"] = old
-    port = _free_port()
+    port = free_port()
     demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"

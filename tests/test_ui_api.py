@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import csv
 import re
-import socket
 import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from app_helpers import free_port
 from conftest import build_tiny_ast
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -22,12 +22,6 @@ from astapp.examples import example_zip_path
 from astapp.synth import make_signal, write_wav
 
 CLASSES = ["beeps", "knocks", "noise", "speech", "whistle"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +34,7 @@ def app(tmp_path_factory):
     ckpt = build_tiny_ast(tmp_path_factory.mktemp("ckpt") / "tiny", max_length=128)
     manager = JobManager(root=root)
     demo = build_app(manager, hub_online=False)
-    port = _free_port()
+    port = free_port()
     demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/", ckpt, root
