@@ -261,9 +261,12 @@ class _Run:
         trainer, cbs = self._trainer(args, data, labels, train_labels, len(train_split))
         if checkpoint is not None:
             cbs["best"].load(self.run / "best")
-        precision = " Training steps in bf16 on this CPU (evaluation in fp32)." if self.cpu_bf16 else ""
-        self.stage("training", data["message"] + precision
-                   + (f" Resuming from {checkpoint.name}." if checkpoint else ""), mode=cfg.mode, cached=data["cached"], num_train=len(train_split),
+        message = data["message"]
+        if self.cpu_bf16:
+            message += " Training steps in bf16 on this CPU (evaluation in fp32)."
+        if checkpoint:
+            message += f" Resuming from {checkpoint.name}."
+        self.stage("training", message, mode=cfg.mode, cached=data["cached"], num_train=len(train_split),
                    num_validation=len(val_split))
         start_epoch = 0.0
         if checkpoint is not None:
