@@ -13,21 +13,22 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from astapp.config import AUGMENT_PRESETS, TrainConfig
-from astapp.errors import AstappError, ModelLoadError, TrainingError
+from astapp import service
+from astapp.config import SETTINGS, TrainConfig, defaults_for, launch_rank, set_setting
+from astapp.errors import AstappError, ResourceError, TrainingError, explain, user_error
+from astapp.events import describe, describe_outcome
 
 EXIT_USER_ERROR = 2
 EXIT_STOPPED = 130
 
 
-def _max_length(value: str) -> int | str:
+def _frames(value: str) -> int | str:
     if value == "auto":
         return value
     try:
@@ -53,38 +54,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: {message} (see --help)\n")
 
 
-# Flags of `train`: (flag, TrainConfig path, argparse kwargs). Defaults are suppressed so we know what
-# the user set and can layer flags over --config FILE.json.
-TRAIN_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
-    ("--data", "data", {"help": "dataset folder, zip or manifest"}),
-    ("--model", "model", {"help": "Hub id, local checkpoint folder, or scratch:tiny|small|base"}),
-    ("--output", "output", {"help": "run folder to write"}),
-    ("--epochs", "epochs", {"type": float}),
-    ("--batch-size", "batch_size", {"type": int}),
-    ("--lr", "lr", {"type": float, "help": "learning rate"}),
-    ("--weight-decay", "weight_decay", {"type": float}),
-    ("--warmup-ratio", "warmup_ratio", {"type": float}),
-    ("--max-length", "max_length", {"type": _max_length, "metavar": "FRAMES|auto"}),
-    ("--mode", "mode", {"help": "full, frozen or last-N (e.g. last-2)"}),
-    ("--augment", "augment.preset", {"choices": AUGMENT_PRESETS}),
-    ("--transforms", "augment.transforms", {"type": _json_object, "metavar": "JSON",
-                                            "help": 'per-transform overrides, e.g. {"Gain": {"p": 0.3}}'}),
-    ("--freq-mask", "augment.freq_mask", {"type": int, "help": "SpecAugment max frequency mask (bins)"}),
-    ("--time-mask", "augment.time_mask", {"type": int, "help": "SpecAugment max time mask (frames)"}),
-    ("--mixup", "augment.mixup", {"type": float, "help": "mixup probability"}),
-    ("--val-split", "val_split", {"type": float}),
-    ("--seed", "seed", {"type": int}),
-    ("--early-stopping", "early_stopping", {"type": int, "metavar": "PATIENCE"}),
-    ("--class-weighted", "class_weighted", {"action": "store_true"}),
-    ("--metric", "metric", {"choices": ("accuracy", "f1_macro", "precision_macro", "recall_macro", "loss")}),
-    ("--long-clips", "audio.long_clips", {"choices": ("crop", "split")}),
-    ("--max-seconds", "audio.max_seconds", {"type": float}),
-    ("--min-seconds", "audio.min_seconds", {"type": float}),
-    ("--resume", "resume", {"metavar": "CHECKPOINT|latest"}),
-    ("--device", "device", {"choices": ("auto", "cpu", "cuda")}),
-    ("--precision", "precision", {"choices": ("auto", "fp32", "bf16", "fp16")}),
-    ("--threads", "threads", {"type": int}),
-]
+_TYPES: dict[str, Any] = {"int": int, "float": float, "frames": _frames, "json": _json_object}
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """One flag per entry of the settings table (defaults suppressed: we must know what was typed)."""
+    for s in SETTINGS:
+        kw: dict[str, Any] = {"dest": s.path.replace(".", "__"), "help": s.help}
+        if s.kind == "bool":
+            kw["action"] = "store_true"
+        else:
+            if s.kind in _TYPES:
+                kw["type"] = _TYPES[s.kind]
+            if s.choices:
+                kw["choices"] = s.choices
+            if s.kind == "frames":
+                kw["metavar"] = "FRAMES|auto"
+            elif s.kind == "json":
+                kw["metavar"] = "JSON"
+        parser.add_argument(s.flag, **kw)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,8 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="fine-tune a model; writes the run folder",
                         argument_default=argparse.SUPPRESS)
     tr.add_argument("--config", type=Path, help="a config.json to start from (flags override it)")
-    for flag, dest, kw in TRAIN_FLAGS:
-        tr.add_argument(flag, dest=dest.replace(".", "__"), **kw)
+    _add_settings(tr)
     tr.add_argument("--quiet", action="store_true", help="only print the final summary")
 
     pr = sub.add_parser("predict", help="classify audio files with a trained model (JSON lines)")
@@ -115,23 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(ns: argparse.Namespace) -> TrainConfig:
-    """TrainConfig from --config (if any) with every given flag applied on top."""
-    given = vars(ns)
-    if "config" in given:
+    """TrainConfig from --config (if any) with every given flag applied on top. Without --config, the
+    settings that depend on the model and were not typed take that model's defaults (`defaults_for`),
+    exactly as the app's form does."""
+    given = {k: v for k, v in vars(ns).items() if k not in ("command", "quiet", "config")}
+    if "config" in vars(ns):
         try:
-            cfg = TrainConfig.load(given["config"])
+            cfg = TrainConfig.load(ns.config)
         except (OSError, ValueError, TypeError) as e:
-            raise TrainingError(f"Could not read the config file {given['config']}: {e}.") from e
+            raise TrainingError(f"Could not read the config file {ns.config}: {e}.") from e
     else:
         cfg = TrainConfig()
-    for _flag, dest, _kw in TRAIN_FLAGS:
-        key = dest.replace(".", "__")
+        if "model" in given:
+            cfg.model = given["model"]
+        for path, value in defaults_for(cfg.model).items():
+            set_setting(cfg, path, value)
+    for s in SETTINGS:
+        key = s.path.replace(".", "__")
         if key in given:
-            obj, attr = cfg, dest
-            if "." in dest:
-                group, attr = dest.split(".")
-                obj = getattr(cfg, group)
-            setattr(obj, attr, given[key])
+            set_setting(cfg, s.path, given[key])
     return cfg
 
 
@@ -140,27 +129,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         return {"inspect": _inspect, "train": _train, "predict": _predict, "export": _export}[ns.command](ns)
-    except AstappError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return EXIT_STOPPED
     except Exception as e:  # noqa: BLE001 - never show a traceback to a user; ASTAPP_DEBUG=1 shows it
-        if os.environ.get("ASTAPP_DEBUG"):
+        known = user_error(e)
+        if os.environ.get("ASTAPP_DEBUG") and known is None:
             raise
-        print(f"Unexpected error: {type(e).__name__}: {e} (set ASTAPP_DEBUG=1 for details)", file=sys.stderr)
-        return 1
+        hint = "" if known is not None else " Set ASTAPP_DEBUG=1 to see the traceback."
+        print(f"Error: {explain(e, getattr(ns, 'output', None))}{hint}", file=sys.stderr)
+        return EXIT_USER_ERROR if isinstance(known, AstappError) and not isinstance(known, ResourceError) else 1
 
 
 # --- commands -------------------------------------------------------------------------------------
 def _inspect(ns: argparse.Namespace) -> int:
-    from astapp.config import AudioConfig
-    from astapp.dataset import inspect_source
-
     _quiet_libraries()
-    with tempfile.TemporaryDirectory(prefix="astapp-inspect-") as ws:
-        report = inspect_source(ns.data, Path(ws), AudioConfig(long_clips=ns.long_clips))
+    report = service.inspect_data(ns.data, ns.long_clips)
     if ns.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, default=str))
     else:
@@ -169,19 +153,15 @@ def _inspect(ns: argparse.Namespace) -> int:
 
 
 def _train(ns: argparse.Namespace) -> int:
-    from astapp.train import train
-
     cfg = config_from_args(ns)
-    problems = cfg.validate()
-    if problems:
-        raise TrainingError("The training settings need fixing: " + " ".join(problems))
+    cfg.require_valid()
     _quiet_libraries()
-    main_rank = int(os.environ.get("RANK", "0")) == 0
+    main_rank = launch_rank() == 0
     printer = ProgressPrinter(quiet=getattr(ns, "quiet", False)) if main_rank else None
     stop = threading.Event()
     restore = _graceful_sigint(stop, printer)
     try:
-        result = train(cfg, events=printer, stop=stop)
+        result = service.train_run(cfg, events=printer, stop=stop)
     finally:
         restore()
         if printer:
@@ -191,39 +171,22 @@ def _train(ns: argparse.Namespace) -> int:
         if result.state == "stopped" and not m:
             print("Stopped before training began; nothing was saved.")
             return EXIT_STOPPED
-        print(f"{'Stopped' if result.state == 'stopped' else 'Finished'}: accuracy {m['accuracy']:.4f}, "
-              f"macro F1 {m['f1_macro']:.4f} (best epoch {m.get('best_epoch')}), "
+        print(f"{'Stopped' if result.state == 'stopped' else 'Finished'}: {describe_outcome(m)}, "
               f"{m['train_samples_per_second']:.2f} train samples/s over {m['train_seconds']:.1f} s.")
         print(f"Model: {result.model_dir}\nMetrics: {result.output / 'metrics.json'}")
     return EXIT_STOPPED if result.state == "stopped" else 0
 
 
 def _predict(ns: argparse.Namespace) -> int:
-    from astapp.infer import Predictor
-
     _quiet_libraries()
-    if ns.top_k < 1:
-        raise ModelLoadError("--top-k must be at least 1.")
-    predictor = Predictor(ns.model)
-    source: Any = ns.files[0] if len(ns.files) == 1 and not Path(ns.files[0]).is_file() else list(ns.files)
-    if isinstance(source, str) and not Path(source).exists():
-        source = [source]  # a missing file: predict_many reports it as a row with an error
-    rows = predictor.predict_many(source, top_k=ns.top_k)
+    rows = service.predict_files(ns.model, ns.files, ns.top_k)
     for row in rows:
         print(json.dumps(row, ensure_ascii=False, default=float), flush=True)
     return 1 if any(r.get("error") for r in rows) else 0
 
 
 def _export(ns: argparse.Namespace) -> int:
-    from astapp.export import zip_dir
-
-    run = Path(ns.run)
-    folder = run / "model" if (run / "model" / "config.json").is_file() else run
-    if not (folder / "config.json").is_file():
-        raise ModelLoadError(f"{ns.run} has no trained model (no model/ folder with config.json); "
-                             "finish or stop a training run first.")
-    out = zip_dir(folder, ns.output)
-    print(out)
+    print(service.export_run(ns.run, ns.output))
     return 0
 
 
@@ -278,38 +241,25 @@ class ProgressPrinter:
         kind = ev.get("type")
         if self.quiet and kind != "warning":
             return
-        if kind == "stage":
-            if "fraction" not in ev or ev.get("fraction") == 1.0:
-                self.line(f"[{ev.get('stage')}] {ev.get('message')}")
-        elif kind == "warning":
-            self.line(f"Warning: {ev.get('message')}")
-        elif kind == "log":
-            self._log(ev)
-        elif kind == "eval":
-            shown = ", ".join(f"{k} {ev[k]:.4f}" for k in ("accuracy", "f1_macro", "loss")
-                              if isinstance(ev.get(k), (int, float)))
-            self.line(f"epoch {float(ev.get('epoch') or 0):.2f}: {shown}")
-
-    def _log(self, ev: dict) -> None:
-        step, total = int(ev.get("step") or 0), int(ev.get("max_steps") or 0)
-        loss, lr = ev.get("loss"), ev.get("lr")
-        if self.tty:
-            if self.bar is None:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, initial=0, unit="step", file=self.stream, dynamic_ncols=True)
-            self.bar.update(step - self.bar.n)
-            if isinstance(loss, (int, float)):
-                self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}" if isinstance(lr, (int, float)) else "-")
+        if kind == "log" and self.tty:
+            self._bar(ev)
             return
-        parts = [f"step {step}/{total}", f"epoch {float(ev.get('epoch') or 0):.2f}"]
+        if kind == "stage" and ev.get("fraction") not in (None, 1.0):
+            return  # preparation progress: the stage's first and last line are enough on a terminal
+        line = describe(ev)
+        if line is not None and kind != "error":  # an error is printed once, by main()
+            self.line(line)
+
+    def _bar(self, ev: dict) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=int(ev.get("max_steps") or 0), initial=0, unit="step", file=self.stream,
+                            dynamic_ncols=True)
+        self.bar.update(int(ev.get("step") or 0) - self.bar.n)
+        loss, lr = ev.get("loss"), ev.get("lr")
         if isinstance(loss, (int, float)):
-            parts.append(f"loss {loss:.4f}")
-        if isinstance(lr, (int, float)):
-            parts.append(f"lr {lr:.2e}")
-        if isinstance(ev.get("eta"), (int, float)):
-            parts.append(f"eta {ev['eta']:.0f}s")
-        self.line(", ".join(parts))
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}" if isinstance(lr, (int, float)) else "-")
 
     def close(self) -> None:
         if self.bar is not None:

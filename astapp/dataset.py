@@ -23,9 +23,9 @@ import numpy as np
 
 from astapp.audio import decode
 from astapp.config import AudioConfig, IngestLimits
-from astapp.errors import AudioDecodeError, DatasetError
+from astapp.errors import AudioDecodeError, DatasetError, user_error
 from astapp.fsutil import atomic_write_text
-from astapp.ingest import VALIDATION_NAMES, Item, Listing, _rel, resolve, scan
+from astapp.ingest import VALIDATION_NAMES, Item, Listing, rel_path, resolve, scan
 from astapp.report import ClipStat, ValidationReport, build_report
 
 Progress = Callable[[float, str], None]
@@ -73,7 +73,7 @@ def to_windows(wav: np.ndarray, cfg: AudioConfig) -> list[np.ndarray]:
 
 
 def _decode_one(item: Item, root: Path, cfg: AudioConfig) -> _Decoded:
-    rel = _rel(item.path, root)
+    rel = rel_path(item.path, root)
     limit = cfg.max_seconds if cfg.long_clips != "split" else MAX_SPLIT_SECONDS
     try:
         wav, info = decode(item.path, cfg.sample_rate, max_seconds=limit)
@@ -232,7 +232,7 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
     if progress:
         progress(0.0, "Reading the dataset")
     listing = _source_listing(source, workspace, limits)
-    cache_root = workspace / "cache" / "datasets"
+    cache_root = workspace / "datasets"
     cache = cache_root / _cache_key(listing, cfg, val_split, seed)
     if (cache / "meta.json").is_file() and (cache / "data.arrow").is_file():
         try:
@@ -300,8 +300,10 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
             shutil.rmtree(tmp, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DatasetError(f"Could not write the prepared dataset under {workspace} ({exc.strerror or exc}); "
-                           "free some disk space and try again.") from exc
+        if user_error(exc, cache_root) is not None:
+            raise user_error(exc, cache_root) from exc
+        raise DatasetError(f"Could not write the prepared dataset under {cache_root} ({exc.strerror or exc}); "
+                           "check that the folder is writable and try again.") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,8 +1,9 @@
-"""Live training events: one small dict per happening, sent to any number of sinks.
+"""Live training events: one small dict per happening, sent to any number of sinks, and their words.
 
 Every event has `type` ("stage" | "log" | "eval" | "done" | "error" | "warning") and `time` (epoch
 seconds). The run folder's `history.jsonl` (JsonlSink) is the durable record the UI re-reads after a
 restart; QueueSink feeds a live UI thread; the CLI prints them. A broken sink never stops training.
+`describe(event)` is the one line an event becomes in log.txt, on the terminal and in the Train tab.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from transformers import TrainerCallback
 
 log = logging.getLogger(__name__)
 
@@ -101,42 +100,39 @@ def fanout(*sinks: EventSink | None) -> EventSink:
     return send
 
 
-class EventCallback(TrainerCallback):
-    """Turns Trainer logs and evaluations into `log` and `eval` events.
+def _num(ev: dict[str, Any], key: str) -> float | None:
+    v = ev.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
-    `batch_size` is the global batch (per-device x processes x accumulation), for samples/s.
-    """
 
-    def __init__(self, sink: EventSink, batch_size: int):
-        self.sink = sink
-        self.batch_size = batch_size
-        self.start = time.time()
-        self.start_step = 0
+def describe(ev: dict[str, Any]) -> str | None:
+    """The line for one event, or None for events that only feed plots or the final summary."""
+    kind = ev.get("type")
+    if kind == "stage":
+        return None if ev.get("stage") == "done" else f"[{ev.get('stage')}] {ev.get('message')}"
+    if kind == "warning":
+        return f"Warning: {ev.get('message')}"
+    if kind == "error":
+        return f"Error: {ev.get('message')}"
+    if kind == "log":
+        parts = [f"step {int(ev.get('step') or 0)}/{int(ev.get('max_steps') or 0)}",
+                 f"epoch {_num(ev, 'epoch') or 0:.2f}"]
+        for key, fmt in (("loss", "loss {:.4f}"), ("lr", "lr {:.2e}"), ("eta", "eta {:.0f}s")):
+            if _num(ev, key) is not None:
+                parts.append(fmt.format(_num(ev, key)))
+        return ", ".join(parts)
+    if kind == "eval":
+        shown = ", ".join(f"{k} {_num(ev, k):.4f}" for k in ("accuracy", "f1_macro", "loss")
+                          if _num(ev, k) is not None)
+        return f"epoch {_num(ev, 'epoch') or 0:.2f}: {shown}"
+    return None
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.time()
-        self.start_step = state.global_step
 
-    def _timing(self, state) -> dict[str, float]:
-        elapsed = time.time() - self.start
-        done = state.global_step - self.start_step
-        left = max(state.max_steps - state.global_step, 0)
-        eta = elapsed / done * left if done > 0 else None
-        return {"elapsed": elapsed, "eta": eta,
-                "progress": state.global_step / state.max_steps if state.max_steps else 0.0,
-                "samples_per_second": done * self.batch_size / elapsed if elapsed > 0 and done else None}
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        logs = logs or {}
-        if "loss" not in logs:
-            return
-        self.sink(make_event("log", step=state.global_step, max_steps=state.max_steps, epoch=state.epoch,
-                             loss=logs.get("loss"), lr=logs.get("learning_rate"),
-                             grad_norm=logs.get("grad_norm"), **self._timing(state)))
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        metrics = metrics or {}
-        fields = {k[len("eval_"):]: v for k, v in metrics.items()
-                  if k.startswith("eval_") and isinstance(v, (int, float))
-                  and k not in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")}
-        self.sink(make_event("eval", epoch=state.epoch, step=state.global_step, **fields))
+def describe_outcome(metrics: dict[str, Any]) -> str:
+    """The result of a run in a few words: "accuracy 0.8500, macro F1 0.8400 (best epoch 3)", or ""."""
+    acc, f1 = _num(metrics, "accuracy"), _num(metrics, "f1_macro")
+    if acc is None:
+        return ""
+    text = f"accuracy {acc:.4f}" + (f", macro F1 {f1:.4f}" if f1 is not None else "")
+    best = _num(metrics, "best_epoch")
+    return text + (f" (best epoch {best:g})" if best is not None else "")

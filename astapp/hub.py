@@ -9,13 +9,14 @@ from urllib.parse import urlparse
 from astapp.config import env_flag
 
 
-def _offline() -> bool:
+def offline() -> bool:
+    """Offline mode switched on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)."""
     return env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE")
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:
     """True when the Hugging Face Hub answers a TCP connect within `timeout` and offline mode is off."""
-    if _offline():
+    if offline():
         return False
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     host = url.hostname or "huggingface.co"

@@ -25,7 +25,7 @@ from astapp.config import SAMPLE_RATE, IngestLimits
 from astapp.errors import AstappError, AudioDecodeError, ModelLoadError
 from astapp.features import AUDIOSET_MEAN, AUDIOSET_STD, Fbank
 from astapp.fsutil import atomic_write_text
-from astapp.model import _local_folder
+from astapp.model import local_folder
 
 CSV_COLUMNS = ("file", "label", "prob", "top", "error")
 
@@ -97,7 +97,7 @@ class Predictor:
             if not found:
                 raise ModelLoadError(f"{path.name} holds no model (no config.json); zip an exported model folder.")
             path = found[0]
-        return _local_folder(str(path))
+        return local_folder(str(path))
 
     # --- single clips -------------------------------------------------------------------------
     def window_starts(self, num_samples: int) -> list[int]:

@@ -1,24 +1,13 @@
 """The training queue: one job at a time per device, FIFO, bounded, run by a background thread.
 
-No gradio here; the UI and tests drive it through `JobManager` (or the process-wide `get_manager()`).
 A job id is the id of its run folder, so a page reloaded after an app restart can still read the
-run's history and log::
-
-    from astapp.jobs import get_manager
-    from astapp.sessions import Session
-
-    jm = get_manager()                                 # data root from ASTAPP_DATA_DIR; recover() done
-    s = Session.open(request.session_hash, jm.root)
-    job = jm.active_job(s.owner) or jm.submit(s.owner, cfg, name="dogs vs cats")
-    evs, cursor = jm.events(job, since=cursor, owner=s.owner)    # poll from a gr.Timer
-    snap = jm.snapshot(job, owner=s.owner)    # state, position, progress, elapsed, eta, log, error
-    jm.stop(job, owner=s.owner)                                   # graceful; cancels a queued job
-    jm.list_runs(s.owner); jm.resume(s.owner, run_id)
-
-Always pass `owner=` from the UI: it makes a job of another session invisible (AccessError).
-A job that raises (bad settings, out of memory, any bug) is recorded as failed with a readable
-message; the worker keeps serving the queue. Limits: `ASTAPP_MAX_QUEUE` waiting jobs (default 8),
-`ASTAPP_MAX_JOBS_PER_USER` queued-or-running per owner (default 1).
+run's history and log. Every per-job method takes `owner=`, which makes a job of another session
+invisible (AccessError). A job runs through `astapp.runner.train`, so its run folder is recorded
+exactly as a CLI run's is (`RunRecord` writes status, config, meta and log; the engine answers by
+return value). A job that raises (bad settings, out of memory, a full disk, any bug) is recorded as
+failed with the sentence `astapp.errors.explain` gives, and the worker keeps serving the queue.
+Limits: `ASTAPP_MAX_QUEUE` waiting jobs (default 8), `ASTAPP_MAX_JOBS_PER_USER` queued-or-running per
+owner (default 1). The UI reaches all of this through `astapp.service`.
 """
 
 from __future__ import annotations
@@ -31,82 +20,19 @@ import shutil
 import sys
 import threading
 import time
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from astapp import runs
+from astapp import rundir, runner, runs
 from astapp.config import TrainConfig, env_int
-from astapp.errors import AccessError, AstappError, QueueFullError, TrainingError
+from astapp.errors import AccessError, QueueFullError, TrainingError, explain
+from astapp.jobstate import Job
 from astapp.paths import check_id, data_root, runs_dir
+from astapp.runner import TrainFn
 from astapp.sessions import cleanup_idle as _cleanup_idle
+from astapp.sessions import every
 
 log = logging.getLogger(__name__)
-
-EventSink = Callable[[dict[str, Any]], None]
-TrainFn = Callable[[TrainConfig, "EventSink | None", "threading.Event | None"], Any]
-
-OOM_HINT = ("Training ran out of memory. Try a smaller batch size, a shorter input length, or the "
-            "frozen / last-N mode, which are lighter and faster.")
-PROGRESS_LOG_EVERY_S = 10.0
-
-
-def _default_train(cfg: TrainConfig, events: EventSink | None, stop: threading.Event | None) -> Any:
-    from astapp.train import train  # lazy: heavy imports only when a job actually runs
-
-    return train(cfg, events, stop)
-
-
-def explain(exc: BaseException) -> str:
-    """A user-facing sentence for an exception raised by a training job."""
-    if isinstance(exc, AstappError):
-        return str(exc)
-    text = str(exc)
-    oom = isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
-    if oom or "out of memory" in text.lower():
-        return OOM_HINT
-    return (f"Training failed with an unexpected error ({type(exc).__name__}: {text[:300]}). "
-            "See the log for details.")
-
-
-@dataclass
-class Job:
-    """In-memory state of one queued, running or recently finished job."""
-
-    id: str
-    owner: str
-    name: str
-    run_dir: Path
-    cfg: TrainConfig
-    submitted: float = field(default_factory=time.time)
-    state: str = "queued"
-    started: float | None = None
-    finished: float | None = None
-    progress: float = 0.0
-    eta: float | None = None
-    message: str = "Waiting in the queue."
-    error: str | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)
-    events_base: int = 0  # absolute index of events[0] (old events are dropped past the cap)
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-    last_progress_log: float = 0.0
-
-
-class _ThreadLogHandler(logging.Handler):
-    """Copies log records emitted by the worker thread into the running job's log.txt."""
-
-    def __init__(self, run_dir: Path, thread_id: int):
-        super().__init__(logging.INFO)
-        self.run_dir, self.thread_id = run_dir, thread_id
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread != self.thread_id:
-            return
-        with contextlib.suppress(Exception):  # logging must never break training
-            runs.append_log(self.run_dir, f"{record.levelname.lower()}: {record.getMessage()}")
 
 
 class JobManager:
@@ -117,7 +43,7 @@ class JobManager:
                  max_events: int = 20_000, cleanup_interval_s: float = 0.0):
         self.root = Path(root).resolve() if root is not None else data_root()
         runs_dir(self.root).mkdir(parents=True, exist_ok=True)
-        self.train_fn: TrainFn = train_fn or _default_train
+        self.train_fn: TrainFn = train_fn or runner.engine_train
         self.max_queue = env_int("ASTAPP_MAX_QUEUE", 8) if max_queue is None else max_queue
         self.max_per_user = env_int("ASTAPP_MAX_JOBS_PER_USER", 1) if max_per_user is None else max_per_user
         self.max_events = max_events
@@ -143,9 +69,7 @@ class JobManager:
                 self._worker = threading.Thread(target=self._work, name="astapp-train-worker", daemon=True)
                 self._worker.start()
             if self.cleanup_interval_s > 0 and (self._janitor is None or not self._janitor.is_alive()):
-                self._janitor = threading.Thread(target=self._janitor_loop, name="astapp-janitor",
-                                                 daemon=True)
-                self._janitor.start()
+                self._janitor = every(self.cleanup_interval_s, self.cleanup_idle, self._closed, "astapp-janitor")
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop the running job gracefully, cancel queued ones, and join the worker."""
@@ -169,9 +93,7 @@ class JobManager:
         owner already has a job or the queue is full.
         """
         check_id(owner, "session")
-        problems = cfg.validate()
-        if problems:
-            raise TrainingError(" ".join(problems))
+        cfg.require_valid()
         cfg = TrainConfig.from_dict(cfg.to_dict())  # private copy: the caller's form state is untouched
         with self._cond:
             self._check_limits(owner)
@@ -182,10 +104,10 @@ class JobManager:
             rd.mkdir(parents=True)
             cfg.output = str(rd)
             clean_name = " ".join(str(name).split())[:80] or _default_name(cfg)
-            cfg.save(rd / "config.json")
-            runs.write_meta(rd, name=clean_name, owner=owner)
             job = Job(run_id, owner, clean_name, rd, cfg)
-            self._enqueue(job, f"Queued run {clean_name!r} ({run_id}).")
+            job.record.create(cfg, clean_name, owner)
+            job.record.log(f"Queued run {clean_name!r} ({run_id}).")
+            self._enqueue(job)
             return run_id
 
     def resume(self, owner: str, run_id: str) -> str:
@@ -196,21 +118,21 @@ class JobManager:
             raise AccessError(f"Run {run_id!r} is {info.state} and cannot be resumed; "
                               "start a new run instead.")
         try:
-            cfg = TrainConfig.load(rd / "config.json")
+            cfg = TrainConfig.load(rd / rundir.CONFIG)
         except (OSError, ValueError, TypeError) as e:
             raise TrainingError(f"Run {run_id!r} cannot be resumed: its config.json is unreadable "
                                 f"({e}).") from e
         cfg.output = str(rd)
         cfg.resume = info.last_checkpoint or ""
         with self._cond:
-            if run_id in self._jobs and self._jobs[run_id].state in runs.ACTIVE:
+            if run_id in self._jobs and self._jobs[run_id].state in rundir.ACTIVE:
                 raise QueueFullError(f"Run {run_id!r} is already queued or running.")
             self._check_limits(owner)
             job = Job(run_id, owner, info.name, rd, cfg)
-            job.events = runs.read_history(rd)  # keep the earlier curves on the live plot
-            cfg.save(rd / "config.json")
+            job.events = rundir.read_history(rd)  # keep the earlier curves on the live plot
             where = f"from {Path(cfg.resume).name}" if cfg.resume else "from the start (no checkpoint)"
-            self._enqueue(job, f"Resuming {where}.")
+            job.record.queued(cfg, f"Resuming {where}.")
+            self._enqueue(job)
             return run_id
 
     def _check_limits(self, owner: str) -> None:
@@ -222,9 +144,7 @@ class JobManager:
             raise QueueFullError(f"The training queue is full ({self.max_queue} jobs waiting). "
                                  "Please try again in a while.")
 
-    def _enqueue(self, job: Job, message: str) -> None:
-        runs.write_status(job.run_dir, "queued")
-        runs.append_log(job.run_dir, message)
+    def _enqueue(self, job: Job) -> None:
         self._jobs[job.id] = job
         self._queue.append(job)
         self._prune()
@@ -277,12 +197,8 @@ class JobManager:
         with self._cond:
             job = self._job(job_id, owner)
             if job is not None:
-                end = job.events_base + len(job.events)
-                if since > end:
-                    since = 0
-                start = max(since, job.events_base) - job.events_base
-                return [dict(e) for e in job.events[start:]], end
-        hist = runs.read_history(self._run_dir(job_id, owner))
+                return job.events_since(since)
+        hist = rundir.read_history(self._run_dir(job_id, owner))
         if since > len(hist):
             since = 0
         return hist[since:], len(hist)
@@ -292,7 +208,7 @@ class JobManager:
         with self._cond:
             job = self._job(job_id, owner)
         rd = job.run_dir if job else self._run_dir(job_id, owner)
-        return runs.read_tail(rd / "log.txt", n)
+        return rundir.read_tail(rd / rundir.LOG, n)
 
     def snapshot(self, job_id: str, owner: str | None = None, log_lines: int = 20) -> dict[str, Any]:
         """Everything a progress panel shows: state, position, progress (0..1), elapsed and eta
@@ -300,22 +216,12 @@ class JobManager:
         with self._cond:
             job = self._job(job_id, owner)
             if job is not None:
-                now = time.time()
-                elapsed = 0.0 if job.started is None else (job.finished or now) - job.started
-                snap = {"job_id": job.id, "run_id": job.id, "name": job.name, "state": job.state,
-                        "position": self.position(job.id), "progress": job.progress, "elapsed": elapsed,
-                        "eta": job.eta if job.state == "running" else None, "message": job.message,
-                        "error": job.error, "queue_length": len(self._queue)}
+                snap = {**job.snapshot(), "position": self.position(job.id), "queue_length": len(self._queue)}
                 rd = job.run_dir
             else:
                 rd = self._run_dir(job_id, owner)
-                info = runs.RunInfo.from_dir(rd, rd.parent.name)
-                snap = {"job_id": job_id, "run_id": job_id, "name": info.name, "state": info.state,
-                        "position": None, "progress": 1.0 if info.state == "finished" else 0.0,
-                        "elapsed": max(0.0, info.updated - info.created), "eta": None,
-                        "message": info.error or f"Run {info.state}.", "error": info.error,
-                        "queue_length": len(self._queue)}
-        snap["log"] = runs.read_tail(rd / "log.txt", log_lines)
+                snap = {**runs.RunInfo.from_dir(rd, rd.parent.name).snapshot(), "queue_length": len(self._queue)}
+        snap["log"] = rundir.read_tail(rd / rundir.LOG, log_lines)
         return snap
 
     def wait(self, job_id: str, timeout: float | None = None) -> str:
@@ -333,7 +239,7 @@ class JobManager:
             return runs.run_dir(self.root, owner, job_id)
         for od in runs_dir(self.root).iterdir():
             cand = od / job_id
-            if cand.is_dir() and (cand / "status.json").exists():
+            if rundir.is_run(cand):
                 return cand
         raise AccessError(f"There is no job or run {job_id!r}.")
 
@@ -342,25 +248,24 @@ class JobManager:
         """Stop gracefully (a queued job is cancelled). False when the job is not active."""
         with self._cond:
             job = self._job(job_id, owner)
-            if job is None or job.state not in runs.ACTIVE:
+            if job is None or job.state not in rundir.ACTIVE:
                 return False
             if job.state == "queued":
                 self._cancel_queued(job, "Cancelled before it started.")
                 return True
             job.stop_event.set()
             job.message = "Stopping after the current step..."
-            runs.append_log(job.run_dir, "Stop requested; finishing the current step.")
+            job.record.log("Stop requested; finishing the current step.")
             return True
 
     def _cancel_queued(self, job: Job, message: str) -> None:
         self._queue.remove(job)
         job.state, job.message, job.finished = "stopped", message, time.time()
-        runs.write_status(job.run_dir, "stopped", error=None, message=message)
-        runs.append_log(job.run_dir, message)
+        job.record.cancelled(message)
         job.done.set()
         self._cond.notify_all()
 
-    # --- registry and housekeeping (delegates, so the UI needs only this object) ----------------
+    # --- registry and housekeeping that must know the active jobs -------------------------------
     def list_runs(self, owner: str) -> list[runs.RunInfo]:
         return runs.list_runs(self.root, owner)
 
@@ -389,16 +294,9 @@ class JobManager:
         owners = {j.owner for j in active}
         return _cleanup_idle(self.root, now=now, busy_owners=owners, busy_runs={j.id for j in active})
 
-    def _janitor_loop(self) -> None:
-        while not self._closed.wait(self.cleanup_interval_s):
-            try:
-                self.cleanup_idle()
-            except Exception:  # noqa: BLE001 - housekeeping must never stop the app
-                log.exception("Idle cleanup failed")
-
     def _prune(self, keep: int = 200) -> None:
         """Forget the oldest finished jobs (their runs stay on disk)."""
-        done = [j for j in self._jobs.values() if j.state not in runs.ACTIVE]
+        done = [j for j in self._jobs.values() if j.state not in rundir.ACTIVE]
         for j in done[: max(0, len(done) - keep)]:
             del self._jobs[j.id]
 
@@ -425,88 +323,27 @@ class JobManager:
                     self._cond.notify_all()
 
     def _run(self, job: Job) -> None:
-        runs.write_status(job.run_dir, "running")
-        runs.append_log(job.run_dir, "Training started.")
-        handler = _ThreadLogHandler(job.run_dir, threading.get_ident())
-        # transformers' loggers do not propagate to the root logger, so listen there too
-        loggers = [logging.getLogger(), logging.getLogger("transformers")]
-        for lg in loggers:
-            lg.addHandler(handler)
+        """Train through the runner (which records the run folder); keep the in-memory job in step."""
         try:
-            self.train_fn(job.cfg, lambda ev: self._on_event(job, ev), job.stop_event)
+            result = runner.train(job.cfg, lambda ev: self._on_event(job, ev), job.stop_event,
+                                  train_fn=self.train_fn, record=job.record)
         except BaseException as e:  # noqa: BLE001 - recorded as a failed run, never re-raised
-            msg = explain(e)
-            if not isinstance(e, AstappError):
-                runs.append_log(job.run_dir, "".join(traceback.format_exception(e)).rstrip())
-            self._finish(job, "failed", msg)
+            self._finish(job, "failed", explain(e, job.run_dir))
             return
-        finally:
-            for lg in loggers:
-                lg.removeHandler(handler)
-        status = runs.read_json(job.run_dir / "status.json")
-        state = status.get("state")
-        if state not in ("finished", "stopped", "failed"):
-            state = "stopped" if job.stop_event.is_set() else "finished"
-        self._finish(job, state, status.get("error") if state == "failed" else None)
+        self._finish(job, result.state, None)
 
     def _finish(self, job: Job, state: str, error: str | None) -> None:
-        status = runs.read_json(job.run_dir / "status.json")
-        if status.get("state") != state or (error and status.get("error") != error):
-            runs.write_status(job.run_dir, state, error=error)
-        messages = {"finished": "Training finished.", "stopped": "Training stopped.",
-                    "failed": f"Training failed: {error}"}
         with self._cond:
-            job.state, job.error, job.finished = state, error, time.time()
             if self._running is job:  # free the slot before waiters wake, so limits and positions agree
                 self._running = None
-            job.message = messages.get(state, state)
-            if state == "finished":
-                job.progress = 1.0
-            if state == "failed" and not (job.events and job.events[-1].get("type") == "error"):
-                self._append_event(job, {"type": "error", "message": error, "time": time.time()})
-        runs.append_log(job.run_dir, job.message)
+            job.finish(state, error)
         job.done.set()
 
-    def _append_event(self, job: Job, ev: dict[str, Any]) -> None:
-        job.events.append(ev)
-        overflow = len(job.events) - self.max_events
-        if overflow > 0:
-            del job.events[:overflow]
-            job.events_base += overflow
-
     def _on_event(self, job: Job, event: dict[str, Any]) -> None:
-        """Event sink handed to train: buffer for live plots, update progress, write log lines."""
+        """Event sink handed to the run: buffer for live plots, and the progress a snapshot shows."""
         try:
-            ev = dict(event)
-            ev.setdefault("time", time.time())
-            kind = ev.get("type")
-            line = None
             with self._cond:
-                self._append_event(job, ev)
-                if isinstance(ev.get("progress"), (int, float)):
-                    job.progress = min(1.0, max(0.0, float(ev["progress"])))
-                if isinstance(ev.get("eta"), (int, float)):
-                    job.eta = float(ev["eta"])
-                if kind == "stage":
-                    job.message = str(ev.get("message") or ev.get("stage") or "")
-                    line = job.message
-                elif kind == "log":
-                    job.message = _progress_text(ev)
-                    now = time.time()
-                    if now - job.last_progress_log >= PROGRESS_LOG_EVERY_S or job.progress >= 1.0:
-                        job.last_progress_log, line = now, job.message
-                elif kind == "eval":
-                    line = "Evaluation: " + ", ".join(
-                        f"{k} {v:.4g}" for k, v in ev.items()
-                        if k not in ("type", "time") and isinstance(v, (int, float)))
-                elif kind == "error":
-                    line = f"Error: {ev.get('message')}"
-                elif kind == "done":
-                    line = "Done."
-                elif kind == "warning":
-                    line = f"Warning: {ev.get('message')}"
-            if line:
-                runs.append_log(job.run_dir, line)
+                job.add_event(event, self.max_events)
         except Exception:  # noqa: BLE001 - a display problem must never break training
             log.exception("Could not record an event for job %s", job.id)
 
@@ -519,21 +356,6 @@ def _release_memory() -> None:
         with contextlib.suppress(Exception):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-
-
-def _progress_text(ev: dict[str, Any]) -> str:
-    parts = []
-    if "epoch" in ev:
-        parts.append(f"epoch {float(ev['epoch']):.2f}")
-    if "step" in ev:
-        parts.append(f"step {ev['step']}")
-    if isinstance(ev.get("loss"), (int, float)):
-        parts.append(f"loss {ev['loss']:.4f}")
-    if isinstance(ev.get("lr"), (int, float)):
-        parts.append(f"lr {ev['lr']:.2e}")
-    if isinstance(ev.get("progress"), (int, float)):
-        parts.append(f"{100 * float(ev['progress']):.0f}%")
-    return "Training: " + ", ".join(parts) if parts else "Training..."
 
 
 def _default_name(cfg: TrainConfig) -> str:

@@ -19,9 +19,9 @@ from transformers.models.audio_spectrogram_transformer.modeling_audio_spectrogra
     ASTMLPHead,
 )
 
-from astapp.config import DEFAULT_MODEL, NUM_MEL_BINS
+from astapp.config import DEFAULT_MODEL, MAX_LENGTH, MIN_LENGTH, NUM_MEL_BINS
 from astapp.errors import ModelLoadError
-from astapp.hub import _offline, hub_reachable  # noqa: F401  (re-exported: UI and tests use it here)
+from astapp.hub import hub_reachable, offline
 
 AST_MODEL_TYPE = "audio-spectrogram-transformer"
 SCRATCH_NOTE = "random weights: needs much more data"
@@ -30,7 +30,6 @@ SCRATCH_CONFIGS: dict[str, dict[str, int]] = {
     "small": {"hidden_size": 192, "num_hidden_layers": 4, "num_attention_heads": 3, "intermediate_size": 768},
     "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
 }
-MIN_LENGTH, MAX_LENGTH = 16, 4096
 
 
 # --- Hub ------------------------------------------------------------------------------------------
@@ -48,7 +47,7 @@ def _looks_like_path(source: str) -> bool:
             or Path(source).exists())
 
 
-def _local_folder(source: str) -> Path:
+def local_folder(source: str) -> Path:
     """The checkpoint folder for a local path: the folder itself, or its `model/` (an astapp run)."""
     path = Path(source).expanduser()
     if not path.exists():
@@ -153,7 +152,7 @@ def load_model(source: str, labels: list[str], max_length: int,
         return ASTForAudioClassification(cfg).float()
 
     if _looks_like_path(source):
-        model = _load_local(_local_folder(source), source, attn_implementation)
+        model = _load_local(local_folder(source), source, attn_implementation)
     else:
         model = _load_hub(source, attn_implementation)
     _new_head(model, labels)
@@ -175,7 +174,7 @@ def _load_hub(source: str, attn: str) -> ASTForAudioClassification:
     except (OSError, ValueError):
         pass
     if not hub_reachable():
-        why = "the Hugging Face Hub is switched off (offline mode)" if _offline() else \
+        why = "the Hugging Face Hub is switched off (offline mode)" if offline() else \
             "the Hugging Face Hub cannot be reached from this machine"
         raise _hub_error(source, why + " and the model is not in the local cache")
     try:
@@ -250,7 +249,7 @@ def describe_source(source: str, check_hub: bool = True) -> str:
             return (f"new {size} AST (hidden {c['hidden_size']}, {c['num_hidden_layers']} layers) — "
                     f"{SCRATCH_NOTE}")
         if _looks_like_path(source):
-            folder = _local_folder(source)
+            folder = local_folder(source)
             cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
             return f"local checkpoint ({_describe_config(cfg)})"
         if not source:

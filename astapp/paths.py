@@ -3,8 +3,9 @@
 Layout under the data root::
 
     <root>/runs/<owner>/<run_id>/      one folder per training run (survives restarts)
-    <root>/workspaces/<owner>/         one per browser session: uploads, extracted datasets
-    <root>/cache/                      shared caches
+    <root>/runs/<owner>/.cache/        the owner's one cache root: decoded datasets, features, stats
+    <root>/workspaces/<owner>/         one per session: uploads, extracted datasets, the session's state
+    <root>/shared/                     read-only assets extracted once per installation (the example)
 
 The root is `ASTAPP_DATA_DIR` when set; on a Hugging Face Space (`SPACE_ID` set) it is
 `/data/astapp` when the persistent `/data` volume is there and writable; otherwise `./.astapp`.
@@ -56,8 +57,14 @@ def workspaces_dir(root: Path) -> Path:
     return Path(root) / "workspaces"
 
 
-def cache_dir(root: Path) -> Path:
-    return Path(root) / "cache"
+def owner_cache(root: Path, owner: str) -> Path:
+    """The owner's cache root. Training puts its caches beside the run folder (`.cache` next to
+    `<run_id>/`), which for a run under `runs/<owner>/` is exactly this folder."""
+    return runs_dir(root) / owner / ".cache"
+
+
+def shared_dir(root: Path) -> Path:
+    return Path(root) / "shared"
 
 
 def check_id(value: object, what: str = "id") -> str:

@@ -1,9 +1,7 @@
 """Run registry: what each run folder says about itself (state, metrics, model, checkpoints).
 
-A run folder (`<root>/runs/<owner>/<run_id>/`) holds `config.json`, `status.json`
-({state, error, pid, updated}), `meta.json` ({id, name, owner, created}), `history.jsonl`,
-`metrics.json`, `model/` (complete export only), `checkpoints/checkpoint-N/` and `log.txt`.
-Everything here is read from disk, so it is right after a restart too::
+A run folder is `<root>/runs/<owner>/<run_id>/`; its files and their writers are listed in
+`astapp.rundir`. Everything here is read from disk, so it is right after a restart too::
 
     from astapp.runs import list_runs, get_run
     for r in list_runs(root, session.owner):      # newest first; shared runs too if ASTAPP_SHARE_RUNS=1
@@ -16,137 +14,41 @@ last checkpoint).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import secrets
 import time
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from astapp.config import env_flag
 from astapp.errors import AccessError
-from astapp.fsutil import atomic_write_text, restore_dir
+from astapp.fsutil import restore_dir
 from astapp.paths import check_id, inside, runs_dir
+from astapp.rundir import (
+    ACTIVE,
+    CONFIG,
+    META,
+    MODEL,
+    STATES,
+    STATUS,
+    has_model,
+    is_run,
+    last_checkpoint,
+    metrics_summary,
+    number,
+    read_json,
+)
+from astapp.runner import RunRecord
 
 log = logging.getLogger(__name__)
-
-STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
-ACTIVE = ("queued", "running")
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-                "pytorch_model.bin.index.json")
 
 
 def share_runs() -> bool:
     """`ASTAPP_SHARE_RUNS=1`: every session sees every run (read-only for non-owners)."""
     return env_flag("ASTAPP_SHARE_RUNS")
-
-
-# --- small file helpers -------------------------------------------------------------------------
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from `path`, or {} when missing, unreadable or half-written."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def to_epoch(value: object) -> float | None:
-    """Seconds since the epoch from a number or an ISO-8601 string (train may write either)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
-def write_status(run_dir: Path, state: str, error: str | None = None, pid: int | None = None,
-                 **extra: Any) -> None:
-    """Atomically replace status.json (the runner and train both write it)."""
-    status = {"state": state, "error": error, "pid": os.getpid() if pid is None else pid,
-              "updated": time.time(), **extra}
-    atomic_write_text(Path(run_dir) / "status.json", json.dumps(status, indent=2))
-
-
-def write_meta(run_dir: Path, name: str, owner: str) -> None:
-    """meta.json: the run's display name, owner and creation time (written once, by the runner)."""
-    meta = {"id": Path(run_dir).name, "name": name, "owner": owner, "created": time.time()}
-    atomic_write_text(Path(run_dir) / "meta.json", json.dumps(meta, indent=2, ensure_ascii=False))
-
-
-def append_log(run_dir: Path, line: str) -> None:
-    """Append one timestamped line to the run's log.txt."""
-    stamp = time.strftime("%H:%M:%S")
-    with open(Path(run_dir) / "log.txt", "a", encoding="utf-8") as f:
-        for part in str(line).splitlines() or [""]:
-            f.write(f"{stamp} {part}\n")
-
-
-def read_tail(path: Path, n: int = 50, max_bytes: int = 256_000) -> list[str]:
-    """The last `n` lines of a text file (reads at most `max_bytes` from the end)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except OSError:
-        return []
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    return lines[-n:] if n > 0 else []
-
-
-def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    """Events recorded in history.jsonl (a torn last line from a crash is skipped)."""
-    out: list[dict[str, Any]] = []
-    try:
-        text = (Path(run_dir) / "history.jsonl").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return out
-    for line in text.splitlines():
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(ev, dict):
-            out.append(ev)
-    return out
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """The highest complete `checkpoints/checkpoint-N` (has trainer_state.json and weights)."""
-    ck_root = Path(run_dir) / "checkpoints"
-    best: tuple[int, Path] | None = None
-    if not ck_root.is_dir():
-        return None
-    for d in ck_root.iterdir():
-        m = CHECKPOINT.match(d.name)
-        if not m or not d.is_dir() or not (d / "trainer_state.json").is_file():
-            continue
-        if not any((d / w).is_file() for w in WEIGHT_FILES):
-            continue
-        step = int(m.group(1))
-        if best is None or step > best[0]:
-            best = (step, d)
-    return best[1] if best else None
-
-
-def has_model(run_dir: Path) -> bool:
-    """True only for a complete `model/` export (config plus weights)."""
-    model = Path(run_dir) / "model"
-    return (model / "config.json").is_file() and any((model / w).is_file() for w in WEIGHT_FILES)
 
 
 def new_run_id() -> str:
@@ -190,6 +92,12 @@ class RunInfo:
             parts.append("shared")
         return " · ".join(parts)
 
+    def snapshot(self) -> dict[str, Any]:
+        """What a progress panel shows of a run no job holds in memory (finished, or before a restart)."""
+        return {"job_id": self.id, "run_id": self.id, "name": self.name, "state": self.state, "position": None,
+                "progress": 1.0 if self.state == "finished" else 0.0, "elapsed": max(0.0, self.updated - self.created),
+                "eta": None, "message": self.error or f"Run {self.state}.", "error": self.error}
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["path"] = str(self.path)
@@ -198,38 +106,24 @@ class RunInfo:
     @classmethod
     def from_dir(cls, run_dir: Path, owner: str, readonly: bool = False) -> RunInfo:
         run_dir = Path(run_dir)
-        status = read_json(run_dir / "status.json")
-        meta = read_json(run_dir / "meta.json")
+        status = read_json(run_dir / STATUS)
+        meta = read_json(run_dir / META)
         try:
             mtime = run_dir.stat().st_mtime
         except OSError:
             mtime = 0.0
-        created = to_epoch(meta.get("created")) or mtime
-        updated = to_epoch(status.get("updated")) or created
+        created = number(meta.get("created")) or mtime
+        updated = number(status.get("updated")) or created
         state = status.get("state") if status.get("state") in STATES else "unknown"
         ck = last_checkpoint(run_dir)
-        resumable = ((run_dir / "config.json").is_file() and not readonly
+        resumable = ((run_dir / CONFIG).is_file() and not readonly
                      and (state == "interrupted" or (state == "stopped" and ck is not None)))
         err = status.get("error")
         return cls(id=run_dir.name, name=str(meta.get("name") or run_dir.name), owner=owner, state=state,
-                   created=created, updated=updated, metrics=_metrics_summary(run_dir / "metrics.json"),
+                   created=created, updated=updated, metrics=metrics_summary(run_dir),
                    has_model=has_model(run_dir), error=str(err) if err else None,
                    last_checkpoint=str(ck) if ck else None, resumable=resumable, path=run_dir,
                    readonly=readonly)
-
-
-def _metrics_summary(path: Path) -> dict[str, float]:
-    """accuracy and f1_macro from metrics.json, whether top-level, `eval_`-prefixed or nested."""
-    m = read_json(path)
-    out: dict[str, float] = {}
-    candidates = [m] + [m[k] for k in ("best", "final", "validation", "eval") if isinstance(m.get(k), dict)]
-    for key in ("accuracy", "f1_macro"):
-        for c in candidates:
-            v = c.get(key, c.get(f"eval_{key}"))
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                out[key] = float(v)
-                break
-    return out
 
 
 def _owner_dirs(root: Path) -> list[Path]:
@@ -249,8 +143,7 @@ def list_runs(root: Path, owner: str, shared: bool | None = None) -> list[RunInf
         if not od.is_dir():
             continue
         for rd in od.iterdir():
-            if rd.is_dir() and not rd.is_symlink() and not rd.name.startswith(".") and \
-                    (rd / "status.json").exists():
+            if is_run(rd):
                 out.append(RunInfo.from_dir(rd, od.name, readonly=od.name != owner))
     out.sort(key=lambda r: (r.created, r.id), reverse=True)
     return out
@@ -261,12 +154,12 @@ def run_dir(root: Path, owner: str, run_id: str, write: bool = False, shared: bo
     check_id(owner, "session")
     check_id(run_id, "run id")
     own = inside(runs_dir(root) / owner, run_id)
-    if own.is_dir() and (own / "status.json").exists():
+    if is_run(own):
         return own
     if not write and (share_runs() if shared is None else shared):
         for od in _owner_dirs(root):
             cand = inside(od, run_id)
-            if cand.is_dir() and (cand / "status.json").exists():
+            if is_run(cand):
                 return cand
     raise AccessError(f"There is no run {run_id!r} among your runs; pick one from the run list.")
 
@@ -283,7 +176,7 @@ def model_dir(root: Path, owner: str, run_id: str, shared: bool | None = None) -
     if not has_model(d):
         raise AccessError(f"Run {run_id!r} has no finished model yet; wait for it to finish or pick "
                           "another run.")
-    return d / "model"
+    return d / MODEL
 
 
 def run_file(root: Path, owner: str, run_id: str, name: str, shared: bool | None = None) -> Path:
@@ -351,21 +244,19 @@ def recover(root: Path, live_runs: Collection[str] = ()) -> list[RunInfo]:
         for rd in od.iterdir():
             if not rd.is_dir() or rd.name.startswith(".") or rd.name in live_runs:
                 continue
-            status = read_json(rd / "status.json")
+            status = read_json(rd / STATUS)
             if status.get("state") not in ACTIVE:
                 continue
             pid = status.get("pid")
-            if pid != os.getpid() and pid_alive(pid, to_epoch(status.get("updated"))):
+            if pid != os.getpid() and pid_alive(pid, number(status.get("updated"))):
                 continue
-            if restore_dir(rd / "model"):
+            if restore_dir(rd / MODEL):
                 log.warning("Run %s/%s: restored the previous model after a crash mid-export", od.name, rd.name)
             ck = last_checkpoint(rd)
             was = status.get("state")
             msg = ("The app stopped while this run was " + ("training" if was == "running" else "waiting")
                    + (f"; resume it from {ck.name}." if ck else "; resume it to start again."))
-            write_status(rd, "interrupted", error=msg, pid=status.get("pid") if isinstance(pid, int) else 0,
-                         last_checkpoint=str(ck) if ck else None, resumable=True)
-            append_log(rd, f"Interrupted: {msg}")
+            RunRecord(rd, enabled=True).interrupted(msg, pid if isinstance(pid, int) else 0, ck)
             changed.append(RunInfo.from_dir(rd, od.name))
             log.warning("Run %s/%s marked interrupted", od.name, rd.name)
     return changed

@@ -21,15 +21,16 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from astapp.config import env_float
 from astapp.errors import AccessError
-from astapp.paths import check_id, inside, runs_dir, workspaces_dir
-from astapp.runs import ACTIVE, read_json, to_epoch
+from astapp.paths import inside, owner_cache, runs_dir, workspaces_dir
+from astapp.rundir import ACTIVE, STATUS, number, read_json
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def cleanup_idle(root: Path, now: float | None = None, busy_owners: Collection[s
                 log.info("Deleted idle workspace %s", ws.name)
                 # Training caches decoded audio and features next to the owner's runs: they are as
                 # private as the uploads, so they go with the workspace (runs themselves stay).
-                cache = runs_dir(root) / ws.name / ".cache"
+                cache = owner_cache(root, ws.name)
                 if cache.is_dir() and not cache.is_symlink():
                     shutil.rmtree(cache, ignore_errors=True)
                     deleted.append(cache)
@@ -120,10 +121,10 @@ def cleanup_idle(root: Path, now: float | None = None, busy_owners: Collection[s
             for run in owner_dir.iterdir():
                 if not run.is_dir() or run.name in busy_runs or run.name.startswith("."):
                     continue
-                status = read_json(run / "status.json")
+                status = read_json(run / STATUS)
                 if status.get("state") in ACTIVE:
                     continue
-                age_from = to_epoch(status.get("updated")) or run.stat().st_mtime
+                age_from = number(status.get("updated")) or run.stat().st_mtime
                 if now - age_from > run_days * 86400:
                     shutil.rmtree(run, ignore_errors=True)
                     deleted.append(run)
@@ -131,6 +132,17 @@ def cleanup_idle(root: Path, now: float | None = None, busy_owners: Collection[s
     return deleted
 
 
-def check_owner(owner: str) -> str:
-    """Validate an owner id handed back by the UI."""
-    return check_id(owner, "session")
+def every(interval_s: float, fn: Callable[[], object], stop: threading.Event, name: str) -> threading.Thread:
+    """Run `fn` every `interval_s` seconds on a daemon thread until `stop` is set (housekeeping: a
+    failure is logged, never raised)."""
+
+    def loop() -> None:
+        while not stop.wait(interval_s):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - housekeeping must never stop the app
+                log.exception("%s failed", name)
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    return thread

@@ -1,4 +1,5 @@
-"""Pieces `train.py` plugs into `transformers.Trainer`: datasets, collators, loss, weight loading, callbacks.
+"""Pieces `train.py` plugs into `transformers.Trainer`: datasets, collators, loss, weight loading, callbacks
+(best weights, graceful stop, events).
 
 Why a Trainer subclass: transformers 5.x resumes (and restores "best" models) with
 `load_state_dict(strict=False)` on `save_pretrained`'s legacy AST key names, so the encoder silently
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
 from astapp.errors import TrainingError
+from astapp.events import EventSink, make_event
 from astapp.fsutil import atomic_dir, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -292,3 +295,44 @@ class StopCallback(TrainerCallback):
         if self.stopped:
             control.should_evaluate = False
             control.should_save = True
+
+
+class EventCallback(TrainerCallback):
+    """Turns Trainer logs and evaluations into `log` and `eval` events.
+
+    `batch_size` is the global batch (per-device x processes x accumulation), for samples/s.
+    """
+
+    def __init__(self, sink: EventSink, batch_size: int):
+        self.sink = sink
+        self.batch_size = batch_size
+        self.start = time.time()
+        self.start_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.time()
+        self.start_step = state.global_step
+
+    def _timing(self, state) -> dict[str, float]:
+        elapsed = time.time() - self.start
+        done = state.global_step - self.start_step
+        left = max(state.max_steps - state.global_step, 0)
+        eta = elapsed / done * left if done > 0 else None
+        return {"elapsed": elapsed, "eta": eta,
+                "progress": state.global_step / state.max_steps if state.max_steps else 0.0,
+                "samples_per_second": done * self.batch_size / elapsed if elapsed > 0 and done else None}
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" not in logs:
+            return
+        self.sink(make_event("log", step=state.global_step, max_steps=state.max_steps, epoch=state.epoch,
+                             loss=logs.get("loss"), lr=logs.get("learning_rate"),
+                             grad_norm=logs.get("grad_norm"), **self._timing(state)))
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = metrics or {}
+        fields = {k[len("eval_"):]: v for k, v in metrics.items()
+                  if k.startswith("eval_") and isinstance(v, (int, float))
+                  and k not in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")}
+        self.sink(make_event("eval", epoch=state.epoch, step=state.global_step, **fields))

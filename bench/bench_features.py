@@ -22,7 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from astapp.augment import CLASSIC, PRESETS, build_augment  # noqa: E402
+from astapp.augment import build_augment  # noqa: E402
+from astapp.augment_spec import CLASSIC, PRESETS  # noqa: E402
 from astapp.config import AugmentConfig  # noqa: E402
 from astapp.features import Fbank, choose_max_length  # noqa: E402
 from astapp.synth import KINDS, make_signal  # noqa: E402

@@ -1,4 +1,5 @@
-"""A fast stand-in for `astapp.train.train` that writes the same run files and honours stop.
+"""A fast stand-in for the engine (`astapp.train.train`): writes the engine's run files, honours stop,
+and answers with a `RunResult` like the engine (the run's status and config are the runner's job).
 
 Used by the job tests (and by a subprocess that gets SIGKILLed mid-training), so queueing, stopping,
 failures and restarts are tested in milliseconds instead of minutes of real training.
@@ -15,7 +16,7 @@ from typing import Any
 
 from astapp.config import TrainConfig
 from astapp.fsutil import atomic_dir, atomic_write_text
-from astapp.runs import write_status
+from astapp.rundir import RunResult
 
 
 def write_checkpoint(run_dir: Path, step: int) -> Path:
@@ -41,13 +42,11 @@ def make_fake_train(steps: int = 4, step_s: float = 0.005, hold: threading.Event
     returns an exception to raise after the first stage; `calls` records every cfg it ran."""
 
     def fake_train(cfg: TrainConfig, events: Callable[[dict[str, Any]], None] | None = None,
-                   stop: threading.Event | None = None) -> dict[str, Any]:
+                   stop: threading.Event | None = None) -> RunResult:
         out = Path(cfg.output)
         out.mkdir(parents=True, exist_ok=True)
         if calls is not None:
             calls.append(cfg)
-        write_status(out, "running")
-        cfg.save(out / "config.json")
         t0 = time.time()
 
         def emit(ev: dict[str, Any]) -> None:
@@ -60,16 +59,14 @@ def make_fake_train(steps: int = 4, step_s: float = 0.005, hold: threading.Event
         emit({"type": "stage", "stage": "data", "message": "Preparing data"})
         exc = fail(cfg) if fail else None
         if exc is not None:
-            write_status(out, "failed", error=str(exc))
             raise exc
         first = int(Path(cfg.resume).name.split("-")[1]) + 1 if cfg.resume else 1
         for step in range(first, steps + 1):
             while hold is not None and not hold.is_set() and not (stop and stop.is_set()):
                 hold.wait(0.01)
             if stop is not None and stop.is_set():
-                write_status(out, "stopped")
                 emit({"type": "done", "metrics": {}, "stopped": True})
-                return {"state": "stopped"}
+                return RunResult(out, "stopped")
             time.sleep(step_s)
             elapsed = time.time() - t0
             emit({"type": "log", "step": step, "epoch": step / steps, "loss": 1.0 / step, "lr": 1e-4,
@@ -82,9 +79,8 @@ def make_fake_train(steps: int = 4, step_s: float = 0.005, hold: threading.Event
         emit({"type": "eval", "epoch": 1.0, **metrics})
         atomic_write_text(out / "metrics.json", json.dumps(metrics))
         write_model(out)
-        write_status(out, "finished")
         emit({"type": "done", "metrics": metrics})
-        return {"state": "finished", "metrics": metrics}
+        return RunResult(out, "finished", metrics, out / "model", config=cfg)
 
     return fake_train
 

@@ -8,17 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from astapp.augment import (
-    CATALOGUE,
-    CLASSIC,
-    PRESETS,
-    AugmentError,
-    build_augment,
-    collate_augment,
-    mixup,
-    resolve,
-    spec_augment,
-)
+from astapp.augment import build_augment, collate_augment, mixup, spec_augment
+from astapp.augment_spec import CATALOGUE, CLASSIC, PRESETS, AugmentError, resolve
 from astapp.config import AugmentConfig
 from astapp.errors import AstappError
 from astapp.features import Fbank

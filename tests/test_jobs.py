@@ -18,8 +18,9 @@ import pytest
 from fake_train import make_fake_train, tiny_cfg, write_checkpoint
 
 from astapp import runs
-from astapp.errors import AccessError, DatasetError, QueueFullError, TrainingError
-from astapp.jobs import OOM_HINT, JobManager
+from astapp.errors import OOM_HINT, AccessError, DatasetError, QueueFullError, TrainingError
+from astapp.jobs import JobManager
+from astapp.runner import RunRecord
 
 TIMEOUT = 15.0
 
@@ -295,7 +296,7 @@ def test_recover_spares_live_processes_but_not_reused_pids(tmp_path):
         for rid, updated in (("live", time.time() + 5), ("reused", time.time() - 3600)):
             rd = tmp_path / "runs" / "o" / rid
             rd.mkdir(parents=True)
-            runs.write_status(rd, "running", pid=sleeper.pid)
+            RunRecord(rd).status("running", pid=sleeper.pid)
             status = json.loads((rd / "status.json").read_text())
             (rd / "status.json").write_text(json.dumps({**status, "updated": updated}))
         write_checkpoint(tmp_path / "runs" / "o" / "reused", 2)
@@ -350,7 +351,7 @@ def test_get_manager_uses_data_dir_and_recovers_at_startup(tmp_path, monkeypatch
     dead.wait()
     rd = tmp_path / "runs" / "o" / "r1"
     rd.mkdir(parents=True)
-    runs.write_status(rd, "running", pid=dead.pid)
+    RunRecord(rd).status("running", pid=dead.pid)
     monkeypatch.setenv("ASTAPP_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(jobs, "_manager", None)
     jm = jobs.get_manager()

@@ -22,8 +22,9 @@ from gradio_client import handle_file
 from hostile import class_members, make_zip
 
 from astapp import runs
-from astapp.config import AugmentConfig
+from astapp.config import AugmentConfig, TrainConfig
 from astapp.examples import example_zip_path
+from astapp.runner import RunRecord
 from astapp.synth import KINDS, make_signal, write_wav
 
 N_CLIENTS = 5
@@ -42,10 +43,10 @@ def _shared_model(root: Path) -> str:
                     max_length=128, num_labels=len(CLASSES))
     owner = "u" + "0" * 20
     rd = root / "runs" / owner / runs.new_run_id()
-    rd.mkdir(parents=True)
-    runs.write_meta(rd, name="shared model", owner=owner)
+    record = RunRecord(rd)
+    record.create(TrainConfig(data="d", output=str(rd)), name="shared model", owner=owner)
     export_model(ASTForAudioClassification(cfg), CLASSES, 128, -4.27, 4.57, rd / "model")
-    runs.write_status(rd, "finished")
+    record.status("finished")
     return rd.name
 
 

@@ -10,11 +10,11 @@ from transformers import ASTConfig, ASTForAudioClassification
 
 from astapp.config import DEFAULT_MODEL
 from astapp.errors import ModelLoadError
+from astapp.hub import hub_reachable
 from astapp.model import (
     SCRATCH_NOTE,
     adapt_position_embeddings,
     describe_source,
-    hub_reachable,
     load_model,
     model_flops_per_sample,
 )

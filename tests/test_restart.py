@@ -19,6 +19,8 @@ from conftest import build_tiny_ast
 from gradio_client import handle_file
 
 from astapp import runs
+from astapp.config import TrainConfig
+from astapp.runner import RunRecord
 from astapp.sessions import owner_id
 from astapp.synth import make_signal, write_wav
 from astapp.ui.common import user_token
@@ -121,16 +123,20 @@ def _tiny_model(labels: int = 2):
 
 def _run(root: Path, owner: str) -> Path:
     rd = root / "runs" / owner / runs.new_run_id()
-    rd.mkdir(parents=True)
-    runs.write_meta(rd, name=rd.name, owner=owner)
-    runs.write_status(rd, "running")
+    record = RunRecord(rd)
+    record.create(TrainConfig(data="d", output=str(rd)), name=rd.name, owner=owner)
+    record.status("running")
     return rd
 
 
 def _picker(root: Path, owner: str) -> list[str]:
-    from astapp.ui.common import UiContext, run_choices
+    """The run ids the Predict tab's model picker offers (the service's list of runs with a model)."""
+    from astapp.jobs import JobManager
+    from astapp.service import Service
+    from astapp.sessions import Session
 
-    return [rid for _, rid in run_choices(UiContext(root, "x", False, None), owner, need_model=True)]
+    svc = Service(JobManager(root, start=False), hub_online=False)
+    return [r.id for r in svc.runs(Session(owner, root / "workspaces" / owner), need_model=True)]
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

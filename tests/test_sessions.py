@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from fake_train import make_fake_train, tiny_cfg, write_checkpoint, write_model
 
-from astapp import runs
+from astapp import rundir, runs
 from astapp.errors import AccessError
 from astapp.jobs import JobManager
 from astapp.paths import data_root
+from astapp.runner import RunRecord
 from astapp.sessions import Session, cleanup_idle, owner_id
 
 TRAVERSALS = ["..", "../x", "a/../../x", "/etc/passwd", "a/b", "%2e%2e", ".hidden/../..", "x\x00y", "", " "]
@@ -24,13 +25,12 @@ TRAVERSALS = ["..", "../x", "a/../../x", "/etc/passwd", "a/b", "%2e%2e", ".hidde
 def make_run(root: Path, owner: str, run_id: str, state: str = "finished", created: float | None = None,
              metrics: dict | None = None, model: bool = True) -> Path:
     rd = root / "runs" / owner / run_id
-    rd.mkdir(parents=True)
-    runs.write_meta(rd, name=f"run {run_id}", owner=owner)
+    record = RunRecord(rd)
+    record.create(tiny_cfg(output=str(rd)), name=f"run {run_id}", owner=owner)
     if created is not None:
         meta = json.loads((rd / "meta.json").read_text())
         (rd / "meta.json").write_text(json.dumps({**meta, "created": created}))
-    tiny_cfg(output=str(rd)).save(rd / "config.json")
-    runs.write_status(rd, state)
+    record.status(state)
     if metrics is not None:
         (rd / "metrics.json").write_text(json.dumps(metrics))
     if model:
@@ -119,7 +119,7 @@ def managers_factory():
 
 def test_registry_reads_models_checkpoints_and_metrics_carefully(tmp_path):
     rd = make_run(tmp_path, "o", "r1", state="stopped", model=False,
-                  metrics={"best": {"eval_accuracy": 0.5, "eval_f1_macro": 0.25}})
+                  metrics={"accuracy": 0.5, "f1_macro": 0.25, "loss": 1.5})
     (rd / "model").mkdir()
     (rd / "model" / "config.json").write_text("{}")  # weights missing: not a usable model
     (rd / ".model.x.partial").mkdir()
@@ -132,7 +132,8 @@ def test_registry_reads_models_checkpoints_and_metrics_carefully(tmp_path):
     assert info.last_checkpoint.endswith("checkpoint-10") and info.resumable
     (rd / "status.json").write_text('{"state": "runn')  # half-written by a crash
     assert runs.get_run(tmp_path, "o", "r1").state == "unknown"
-    assert runs.to_epoch("2024-01-01T00:00:00Z") == 1704067200.0 and runs.to_epoch(True) is None
+    assert rundir.number(1704067200) == 1704067200.0 and rundir.number(True) is None
+    assert rundir.number("2024-01-01T00:00:00Z") is None  # nothing writes dates as text
 
 
 def test_list_runs_newest_first(tmp_path):

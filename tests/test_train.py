@@ -16,7 +16,7 @@ from astapp.config import TrainConfig
 from astapp.errors import TrainingError
 from astapp.events import JsonlSink, QueueSink, fanout
 from astapp.metrics import classification_metrics, scalar_metrics
-from astapp.train import train
+from astapp.runner import train
 from astapp.trainer_utils import class_weights, classification_loss, load_weights
 
 LOG_KEYS = {"type", "time", "step", "max_steps", "epoch", "loss", "lr", "elapsed", "eta", "progress",
@@ -290,7 +290,7 @@ def test_sinks(tmp_path):
 
 # --- precision ------------------------------------------------------------------------------------
 def test_precision_resolution(monkeypatch):
-    import astapp.train as tr
+    import astapp.devices as tr
 
     monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda: True)
     assert tr.resolve_precision("auto", use_cuda=False) == "bf16"

@@ -1,0 +1,23 @@
+"""Turn what a user uploads (zip, folder, manifest, saved or Hub dataset) into a labelled file list.
+
+`zipsafe` extracts untrusted zips, `sources` resolves what the user named to a dataset folder, and
+`layout` discovers the clips and their labels in it.
+"""
+
+from astapp.ingest.layout import (
+    MANIFEST_EXTENSIONS,
+    VALIDATION_NAMES,
+    Item,
+    Listing,
+    Skipped,
+    is_junk,
+    nfc,
+    rel_path,
+    scan,
+    walk,
+)
+from astapp.ingest.sources import resolve, resolve_source
+from astapp.ingest.zipsafe import extract_zip
+
+__all__ = ["MANIFEST_EXTENSIONS", "VALIDATION_NAMES", "Item", "Listing", "Skipped", "extract_zip", "is_junk", "nfc",
+           "rel_path", "resolve", "resolve_source", "scan", "walk"]

@@ -1,0 +1,86 @@
+"""Evaluation for the app: a finished run's metrics.json as tables, a matrix and the clips it got wrong."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astapp.errors import AccessError, UploadError
+from astapp.paths import inside
+from astapp.rundir import CONFIG, METRICS, read_json
+from astapp.runs import RunInfo
+from astapp.service.datasets import play_audio
+from astapp.sessions import Session
+
+
+@dataclass
+class Evaluation:
+    """What the Evaluate tab shows of one run."""
+
+    run: RunInfo
+    accuracy: float | None
+    f1_macro: float | None
+    labels: list[str]
+    confusion: list[list[int]]
+    per_class: list[dict[str, Any]]  # {class, precision, recall, f1, support}
+    predictions: list[dict[str, Any]]  # {path, true, pred, prob} per validation clip
+    mistakes: list[dict[str, Any]] = field(default_factory=list)  # wrong predictions, most confident first
+    players: list[tuple[str, tuple[int, np.ndarray]]] = field(default_factory=list)  # (label, audio)
+
+
+class EvaluationMixin:
+    """Part of `Service`: needs `self.manager`."""
+
+    manager: Any
+
+    def runs(self, session: Session, need_model: bool = False, need_metrics: bool = False) -> list[RunInfo]:
+        """The session's visible runs, newest first (only those with a model, or with metrics, if asked)."""
+        return [r for r in self.manager.list_runs(session.owner)
+                if (not need_model or r.has_model) and (not need_metrics or (r.path / METRICS).is_file())]
+
+    def evaluation(self, session: Session, run_id: str, players: int = 6) -> Evaluation:
+        info = self.manager.get_run(session.owner, run_id)
+        metrics = read_json(info.path / METRICS)
+        if not metrics:
+            raise AccessError(f"Run {run_id} has no metrics yet ({info.state}); wait until it has evaluated once.")
+        labels = [str(x) for x in metrics.get("labels") or []]
+        per_class = [{"class": name, **{k: round(float(v[k]), 3) for k in ("precision", "recall", "f1")},
+                      "support": int(v["support"])}
+                     for name, v in (metrics.get("per_class") or {}).items()]
+        preds = [p for p in metrics.get("predictions") or [] if isinstance(p, dict)]
+        wrong = sorted((p for p in preds if p.get("true") != p.get("pred")), key=lambda p: -float(p.get("prob") or 0))
+        result = Evaluation(info, metrics.get("accuracy"), metrics.get("f1_macro"), labels,
+                            metrics.get("confusion_matrix") or [], per_class, preds, wrong)
+        data_root = str(read_json(info.path / CONFIG).get("data", ""))
+        for p in wrong:
+            if len(result.players) == players:
+                break
+            path = _clip_path(data_root, str(p.get("path", "")))
+            audio = play_audio(path) if path else None
+            if audio is not None:
+                result.players.append((f"{Path(str(p['path'])).name}: {p.get('true')} → heard as {p.get('pred')}",
+                                       audio))
+        return result
+
+
+def _clip_path(data_root: str, rel: str) -> Path | None:
+    """A validation clip on disk, only if it is inside the run's dataset folder."""
+    from astapp.ingest import scan
+
+    if not data_root or not rel or not Path(data_root).is_dir():
+        return None
+    bases = [Path(data_root)]
+    with contextlib.suppress(UploadError):
+        bases.append(scan(Path(data_root)).root)
+    for base in bases:
+        try:
+            p = inside(base, rel)
+        except AccessError:
+            continue
+        if p.is_file():
+            return p
+    return None

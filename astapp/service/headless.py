@@ -1,0 +1,49 @@
+"""What the CLI runs: the same operations as the app, on paths instead of sessions."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from astapp.config import AudioConfig, TrainConfig
+from astapp.errors import ModelLoadError
+from astapp.events import EventSink
+from astapp.rundir import MODEL, RunResult
+
+
+def inspect_data(data: str, long_clips: str = "crop") -> Any:
+    """The validation report (`astapp.report.ValidationReport`) of a folder, zip or manifest."""
+    from astapp.dataset import inspect_source
+
+    with tempfile.TemporaryDirectory(prefix="astapp-inspect-") as ws:
+        return inspect_source(data, Path(ws), AudioConfig(long_clips=long_clips))
+
+
+def train_run(cfg: TrainConfig, events: EventSink | None = None,
+              stop: threading.Event | None = None) -> RunResult:
+    """Train into `cfg.output`, recorded exactly as the app records a job (status, config, log)."""
+    from astapp.runner import train
+
+    return train(cfg, events, stop)
+
+
+def predict_files(model: str, files: list[str], top_k: int) -> list[dict[str, Any]]:
+    """One row per audio file (a folder or a zip expands to its files; a missing file is a row too)."""
+    from astapp.infer import Predictor
+
+    if top_k < 1:
+        raise ModelLoadError("--top-k must be at least 1.")
+    return Predictor(model).predict_many(list(files), top_k=top_k)
+
+
+def export_run(run: str, output: str) -> Path:
+    """Zip a run's model folder (or an exported model folder) into `output`."""
+    from astapp.export import zip_dir
+
+    folder = Path(run) / MODEL if (Path(run) / MODEL / "config.json").is_file() else Path(run)
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{run} has no trained model (no model/ folder with config.json); "
+                             "finish or stop a training run first.")
+    return zip_dir(folder, output)

@@ -1,0 +1,84 @@
+"""Prediction for the app: a trained run's model on one clip or a zip of clips, and its download.
+
+Predictors are cached per model folder (reloaded when the model is re-exported), so repeated clicks
+cost one forward pass, not a reload.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from astapp.errors import AccessError, UploadError
+from astapp.runs import model_dir
+from astapp.sessions import Session
+
+CACHE_SIZE = 3
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A fresh folder in the system temp dir (Gradio serves files returned from there)."""
+    return Path(tempfile.mkdtemp(prefix=f"astapp-{prefix}-"))
+
+
+class PredictorCache:
+    """The last few `astapp.infer.Predictor`s, by model folder and its export time."""
+
+    def __init__(self, size: int = CACHE_SIZE):
+        self.size = size
+        self._items: OrderedDict[tuple[str, float], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, folder: Path) -> Any:
+        from astapp.infer import Predictor
+
+        key = (str(folder), (folder / "config.json").stat().st_mtime)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        predictor = Predictor(folder)
+        with self._lock:
+            self._items[key] = predictor
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return predictor
+
+
+class PredictingMixin:
+    """Part of `Service`: needs `self.root` and `self.predictors`."""
+
+    root: Path
+    predictors: PredictorCache
+
+    def model_folder(self, session: Session, run_id: str | None) -> Path:
+        if not run_id:
+            raise AccessError("No trained model yet: train one in the Train tab, then pick it here.")
+        return model_dir(self.root, session.owner, run_id)
+
+    def predict(self, session: Session, run_id: str | None, clip: str | Path | None, top_k: int) -> Any:
+        """`astapp.infer.Prediction` for one uploaded or recorded clip."""
+        if not clip:
+            raise UploadError("Upload or record a clip first.")
+        return self.predictors.get(self.model_folder(session, run_id)).predict(clip, top_k=int(top_k))
+
+    def predict_batch(self, session: Session, run_id: str | None, zip_path: str | Path | None, top_k: int,
+                      progress: Callable[[float, str], None] | None = None) -> tuple[Path, list[dict[str, Any]]]:
+        """Every audio file in a zip: (CSV path, rows {file, label, prob, top, error})."""
+        if not zip_path:
+            raise UploadError("Upload a .zip of audio files first.")
+        predictor = self.predictors.get(self.model_folder(session, run_id))
+        rows = predictor.predict_many(zip_path, top_k=int(top_k), progress=progress)
+        if not rows:
+            raise UploadError("The zip holds no audio files (.wav, .flac, .mp3, .ogg …).")
+        return predictor.to_csv(rows, scratch_dir("csv") / "predictions.csv"), rows
+
+    def download(self, session: Session, run_id: str | None) -> Path:
+        """The run's model as a zip that plain transformers loads once unzipped."""
+        from astapp.export import zip_dir
+
+        return zip_dir(self.model_folder(session, run_id), scratch_dir("model") / f"astapp-model-{run_id}.zip")

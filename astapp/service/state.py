@@ -1,0 +1,93 @@
+"""The session's state, kept on the server so a reload or a second tab shows exactly what the user had.
+
+Per owner workspace: `state.json` (the choices: which dataset, augmentation settings, the Train form,
+the runs picked in Evaluate and Predict) and `dataset.json` (the chosen dataset with its validation
+report, written only when the dataset changes). This module is their only writer; every change is a
+read-modify-write under the owner's lock, so two tabs never lose each other's edits.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from astapp.config import AugmentConfig
+from astapp.fsutil import atomic_write_text
+from astapp.rundir import read_json
+from astapp.sessions import Session
+
+STATE_FILE, DATASET_FILE = "state.json", "dataset.json"
+DEFAULT_PRESET = "light"
+
+
+@dataclass
+class SessionState:
+    """What the user chose; every field has a default so a new session (or an old file) just works."""
+
+    augment: dict[str, Any] = field(default_factory=lambda: AugmentConfig(preset=DEFAULT_PRESET).to_dict())
+    preview: dict[str, Any] = field(default_factory=lambda: {"clip": None, "seed": 0})
+    form: dict[str, Any] = field(default_factory=dict)  # Train form values, by field name
+    evaluate_run: str | None = None
+    predict_run: str | None = None
+    top_k: int = 3
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SessionState:
+        names = {f.name for f in fields(cls)}
+        state = cls(**{k: v for k, v in d.items() if k in names})
+        defaults = cls()
+        for f in fields(cls):  # a hand-edited or truncated file never breaks a page
+            if not isinstance(getattr(state, f.name), type(getattr(defaults, f.name))) and \
+                    getattr(defaults, f.name) is not None:
+                setattr(state, f.name, getattr(defaults, f.name))
+        return state
+
+
+class StateStore:
+    """Reads and writes the session state files, one lock per owner."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, owner: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(owner, threading.Lock())
+
+    def load(self, session: Session) -> SessionState:
+        return SessionState.from_dict(read_json(session.workspace / STATE_FILE))
+
+    @contextmanager
+    def edit(self, session: Session) -> Iterator[SessionState]:
+        """Change the state in a `with` block; it is saved (atomically) when the block ends."""
+        with self._lock(session.owner):
+            state = self.load(session)
+            yield state
+            atomic_write_text(session.workspace / STATE_FILE, json.dumps(asdict(state), ensure_ascii=False))
+
+    def update(self, session: Session, **changes: Any) -> SessionState:
+        with self.edit(session) as state:
+            for key, value in changes.items():
+                if not hasattr(state, key):
+                    raise KeyError(key)
+                setattr(state, key, value)
+        return state
+
+    def dataset(self, session: Session) -> dict[str, Any] | None:
+        """The chosen dataset ({name, root, clip_root, kind, report}), or None before any choice.
+
+        A dataset whose folder is gone (deleted by hand, or a workspace restored without its uploads)
+        counts as no choice, so the page falls back to the example instead of failing."""
+        data = read_json(session.workspace / DATASET_FILE)
+        if not data.get("root") or not Path(data["root"]).is_dir():
+            return None
+        return data
+
+    def set_dataset(self, session: Session, data: dict[str, Any]) -> None:
+        with self._lock(session.owner):
+            atomic_write_text(session.workspace / DATASET_FILE, json.dumps(data, ensure_ascii=False))

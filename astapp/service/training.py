@@ -1,0 +1,141 @@
+"""Training for the app: the Train form becomes a `TrainConfig`, a queued job, and a stream of progress.
+
+The form's values are part of the session state (saved as they change, restored on load); the
+dataset and the augmentation come from the session state too, so Start trains exactly what the
+page shows, even after a reload. Polling takes a cursor and returns only the new events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from astapp.config import TrainConfig, defaults_for, set_setting
+from astapp.errors import AccessError, TrainingError
+from astapp.sessions import Session
+
+# The Train form's fields, in the order the form shows them (names are TrainConfig settings).
+FORM_FIELDS = ("model", "mode", "epochs", "lr", "batch_size", "max_length", "val_split", "seed",
+               "early_stopping", "class_weighted")
+_INTS = ("batch_size", "seed", "early_stopping")
+_FLOATS = ("epochs", "lr", "val_split")
+CLI_OUTPUT = "runs/my-run"
+LOG_LINES = 14
+
+
+@dataclass
+class Poll:
+    """One tick of the Train tab: the run's snapshot, the events since the cursor, the next cursor."""
+
+    snapshot: dict[str, Any] | None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    cursor: int = 0
+    job_id: str | None = None
+    reset: bool = False  # the events start again from the first (another job, or the app restarted)
+
+
+class TrainingMixin:
+    """Part of `Service`: needs `self.manager`, `self.store`, `self.default_model` and the other mixins."""
+
+    manager: Any
+    store: Any
+    default_model: str
+
+    # --- the form ------------------------------------------------------------------------------
+    def form_defaults(self, model: str | None = None) -> dict[str, Any]:
+        """The form's starting values for `model` (the app's default model when None)."""
+        model = str(model or self.default_model)
+        base = TrainConfig(model=model)
+        values = {name: getattr(base, name) for name in FORM_FIELDS}
+        values.update(defaults_for(model))
+        return values
+
+    def form(self, session: Session) -> dict[str, Any]:
+        """The session's form values (saved ones over the defaults for the saved or default model)."""
+        saved = self.store.load(session).form
+        values = self.form_defaults(saved.get("model"))
+        values.update({k: v for k, v in saved.items() if k in FORM_FIELDS})
+        return values
+
+    def save_form(self, session: Session, values: dict[str, Any]) -> None:
+        with self.store.edit(session) as state:
+            state.form = {**state.form, **{k: v for k, v in values.items() if k in FORM_FIELDS}}
+
+    def config_from_form(self, session: Session, values: dict[str, Any]) -> TrainConfig:
+        """The run the form describes, on the session's dataset and augmentation; TrainingError when a
+        value is wrong (every problem named), DatasetError when the dataset cannot be trained on."""
+        view = self.trainable_dataset(session)  # type: ignore[attr-defined]
+        cfg = TrainConfig(data=view.root, augment=self.augment(session))  # type: ignore[attr-defined]
+        cfg.model = str(values.get("model") or "").strip() or self.default_model
+        cfg.mode = str(values.get("mode") or "full")
+        try:
+            for name in _INTS:
+                set_setting(cfg, name, int(values.get(name) or 0))
+            for name in _FLOATS:
+                set_setting(cfg, name, float(values.get(name) or 0))
+        except (TypeError, ValueError) as e:
+            raise TrainingError(f"Some settings are not numbers ({e}).") from None
+        cfg.class_weighted = bool(values.get("class_weighted"))
+        length = str(values.get("max_length") or "auto").strip().lower()
+        if length != "auto":
+            try:
+                cfg.max_length = int(float(length))
+            except ValueError:
+                raise TrainingError("Input length must be 'auto' or a number of frames, e.g. 512.") from None
+        cfg.require_valid()
+        return cfg
+
+    def cli_command(self, session: Session, values: dict[str, Any]) -> str:
+        cfg = self.config_from_form(session, values)
+        cfg.output = CLI_OUTPUT
+        return cfg.to_cli()
+
+    def model_info(self, model: str) -> str:
+        """One line saying what a model source is (Hub id, local folder, from scratch); never raises."""
+        try:
+            from astapp.model import describe_source
+
+            return describe_source(str(model or ""), check_hub=self.hub_online)  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - only a hint
+            return str(exc)
+
+    # --- jobs ----------------------------------------------------------------------------------
+    def start(self, session: Session, values: dict[str, Any]) -> str:
+        """Queue the run the form describes; returns its job id."""
+        cfg = self.config_from_form(session, values)
+        self.save_form(session, values)
+        name = f"{self.dataset(session).name} · {cfg.model.rstrip('/').split('/')[-1]}"  # type: ignore[attr-defined]
+        return self.manager.submit(session.owner, cfg, name=name)
+
+    def stop(self, session: Session, job_id: str | None) -> bool:
+        """Stop the session's job gracefully; False when nothing of theirs is training."""
+        job_id = job_id or self.manager.active_job(session.owner)
+        return bool(job_id) and self.manager.stop(job_id, owner=session.owner)
+
+    def resume(self, session: Session) -> str:
+        """Continue the session's newest interrupted (or stopped) run from its last checkpoint."""
+        run = next((r for r in self.manager.list_runs(session.owner) if r.resumable), None)
+        if run is None:
+            raise AccessError("There is no interrupted run to resume; press Start training for a new one.")
+        return self.manager.resume(session.owner, run.id)
+
+    def attach(self, session: Session) -> str | None:
+        """The run a (re)loaded page shows: the active job, else the newest run a restart interrupted
+        (to resume it), else the newest run of any state (so a finished run is shown with its result)."""
+        job_id = self.manager.active_job(session.owner)
+        if job_id is not None:
+            return job_id
+        own = [r for r in self.manager.list_runs(session.owner) if not r.readonly]
+        interrupted = next((r.id for r in own if r.state == "interrupted"), None)
+        return interrupted or (own[0].id if own else None)
+
+    def poll(self, session: Session, job_id: str | None, cursor: int = 0) -> Poll:
+        """The job's snapshot and the events after `cursor` (a reset cursor when the job changed)."""
+        if not job_id:
+            job_id, cursor = self.attach(session), 0
+        if not job_id:
+            return Poll(None)
+        snap = self.manager.snapshot(job_id, owner=session.owner, log_lines=LOG_LINES)
+        events, end = self.manager.events(job_id, since=cursor, owner=session.owner)
+        return Poll(snap, events, end, job_id, reset=cursor == 0 or end < cursor)
+
