@@ -20,7 +20,7 @@ from astapp.service.augmenting import AugmentingMixin
 from astapp.service.datasets import DatasetsMixin
 from astapp.service.evaluation import EvaluationMixin
 from astapp.service.predicting import PredictingMixin, PredictorCache
-from astapp.service.state import StateStore
+from astapp.service.state import SessionState, StateStore
 from astapp.service.training import TrainingMixin
 from astapp.sessions import Session
 
@@ -75,6 +75,14 @@ class Service(DatasetsMixin, AugmentingMixin, TrainingMixin, EvaluationMixin, Pr
     def open(self, token: str) -> Session:
         """The session of an owner token: validated, its workspace created and marked as in use."""
         return Session.open(token, self.root)
+
+    def state(self, session: Session) -> SessionState:
+        """The session's saved choices (runs picked in Evaluate and Predict, preview clip, top-k, ...)."""
+        return self.store.load(session)
+
+    def remember(self, session: Session, **changes: Any) -> None:
+        """Save some of the session's choices (names of `SessionState` fields)."""
+        self.store.update(session, **changes)
 
     def browser_secret(self) -> str:
         """A stable per-installation secret for the browser's owner token (so it survives restarts)."""

@@ -1,25 +1,24 @@
 """Assemble the five tabs into one `gr.Blocks` app (`build_app`) and launch it (`main`).
 
 `build_app` never launches and never imports torch, so tests and `python app.py` start quickly; the
-engine is imported on first use inside the handlers.
+tabs reach the engine only through `astapp.service.Service`, which imports it on first use.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from astapp.config import DEFAULT_MODEL, SCRATCH_SIZES, AugmentConfig, IngestLimits
-from astapp.ui.common import UiContext, hardware, heavy, new_token
+from astapp.config import IngestLimits
+from astapp.service import Service
+from astapp.ui.common import TOKEN, heavy, new_token, session
 
 log = logging.getLogger("astapp.ui")
 
 QUEUE_SIZE = 64  # events waiting for a worker, all users together
-OFFLINE_DEFAULT = "scratch:tiny"  # trains the example to ~0.85 accuracy in under a minute on 2 CPU cores
 
 CSS = """
 .gradio-container { max-width: 1280px !important; width: 100% !important; margin: auto; }
@@ -65,108 +64,57 @@ class AstApp(gr.Blocks):
         return super().launch(*args, **kwargs)
 
 
-def model_choices(default: str, hub_online: bool) -> list[str]:
-    choices = [default]
-    if hub_online and DEFAULT_MODEL not in choices:
-        choices.append(DEFAULT_MODEL)
-    choices += [f"scratch:{s}" for s in SCRATCH_SIZES if f"scratch:{s}" not in choices]
-    return choices
-
-
-def default_model(hub_online: bool) -> str:
-    """`ASTAPP_MODEL` when set; the pretrained AST when the Hub answers; else a from-scratch model."""
-    env = os.environ.get("ASTAPP_MODEL", "").strip()
-    if env:
-        return env
-    return DEFAULT_MODEL if hub_online else OFFLINE_DEFAULT
-
-
-def _hub_online() -> bool:
-    try:
-        from astapp.hub import hub_reachable
-    except Exception:  # noqa: BLE001 - model module missing or broken: behave as offline
-        return False
-    return hub_reachable(timeout=2.0)
-
-
-def build_app(manager: Any = None, hub_online: bool | None = None) -> AstApp:
-    """Build the Blocks app. `manager`: an `astapp.jobs.JobManager` (default: the process-wide one)."""
-    from astapp.jobs import get_manager
+def build_app(manager: Any = None, hub_online: bool | None = None, service: Service | None = None) -> AstApp:
+    """Build the Blocks app over a `Service` (default: one over `manager`, else the process-wide queue)."""
     from astapp.ui import augment_tab, data_tab, evaluate_tab, predict_tab, train_tab
 
-    manager = manager or get_manager()
-    online = _hub_online() if hub_online is None else hub_online
-    default = default_model(online)
-    ctx = UiContext(data_dir=Path(manager.root), default_model=default, hub_online=online,
-                    example_zip=None, model_choices=model_choices(default, online), manager=manager)
+    svc = service or Service(manager, hub_online=hub_online)
     with AstApp(title="astapp · teach AST your sounds") as demo:
-        browser_token = gr.BrowserState(None, storage_key="astapp-owner", secret=_secret(ctx.data_dir))
+        browser_token = gr.BrowserState(None, storage_key="astapp-owner", secret=svc.browser_secret())
         token = gr.State(None)
-        dataset = gr.State(None)
-        augment = gr.State(AugmentConfig(preset="light").__dict__.copy())
         gr.Markdown("# astapp\nTeach the Audio Spectrogram Transformer your own sounds: "
                     "**Data → Augment → Train → Evaluate → Predict**. "
-                    f"Running on {'GPU' if hardware() == 'cuda' else 'CPU'}.", elem_id="astapp-header")
+                    f"Running on {'GPU' if svc.hardware == 'cuda' else 'CPU'}.", elem_id="astapp-header")
         with gr.Tabs(elem_id="astapp-tabs"):
-            data = data_tab.build(ctx, token, dataset)
-            aug = augment_tab.build(ctx, dataset, augment)
-            train = train_tab.build(ctx, token, dataset, augment)
-            evaluate_tab.build(ctx, token)
-            predict_tab.build(ctx, token)
+            data = data_tab.build(svc, token)
+            aug = augment_tab.build(svc, token)
+            train = train_tab.build(svc, token)
+            evaluate_tab.build(svc, token)
+            predict = predict_tab.build(svc, token)
 
         def on_load(stored: str | None, request: gr.Request) -> tuple[Any, ...]:
-            """Give the browser its persistent owner token and re-attach to its running (or interrupted) job."""
-            from astapp.ui.common import _TOKEN, session
-
-            tok = stored if isinstance(stored, str) and _TOKEN.match(stored) else new_token()
-            job_id = None
+            """Give the browser its persistent owner token and find the run to show (active, interrupted
+            or the newest); the tabs then restore the session's state from the server."""
+            tok = stored if isinstance(stored, str) and TOKEN.match(stored) else new_token()
+            sess, job_id, top_k = None, None, gr.update()
             try:
-                job_id = train_tab.attach_job(manager, session(ctx, tok, request).owner)
-            except Exception:  # noqa: BLE001 - a bad token just means no job to re-attach
+                sess = session(svc, tok, request)
+                job_id = svc.attach(sess)
+                top_k = svc.state(sess).top_k
+            except Exception:  # noqa: BLE001 - a bad token just means nothing to re-attach
                 log.exception("re-attach failed")
-            return tok, tok, job_id, gr.Timer(active=job_id is not None)
+            return tok, tok, job_id, gr.Timer(active=job_id is not None), top_k
 
-        demo.load(on_load, [browser_token], [browser_token, token, train.job, train.timer],
-                  api_visibility="private").then(
-            data.load_example, None, data.outputs, api_visibility="private", **heavy()).then(
-            train.hint_fn, train.hint_inputs, train.hint_outputs, api_visibility="private")
-        dataset.change(aug.on_dataset, dataset, aug.dataset_outputs, api_visibility="private")
-        dataset.change(train_tab.on_dataset, dataset, train.max_length, api_visibility="private")
+        private: dict[str, Any] = {"api_visibility": "private"}
+        demo.load(on_load, [browser_token], [browser_token, token, train.job, train.timer, predict.top_k],
+                  **private).then(
+            data.restore, [token], data.outputs, **private, **heavy()).then(
+            aug.restore, [token], aug.restore_outputs, **private).then(
+            train.restore, [token], train.form, **private).then(
+            train.hint_fn, train.hint_inputs, train.hint_outputs, **private)
+        data.view.change(aug.on_dataset, [token], aug.dataset_outputs, **private)
+        data.view.change(train_tab.length_info, data.view, train.max_length, **private)
     # Light events (status polls, stop, run lists) run up to 4 at a time each; CPU-heavy ones share the
     # `heavy()` group. A bounded queue answers "queue is full" instead of letting waits grow without end.
     demo.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE)
     return demo
 
 
-def _secret(root: Path) -> str:
-    """A stable per-installation secret for the browser token (so it survives restarts)."""
-    import secrets
-
-    path = Path(root) / ".browser_secret"
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-        if len(value) >= 16:
-            return value
-    except OSError:
-        pass
-    value = secrets.token_hex(16)
-    try:
-        from astapp.fsutil import atomic_write_text
-
-        atomic_write_text(path, value)
-    except OSError:
-        log.warning("Could not save the browser secret in %s; sessions reset on restart.", root)
-    return value
-
-
 def main() -> None:
     """Entry point of `python app.py`: env-configured launch with queue, auth and cleanup."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from astapp.jobs import get_manager
-
-    manager = get_manager()  # recover() of interrupted runs and the idle-cleanup thread happen here
-    demo = build_app(manager)
+    demo = build_app()  # the process-wide queue: recovery of interrupted runs and idle cleanup start here
     auth = _auth_from_env(os.environ.get("ASTAPP_AUTH", ""))
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

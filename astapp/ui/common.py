@@ -1,7 +1,6 @@
 """Glue shared by the tabs: who the caller is, error handling, and small formatting helpers.
 
-Kept free of torch/transformers imports so the app starts fast; engine modules are imported lazily
-inside handlers.
+The tabs talk to the engine only through `astapp.service.Service`; nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -12,31 +11,18 @@ import logging
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 
-from astapp.errors import AstappError
+from astapp.config import env_int
+from astapp.errors import AstappError, explain
+from astapp.service import Service
 
 log = logging.getLogger("astapp.ui")
 
-_TOKEN = re.compile(r"^[a-f0-9]{32}$")
-
-
-@dataclass
-class UiContext:
-    """Facts fixed when the app is built (shared by every session)."""
-
-    data_dir: Path
-    default_model: str
-    hub_online: bool
-    example_zip: str | None
-    model_choices: list[str] = field(default_factory=list)
-    manager: Any = None  # astapp.jobs.JobManager
-
-
+TOKEN = re.compile(r"^[a-f0-9]{32}$")
 HEAVY_ID = "astapp-heavy"
 
 
@@ -48,8 +34,6 @@ def heavy() -> dict[str, Any]:
     that training also needs. Light handlers (training status polls, stop, run lists) keep their own
     per-event limits and are never stuck behind heavy ones.
     """
-    from astapp.config import env_int
-
     return {"concurrency_id": HEAVY_ID, "concurrency_limit": max(1, env_int("ASTAPP_HEAVY_CONCURRENCY", 2))}
 
 
@@ -70,13 +54,13 @@ def session_token(token: str | None, request: gr.Request | None) -> str:
 
     With `ASTAPP_AUTH` on, runs and workspaces belong to the user name, so they follow the person
     to another browser or device. Otherwise the browser token lives in localStorage, so a reload or
-    a second tab of the same browser is the same owner and re-attaches to its running job; API
-    clients (gradio_client) have no token and are isolated per client session.
+    a second tab of the same browser is the same owner and sees the same state; API clients
+    (gradio_client) have no token and are isolated per client session.
     """
     user = getattr(request, "username", None) if request is not None else None
     if isinstance(user, str) and user:
         return user_token(user)
-    if isinstance(token, str) and _TOKEN.match(token):
+    if isinstance(token, str) and TOKEN.match(token):
         return token
     session = getattr(request, "session_hash", None) if request is not None else None
     if isinstance(session, str) and session:
@@ -84,25 +68,16 @@ def session_token(token: str | None, request: gr.Request | None) -> str:
     raise gr.Error("This browser session has no id; reload the page.")
 
 
-def session(ctx: UiContext, token: str | None, request: gr.Request | None) -> Any:
-    """`astapp.sessions.Session` (owner id + private workspace) of the caller."""
-    from astapp.sessions import Session
-
-    return Session.open(session_token(token, request), ctx.data_dir)
+def session(svc: Service, token: str | None, request: gr.Request | None) -> Any:
+    """The caller's `astapp.sessions.Session` (owner id + private workspace)."""
+    return svc.open(session_token(token, request))
 
 
 def friendly(exc: BaseException) -> str:
-    """A plain-English message for any exception (AstappError messages are already written for users)."""
-    if isinstance(exc, AstappError):
-        return str(exc)
+    """A plain-English message for any exception (the engine's one error vocabulary)."""
     if isinstance(exc, gr.Error):
         return str(exc.message)
-    if isinstance(exc, MemoryError):
-        return "The machine ran out of memory. Try a smaller batch size, a shorter input length or mode 'frozen'."
-    name = type(exc).__name__
-    detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-    return (f"Something unexpected went wrong ({name}{': ' + detail if detail else ''}). "
-            "The app is still working; please try again, and report this if it keeps happening.")
+    return explain(exc)
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -122,18 +97,11 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def scratch_dir(prefix: str) -> Path:
-    """A fresh folder in the system temp dir: Gradio serves files returned from there."""
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix=f"astapp-{prefix}-"))
-
-
 def md_list(items: list[str], icon: str = "") -> str:
-    return "\n".join(f"- {icon}{_escape(i)}" for i in items)
+    return "\n".join(f"- {icon}{escape(i)}" for i in items)
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     return str(text).replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -146,34 +114,6 @@ def fmt_seconds(sec: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def hardware() -> str:
-    """'cuda' when an NVIDIA GPU is usable, else 'cpu' (checks torch only if it is already loaded)."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        try:
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        except Exception:  # noqa: BLE001
-            return "cpu"
-    return "cuda" if Path("/dev/nvidia0").exists() else "cpu"
-
-
-def run_choices(ctx: UiContext, owner: str, need_model: bool = False,
-                need_metrics: bool = False) -> list[tuple[str, str]]:
-    """(label, run id) pairs for a run picker, newest first."""
-    from astapp.runs import list_runs
-
-    out = []
-    for r in list_runs(ctx.data_dir, owner):
-        if need_model and not r.has_model:
-            continue
-        if need_metrics and not (r.path / "metrics.json").is_file():
-            continue
-        out.append((r.label(), r.id))
-    return out
-
-
 def picker_update(choices: list[tuple[str, str]], current: str | None) -> Any:
     """Refresh a run dropdown, keeping the current choice when still listed, else the newest."""
     ids = [c[1] for c in choices]
@@ -181,8 +121,14 @@ def picker_update(choices: list[tuple[str, str]], current: str | None) -> Any:
     return gr.Dropdown(choices=choices, value=value)
 
 
-def pcm16(sr: int, wav: Any) -> tuple[int, Any]:
+def pcm16(audio: tuple[int, Any] | None) -> tuple[int, Any] | None:
     """(rate, int16 samples) for a gr.Audio player (float input would be converted with a warning)."""
-    import numpy as np
-
+    if audio is None:
+        return None
+    sr, wav = audio
     return int(sr), (np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0) * 32767).astype(np.int16)
+
+
+def run_choices(runs: list[Any]) -> list[tuple[str, str]]:
+    """(label, run id) pairs for a run picker, newest first."""
+    return [(r.label(), r.id) for r in runs]

@@ -1,23 +1,14 @@
-"""Predict tab: try a trained model on a clip or a zip, and download it for plain `transformers`.
-
-Predictors are cached per model folder so repeated clicks cost one forward pass, not a reload.
-"""
+"""Predict tab: try a trained model on a clip or a zip, and download it for plain `transformers`."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from astapp.ui.common import UiContext, guarded, heavy, picker_update, run_choices, scratch_dir, session
-
-_CACHE_SIZE = 3
-_cache: OrderedDict[tuple[str, float], Any] = OrderedDict()
-_cache_lock = threading.Lock()
+from astapp.service import Service
+from astapp.ui.common import guarded, heavy, picker_update, run_choices, session
 
 SNIPPET = """```python
 from transformers import pipeline
@@ -31,34 +22,10 @@ print(clf("my_clip.wav", top_k=3))
 class PredictTab:
     tab: gr.Tab
     run: gr.Dropdown
+    top_k: gr.Slider
 
 
-def predictor(model_dir: Path) -> Any:
-    """A cached `astapp.infer.Predictor` for this exported model (reloaded if it was re-exported)."""
-    from astapp.infer import Predictor
-
-    key = (str(model_dir), (model_dir / "config.json").stat().st_mtime)
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-    pred = Predictor(model_dir)
-    with _cache_lock:
-        _cache[key] = pred
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return pred
-
-
-def _model_dir(ctx: UiContext, token: str | None, request: gr.Request, run_id: str | None) -> Path:
-    from astapp.runs import model_dir
-
-    if not run_id:
-        raise gr.Error("No trained model yet: train one in the Train tab, then pick it here.")
-    return model_dir(ctx.data_dir, session(ctx, token, request).owner, run_id)
-
-
-def build(ctx: UiContext, token: gr.State) -> PredictTab:
+def build(svc: Service, token: gr.State) -> PredictTab:
     with gr.Tab("5 · Predict", id="predict") as tab:
         with gr.Row():
             run = gr.Dropdown(label="Model (a finished run)", choices=[], scale=4, elem_id="predict-run",
@@ -68,7 +35,7 @@ def build(ctx: UiContext, token: gr.State) -> PredictTab:
             with gr.Column(scale=1):
                 clip = gr.Audio(label="Upload or record a clip", sources=["upload", "microphone"],
                                 type="filepath", elem_id="predict-audio")
-                top_k = gr.Slider(1, 10, value=3, step=1, label="How many top classes to show")
+                top_k = gr.Slider(1, 10, value=3, step=1, label="How many top classes to show", elem_id="top-k")
                 go = gr.Button("Predict", variant="primary", elem_id="predict-btn")
             with gr.Column(scale=1):
                 result = gr.Label(label="Top classes", elem_id="predict-label")
@@ -89,15 +56,15 @@ def build(ctx: UiContext, token: gr.State) -> PredictTab:
 
     @guarded
     def refresh_fn(current: str | None, tok: str | None, request: gr.Request) -> Any:
-        owner = session(ctx, tok, request).owner
-        return picker_update(run_choices(ctx, owner, need_model=True), current)
+        sess = session(svc, tok, request)
+        return picker_update(run_choices(svc.runs(sess, need_model=True)), current or svc.state(sess).predict_run)
 
     @guarded
     def predict_fn(run_id: str | None, path: str | None, k: float, tok: str | None,
                    request: gr.Request) -> tuple[Any, Any]:
-        if not path:
-            raise gr.Error("Upload or record a clip first.")
-        pred = predictor(_model_dir(ctx, tok, request, run_id)).predict(path, top_k=int(k))
+        sess = session(svc, tok, request)
+        pred = svc.predict(sess, run_id, path, int(k))
+        svc.remember(sess, predict_run=run_id, top_k=int(k))
         label = {name: float(p) for name, p in pred.top}
         if len(pred.windows) > 1:
             from astapp.ui.plots import window_timeline
@@ -106,33 +73,25 @@ def build(ctx: UiContext, token: gr.State) -> PredictTab:
         return label, gr.Plot(None, visible=False)
 
     @guarded
-    def batch_fn(run_id: str | None, zip_path: str | None, tok: str | None, request: gr.Request,
+    def batch_fn(run_id: str | None, zip_path: str | None, k: float, tok: str | None, request: gr.Request,
                  progress: gr.Progress = gr.Progress()) -> tuple[Any, Any]:
         import pandas as pd
 
-        if not zip_path:
-            raise gr.Error("Upload a .zip of audio files first.")
-        p = predictor(_model_dir(ctx, tok, request, run_id))
-        rows = p.predict_many(zip_path, top_k=3, progress=lambda f, msg: progress(f, desc=msg))
-        if not rows:
-            raise gr.Error("The zip holds no audio files (.wav, .flac, .mp3, .ogg …).")
-        out = p.to_csv(rows, scratch_dir("csv") / "predictions.csv")
+        csv_path, rows = svc.predict_batch(session(svc, tok, request), run_id, zip_path, int(k),
+                                           progress=lambda f, msg: progress(f, desc=msg))
         table = pd.DataFrame([{"file": r["file"], "label": r["label"] or "",
                                "prob": round(r["prob"], 3) if r["prob"] is not None else None,
                                "error": r["error"] or ""} for r in rows[:200]])
-        return str(out), table
+        return str(csv_path), table
 
     @guarded
     def download_fn(run_id: str | None, tok: str | None, request: gr.Request) -> str:
-        from astapp.export import zip_dir
-
-        folder = _model_dir(ctx, tok, request, run_id)
-        return str(zip_dir(folder, scratch_dir("model") / f"astapp-model-{run_id}.zip"))
+        return str(svc.download(session(svc, tok, request), run_id))
 
     refresh.click(refresh_fn, [run, token], run, api_name="list_models")
     tab.select(refresh_fn, [run, token], run, api_visibility="private")
     go.click(predict_fn, [run, clip, top_k, token], [result, timeline], api_name="predict_clip", **heavy())
-    batch_go.click(batch_fn, [run, batch_zip, token], [batch_csv, batch_table], api_name="predict_batch",
+    batch_go.click(batch_fn, [run, batch_zip, top_k, token], [batch_csv, batch_table], api_name="predict_batch",
                    **heavy())
     download.click(download_fn, [run, token], model_zip, api_name="download_model", **heavy())
-    return PredictTab(tab, run)
+    return PredictTab(tab, run, top_k)
