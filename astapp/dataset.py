@@ -30,6 +30,7 @@ from astapp.report import ClipStat, ValidationReport, build_report
 
 Progress = Callable[[float, str], None]
 CACHE_VERSION = 1
+SPLIT_FILE = "split.json"  # beside data.arrow: labels, the rows of each split, the report
 MAX_SPLIT_SECONDS = 600.0  # in split mode, longer recordings are read up to this much (memory bound)
 
 
@@ -214,7 +215,7 @@ def _features(labels: list[str]):
 def _load_cached(cache: Path, root: Path) -> DatasetBundle:
     from datasets import Dataset, DatasetDict
 
-    meta = json.loads((cache / "meta.json").read_text(encoding="utf-8"))
+    meta = json.loads((cache / SPLIT_FILE).read_text(encoding="utf-8"))
     ds = Dataset.from_file(str(cache / "data.arrow"))
     dd = DatasetDict(train=ds.select(meta["train_rows"]), validation=ds.select(meta["val_rows"]))
     report = ValidationReport.from_dict(meta["report"])
@@ -234,7 +235,7 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
     listing = _source_listing(source, workspace, limits)
     cache_root = workspace / "datasets"
     cache = cache_root / _cache_key(listing, cfg, val_split, seed)
-    if (cache / "meta.json").is_file() and (cache / "data.arrow").is_file():
+    if (cache / SPLIT_FILE).is_file() and (cache / "data.arrow").is_file():
         try:
             bundle = _load_cached(cache, listing.root)
             if progress:
@@ -290,12 +291,12 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
         val_rows = [r for i in val_f for r in rows_of_file[i]]
         meta = {"labels": labels, "train_rows": train_rows, "val_rows": val_rows, "split": how,
                 "report": report.to_dict()}
-        atomic_write_text(tmp / "meta.json", json.dumps(meta, ensure_ascii=False))
+        atomic_write_text(tmp / SPLIT_FILE, json.dumps(meta, ensure_ascii=False))
         shutil.rmtree(cache, ignore_errors=True)
         try:
             os.replace(tmp, cache)
         except OSError:  # another job built the same cache at the same moment: use theirs
-            if not (cache / "meta.json").is_file():
+            if not (cache / SPLIT_FILE).is_file():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     except OSError as exc:

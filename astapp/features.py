@@ -344,11 +344,10 @@ def _iter_audio(dataset: Any, column: str, batch_size: int) -> Iterator[list[np.
 class FeatureCache:
     """Normalised features of one dataset split, computed once into a float32 memmap and reused.
 
-    The file lives in `path` (a cache folder) under a name hashed from the dataset identity (its Arrow
-    fingerprint, a hash of the arrays for a plain sequence, or `identity` when given), max_length, mean, std and mel bins, so later epochs and later runs on the same data
-    reuse it and any change makes a new one. It is written to a temporary file and renamed when
-    complete, so an interrupted run never leaves a half-filled cache behind. Memory stays flat: one
-    batch of audio at a time, and reads come from the page cache.
+    The file in `path` is named by a hash of the dataset identity (Arrow fingerprint, a hash of plain
+    arrays, or `identity`), max_length, mean, std and mel bins: later epochs and runs on the same data
+    reuse it, any change makes a new one. Written to a temporary file and renamed when complete (an
+    interrupted run leaves no half-filled cache); memory stays flat, one batch of audio at a time.
     """
 
     def __init__(self, path: str | Path, fbank: Fbank, dataset: Any, column: str = "audio",

@@ -41,7 +41,8 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory, chromium_path):
+def app(tmp_path_factory, chromium_path):
+    """(url, data root) of the launched app."""
     from astapp.jobs import JobManager
     from astapp.ui.app import build_app
 
@@ -51,7 +52,8 @@ def app_url(tmp_path_factory, chromium_path):
         os.environ.pop("ASTAPP_MODEL", None)
     else:
         os.environ["ASTAPP_MODEL"] = str(ckpt)  # the app's default model: what a self-hoster would set
-    manager = JobManager(root=tmp_path_factory.mktemp("appdata"))
+    root = tmp_path_factory.mktemp("appdata")
+    manager = JobManager(root=root)
     try:
         demo = build_app(manager, hub_online=False)
     finally:
@@ -62,10 +64,15 @@ def app_url(tmp_path_factory, chromium_path):
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", root
     finally:
         demo.close()
         manager.shutdown(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def app_url(app) -> str:
+    return app[0]
 
 
 def _shot(page, folder: Path, name: str) -> None:
@@ -152,5 +159,86 @@ def test_main_journey(app_url, chromium_path, tmp_path):
         expect(page.locator("#predict-label")).to_contain_text(re.compile("beeps|knocks|noise|speech|whistle"),
                                                                timeout=30_000)
         _shot(page, shots, "predict.png")
+
+        # A reload after the run shows that run, finished, with its curves (not "No training yet").
+        page.reload()
+        page.get_by_role("tab", name=re.compile("Train")).click()
+        expect(status).to_contain_text("Finished", timeout=30_000)
+        page.wait_for_function("() => { const el = document.getElementById('loss-plot');"
+                               " return el && el.querySelectorAll('.mark-line path').length > 0; }", timeout=30_000)
+        assert not errors, errors
+        browser.close()
+
+
+def _saved_state(root: Path, done) -> dict:
+    """Wait until some session's state.json on the server satisfies `done`; return it."""
+    import json
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        for f in (root / "workspaces").glob("*/state.json"):
+            try:
+                state = json.loads(f.read_text())
+            except ValueError:
+                continue
+            if done(state):
+                return state
+        assert time.monotonic() < deadline, "the page's changes never reached the server"
+        time.sleep(0.2)
+
+
+def test_reload_and_a_second_tab_keep_dataset_augmentation_and_form(app, chromium_path, tmp_path):
+    """Everything the user chose lives on the server: a reload, and another tab of the same browser, show
+    the uploaded dataset (not the example), the augmentation settings and the Train form as left."""
+    from hostile import class_members, make_zip
+    from playwright.sync_api import expect, sync_playwright
+
+    url, root = app
+    upload = make_zip(tmp_path / "garden_birds.zip", class_members(n_classes=3, per_class=4))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
+        context = browser.new_context(viewport={"width": 1360, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        expect(page.locator("#data-summary")).to_contain_text("Ready to train", timeout=60_000)
+        page.locator("#upload-zip input[type=file]").set_input_files(str(upload))
+        expect(page.locator("#data-summary")).to_contain_text("garden_birds.zip", timeout=60_000)
+
+        page.get_by_role("tab", name=re.compile("Augment")).click()
+        page.get_by_label("classic").check()
+        seed = page.locator("#augment-seed input")
+        seed.fill("7")
+        seed.press("Tab")
+        page.get_by_role("button", name=re.compile("Spectrogram")).click()
+        mixup = page.locator("#mixup input[type=number]")
+        mixup.fill("0.5")
+        mixup.press("Enter")
+
+        page.get_by_role("tab", name=re.compile("Train")).click()
+        epochs = page.get_by_label("Epochs")
+        epochs.fill("3")
+        epochs.press("Tab")
+        _saved_state(root, lambda st: st["augment"]["preset"] == "classic" and st["augment"]["mixup"] == 0.5
+                     and st["preview"]["seed"] == 7 and st["form"].get("epochs") == 3)
+
+        for view in (page, context.new_page()):  # the reloaded page, then a second tab
+            if view is page:
+                page.reload()
+            else:
+                view.goto(url)
+            view.set_default_timeout(30_000)
+            expect(view.locator("#data-summary")).to_contain_text("garden_birds.zip", timeout=60_000)
+            expect(view.locator("#class-table")).to_contain_text("chirp")
+            view.get_by_role("tab", name=re.compile("Train")).click()
+            expect(view.get_by_label("Epochs")).to_have_value("3")
+            view.get_by_role("tab", name=re.compile("Augment")).click()
+            expect(view.get_by_label("classic")).to_be_checked()
+            expect(view.locator("#augment-seed input")).to_have_value("7")
+            view.get_by_role("button", name=re.compile("Spectrogram")).click()
+            expect(view.locator("#mixup input[type=number]")).to_have_value("0.5")
         assert not errors, errors
         browser.close()

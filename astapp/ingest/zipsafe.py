@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 
 from astapp.config import IngestLimits
-from astapp.errors import UploadError
+from astapp.errors import UploadError, user_error
 from astapp.ingest.layout import is_junk
 
 CHUNK = 1 << 20
@@ -95,8 +95,11 @@ def extract_zip(zip_path: str | Path, dest_dir: str | Path, limits: IngestLimits
                 raise UploadError(f"{zip_path.name!r} uses a compression method that is not supported ({exc}); "
                                   "re-create it with standard (deflate) compression.") from None
             if isinstance(exc, OSError):
+                known = user_error(exc, dest)
+                if known is not None:
+                    raise known from None
                 raise UploadError(f"Could not write a file from {zip_path.name!r} ({exc.strerror or exc}); "
-                                  "check that names are not too long and that there is free disk space.") from None
+                                  "check that names are not too long and that the folder is writable.") from None
             raise
     return dest
 

@@ -22,14 +22,13 @@ from astapp.rundir import read_json
 from astapp.sessions import Session
 
 STATE_FILE, DATASET_FILE = "state.json", "dataset.json"
-DEFAULT_PRESET = "light"
 
 
 @dataclass
 class SessionState:
     """What the user chose; every field has a default so a new session (or an old file) just works."""
 
-    augment: dict[str, Any] = field(default_factory=lambda: AugmentConfig(preset=DEFAULT_PRESET).to_dict())
+    augment: dict[str, Any] = field(default_factory=lambda: AugmentConfig().to_dict())  # = the CLI's default
     preview: dict[str, Any] = field(default_factory=lambda: {"clip": None, "seed": 0})
     form: dict[str, Any] = field(default_factory=dict)  # Train form values, by field name
     evaluate_run: str | None = None

@@ -96,14 +96,17 @@ def build_app(manager: Any = None, hub_online: bool | None = None, service: Serv
             return tok, tok, job_id, gr.Timer(active=job_id is not None), top_k
 
         private: dict[str, Any] = {"api_visibility": "private"}
+        # On load the tabs restore the server's state one after the other (nothing else writes it meanwhile).
         demo.load(on_load, [browser_token], [browser_token, token, train.job, train.timer, predict.top_k],
                   **private).then(
             data.restore, [token], data.outputs, **private, **heavy()).then(
+            train_tab.length_info, data.view, train.max_length, **private).then(
             aug.restore, [token], aug.restore_outputs, **private).then(
             train.restore, [token], train.form, **private).then(
             train.hint_fn, train.hint_inputs, train.hint_outputs, **private)
-        data.view.change(aug.on_dataset, [token], aug.dataset_outputs, **private)
-        data.view.change(train_tab.length_info, data.view, train.max_length, **private)
+        for chosen in data.chosen:  # a newly chosen dataset: the clip list and the 'auto' length follow
+            chosen.success(aug.on_dataset, [token], aug.dataset_outputs, **private).then(
+                train_tab.length_info, data.view, train.max_length, **private)
     # Light events (status polls, stop, run lists) run up to 4 at a time each; CPU-heavy ones share the
     # `heavy()` group. A bounded queue answers "queue is full" instead of letting waits grow without end.
     demo.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE)

@@ -71,10 +71,10 @@ def make_augment(preset: str, freq_mask: float, time_mask: float, mixup: float,
                          time_mask=int(time_mask or 0), mixup=float(mixup or 0))
 
 
-def _slider(path: str, info: str) -> gr.Slider:
+def _slider(path: str, info: str, **kw: Any) -> gr.Slider:
     s = setting(path)
     lo, hi, step = s.form or (0, 1, 0.05)
-    return gr.Slider(lo, hi, value=0, step=step, label=s.label, info=info)
+    return gr.Slider(lo, hi, value=0, step=step, label=s.label, info=info, **kw)
 
 
 def build(svc: Service, token: gr.State) -> AugmentTab:
@@ -82,17 +82,18 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
     with gr.Tab("2 · Augment", id="augment") as tab:
         # The preset the transform controls show. It must live inside the Tab: a State placed directly
         # under gr.Tabs shifts the tab labels in the Gradio 6.31 frontend.
-        shown = gr.State("light")
+        default = AugmentConfig()  # the settings table's default, as the CLI's
+        shown = gr.State(default.preset)
         gr.Markdown("Augmentation makes each training pass hear a slightly different version of your clips, "
                     "so the model learns the sound and not the recording. Listen and look before you train: "
                     "**these settings are the ones training uses.**")
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 clip = gr.Dropdown(label="Clip", choices=[], allow_custom_value=True, elem_id="augment-clip")
-                preset = gr.Radio(list(AUGMENT_PRESETS), value="light", label="Preset", elem_id="augment-preset",
+                preset = gr.Radio(list(AUGMENT_PRESETS), value=default.preset, label="Preset", elem_id="augment-preset",
                                   info="none = off · light = gentle gain/shift/noise · classic = stronger")
                 toggles: list[Any] = []
-                initial = iter(preset_values(AugmentConfig(preset="light"), specs))
+                initial = iter(preset_values(default, specs))
                 with gr.Accordion("Waveform transforms", open=False):
                     for spec in specs:
                         toggles.append(gr.Checkbox(next(initial), label=_pretty(spec["name"]), info=spec["help"]))
@@ -104,9 +105,10 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
                 with gr.Accordion("Spectrogram (SpecAugment) and mixup", open=False):
                     freq_mask = _slider("augment.freq_mask", "AST recipe: 48")
                     time_mask = _slider("augment.time_mask", "AST recipe: 192 at 10 s; keep it below your clip length")
-                    mixup = _slider("augment.mixup", "mixes pairs of clips and their labels (AST recipe: 0.5)")
+                    mixup = _slider("augment.mixup", "mixes pairs of clips and their labels (AST recipe: 0.5)",
+                                    elem_id="mixup")
                 with gr.Row():
-                    seed = gr.Number(0, label="Random seed", precision=0, min_width=100)
+                    seed = gr.Number(0, label="Random seed", precision=0, min_width=100, elem_id="augment-seed")
                     reroll = gr.Button("Re-roll", min_width=100)
                 go = gr.Button("Preview", variant="primary", elem_id="preview-btn")
             with gr.Column(scale=2):
@@ -137,11 +139,12 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
                 + " — saved for training.")
         return pv.figure, pcm16((sr, pv.original)), pcm16((sr, pv.augmented)), text
 
-    def sync_fn(tok: str | None, shown_v: str, preset_v: str, fm: float, tm: float, mx: float, request: gr.Request,
-                *values: Any) -> None:
+    def sync_fn(tok: str | None, shown_v: str, seed_v: float, preset_v: str, fm: float, tm: float, mx: float,
+                request: gr.Request, *values: Any) -> None:
         """Keep the saved training settings in step with the controls, even without a preview."""
         try:
-            svc.save_augment(session(svc, tok, request), make_augment(preset_v, fm, tm, mx, specs, values, shown_v))
+            svc.save_augment(session(svc, tok, request), make_augment(preset_v, fm, tm, mx, specs, values, shown_v),
+                             seed=int(seed_v or 0))
         except Exception:  # noqa: BLE001 - a half-typed value is saved with the next good one
             return
 
@@ -161,8 +164,8 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
             choices = []
         return gr.Dropdown(choices=choices, value=keep if keep in choices else (choices[0] if choices else None))
 
-    gr.on([c.change for c in controls], sync_fn, [token, shown, *controls], None, api_visibility="private",
-          show_progress="hidden", trigger_mode="always_last")
+    gr.on([c.change for c in [*controls, seed]], sync_fn, [token, shown, seed, *controls], None,
+          api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     if toggles:
         preset.input(on_preset, preset, [*toggles, shown], api_visibility="private")
     inputs = [token, shown, clip, preset, freq_mask, time_mask, mixup, seed, *toggles]

@@ -24,6 +24,7 @@ class DataTab:
     view: gr.State  # the dataset this page shows ({name, root, auto_length}); other tabs follow it
     outputs: list[Any]  # view + every display component
     restore: Callable[..., tuple[Any, ...]]
+    chosen: list[Any]  # the events that choose a new dataset (other tabs follow with .success)
 
 
 def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
@@ -84,10 +85,10 @@ def build(svc: Service, token: gr.State) -> DataTab:
     def restore_fn(tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         return present(svc, svc.dataset(session(svc, tok, request)))
 
-    use_example.click(use_example_fn, [token], outputs, api_name="use_example", **heavy())
-    upload.upload(upload_fn, [upload, token], outputs, api_name="upload_dataset", **heavy())
-    hub_btn.click(hub_fn, [hub_id, token], outputs, api_name="hub_dataset", **heavy())
-    return DataTab(tab, view, outputs, restore_fn)
+    chosen = [use_example.click(use_example_fn, [token], outputs, api_name="use_example", **heavy()),
+              upload.upload(upload_fn, [upload, token], outputs, api_name="upload_dataset", **heavy()),
+              hub_btn.click(hub_fn, [hub_id, token], outputs, api_name="hub_dataset", **heavy())]
+    return DataTab(tab, view, outputs, restore_fn, chosen)
 
 
 def _layout(svc: Service) -> tuple[list[Any], tuple[Any, ...]]:
