@@ -209,6 +209,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("val_split", "--val-split", "float", "share of clips that validate (without folds)", low=0, high=1,
             low_open=True, high_open=True, basic=True, form=(0.05, 0.5, 0.05), label="Validation share",
             problem="Validation split must be between 0 and 1 (typical: 0.2)."),
+    Setting("val_fold", "--val-fold", "str", "the manifest fold that validates (empty: the one named val/valid/"
+            "test, else the last)", label="Validation fold", problem="The validation fold must be a fold name."),
     Setting("seed", "--seed", "int", "random seed", low=0, high=2**32 - 1, basic=True, label="Seed",
             problem="Seed must be a whole number between 0 and 4294967295."),
     Setting("early_stopping", "--early-stopping", "int", "stop after this many evaluations without progress",
@@ -266,7 +268,8 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     max_length: int | str = "auto"  # frames, or "auto" (95th percentile of durations, capped)
     mode: str = "full"  # full | frozen | last-N
-    val_split: float = 0.2
+    val_split: float = 0.2  # share of clips that validate when the dataset has no folds
+    val_fold: str = ""  # with folds: the one that validates ("" = named val/valid/test, else the last)
     seed: int = 0
     early_stopping: int = 0  # patience in evaluations; 0 = off
     class_weighted: bool = False
@@ -324,7 +327,7 @@ class TrainConfig:
         """The equivalent headless command ("show as CLI command" in the UI): the basic settings always,
         every other one where it differs from its default, so it round-trips through the parser."""
         default = TrainConfig()
-        parts = ["python", "-m", "astapp", "train"]
+        parts = ["python3", "-m", "astapp", "train"]
         for s in SETTINGS:
             value = _get(self, s.path)
             if not s.basic and value == _get(default, s.path):

@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +41,7 @@ class DatasetBundle:
     labels: list[str]
     root: Path
     cache_dir: Path | None = None
+    split: str = ""  # how it was split: "fold:<name>" or "stratified"
 
 
 @dataclass
@@ -149,9 +150,14 @@ def _fold_key(value: str) -> tuple[int, float | str]:
     return (0, float(value)) if re.fullmatch(r"-?\d+(\.\d+)?", value) else (1, value)
 
 
+def fold_order(folds: Iterable[str]) -> list[str]:
+    """Fold names in their natural order (numbers by value, then names)."""
+    return sorted(set(folds), key=_fold_key)
+
+
 def validation_fold(folds: list[str]) -> str | None:
     """The fold used for validation: one named like val/valid/validation/dev/test, else the last one."""
-    distinct = sorted(set(folds), key=_fold_key)
+    distinct = fold_order(folds)
     if len(distinct) < 2:
         return None
     lower = {f.lower(): f for f in distinct}
@@ -161,12 +167,19 @@ def validation_fold(folds: list[str]) -> str | None:
     return distinct[-1]
 
 
-def split_files(labels: list[str], folds: list[str | None], val_split: float, seed: int
+def split_files(labels: list[str], folds: list[str | None], val_split: float, seed: int, val_fold: str = ""
                 ) -> tuple[list[int], list[int], str]:
-    """(train file indices, validation file indices, how) — by manifest fold when there is one,
-    else stratified per class with the seed; every class with 2+ files keeps 1+ in each split."""
+    """(train file indices, validation file indices, how) — by manifest fold when there is one (`val_fold`,
+    else the one `validation_fold` picks), else stratified per class with the seed; every class with 2+
+    files keeps 1+ in each split."""
     present = [f for f in folds if f is not None]
-    val_fold = validation_fold(present) if present else None
+    if val_fold:
+        names = fold_order(present)
+        if val_fold not in names:
+            raise DatasetError(f"There is no fold {val_fold!r} in this dataset; its folds are "
+                               f"{', '.join(names) or 'none (it has no fold column)'}. Pick one of them or 'auto'.")
+    else:
+        val_fold = validation_fold(present) if present else None
     if val_fold is not None:
         val = [i for i, f in enumerate(folds) if f == val_fold]
         train = [i for i, f in enumerate(folds) if f != val_fold]
@@ -186,13 +199,24 @@ def split_files(labels: list[str], folds: list[str | None], val_split: float, se
     return sorted(train), sorted(val), "stratified"
 
 
+def describe_split(how: str, folds: dict[str, int], n_train: int, n_val: int, share: float) -> str:
+    """The split in words, logged when a run starts (folds decide it silently otherwise)."""
+    if how.startswith("fold:"):
+        val = how[5:]
+        rest = ", ".join(f for f in folds if f != val)
+        return (f"Validating on fold {val} ({n_val} examples), training on fold{'s' if ',' in rest else ''} "
+                f"{rest} ({n_train} examples).")
+    return (f"Validating on a stratified {share:.0%} of the files per class ({n_val} examples), training on the "
+            f"rest ({n_train} examples).")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Building
 # ---------------------------------------------------------------------------------------------------
 
-def _cache_key(listing: Listing, cfg: AudioConfig, val_split: float, seed: int) -> str:
+def _cache_key(listing: Listing, cfg: AudioConfig, val_split: float, seed: int, val_fold: str) -> str:
     h = hashlib.sha256()
-    head = {"v": CACHE_VERSION, "audio": asdict(cfg), "val_split": val_split, "seed": seed,
+    head = {"v": CACHE_VERSION, "audio": asdict(cfg), "val_split": val_split, "seed": seed, "val_fold": val_fold,
             "layout": listing.layout, "root": os.path.abspath(listing.root)}
     h.update(json.dumps(head, sort_keys=True).encode())
     for item in listing.items:
@@ -219,12 +243,12 @@ def _load_cached(cache: Path, root: Path) -> DatasetBundle:
     ds = Dataset.from_file(str(cache / "data.arrow"))
     dd = DatasetDict(train=ds.select(meta["train_rows"]), validation=ds.select(meta["val_rows"]))
     report = ValidationReport.from_dict(meta["report"])
-    return DatasetBundle(report, dd, list(meta["labels"]), root, cache)
+    return DatasetBundle(report, dd, list(meta["labels"]), root, cache, str(meta.get("split", "")))
 
 
 def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioConfig | None = None,
                   val_split: float = 0.2, seed: int = 0, limits: IngestLimits | None = None,
-                  progress: Progress | None = None) -> DatasetBundle:
+                  progress: Progress | None = None, val_fold: str = "") -> DatasetBundle:
     """Decode, validate and split a source into a DatasetDict; raises DatasetError if not trainable."""
     from datasets.arrow_writer import ArrowWriter
 
@@ -234,7 +258,7 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
         progress(0.0, "Reading the dataset")
     listing = _source_listing(source, workspace, limits)
     cache_root = workspace / "datasets"
-    cache = cache_root / _cache_key(listing, cfg, val_split, seed)
+    cache = cache_root / _cache_key(listing, cfg, val_split, seed, val_fold)
     if (cache / SPLIT_FILE).is_file() and (cache / "data.arrow").is_file():
         try:
             bundle = _load_cached(cache, listing.root)
@@ -281,7 +305,7 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
             writer.finalize()
             writer.close()
         report = _make_report(listing, stats, failures, cfg, folds)
-        train_f, val_f, how = split_files(file_labels, file_folds, val_split, seed)
+        train_f, val_f, how = split_files(file_labels, file_folds, val_split, seed, val_fold)
         _check_split(report, file_labels, train_f, val_f, how)
         if not report.trainable:
             err = DatasetError(" ".join(report.errors))

@@ -128,6 +128,11 @@ def describe(ev: dict[str, Any]) -> str | None:
     return None
 
 
+def fmt_score(x: float | None) -> str:
+    """A score (accuracy, F1) as the app shows it everywhere: three decimals, "–" when unknown."""
+    return "–" if x is None else f"{float(x):.3f}"
+
+
 def describe_outcome(metrics: dict[str, Any]) -> str:
     """The result of a run in a few words: "accuracy 0.8500, macro F1 0.8400 (best epoch 3)", or ""."""
     acc, f1 = _num(metrics, "accuracy"), _num(metrics, "f1_macro")

@@ -51,6 +51,34 @@ def export_model(model: nn.Module, labels: list[str], max_length: int, mean: flo
     return out_dir
 
 
+SNIPPET = '''import numpy as np
+import soundfile as sf
+from transformers import pipeline
+
+clf = pipeline("audio-classification", model="{folder}")
+
+
+def load_16k(path):
+    """Decode with soundfile, mix to mono, resample to 16 kHz: no ffmpeg or torchaudio needed."""
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    audio = audio.mean(axis=1)
+    if rate != 16000:
+        n = round(len(audio) * 16000 / rate)
+        audio = (np.fft.irfft(np.fft.rfft(audio), n) * (n / len(audio))).astype(np.float32)
+    return audio
+
+
+print(clf({{"raw": load_16k("{clip}"), "sampling_rate": 16000}}, top_k=3))
+'''
+
+
+def usage_snippet(folder: str = "PATH/TO/THIS/FOLDER", clip: str = "my_clip.wav") -> str:
+    """Python that classifies a clip with the exported folder on a machine with only
+    `pip install transformers torch soundfile` (the pipeline reads file names through ffmpeg and
+    resamples through torchaudio; this does both itself)."""
+    return SNIPPET.format(folder=folder, clip=clip)
+
+
 def model_card(labels: list[str], max_length: int, meta: dict[str, Any]) -> str:
     """A short Hub-style model card with the snippet that loads the folder without astapp."""
     metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
@@ -64,15 +92,16 @@ def model_card(labels: list[str], max_length: int, meta: dict[str, Any]) -> str:
     shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if shown:
         lines += ["## Validation metrics", ""] + [f"- {k}: {v:.4g}" for k, v in shown.items()] + [""]
-    lines += ["## Use", "", "```python", "from transformers import pipeline", "",
-              'classifier = pipeline("audio-classification", model="PATH/TO/THIS/FOLDER")',
-              'print(classifier("clip.wav", top_k=3))', "```", "",
-              "or with astapp: `python -m astapp predict --model PATH/TO/THIS/FOLDER clip.wav`.", ""]
+    lines += ["## Use", "", "With `pip install transformers torch soundfile`:", "", "```python",
+              usage_snippet().rstrip(), "```", "",
+              "With ffmpeg installed, the pipeline also reads files itself: `clf(\"my_clip.wav\", top_k=3)`.",
+              "With astapp: `python3 -m astapp predict --model PATH/TO/THIS/FOLDER my_clip.wav`.", ""]
     return "\n".join(lines)
 
 
-def zip_dir(src_dir: str | Path, out_zip: str | Path) -> Path:
-    """Zip the folder's files (paths relative to it) into `out_zip`, atomically."""
+def zip_dir(src_dir: str | Path, out_zip: str | Path, top: str | None = None) -> Path:
+    """Zip the folder's files into `out_zip`, atomically; under one folder `top` when given (so the zip
+    unpacks into that folder, not into the current directory)."""
     src_dir, out_zip = Path(src_dir), Path(out_zip)
     if not src_dir.is_dir():
         raise FileNotFoundError(f"{src_dir} is not a folder")
@@ -83,7 +112,8 @@ def zip_dir(src_dir: str | Path, out_zip: str | Path) -> Path:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for path in sorted(src_dir.rglob("*")):
                 if path.is_file() and not path.is_symlink():
-                    zf.write(path, path.relative_to(src_dir).as_posix())
+                    rel = path.relative_to(src_dir).as_posix()
+                    zf.write(path, f"{top}/{rel}" if top else rel)
         os.replace(tmp, out_zip)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

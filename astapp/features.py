@@ -1,4 +1,4 @@
-"""AST input features: a batched torch log-mel filterbank, dataset statistics, input length, caching.
+"""AST input features: a batched torch log-mel filterbank, dataset statistics, input length.
 
 `Fbank` reproduces `transformers.ASTFeatureExtractor` (its numpy path, which is what runs without
 torchaudio) to ~1e-4 after normalisation, but whole batches at once in torch, so it is several
@@ -9,13 +9,10 @@ where float32 FFT round-off could show (quiet mel bands beside loud ones). The e
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import math
-import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,7 +38,6 @@ PATCH = 16  # AST patch size: an input shorter than this cannot make one patch
 REFINE_BOUND = 2e-3
 MEL_GROUPS = 8  # bands of mel filters applied as separate small matmuls (see Fbank._apply_mel)
 CHUNK_FRAMES = 2048  # frames processed at once on the CPU (see Fbank.raw)
-CACHE_VERSION = 1  # bump when the feature computation changes, to invalidate old caches
 
 
 class FeatureError(AstappError):
@@ -53,12 +49,24 @@ def num_frames(num_samples: int) -> int:
     return max(0, 1 + (int(num_samples) - FRAME_LENGTH) // HOP_LENGTH)
 
 
+MEL_WARNING = "At least one mel filter has all zero values"
+
+
+@contextlib.contextmanager
+def quiet_mel_warning() -> Iterator[None]:
+    """Silence transformers' warning that AST's own 128-bin filterbank leaves its lowest filters empty: it
+    comes with every AST feature extractor (the published checkpoints' too) and says nothing about the
+    user's data, so astapp hides it wherever it builds one."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=MEL_WARNING)
+        yield
+
+
 def _mel_filters(num_mel_bins: int) -> np.ndarray:
     """The exact filter matrix ASTFeatureExtractor builds without torchaudio, shape (257, bins)."""
     from transformers.audio_utils import mel_filter_bank
 
-    with warnings.catch_warnings():  # AST's settings leave the lowest filter empty; that is expected
-        warnings.filterwarnings("ignore", message="At least one mel filter has all zero values")
+    with quiet_mel_warning():
         return mel_filter_bank(num_frequency_bins=FFT_LENGTH // 2 + 1, num_mel_filters=num_mel_bins,
                                min_frequency=20, max_frequency=SAMPLE_RATE // 2, sampling_rate=SAMPLE_RATE,
                                norm=None, mel_scale="kaldi", triangularize_in_mel_space=True)
@@ -246,7 +254,7 @@ class Fbank:
         return self.normalize(feats) if normalize else feats
 
 
-def _batched(items: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+def batched(items: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
     batch: list[np.ndarray] = []
     for item in items:
         batch.append(np.asarray(item, dtype=np.float32))
@@ -255,6 +263,19 @@ def _batched(items: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray
             batch = []
     if batch:
         yield batch
+
+
+def iter_audio(dataset: Any, column: str, batch_size: int) -> Iterator[list[np.ndarray]]:
+    """Batches of waveforms from a `datasets.Dataset` (reading only one column) or a sequence of arrays."""
+    if hasattr(dataset, "with_format") and hasattr(dataset, "column_names"):
+        if column not in dataset.column_names:
+            raise FeatureError(f"The dataset has no {column!r} column (columns: {', '.join(dataset.column_names)}).")
+        ds = dataset.select_columns([column]).with_format("numpy")
+        for start in range(0, len(ds), batch_size):
+            rows = ds[start : start + batch_size][column]
+            yield [np.asarray(r, dtype=np.float32) for r in rows]
+    else:
+        yield from batched(dataset, batch_size)
 
 
 def compute_stats(wavs: Iterable[np.ndarray] | Any, fbank: Fbank, batch_size: int = 32,
@@ -270,7 +291,7 @@ def compute_stats(wavs: Iterable[np.ndarray] | Any, fbank: Fbank, batch_size: in
     total = 0.0
     total_sq = 0.0
     count = 0
-    for batch in _iter_audio(wavs, column, batch_size):
+    for batch in iter_audio(wavs, column, batch_size):
         feats, n_real = fbank.raw(batch)
         mask = torch.arange(fbank.max_length, device=feats.device)[None, :] < n_real[:, None]
         real = feats[mask].double()
@@ -310,91 +331,7 @@ def feature_extractor_config(max_length: int, mean: float, std: float):
     """An `ASTFeatureExtractor` with our length and statistics, saved with the exported model."""
     from transformers import ASTFeatureExtractor
 
-    return ASTFeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, num_mel_bins=NUM_MEL_BINS,
-                               max_length=int(max_length), padding_value=0.0, do_normalize=True,
-                               mean=float(mean), std=float(std), return_attention_mask=False)
-
-
-def _dataset_identity(dataset: Any) -> str:
-    """A string that changes when the dataset's contents change."""
-    fp = getattr(dataset, "_fingerprint", None)
-    if fp:
-        return f"ds:{fp}"
-    h = hashlib.sha256()
-    for w in dataset:
-        a = np.ascontiguousarray(np.asarray(w, dtype=np.float32))
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return f"arrays:{h.hexdigest()}"
-
-
-def _iter_audio(dataset: Any, column: str, batch_size: int) -> Iterator[list[np.ndarray]]:
-    """Batches of waveforms from a `datasets.Dataset` (reading only one column) or a sequence of arrays."""
-    if hasattr(dataset, "with_format") and hasattr(dataset, "column_names"):
-        if column not in dataset.column_names:
-            raise FeatureError(f"The dataset has no {column!r} column (columns: {', '.join(dataset.column_names)}).")
-        ds = dataset.select_columns([column]).with_format("numpy")
-        for start in range(0, len(ds), batch_size):
-            rows = ds[start : start + batch_size][column]
-            yield [np.asarray(r, dtype=np.float32) for r in rows]
-    else:
-        yield from _batched(dataset, batch_size)
-
-
-class FeatureCache:
-    """Normalised features of one dataset split, computed once into a float32 memmap and reused.
-
-    The file in `path` is named by a hash of the dataset identity (Arrow fingerprint, a hash of plain
-    arrays, or `identity`), max_length, mean, std and mel bins: later epochs and runs on the same data
-    reuse it, any change makes a new one. Written to a temporary file and renamed when complete (an
-    interrupted run leaves no half-filled cache); memory stays flat, one batch of audio at a time.
-    """
-
-    def __init__(self, path: str | Path, fbank: Fbank, dataset: Any, column: str = "audio",
-                 batch_size: int = 32, progress: Callable[[float, str], None] | None = None,
-                 identity: str | None = None):
-        self.fbank = fbank
-        self.dir = Path(path)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        n = len(dataset)
-        ident = json.dumps({"v": CACHE_VERSION, "data": identity or _dataset_identity(dataset), "n": n,
-                            "max_length": fbank.max_length, "mean": repr(fbank.mean), "std": repr(fbank.std),
-                            "bins": fbank.num_mel_bins, "column": column}, sort_keys=True)
-        self.key = hashlib.sha256(ident.encode()).hexdigest()[:20]
-        self.file = self.dir / f"features-{self.key}.f32"
-        self.shape = (n, fbank.max_length, fbank.num_mel_bins)
-        self.reused = self.file.exists() and self.file.stat().st_size == 4 * math.prod(self.shape)
-        if not self.reused:
-            self._build(dataset, column, batch_size, progress)
-        self._data = (np.memmap(self.file, dtype=np.float32, mode="r", shape=self.shape) if n
-                      else np.zeros(self.shape, dtype=np.float32))
-
-    def _build(self, dataset: Any, column: str, batch_size: int,
-               progress: Callable[[float, str], None] | None) -> None:
-        n = self.shape[0]
-        tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
-        try:
-            # Plain sequential writes, not a writable memmap: dirty mapped pages count towards the
-            # process's RSS until written back, which made peak memory grow with the dataset.
-            with open(tmp, "wb") as out:
-                done = 0
-                for batch in _iter_audio(dataset, column, batch_size):
-                    feats = np.ascontiguousarray(self.fbank(batch).cpu().numpy(), dtype=np.float32)
-                    out.write(feats.tobytes())
-                    done += len(batch)
-                    if progress:
-                        progress(done / n, f"Computing features: {done}/{n} clips")
-                if done != n:
-                    raise FeatureError(f"The dataset yielded {done} clips but reports {n}.")
-            os.replace(tmp, self.file)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        """Features of clip i as a (max_length, bins) float32 tensor (a copy, safe to modify)."""
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"feature index {i} out of range for {len(self)} clips")
-        return torch.from_numpy(np.array(self._data[i], dtype=np.float32))
+    with quiet_mel_warning():
+        return ASTFeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, num_mel_bins=NUM_MEL_BINS,
+                                   max_length=int(max_length), padding_value=0.0, do_normalize=True,
+                                   mean=float(mean), std=float(std), return_attention_mask=False)

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from transformers import ASTForAudioClassification
 
+from astapp.checkpoints import local_folder
 from astapp.config import SAMPLE_RATE, IngestLimits
 from astapp.errors import AstappError, AudioDecodeError, ModelLoadError
 from astapp.features import AUDIOSET_MEAN, AUDIOSET_STD, Fbank
 from astapp.fsutil import atomic_write_text
-from astapp.model import local_folder
 
 CSV_COLUMNS = ("file", "label", "prob", "top", "error")
 

@@ -34,6 +34,8 @@ from astapp.sessions import every
 
 log = logging.getLogger(__name__)
 
+STOPPING = "Stopping: finishing the current step, then saving the best weights so far."
+
 
 class JobManager:
     """FIFO training queue with one background worker thread (one job at a time on this device)."""
@@ -254,7 +256,7 @@ class JobManager:
                 self._cancel_queued(job, "Cancelled before it started.")
                 return True
             job.stop_event.set()
-            job.message = "Stopping after the current step..."
+            job.message = STOPPING
             job.record.log("Stop requested; finishing the current step.")
             return True
 

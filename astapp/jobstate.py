@@ -59,8 +59,8 @@ class Job:
         if isinstance(ev.get("eta"), (int, float)):
             self.eta = float(ev["eta"])
         line = describe(ev)
-        if line and ev.get("type") in ("stage", "log"):
-            self.message = line
+        if line and ev.get("type") in ("stage", "log") and not self.stop_event.is_set():
+            self.message = line  # once a stop is asked for, the status keeps saying so
 
     def events_since(self, since: int) -> tuple[list[dict[str, Any]], int]:
         """Events after cursor `since` and the next cursor (a cursor past the end starts again)."""
@@ -84,4 +84,4 @@ class Job:
         return {"job_id": self.id, "run_id": self.id, "name": self.name, "state": self.state,
                 "progress": self.progress, "elapsed": elapsed,
                 "eta": self.eta if self.state == "running" else None, "message": self.message,
-                "error": self.error}
+                "error": self.error, "stopping": self.state == "running" and self.stop_event.is_set()}

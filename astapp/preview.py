@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from astapp.augment import build_augment, spec_augment
 from astapp.config import MAX_FRAMES, SAMPLE_RATE, AugmentConfig
 from astapp.errors import AstappError
-from astapp.features import FRAMES_PER_SECOND, Fbank, choose_max_length
+from astapp.features import FRAMES_PER_SECOND, Fbank, choose_max_length, num_frames
 
 
 @dataclass
@@ -48,7 +48,10 @@ def preview(wav: np.ndarray, cfg: AugmentConfig, seed: int, fbank: Fbank | None 
         gen = torch.Generator().manual_seed(int(seed))
         augmented_features = spec_augment(augmented_features, cfg.freq_mask, cfg.time_mask, gen)
     names = augmenter.last_applied if augmenter is not None else []
-    fig = _figure(x, augmented, original_features, augmented_features, names, cfg)
+    # Only the frames the clip really fills are drawn: the padding up to the input length is constant
+    # after normalisation and would show as a bright band that looks like sound.
+    real = max(1, min(num_frames(x.size), original_features.shape[0]))
+    fig = _figure(x, augmented, original_features[:real], augmented_features[:real], names, cfg)
     return Preview(x, augmented, SAMPLE_RATE, original_features, augmented_features, fig, names)
 
 

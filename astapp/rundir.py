@@ -100,9 +100,9 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def metrics_summary(run_dir: Path) -> dict[str, float]:
-    """accuracy and f1_macro from metrics.json, when the run has evaluated."""
+    """accuracy, f1_macro and best_epoch from metrics.json, when the run has evaluated."""
     m = read_json(Path(run_dir) / METRICS)
-    return {k: float(m[k]) for k in ("accuracy", "f1_macro") if number(m.get(k)) is not None}
+    return {k: float(m[k]) for k in ("accuracy", "f1_macro", "best_epoch") if number(m.get(k)) is not None}
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from astapp.config import env_flag
 from astapp.errors import AccessError
+from astapp.events import fmt_score
 from astapp.fsutil import restore_dir
 from astapp.paths import check_id, inside, runs_dir
 from astapp.rundir import (
@@ -87,7 +88,7 @@ class RunInfo:
         """Short text for a dropdown: name · state · accuracy."""
         parts = [self.name or self.id, self.state]
         if self.accuracy is not None:
-            parts.append(f"acc {self.accuracy:.3f}")
+            parts.append(f"acc {fmt_score(self.accuracy)}")
         if self.readonly:
             parts.append("shared")
         return " · ".join(parts)

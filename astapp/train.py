@@ -165,6 +165,10 @@ class _Run:
         labels = list(bundle.labels)
         train_labels = [int(x) for x in train_split["label"]]
         val_labels = [int(x) for x in val_split["label"]]
+        from astapp.dataset import describe_split
+
+        self.stage("split", describe_split(bundle.split, bundle.report.folds, len(train_split), len(val_split),
+                                           cfg.val_split), split=bundle.split)
 
         max_length = self._max_length(train_split)
         resolved = dataclasses.replace(cfg, max_length=max_length)
@@ -237,7 +241,8 @@ class _Run:
         workspace = cache_root(self.cfg)
         with args.main_process_first(local=False, desc="dataset"):
             bundle = build_dataset(self.cfg.data, workspace, self.cfg.audio, self.cfg.val_split, self.cfg.seed,
-                                   progress=self._progress("dataset") if self.is_main else None)
+                                   progress=self._progress("dataset") if self.is_main else None,
+                                   val_fold=self.cfg.val_fold)
         if self.is_main:
             atomic_write_text(self.run / rundir.REPORT,
                               json.dumps(bundle.report.to_dict(), indent=2, ensure_ascii=False))
@@ -274,7 +279,8 @@ class _Run:
         """Datasets, collators and the module the Trainer trains, per mode and augmentation."""
         from astapp.augment import build_augment
         from astapp.fastmodes import HeadModel, TopLayersModel, freeze, trainable_n
-        from astapp.features import Fbank, FeatureCache
+        from astapp.featcache import FeatureCache
+        from astapp.features import Fbank
         from astapp.trainer_utils import ArrayDataset, Collator, WaveDataset
 
         cfg = self.cfg

@@ -42,7 +42,8 @@ def rss_parts() -> dict[str, float]:
 def worker(n: int, seconds: float, workdir: Path) -> dict:
     from astapp.config import AudioConfig, IngestLimits
     from astapp.dataset import build_dataset, inspect_source
-    from astapp.features import Fbank, FeatureCache, choose_max_length
+    from astapp.featcache import FeatureCache
+    from astapp.features import Fbank, choose_max_length
 
     data = make_dataset(workdir / f"data_{n}", 10, n // 10, seconds, seed=5)
     upload = workdir / f"upload_{n}.zip"

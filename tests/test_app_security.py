@@ -108,7 +108,7 @@ def test_single_class_upload_is_reported_not_trainable(app, tmp_path):
     url, _ = app
     zp = make_zip(tmp_path / "one.zip", class_members(n_classes=1, per_class=4))
     summary, table, _hist, issues, *_ = call(client(url), handle_file(str(zp)), api_name="/upload_dataset")
-    assert "Not trainable yet" in summary and "1 classes" in summary
+    assert "Not trainable yet" in summary and "1 class ·" in summary  # singular (issue 11: not "1 classes")
     assert "Blocking problems" in issues and "class" in issues.lower()
     readable(issues)
 

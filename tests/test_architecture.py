@@ -18,8 +18,8 @@ MAX_LINES = 400
 LAYERS: list[tuple[str, set[str]]] = [
     ("Base", {"config", "errors", "fsutil", "rundir"}),
     ("Data", {"audio", "ingest", "report", "dataset", "examples"}),
-    ("Signal", {"features", "augment", "augment_spec", "preview", "synth"}),
-    ("Model", {"model", "infer", "export", "hub"}),
+    ("Signal", {"features", "featcache", "augment", "augment_spec", "preview", "synth"}),
+    ("Model", {"model", "checkpoints", "infer", "export", "hub"}),
     ("Train", {"train", "trainer_setup", "trainer_utils", "fastmodes", "devices", "events", "metrics"}),
     ("App", {"jobs", "jobstate", "runner", "runs", "sessions", "paths"}),
     ("Service", {"service"}),

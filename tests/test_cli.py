@@ -71,8 +71,9 @@ def test_train_predict_export(tiny_ast, small_dataset, tmp_path, capsys):
 
     zpath = tmp_path / "model.zip"
     assert main(["export", "--run", str(run), "--output", str(zpath)]) == 0
-    names = zipfile.ZipFile(zpath).namelist()
-    assert "config.json" in names and "model.safetensors" in names and "preprocessor_config.json" in names
+    names = zipfile.ZipFile(zpath).namelist()  # one top folder named like the zip (it unpacks tidily)
+    assert "model/config.json" in names and "model/model.safetensors" in names
+    assert "model/preprocessor_config.json" in names and all(n.startswith("model/") for n in names)
     assert main(["export", "--run", str(tmp_path), "--output", str(tmp_path / "x.zip")]) == 2
 
 
@@ -97,7 +98,7 @@ def test_to_cli_round_trips_every_setting(tmp_path):
                       augment=AugmentConfig(preset="classic", transforms={"Gain": {"p": 0.3}},
                                             freq_mask=24, time_mask=48, mixup=0.5))
     argv = shlex.split(cfg.to_cli())
-    assert argv[:4] == ["python", "-m", "astapp", "train"]
+    assert argv[:4] == ["python3", "-m", "astapp", "train"]
     parsed = config_from_args(build_parser().parse_args(argv[3:]))
     assert parsed.to_dict() == cfg.to_dict()
     default = TrainConfig(data="d", model="m", output="o")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from astapp.featcache import FeatureCache
 from astapp.features import (
     Fbank,
-    FeatureCache,
     FeatureError,
     choose_max_length,
     compute_stats,

@@ -168,3 +168,17 @@ def test_predictor_reads_a_plain_transformers_checkpoint(tiny_ast):
 def test_unavailable_device_is_a_clear_error(exported):
     with pytest.raises(ModelLoadError, match="use 'cpu'"):
         Predictor(exported, device="cuda")
+
+
+def test_astapp_builds_feature_extractors_without_transformers_mel_warning(tmp_path):
+    """AST's standard filterbank makes transformers warn on every extractor it builds; astapp's own
+    paths (the fbank, the export's preprocessor config) must not pass that noise on to logs."""
+    import warnings
+
+    from astapp.features import MEL_WARNING, Fbank, feature_extractor_config
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Fbank(64)([_clip(0.5, 1)])
+        feature_extractor_config(64, -4.0, 4.0).save_pretrained(tmp_path)
+    assert not [w for w in caught if MEL_WARNING in str(w.message)]

@@ -8,16 +8,11 @@ import pytest
 import torch
 from transformers import ASTConfig, ASTForAudioClassification
 
+from astapp.checkpoints import SCRATCH_NOTE, describe_source
 from astapp.config import DEFAULT_MODEL
 from astapp.errors import ModelLoadError
 from astapp.hub import hub_reachable
-from astapp.model import (
-    SCRATCH_NOTE,
-    adapt_position_embeddings,
-    describe_source,
-    load_model,
-    model_flops_per_sample,
-)
+from astapp.model import adapt_position_embeddings, load_model, model_flops_per_sample
 
 
 def _pos(model: ASTForAudioClassification) -> torch.Tensor:

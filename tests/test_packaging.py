@@ -73,10 +73,22 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
     assert len(commands) == 2 and all("\n" not in c for c in commands), commands
     launch, test = commands
     assert "requirements.txt" in launch and launch.endswith("app.py")
+    # A CPU machine gets the CPU wheel by default; the tests' command (what CI runs) needs no extra index.
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in launch and "pytorch.org" not in test
     m = re.search(r'^TEST_CMD="([^"]+)"$', CI_RUN, re.M)
     assert m, ".ci/run must define TEST_CMD"
     assert test == m.group(1)
     assert 'bash -c "$TEST_CMD"' in CI_RUN
+
+
+def test_the_cpu_index_is_only_in_the_launch_command() -> None:
+    """GPU installs keep PyPI's CUDA wheel: no requirements file names the CPU index, and the README's GPU
+    section gives the command without it."""
+    for name in ("requirements.txt", "requirements-dev.txt", "Dockerfile"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        assert "download.pytorch.org" not in text or name == "Dockerfile", name
+    gpu = README.split("## GPU and multiple GPUs", 1)[1].split("\n## ", 1)[0]
+    assert "`python3 -m pip install -r requirements.txt`" in gpu
 
 
 def test_ci_script_is_strict_and_treats_no_tests_as_failure() -> None:

@@ -180,9 +180,10 @@ def test_end_to_end_journey(app, tmp_path):
     out = tmp_path / "model"
     with zipfile.ZipFile(model_zip) as zf:
         zf.extractall(out)
+    assert [p.name for p in out.iterdir()] == [Path(model_zip).stem]  # one top folder, nothing scattered
     from transformers import pipeline
 
-    clf = pipeline("audio-classification", model=str(out))
+    clf = pipeline("audio-classification", model=str(out / Path(model_zip).stem))
     wav = make_signal("tone", 1.0)  # an array: decoding a path would need ffmpeg
     assert {p["label"] for p in clf({"raw": wav, "sampling_rate": 16000}, top_k=2)} <= set(CLASSES)
 

@@ -24,6 +24,17 @@ CHUNK = 1 << 20
 RATIO_GRACE_BYTES = 2 << 20  # below this a member may be as compressible as it likes (silent clips)
 
 
+def _raise_with(env: str, how: str = "is set by") -> str:
+    return f" Running astapp yourself? The limit {how} {env}."
+
+
+def _protects(env: str) -> str:
+    """Why a size limit exists and what helps, for messages about an upload that is too big."""
+    return ("This limit protects the server: a zip bomb (a small archive that expands to gigabytes) would "
+            "fill its disk. Split long recordings into shorter files, or leave that file out."
+            + _raise_with(env, "can be raised with"))
+
+
 def _member_name(info: zipfile.ZipInfo) -> str:
     """The member name as text; legacy (non-UTF-8-flagged) names are tried as UTF-8, then cp437."""
     name = info.orig_filename
@@ -65,7 +76,8 @@ def extract_zip(zip_path: str | Path, dest_dir: str | Path, limits: IngestLimits
         raise UploadError(f"The upload {zip_path.name!r} could not be read; upload it again.") from None
     if size > limits.max_upload_bytes:
         raise UploadError(f"The upload is {size / 2**20:.0f} MB, over the {limits.max_upload_bytes / 2**20:.0f} MB "
-                          "limit. Upload fewer or shorter clips, or use compressed audio (FLAC/MP3).")
+                          "limit. Upload fewer or shorter clips, or use compressed audio (FLAC/MP3)."
+                          + _raise_with("ASTAPP_MAX_UPLOAD_MB"))
     bad_zip = ("is not a valid zip archive (it may be truncated or corrupt, or another format); "
                "create it again with your system's 'Compress' / 'Send to zip' and re-upload")
     try:
@@ -109,7 +121,7 @@ def _plan(zf: zipfile.ZipFile, archive_size: int, limits: IngestLimits) -> list[
     infos = zf.infolist()
     if len(infos) > limits.max_members:
         raise UploadError(f"The zip holds {len(infos)} entries, over the limit of {limits.max_members}. "
-                          "Upload a smaller dataset or split it into several zips.")
+                          "Upload a smaller dataset or split it into several zips." + _raise_with("ASTAPP_MAX_FILES"))
     plan: list[tuple[zipfile.ZipInfo, list[str]]] = []
     total = 0
     seen: set[str] = set()
@@ -132,14 +144,14 @@ def _plan(zf: zipfile.ZipFile, archive_size: int, limits: IngestLimits) -> list[
                               "create the zip again and re-upload.")
         if info.file_size > limits.max_file_bytes:
             raise UploadError(f"{name!r} would be {info.file_size / 2**20:.0f} MB when extracted, over the per-file "
-                              f"limit of {limits.max_file_bytes / 2**20:.0f} MB. Shorten or compress that file.")
+                              f"limit of {limits.max_file_bytes / 2**20:.0f} MB. " + _protects("ASTAPP_MAX_FILE_MB"))
         if info.file_size > RATIO_GRACE_BYTES and info.file_size > limits.max_ratio * max(info.compress_size, 1):
             raise UploadError(f"{name!r} is compressed suspiciously well ({info.file_size / max(info.compress_size, 1):.0f}"
                               " to 1), like a zip bomb; it was not extracted. Re-create the zip from real audio files.")
         total += info.file_size
         if total > limits.max_total_bytes:
             raise UploadError(f"The zip would extract to more than {limits.max_total_bytes / 2**20:.0f} MB, over the "
-                              "limit. Upload fewer or shorter clips, or split the dataset.")
+                              "limit. " + _protects("ASTAPP_MAX_EXTRACT_MB"))
         plan.append((info, parts))
     return plan
 
@@ -166,10 +178,11 @@ def _stream_members(zf: zipfile.ZipFile, plan: list[tuple[zipfile.ZipInfo, list[
                 if written > limits.max_file_bytes:
                     raise UploadError(f"{'/'.join(parts)!r} inflates past the per-file limit of "
                                       f"{limits.max_file_bytes / 2**20:.0f} MB (its header understated its size); "
-                                      "extraction was stopped.")
+                                      "extraction was stopped. " + _protects("ASTAPP_MAX_FILE_MB"))
                 if total > limits.max_total_bytes:
                     raise UploadError(f"The zip inflates past the {limits.max_total_bytes / 2**20:.0f} MB limit "
-                                      "(its headers understated the size); extraction was stopped.")
+                                      "(its headers understated the size); extraction was stopped. "
+                                      + _protects("ASTAPP_MAX_EXTRACT_MB"))
                 if written > RATIO_GRACE_BYTES and written > limits.max_ratio * compressed:
                     raise UploadError(f"{'/'.join(parts)!r} inflates more than {limits.max_ratio:.0f} to 1, like a "
                                       "zip bomb; extraction was stopped.")

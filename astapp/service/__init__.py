@@ -6,20 +6,22 @@
     App      jobs, jobstate, runner, runs, sessions, paths
     Train    train, trainer_setup, trainer_utils, fastmodes, devices, events, metrics
     Data     ingest/, dataset, report, audio, examples
-    Signal   features, augment, augment_spec, preview, synth
-    Model    model, infer, export, hub
+    Signal   features, featcache, augment, augment_spec, preview, synth
+    Model    model, checkpoints, infer, export, hub
     Base     config, errors, fsutil, rundir
 
 The UI imports only this package, `astapp.config` and `astapp.errors`. Importing it loads no torch:
 engine modules are imported when an operation needs them.
 """
 
+from astapp.events import fmt_score
 from astapp.service.app import Service, default_model, model_choices
 from astapp.service.augmenting import effective_transforms, transform_specs
 from astapp.service.datasets import DatasetView
 from astapp.service.evaluation import Evaluation
 from astapp.service.headless import export_run, inspect_data, predict_files, train_run
-from astapp.service.training import FORM_FIELDS, Poll
+from astapp.service.training import AUTO, FORM_FIELDS, Poll
 
-__all__ = ["FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "default_model", "effective_transforms",
-           "export_run", "inspect_data", "model_choices", "predict_files", "train_run", "transform_specs"]
+__all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "default_model",
+           "effective_transforms", "export_run", "fmt_score", "inspect_data", "model_choices", "predict_files",
+           "train_run", "transform_specs"]

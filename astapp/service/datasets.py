@@ -34,6 +34,7 @@ class DatasetView:
     root: str
     clip_root: str  # what clip names are relative to (the scan strips wrapper folders like my_upload/)
     report: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # what the user named: the zip's file name, hf:<id>, the example's path
 
     @property
     def trainable(self) -> bool:
@@ -42,6 +43,21 @@ class DatasetView:
     @property
     def labels(self) -> list[str]:
         return [c["name"] for c in self.report.get("classes", [])]
+
+    @property
+    def folds(self) -> dict[str, int]:
+        """The manifest's folds (fold name -> clips), in their natural order; {} without a fold column."""
+        from astapp.dataset import fold_order
+
+        folds = self.report.get("folds") or {}
+        return {f: int(folds[f]) for f in fold_order(folds)}
+
+    @property
+    def auto_fold(self) -> str | None:
+        """The fold that validates unless the user picks one (named val/valid/test, else the last)."""
+        from astapp.dataset import validation_fold
+
+        return validation_fold(list(self.folds)) if len(self.folds) > 1 else None
 
     @property
     def auto_length(self) -> int | None:
@@ -55,12 +71,12 @@ class DatasetView:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "root": self.root, "clip_root": self.clip_root,
-                "report": self.report}
+                "report": self.report, "source": self.source}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DatasetView:
         return cls(str(d["name"]), str(d.get("kind", "upload")), str(d["root"]), str(d.get("clip_root") or d["root"]),
-                   dict(d.get("report") or {}))
+                   dict(d.get("report") or {}), str(d.get("source") or ""))
 
 
 def play_audio(path: Path) -> tuple[int, np.ndarray] | None:
@@ -92,7 +108,9 @@ class DatasetsMixin:
 
         src = Path(file)
         root = resolve_source(src, session.workspace, IngestLimits())
-        return self._choose(session, self._inspected(f"Your dataset: {src.name}", "upload", root, session.workspace))
+        view = self._inspected(f"Your dataset: {src.name}", "upload", root, session.workspace)
+        view.source = src.name
+        return self._choose(session, view)
 
     def from_hub(self, session: Session, dataset_id: str) -> DatasetView:
         dataset_id = str(dataset_id or "").strip().removeprefix("hf:")
@@ -101,7 +119,9 @@ class DatasetsMixin:
         from astapp.ingest import resolve_source
 
         root = resolve_source("hf:" + dataset_id, session.workspace, IngestLimits())
-        return self._choose(session, self._inspected(f"Hub dataset: {dataset_id}", "hub", root, session.workspace))
+        view = self._inspected(f"Hub dataset: {dataset_id}", "hub", root, session.workspace)
+        view.source = "hf:" + dataset_id
+        return self._choose(session, view)
 
     def dataset(self, session: Session) -> DatasetView:
         """The session's chosen dataset, or the example before any choice (first visit, API clients)."""
@@ -187,4 +207,5 @@ class DatasetsMixin:
 
             root = examples.example_dir(shared_dir(self.root))
             self._example = self._inspected(EXAMPLE_NAME, "example", root, root.parent)
+            self._example.source = examples.EXAMPLE_SOURCE
             return self._example

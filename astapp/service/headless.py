@@ -39,11 +39,12 @@ def predict_files(model: str, files: list[str], top_k: int) -> list[dict[str, An
 
 
 def export_run(run: str, output: str) -> Path:
-    """Zip a run's model folder (or an exported model folder) into `output`."""
+    """Zip a run's model folder (or an exported model folder) into `output`; it unpacks into one folder
+    named like the zip."""
     from astapp.export import zip_dir
 
     folder = Path(run) / MODEL if (Path(run) / MODEL / "config.json").is_file() else Path(run)
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"{run} has no trained model (no model/ folder with config.json); "
                              "finish or stop a training run first.")
-    return zip_dir(folder, output)
+    return zip_dir(folder, output, top=Path(output).stem)

@@ -78,7 +78,18 @@ class PredictingMixin:
         return predictor.to_csv(rows, scratch_dir("csv") / "predictions.csv"), rows
 
     def download(self, session: Session, run_id: str | None) -> Path:
-        """The run's model as a zip that plain transformers loads once unzipped."""
+        """The run's model as a zip that unpacks into one folder plain transformers loads."""
         from astapp.export import zip_dir
 
-        return zip_dir(self.model_folder(session, run_id), scratch_dir("model") / f"astapp-model-{run_id}.zip")
+        name = model_zip_name(run_id)
+        return zip_dir(self.model_folder(session, run_id), scratch_dir("model") / f"{name}.zip", top=name)
+
+    def usage_snippet(self, run_id: str | None) -> str:
+        """The Python that uses the downloaded model (folder named as the zip unpacks)."""
+        from astapp.export import usage_snippet
+
+        return usage_snippet(model_zip_name(run_id) if run_id else "astapp-model")
+
+
+def model_zip_name(run_id: str | None) -> str:
+    return f"astapp-model-{run_id}"

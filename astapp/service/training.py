@@ -12,11 +12,13 @@ from typing import Any
 
 from astapp.config import TrainConfig, defaults_for, set_setting
 from astapp.errors import AccessError, TrainingError
+from astapp.rundir import ACTIVE
 from astapp.sessions import Session
 
 # The Train form's fields, in the order the form shows them (names are TrainConfig settings).
-FORM_FIELDS = ("model", "mode", "epochs", "lr", "batch_size", "max_length", "val_split", "seed",
+FORM_FIELDS = ("model", "mode", "epochs", "lr", "batch_size", "max_length", "val_split", "val_fold", "seed",
                "early_stopping", "class_weighted")
+AUTO = "auto"  # the form's word for "let astapp choose" (input length, validation fold)
 _INTS = ("batch_size", "seed", "early_stopping")
 _FLOATS = ("epochs", "lr", "val_split")
 CLI_OUTPUT = "runs/my-run"
@@ -47,7 +49,7 @@ class TrainingMixin:
         model = str(model or self.default_model)
         base = TrainConfig(model=model)
         values = {name: getattr(base, name) for name in FORM_FIELDS}
-        values.update(defaults_for(model))
+        values.update(defaults_for(model), val_fold=base.val_fold or AUTO)
         return values
 
     def form(self, session: Session) -> dict[str, Any]:
@@ -76,8 +78,10 @@ class TrainingMixin:
         except (TypeError, ValueError) as e:
             raise TrainingError(f"Some settings are not numbers ({e}).") from None
         cfg.class_weighted = bool(values.get("class_weighted"))
-        length = str(values.get("max_length") or "auto").strip().lower()
-        if length != "auto":
+        fold = str(values.get("val_fold") or "").strip()
+        cfg.val_fold = "" if fold.lower() == AUTO else fold
+        length = str(values.get("max_length") or AUTO).strip().lower()
+        if length != AUTO:
             try:
                 cfg.max_length = int(float(length))
             except ValueError:
@@ -86,14 +90,20 @@ class TrainingMixin:
         return cfg
 
     def cli_command(self, session: Session, values: dict[str, Any]) -> str:
+        """The same run as a terminal command, naming the data as the user knows it (their zip's name,
+        the example's path, hf:<id>), with a note on where this server keeps the uploaded copy."""
         cfg = self.config_from_form(session, values)
-        cfg.output = CLI_OUTPUT
-        return cfg.to_cli()
+        view = self.dataset(session)  # type: ignore[attr-defined]
+        cfg.output, cfg.data = CLI_OUTPUT, view.source or view.root
+        note = {"upload": f"# {view.source} is your zip. This server keeps the uploaded copy, extracted, at "
+                          f"{view.root}: give that path as --data to rerun it on this machine.",
+                "example": f"# Run it from the astapp folder: {view.source} ships with astapp."}.get(view.kind)
+        return "\n".join([*([note] if note else []), cfg.to_cli()])
 
     def model_info(self, model: str) -> str:
         """One line saying what a model source is (Hub id, local folder, from scratch); never raises."""
         try:
-            from astapp.model import describe_source
+            from astapp.checkpoints import describe_source
 
             return describe_source(str(model or ""), check_hub=self.hub_online)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - only a hint
@@ -112,9 +122,11 @@ class TrainingMixin:
         job_id = job_id or self.manager.active_job(session.owner)
         return bool(job_id) and self.manager.stop(job_id, owner=session.owner)
 
-    def resume(self, session: Session) -> str:
-        """Continue the session's newest interrupted (or stopped) run from its last checkpoint."""
-        run = next((r for r in self.manager.list_runs(session.owner) if r.resumable), None)
+    def resume(self, session: Session, run_id: str | None = None) -> str:
+        """Continue a run from its last checkpoint: `run_id` when it can be resumed, else the session's
+        newest interrupted (or stopped) run."""
+        resumable = [r for r in self.manager.list_runs(session.owner) if r.resumable]
+        run = next((r for r in resumable if r.id == run_id), None) or next(iter(resumable), None)
         if run is None:
             raise AccessError("There is no interrupted run to resume; press Start training for a new one.")
         return self.manager.resume(session.owner, run.id)
@@ -136,6 +148,9 @@ class TrainingMixin:
         if not job_id:
             return Poll(None)
         snap = self.manager.snapshot(job_id, owner=session.owner, log_lines=LOG_LINES)
+        if snap["state"] not in ACTIVE:  # the outcome a finished page shows, and whether it can continue
+            info = self.manager.get_run(session.owner, job_id)
+            snap.update(metrics=info.metrics, resumable=info.resumable)
         events, end = self.manager.events(job_id, since=cursor, owner=session.owner)
         return Poll(snap, events, end, job_id, reset=cursor == 0 or end < cursor)
 

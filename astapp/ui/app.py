@@ -28,6 +28,10 @@ CSS = """
 .astapp-badge.running, .astapp-badge.queued { background: #ffedd5; color: #9a3412; }
 .astapp-badge.failed { background: #fee2e2; color: #991b1b; }
 .astapp-badge.interrupted { background: #fef3c7; color: #92400e; }
+.astapp-badge.stopping, .astapp-badge.stopped { background: #e2e8f0; color: #1e293b; }
+.astapp-notice.astapp-failed { border-left-color: #dc2626; background: #fef2f2; }
+.dark .astapp-notice.astapp-failed { background: #3b0d0d; }
+.astapp-players { flex-wrap: wrap; }
 #astapp-header h1 { margin-bottom: 0; }
 #astapp-header p { margin-top: 4px; color: var(--body-text-color-subdued); }
 .astapp-notice { border-left: 4px solid #f59e0b; background: #fffbeb; padding: 8px 14px; border-radius: 6px; }
@@ -100,13 +104,12 @@ def build_app(manager: Any = None, hub_online: bool | None = None, service: Serv
         demo.load(on_load, [browser_token], [browser_token, token, train.job, train.timer, predict.top_k],
                   **private).then(
             data.restore, [token], data.outputs, **private, **heavy()).then(
-            train_tab.length_info, data.view, train.max_length, **private).then(
             aug.restore, [token], aug.restore_outputs, **private).then(
-            train.restore, [token], train.form, **private).then(
-            train.hint_fn, train.hint_inputs, train.hint_outputs, **private)
-        for chosen in data.chosen:  # a newly chosen dataset: the clip list and the 'auto' length follow
+            train.restore, [token, data.view], train.form, **private).then(
+            train.hint_fn, train.hint_inputs, train.hint_outputs, **private, show_progress="hidden")
+        for chosen in data.chosen:  # a newly chosen dataset: the clip list and the split controls follow
             chosen.success(aug.on_dataset, [token], aug.dataset_outputs, **private).then(
-                train_tab.length_info, data.view, train.max_length, **private)
+                train_tab.dataset_info, data.view, train.dataset_outputs, **private)
     # Light events (status polls, stop, run lists) run up to 4 at a time each; CPU-heavy ones share the
     # `heavy()` group. A bounded queue answers "queue is full" instead of letting waits grow without end.
     demo.queue(default_concurrency_limit=4, max_size=QUEUE_SIZE)

@@ -18,7 +18,7 @@ import gradio as gr
 
 from astapp.config import AUGMENT_PRESETS, AugmentConfig, setting
 from astapp.service import Service, effective_transforms, transform_specs
-from astapp.ui.common import guarded, heavy, pcm16, session
+from astapp.ui.common import Guard, guarded, heavy, notice_card, pcm16, session
 
 
 @dataclass
@@ -79,6 +79,7 @@ def _slider(path: str, info: str, **kw: Any) -> gr.Slider:
 
 def build(svc: Service, token: gr.State) -> AugmentTab:
     specs = transform_specs()
+    guard = Guard()
     with gr.Tab("2 · Augment", id="augment") as tab:
         # The preset the transform controls show. It must live inside the Tab: a State placed directly
         # under gr.Tabs shifts the tab labels in the Gradio 6.31 frontend.
@@ -111,6 +112,7 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
                     seed = gr.Number(0, label="Random seed", precision=0, min_width=100, elem_id="augment-seed")
                     reroll = gr.Button("Re-roll", min_width=100)
                 go = gr.Button("Preview", variant="primary", elem_id="preview-btn")
+                notice = notice_card("augment-notice")
             with gr.Column(scale=2):
                 figure = gr.Plot(label="Waveform and log-mel spectrogram", show_label=False,
                                  elem_id="augment-plot")
@@ -123,7 +125,7 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
     def on_preset(p: str) -> list[Any]:
         return [*(gr.update(value=v) for v in preset_values(AugmentConfig(preset=p), specs)), p]
 
-    @guarded
+    @guard
     def preview_fn(tok: str | None, shown_v: str | None, clip: str | None, preset: str, freq_mask: float,
                    time_mask: float, mixup: float, seed: float, request: gr.Request, *values: Any) -> tuple[Any, ...]:
         cfg = make_augment(preset, freq_mask, time_mask, mixup, specs, values, shown_v)
@@ -170,8 +172,10 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
         preset.input(on_preset, preset, [*toggles, shown], api_visibility="private")
     inputs = [token, shown, clip, preset, freq_mask, time_mask, mixup, seed, *toggles]
     outputs = [figure, original, augmented, summary]
-    go.click(preview_fn, inputs, outputs, api_name="preview_augment", **heavy())
-    reroll.click(lambda: random.randint(1, 1_000_000), None, seed, api_visibility="private").then(
-        preview_fn, inputs, outputs, api_visibility="private", **heavy())
-    clip.change(preview_fn, inputs, outputs, api_visibility="private", **heavy())
+    previews = [go.click(preview_fn, inputs, outputs, api_name="preview_augment", **heavy()),
+                reroll.click(lambda: random.randint(1, 1_000_000), None, seed, api_visibility="private").then(
+                    preview_fn, inputs, outputs, api_visibility="private", **heavy()),
+                clip.change(preview_fn, inputs, outputs, api_visibility="private", **heavy())]
+    for event in previews:
+        guard.keep(event, outputs, notice, say=lambda message, *_: f"The preview failed: {message}")
     return AugmentTab(tab, restore_fn, [clip, *controls, shown, seed], on_dataset, [clip])

@@ -10,6 +10,8 @@ import hashlib
 import logging
 import re
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -82,19 +84,67 @@ def friendly(exc: BaseException) -> str:
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a handler so any failure becomes a readable `gr.Error` toast, never a traceback."""
+    return Guard()(fn)
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the point is to catch everything
-            if not isinstance(exc, AstappError):
-                log.exception("handler %s failed", getattr(fn, "__name__", fn))
-            raise gr.Error(friendly(exc), print_exception=False) from None
 
-    return wrapper
+class Guard:
+    """A tab's handler wrapper. A failure becomes a readable toast, never a traceback; with `keep`, the
+    tab's notice card then goes on saying why after the toast is gone, and every output keeps showing
+    what it showed before (instead of red "Error" pills)."""
+
+    def __init__(self, size: int = 1024):
+        self._last: OrderedDict[str, str] = OrderedDict()  # page session -> the last failure's sentence
+        self._lock = threading.Lock()
+        self.size = size
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - the point is to catch everything
+                if not isinstance(exc, AstappError | gr.Error):
+                    log.exception("handler %s failed", getattr(fn, "__name__", fn))
+                message = friendly(exc)
+                request = next((a for a in [*args, *kwargs.values()] if isinstance(a, gr.Request)), None)
+                if request is not None and request.session_hash:
+                    with self._lock:
+                        self._last[request.session_hash] = message
+                        while len(self._last) > self.size:
+                            self._last.popitem(last=False)
+                raise gr.Error(message, print_exception=False) from None
+
+        return wrapper
+
+    def _pop(self, request: gr.Request | None) -> str:
+        with self._lock:
+            return self._last.pop(getattr(request, "session_hash", None) or "", "")
+
+    def keep(self, event: Any, outputs: list[Any], card: Any, say: Callable[..., str] | None = None,
+             inputs: list[Any] | None = None) -> None:
+        """After `event` fails, its outputs keep their values and `card` shows `say(message, *inputs,
+        request)` (the message itself by default); after it succeeds, the card is hidden again."""
+
+        def on_failure(request: gr.Request, *values: Any) -> tuple[Any, ...]:
+            message = self._pop(request)
+            try:
+                text = say(message, *values, request) if say else message
+            except Exception:  # noqa: BLE001 - the notice must never fail in turn
+                text = message
+            return (*[gr.update()] * len(outputs), gr.update(value=notice_md(text), visible=True))
+
+        event.failure(on_failure, inputs or [], [*outputs, card], api_visibility="private", show_progress="hidden")
+        event.success(lambda: gr.update(value="", visible=False), None, card, api_visibility="private",
+                      show_progress="hidden")
+
+
+def notice_md(text: str) -> str:
+    return f"**{escape(text)}**" if text else ""
+
+
+def notice_card(elem_id: str) -> Any:
+    """The card a tab shows when its last action failed (hidden until then)."""
+    return gr.Markdown(visible=False, elem_id=elem_id, elem_classes=["astapp-notice", "astapp-failed"])
 
 
 def md_list(items: list[str], icon: str = "") -> str:
@@ -132,3 +182,8 @@ def pcm16(audio: tuple[int, Any] | None) -> tuple[int, Any] | None:
 def run_choices(runs: list[Any]) -> list[tuple[str, str]]:
     """(label, run id) pairs for a run picker, newest first."""
     return [(r.label(), r.id) for r in runs]
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """"1 class", "3 classes", "1 clip", "80 clips"."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"

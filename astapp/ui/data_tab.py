@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.service import DatasetView, Service
-from astapp.ui.common import guarded, heavy, md_list, pcm16, session
+from astapp.ui.common import Guard, heavy, md_list, notice_card, pcm16, plural, session
 
 N_CLIPS = 8  # playable sample slots
 
@@ -41,8 +41,15 @@ def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
                "model hears, or straight to *Train*." if view.trainable else
                "<span class='astapp-badge failed'>Not trainable yet</span> Fix the problems listed below and "
                "upload again.")
-    summary = (f"### {view.name}\n{len(classes)} classes · {n_clips} clips · {total / 60:.1f} min of audio"
-               f" · layout: `{rep.get('layout', '?')}`\n\n{verdict}")
+    summary = (f"### {view.name}\n{plural(len(classes), 'class', 'classes')} · {plural(n_clips, 'clip')} · "
+               f"{total / 60:.1f} min of audio · layout: `{rep.get('layout', '?')}`")
+    if view.folds:
+        listed = " · ".join(f"{name}: {plural(n, 'clip')}" for name, n in view.folds.items())
+        summary += (f"\n\n**Folds** (from the manifest): {listed}. Folds decide the split: "
+                    + (f"fold **{view.auto_fold}** validates unless you pick another in *Train*."
+                       if view.auto_fold else "with a single fold there is nothing to hold out, so a share "
+                       "of each class validates."))
+    summary += f"\n\n{verdict}"
     df = pd.DataFrame([{"class": c["name"], "clips": int(c["clips"]), "seconds": round(float(c["seconds"]), 1)}
                        for c in classes], columns=["class", "clips", "seconds"])
     parts: list[str] = []
@@ -59,35 +66,44 @@ def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
     players: list[Any] = [gr.Audio(value=pcm16(audio), label=caption, visible=True)
                           for caption, audio in (svc.sample_clips(view, N_CLIPS) if classes else [])]
     players += [gr.Audio(value=None, visible=False)] * (N_CLIPS - len(players))
-    mirror = {"name": view.name, "root": view.root, "auto_length": view.auto_length}
+    mirror = {"name": view.name, "root": view.root, "auto_length": view.auto_length, "folds": list(view.folds),
+              "auto_fold": view.auto_fold}
     return (mirror, summary, df, duration_histogram(rep.get("durations", [])), issues, *players)
 
 
 def build(svc: Service, token: gr.State) -> DataTab:
+    guard = Guard()
     with gr.Tab("1 · Data", id="data") as tab:
         view = gr.State(None)
-        components, (use_example, upload, hub_id, hub_btn) = _layout(svc)
+        components, (use_example, upload, hub_id, hub_btn, notice) = _layout(svc)
     outputs = [view, *components]
 
-    @guarded
+    @guard
     def use_example_fn(tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         return present(svc, svc.use_example(session(svc, tok, request)))
 
-    @guarded
+    @guard
     def upload_fn(file: str | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         return present(svc, svc.upload(session(svc, tok, request), file))
 
-    @guarded
+    @guard
     def hub_fn(dataset_id: str, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         return present(svc, svc.from_hub(session(svc, tok, request), dataset_id))
 
-    @guarded
+    @guard
     def restore_fn(tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         return present(svc, svc.dataset(session(svc, tok, request)))
+
+    def rejected(message: str, tok: str | None, request: gr.Request) -> str:
+        in_use = svc.dataset(session(svc, tok, request)).name
+        return (f"This upload was rejected: {message} The dataset in use is still {in_use}; training uses "
+                "that one until another upload succeeds.")
 
     chosen = [use_example.click(use_example_fn, [token], outputs, api_name="use_example", **heavy()),
               upload.upload(upload_fn, [upload, token], outputs, api_name="upload_dataset", **heavy()),
               hub_btn.click(hub_fn, [hub_id, token], outputs, api_name="hub_dataset", **heavy())]
+    for event in chosen:
+        guard.keep(event, outputs, notice, say=rejected, inputs=[token])
     return DataTab(tab, view, outputs, restore_fn, chosen)
 
 
@@ -106,6 +122,7 @@ def _layout(svc: Service) -> tuple[list[Any], tuple[Any, ...]]:
         with gr.Column(scale=2, visible=svc.hub_online):
             hub_id = gr.Textbox(label="…or a Hugging Face dataset id", placeholder="user/dataset")
             hub_btn = gr.Button("Load from the Hub")
+    notice = notice_card("data-notice")
     summary = gr.Markdown("Loading your dataset…", elem_id="data-summary")
     with gr.Row():
         classes = gr.Dataframe(label="Classes", interactive=False, scale=2, elem_id="class-table",
@@ -119,4 +136,4 @@ def _layout(svc: Service) -> tuple[list[Any], tuple[Any, ...]]:
             for c in range(4):
                 players.append(gr.Audio(label=f"clip {r * 4 + c + 1}", visible=False, interactive=False,
                                         buttons=[], min_width=180))
-    return [summary, classes, histogram, issues, *players], (use_example, upload, hub_id, hub_btn)
+    return [summary, classes, histogram, issues, *players], (use_example, upload, hub_id, hub_btn, notice)

@@ -7,10 +7,21 @@ from typing import Any
 
 import gradio as gr
 
-from astapp.service import Service
-from astapp.ui.common import guarded, heavy, pcm16, picker_update, run_choices, session
+from astapp.service import Service, fmt_score
+from astapp.ui.common import (
+    Guard,
+    guarded,
+    heavy,
+    notice_card,
+    pcm16,
+    picker_update,
+    plural,
+    run_choices,
+    session,
+)
 
 N_PLAYERS = 6
+PER_ROW = 3  # wide enough that every player's controls show at 800 px and at 1400 px
 PER_CLASS = ["class", "precision", "recall", "f1", "support"]
 MISTAKES = ["file", "true", "predicted", "confidence"]
 
@@ -22,10 +33,12 @@ class EvaluateTab:
 
 
 def build(svc: Service, token: gr.State) -> EvaluateTab:
+    guard = Guard()
     with gr.Tab("4 · Evaluate", id="evaluate") as tab:
         with gr.Row():
             run = gr.Dropdown(label="Run", choices=[], scale=4, elem_id="eval-run", allow_custom_value=True)
             refresh = gr.Button("Refresh runs", scale=1, size="md", min_width=140)
+        notice = notice_card("eval-notice")
         summary = gr.Markdown("Pick a finished run to see how it does on the validation clips.",
                               elem_id="eval-summary")
         with gr.Row():
@@ -34,10 +47,12 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
         gr.Markdown("#### Mistakes on the validation clips")
         mistakes = gr.Dataframe(label="Misclassified", interactive=False, max_height=260, headers=MISTAKES)
         players: list[gr.Audio] = []
-        with gr.Row():
-            for i in range(N_PLAYERS):
-                players.append(gr.Audio(label=f"mistake {i + 1}", visible=False, interactive=False,
-                                        buttons=[], min_width=180))
+        for row in range(N_PLAYERS // PER_ROW):
+            with gr.Row(elem_classes=["astapp-players"]):
+                for i in range(PER_ROW):
+                    players.append(gr.Audio(label=f"mistake {row * PER_ROW + i + 1}", visible=False,
+                                            interactive=False, buttons=[], min_width=300,
+                                            elem_classes=["astapp-mistake"]))
 
     @guarded
     def refresh_fn(current: str | None, tok: str | None, request: gr.Request) -> Any:
@@ -45,7 +60,7 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
         return picker_update(run_choices(svc.runs(sess, need_metrics=True)),
                              current or svc.state(sess).evaluate_run)
 
-    @guarded
+    @guard
     def evaluate_fn(run_id: str | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         import pandas as pd
 
@@ -58,12 +73,9 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
         sess = session(svc, tok, request)
         ev = svc.evaluation(sess, run_id, players=N_PLAYERS)
         svc.remember(sess, evaluate_run=run_id)
-        head = f"### {ev.run.name} · {ev.run.state}\n"
-        if isinstance(ev.accuracy, (int, float)):
-            head += f"**Accuracy {ev.accuracy:.1%}**"
-        if isinstance(ev.f1_macro, (int, float)):
-            head += f" · macro F1 {ev.f1_macro:.3f}"
-        head += f" · {len(ev.predictions)} validation clips, {len(ev.mistakes)} mistakes"
+        head = (f"### {ev.run.name} · {ev.run.state}\n**Accuracy {fmt_score(ev.accuracy)}** · macro F1 "
+                f"{fmt_score(ev.f1_macro)} · {plural(len(ev.predictions), 'validation clip')}, "
+                f"{plural(len(ev.mistakes), 'mistake')}")
         fig = confusion_matrix(ev.confusion, ev.labels) if ev.confusion else None
         mist = pd.DataFrame([{"file": p.get("path", ""), "true": p.get("true", ""), "predicted": p.get("pred", ""),
                               "confidence": round(float(p.get("prob") or 0), 3)} for p in ev.mistakes],
@@ -75,5 +87,6 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
     refresh.click(refresh_fn, [run, token], run, api_name="list_runs")
     tab.select(refresh_fn, [run, token], run, api_visibility="private")
     outputs = [summary, matrix, per_class, mistakes, *players]
-    run.change(evaluate_fn, [run, token], outputs, api_name="evaluate_run", **heavy())
+    shown = run.change(evaluate_fn, [run, token], outputs, api_name="evaluate_run", **heavy())
+    guard.keep(shown, outputs, notice, say=lambda message, *_: f"This run cannot be shown: {message}")
     return EvaluateTab(tab, run)

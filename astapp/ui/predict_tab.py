@@ -8,14 +8,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.service import Service
-from astapp.ui.common import guarded, heavy, picker_update, run_choices, session
-
-SNIPPET = """```python
-from transformers import pipeline
-
-clf = pipeline("audio-classification", model="{folder}")  # the unzipped model folder
-print(clf("my_clip.wav", top_k=3))
-```"""
+from astapp.ui.common import Guard, heavy, notice_card, picker_update, run_choices, session
 
 
 @dataclass
@@ -25,17 +18,28 @@ class PredictTab:
     top_k: gr.Slider
 
 
+def snippet_md(svc: Service, run_id: str | None) -> str:
+    """How to use the downloaded model without astapp (and without ffmpeg or torchaudio)."""
+    return ("The zip unpacks into one folder that plain `transformers` loads. With only "
+            "`pip install transformers torch soundfile`:\n\n```python\n" + svc.usage_snippet(run_id).rstrip()
+            + "\n```\n\nWith ffmpeg installed, the pipeline also reads files itself: "
+            "`clf(\"my_clip.wav\", top_k=3)`.")
+
+
 def build(svc: Service, token: gr.State) -> PredictTab:
+    guard = Guard()
     with gr.Tab("5 · Predict", id="predict") as tab:
         with gr.Row():
             run = gr.Dropdown(label="Model (a finished run)", choices=[], scale=4, elem_id="predict-run",
                               allow_custom_value=True)
             refresh = gr.Button("Refresh runs", scale=1, size="md", min_width=140)
+        notice = notice_card("predict-notice")
         with gr.Row():
             with gr.Column(scale=1):
                 clip = gr.Audio(label="Upload or record a clip", sources=["upload", "microphone"],
                                 type="filepath", elem_id="predict-audio")
-                top_k = gr.Slider(1, 10, value=3, step=1, label="How many top classes to show", elem_id="top-k")
+                top_k = gr.Slider(1, 10, value=3, step=1, label="How many top classes to show", elem_id="top-k",
+                                  info="also the number of classes per file in the batch CSV")
                 go = gr.Button("Predict", variant="primary", elem_id="predict-btn")
             with gr.Column(scale=1):
                 result = gr.Label(label="Top classes", elem_id="predict-label")
@@ -45,21 +49,19 @@ def build(svc: Service, token: gr.State) -> PredictTab:
                 batch_zip = gr.File(label="Zip of audio files", file_types=[".zip"], height=110)
                 with gr.Column():
                     batch_go = gr.Button("Predict all")
-                    batch_csv = gr.File(label="Predictions (CSV)", interactive=False)
+                    batch_csv = gr.File(label="Predictions (CSV)", interactive=False, visible=False)
             batch_table = gr.Dataframe(label="Preview", interactive=False, max_height=260)
         with gr.Accordion("Download the model", open=True):
-            with gr.Row():
-                download = gr.Button("Prepare model zip", elem_id="download-btn", scale=1)
-                model_zip = gr.File(label="Model (.zip)", interactive=False, height=90, scale=2)
-            gr.Markdown("Unzip it anywhere; it loads with plain `transformers`:\n\n"
-                        + SNIPPET.format(folder="path/to/model"))
+            download = gr.Button("Prepare model zip", elem_id="download-btn")
+            model_zip = gr.File(label="Model (.zip)", interactive=False, visible=False, elem_id="model-zip")
+            snippet = gr.Markdown(snippet_md(svc, None), elem_id="model-snippet")
 
-    @guarded
+    @guard
     def refresh_fn(current: str | None, tok: str | None, request: gr.Request) -> Any:
         sess = session(svc, tok, request)
         return picker_update(run_choices(svc.runs(sess, need_model=True)), current or svc.state(sess).predict_run)
 
-    @guarded
+    @guard
     def predict_fn(run_id: str | None, path: str | None, k: float, tok: str | None,
                    request: gr.Request) -> tuple[Any, Any]:
         sess = session(svc, tok, request)
@@ -72,7 +74,7 @@ def build(svc: Service, token: gr.State) -> PredictTab:
             return label, gr.Plot(window_timeline(pred.windows, [t[0] for t in pred.top]), visible=True)
         return label, gr.Plot(None, visible=False)
 
-    @guarded
+    @guard
     def batch_fn(run_id: str | None, zip_path: str | None, k: float, tok: str | None, request: gr.Request,
                  progress: gr.Progress = gr.Progress()) -> tuple[Any, Any]:
         import pandas as pd
@@ -81,17 +83,26 @@ def build(svc: Service, token: gr.State) -> PredictTab:
                                            progress=lambda f, msg: progress(f, desc=msg))
         table = pd.DataFrame([{"file": r["file"], "label": r["label"] or "",
                                "prob": round(r["prob"], 3) if r["prob"] is not None else None,
+                               "top": "; ".join(f"{name} {p:.3f}" for name, p in r["top"]),
                                "error": r["error"] or ""} for r in rows[:200]])
         return str(csv_path), table
 
-    @guarded
+    @guard
     def download_fn(run_id: str | None, tok: str | None, request: gr.Request) -> str:
         return str(svc.download(session(svc, tok, request), run_id))
 
+    def failed(message: str, *_: Any) -> str:
+        return f"That did not work: {message}"
+
     refresh.click(refresh_fn, [run, token], run, api_name="list_models")
     tab.select(refresh_fn, [run, token], run, api_visibility="private")
-    go.click(predict_fn, [run, clip, top_k, token], [result, timeline], api_name="predict_clip", **heavy())
-    batch_go.click(batch_fn, [run, batch_zip, top_k, token], [batch_csv, batch_table], api_name="predict_batch",
-                   **heavy())
-    download.click(download_fn, [run, token], model_zip, api_name="download_model", **heavy())
+    run.change(lambda r: snippet_md(svc, r), run, snippet, api_visibility="private", show_progress="hidden")
+    guard.keep(go.click(predict_fn, [run, clip, top_k, token], [result, timeline], api_name="predict_clip",
+                        **heavy()), [result, timeline], notice, say=failed)
+    for event, outputs in ((batch_go.click(batch_fn, [run, batch_zip, top_k, token], [batch_csv, batch_table],
+                                           api_name="predict_batch", **heavy()), [batch_csv, batch_table]),
+                           (download.click(download_fn, [run, token], model_zip, api_name="download_model",
+                                           **heavy()), [model_zip])):
+        guard.keep(event, outputs, notice, say=failed)
+        event.success(lambda: gr.File(visible=True), None, outputs[0], api_visibility="private")
     return PredictTab(tab, run, top_k)

@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.config import DEFAULT_MODEL, is_scratch, setting
-from astapp.service import FORM_FIELDS, Poll, Service
+from astapp.service import AUTO, FORM_FIELDS, Poll, Service, fmt_score
 from astapp.ui.common import fmt_seconds, friendly, guarded, session
 
 POLL_SECONDS = 1.0
@@ -28,7 +28,7 @@ class TrainTab:
     tab: gr.Tab
     job: gr.State
     timer: gr.Timer
-    max_length: gr.Textbox
+    dataset_outputs: list[Any]  # what follows the chosen dataset: input length hint, split controls
     form: list[Any]
     restore: Any
     hint_fn: Any
@@ -69,14 +69,27 @@ def _progress_html(snap: dict[str, Any] | None) -> str:
             f"<div class='astapp-progress-text'>{text}</div>")
 
 
+STOPPING_BADGE = "<span class='astapp-badge stopping'>Stopping</span>"
+STOPPING_TEXT = "Stopping — saving the best weights so far; the run ends after the current step."
+
+
 def _status_md(snap: dict[str, Any], length: int | None) -> str:
     state = snap.get("state", "?")
-    lines = [f"<span class='astapp-badge {state}'>{state.capitalize()}</span> run `{snap.get('run_id')}` · "
-             f"{snap.get('name', '')}"]
+    badge = STOPPING_BADGE if snap.get("stopping") else \
+        f"<span class='astapp-badge {state}'>{state.capitalize()}</span>"
+    lines = [f"{badge} run `{snap.get('run_id')}` · {snap.get('name', '')}"]
+    metrics = snap.get("metrics") or {}
+    if state in ("finished", "stopped") and metrics.get("accuracy") is not None:
+        best = metrics.get("best_epoch")
+        lines.append(f"**Accuracy {fmt_score(metrics['accuracy'])}** · macro F1 {fmt_score(metrics.get('f1_macro'))}"
+                     + (f" · best epoch {best:g}" if best is not None else "")
+                     + (" (the best weights before the stop)" if state == "stopped" else ""))
     if state == "queued" and snap.get("position"):
         lines.append(f"You are **#{snap['position']}** in the queue; training starts when the jobs ahead "
                      "of you finish.")
-    if snap.get("message") and state in ACTIVE:
+    if snap.get("stopping"):
+        lines.append(STOPPING_TEXT)
+    elif snap.get("message") and state in ACTIVE:
         lines.append(str(snap["message"]))
     if length:
         lines.append(f"Input length: **{length} frames** ({length / 100:.2f} s per clip).")
@@ -89,7 +102,18 @@ def _status_md(snap: dict[str, Any], length: int | None) -> str:
             lines.append(str(snap["error"]))
         lines.append("The app restarted while this run was training; press **Resume interrupted run** to "
                      "continue from its last checkpoint.")
+    if state == "stopped" and snap.get("resumable"):
+        lines.append("Stopped on request; **Continue stopped run** trains on from its last checkpoint.")
     return "\n\n".join(lines)
+
+
+def resume_button(state: dict[str, Any] | None) -> Any:
+    """The resume button only when the shown run can continue, named for what it does."""
+    state = state or {}
+    if not state.get("resumable"):
+        return gr.Button(visible=False)
+    label = "Resume interrupted run" if state.get("state") == "interrupted" else "Continue stopped run"
+    return gr.Button(label, visible=True)
 
 
 def new_curves(job_id: str | None = None) -> dict[str, Any]:
@@ -109,9 +133,10 @@ def add_events(curves: dict[str, Any], events: list[dict[str, Any]]) -> dict[str
             if isinstance(e.get("lr"), (int, float)):
                 curves["lr"].append({"step": int(e["step"]), "learning rate": float(e["lr"])})
         elif kind == "eval" and isinstance(e.get("epoch"), (int, float)):
+            epoch = f"{float(e['epoch']):g}"  # epochs as labels: the axis shows 1, 2, 3, never 1.1
             for key, name in (("accuracy", "accuracy"), ("f1_macro", "macro F1")):
                 if isinstance(e.get(key), (int, float)):
-                    curves["metric"].append({"epoch": float(e["epoch"]), "value": float(e[key]), "metric": name})
+                    curves["metric"].append({"epoch": epoch, "value": float(e[key]), "metric": name})
     return curves
 
 
@@ -124,19 +149,34 @@ def frames(curves: dict[str, Any]) -> tuple[Any, Any, Any]:
     import pandas as pd
 
     loss, lr, metrics = curves["loss"], curves["lr"], curves["metric"]
-    # Explicit dtypes so the axes are numeric (object columns would be drawn as categories).
+    # Explicit dtypes so the step axes are numeric (object columns would be drawn as categories); the
+    # epoch axis is categorical on purpose: unsorted, it keeps the data's (training) order.
     return (pd.DataFrame(loss).astype({"step": "int64", "loss": "float64"}) if loss else None,
             pd.DataFrame(lr).astype({"step": "int64", "learning rate": "float64"}) if lr else None,
-            pd.DataFrame(metrics).astype({"epoch": "float64", "value": "float64", "metric": "str"})
+            pd.DataFrame(metrics).astype({"epoch": "str", "value": "float64", "metric": "str"})
             if metrics else None)
 
 
-def length_info(view: dict[str, Any] | None) -> Any:
-    """Show what 'auto' means for the chosen dataset next to the input-length field."""
-    auto = (view or {}).get("auto_length")
-    if isinstance(auto, int):
-        return gr.Textbox(info=f"auto = {auto} frames ({auto / 100:.2f} s) for this dataset, fits 95% of clips")
-    return gr.Textbox(info="auto = fits 95% of your clips")
+def split_controls(view: dict[str, Any] | None, fold: str | None = None) -> tuple[dict, dict, dict]:
+    """Updates (as keyword dicts) of the input length, the validation share and the validation fold for a
+    dataset: what 'auto' length means, and who decides the split (the share slider without folds; a fold
+    picker, with the slider disabled, when the manifest has folds)."""
+    view = view or {}
+    auto = view.get("auto_length")
+    length = {"info": f"auto = {auto} frames ({auto / 100:.2f} s) for this dataset, fits 95% of clips"
+              if isinstance(auto, int) else "auto = fits 95% of your clips"}
+    folds, auto_fold = list(view.get("folds") or []), view.get("auto_fold")
+    if len(folds) < 2:
+        return length, {"interactive": True, "info": None}, {"visible": False, "value": AUTO}
+    choices = [(f"auto (fold {auto_fold})", AUTO), *((f"fold {f}", f) for f in folds)]
+    value = fold if fold in folds else AUTO
+    note = f"Not used: the manifest's folds decide the split (fold {auto_fold if value == AUTO else value} validates)"
+    return length, {"interactive": False, "info": note}, {"choices": choices, "value": value, "visible": True}
+
+
+def dataset_info(view: dict[str, Any] | None) -> tuple[Any, Any, Any]:
+    """The split controls for a newly chosen dataset (its folds start on auto)."""
+    return tuple(gr.update(**kw) for kw in split_controls(view))
 
 
 def _number(path: str, value: Any, **kw: Any) -> gr.Number:
@@ -173,6 +213,9 @@ def build(svc: Service, token: gr.State) -> TrainTab:
             lo, hi, step = setting("val_split").form or (0.05, 0.5, 0.05)
             val_split = gr.Slider(lo, hi, value=d["val_split"], step=step, label=setting("val_split").label,
                                   min_width=160, elem_id="val-split")
+            val_fold = gr.Dropdown([("auto", AUTO)], value=AUTO, label=setting("val_fold").label, visible=False,
+                                   min_width=160, elem_id="val-fold", allow_custom_value=True,
+                                   info="the fold held out to validate")
         with gr.Accordion("More settings", open=False), gr.Row():
             seed = gr.Number(d["seed"], label=setting("seed").label, precision=0, min_width=100)
             early = gr.Number(d["early_stopping"], label=setting("early_stopping").label, precision=0)
@@ -181,7 +224,7 @@ def build(svc: Service, token: gr.State) -> TrainTab:
             start = gr.Button("Start training", variant="primary", elem_id="start-btn", scale=2)
             stop = gr.Button("Stop", variant="stop", elem_id="stop-btn", scale=1)
             show_cli = gr.Button("Show as CLI command", scale=1)
-            resume = gr.Button("Resume interrupted run", scale=1, visible=True, elem_id="resume-btn")
+            resume = gr.Button("Resume interrupted run", scale=1, visible=False, elem_id="resume-btn")
         cli = gr.Code(label="Same run from a terminal", language="shell", visible=False, interactive=False)
         status = gr.Markdown("No training yet. Press **Start training** — the example dataset is ready.",
                              elem_id="train-status")
@@ -199,34 +242,36 @@ def build(svc: Service, token: gr.State) -> TrainTab:
                               autoscroll=True, elem_id="train-log")
         job = gr.State(None)
         curves = gr.State(new_curves())
+        shown = gr.State(None)  # {state, resumable} of the run on screen: drives the resume button
         timer = gr.Timer(POLL_SECONDS, active=False)
 
-    form = [model, mode, epochs, lr, batch, max_length, val_split, seed, early, weighted]
+    form = [model, mode, epochs, lr, batch, max_length, val_split, val_fold, seed, early, weighted]
     poll_outputs = [status, progress, loss_plot, lr_plot, metric_plot, log_tail, timer]
 
     def values(*vals: Any) -> dict[str, Any]:
         return dict(zip(FORM_FIELDS, vals, strict=True))
 
     def render(poll: Poll, drawn: dict[str, Any]) -> tuple[Any, ...]:
-        """(job, curves, *poll outputs) for one poll result."""
+        """(job, curves, shown run, *poll outputs) for one poll result."""
         if poll.snapshot is None:
-            return (None, new_curves(), gr.update(), _progress_html(None), None, None, None, "",
+            return (None, new_curves(), None, gr.update(), _progress_html(None), None, None, None, "",
                     gr.Timer(active=False))
         if poll.reset or drawn.get("job") != poll.job_id:
             drawn = new_curves(poll.job_id)
         drawn = add_events(drawn, poll.events)
         drawn["cursor"] = poll.cursor
         snap = poll.snapshot
-        return (poll.job_id, drawn, _status_md(snap, drawn["max_length"]), _progress_html(snap), *frames(drawn),
-                "\n".join(snap.get("log") or []), gr.Timer(active=snap.get("state") in ACTIVE))
+        on_screen = {"job": poll.job_id, "state": snap.get("state"), "resumable": bool(snap.get("resumable"))}
+        return (poll.job_id, drawn, on_screen, _status_md(snap, drawn["max_length"]), _progress_html(snap),
+                *frames(drawn), "\n".join(snap.get("log") or []), gr.Timer(active=snap.get("state") in ACTIVE))
 
     @guarded
     def start_fn(tok: str | None, model: str, mode: str, epochs: float, lr: float, batch_size: float,
-                 max_length: str, val_split: float, seed: float, early_stopping: float, class_weighted: bool,
-                 request: gr.Request) -> tuple[Any, ...]:
+                 max_length: str, val_split: float, val_fold: str, seed: float, early_stopping: float,
+                 class_weighted: bool, request: gr.Request) -> tuple[Any, ...]:
         sess = session(svc, tok, request)
-        job_id = svc.start(sess, values(model, mode, epochs, lr, batch_size, max_length, val_split, seed,
-                                        early_stopping, class_weighted))
+        job_id = svc.start(sess, values(model, mode, epochs, lr, batch_size, max_length, val_split, val_fold,
+                                        seed, early_stopping, class_weighted))
         return render(svc.poll(sess, job_id), new_curves(job_id))
 
     def poll_fn(job_id: str | None, tok: str | None, drawn: dict[str, Any] | None,
@@ -237,28 +282,30 @@ def build(svc: Service, token: gr.State) -> TrainTab:
             cursor = drawn["cursor"] if job_id and drawn.get("job") == job_id else 0
             return render(svc.poll(session(svc, tok, request), job_id, cursor), drawn)
         except Exception as exc:  # noqa: BLE001
-            return (job_id, drawn, f"**Problem:** {friendly(exc)}", gr.update(), gr.update(), gr.update(),
-                    gr.update(), gr.update(), gr.Timer(active=False))
+            return (job_id, drawn, gr.update(), f"**Problem:** {friendly(exc)}", gr.update(), gr.update(),
+                    gr.update(), gr.update(), gr.update(), gr.Timer(active=False))
 
     @guarded
     def stop_fn(job_id: str | None, tok: str | None, request: gr.Request) -> str:
         if not svc.stop(session(svc, tok, request), job_id):
             return "Nothing is training right now."
-        return ("<span class='astapp-badge stopped'>Stopping</span> after the current step; "
-                "the best model so far is kept.")
+        return f"{STOPPING_BADGE} run `{job_id or ''}`\n\n{STOPPING_TEXT}" if job_id else \
+            f"{STOPPING_BADGE}\n\n{STOPPING_TEXT}"
 
     @guarded
-    def resume_fn(tok: str | None, request: gr.Request) -> tuple[Any, ...]:
+    def resume_fn(job_id: str | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """Continue the run on screen when it can, else the newest one that can."""
         sess = session(svc, tok, request)
-        job_id = svc.resume(sess)
+        job_id = svc.resume(sess, job_id)
         return render(svc.poll(sess, job_id), new_curves(job_id))
 
     @guarded
     def cli_fn(tok: str | None, model: str, mode: str, epochs: float, lr: float, batch_size: float,
-               max_length: str, val_split: float, seed: float, early_stopping: float, class_weighted: bool,
-               request: gr.Request) -> Any:
+               max_length: str, val_split: float, val_fold: str, seed: float, early_stopping: float,
+               class_weighted: bool, request: gr.Request) -> Any:
         cmd = svc.cli_command(session(svc, tok, request), values(model, mode, epochs, lr, batch_size, max_length,
-                                                                 val_split, seed, early_stopping, class_weighted))
+                                                                 val_split, val_fold, seed, early_stopping,
+                                                                 class_weighted))
         return gr.Code(cmd, visible=True)
 
     def save_fn(tok: str | None, request: gr.Request, *vals: Any) -> None:
@@ -269,9 +316,13 @@ def build(svc: Service, token: gr.State) -> TrainTab:
             return
 
     @guarded
-    def restore_fn(tok: str | None, request: gr.Request) -> list[Any]:
+    def restore_fn(tok: str | None, view: dict[str, Any] | None, request: gr.Request) -> list[Any]:
+        """The saved form, and the dataset's split controls (the saved fold, when the dataset has it)."""
         saved = svc.form(session(svc, tok, request))
-        return [saved[name] if name != "max_length" else str(saved[name]) for name in FORM_FIELDS]
+        saved["max_length"] = str(saved["max_length"])
+        controls = dict(zip(("max_length", "val_split", "val_fold"),
+                            split_controls(view, str(saved.get("val_fold") or AUTO)), strict=True))
+        return [gr.update(**{"value": saved[name], **controls.get(name, {})}) for name in FORM_FIELDS]
 
     def form_hint(model_v: str, mode_v: str) -> tuple[str, str]:
         return f"<small>Model: {svc.model_info(model_v)}</small>", mode_hint(str(model_v or ""),
@@ -281,10 +332,11 @@ def build(svc: Service, token: gr.State) -> TrainTab:
         dd = svc.form_defaults(model_v)
         return gr.update(value=dd["epochs"]), gr.update(value=dd["lr"]), gr.update(value=dd["batch_size"])
 
-    outputs = [job, curves, *poll_outputs]
+    outputs = [job, curves, shown, *poll_outputs]
     start.click(start_fn, [token, *form], outputs, api_name="start_training")
     timer.tick(poll_fn, [job, token, curves], outputs, api_name="poll_training", show_progress="hidden")
-    resume.click(resume_fn, token, outputs, api_name="resume_training")
+    resume.click(resume_fn, [job, token], outputs, api_name="resume_training")
+    shown.change(resume_button, shown, resume, api_visibility="private", show_progress="hidden")
     stop.click(stop_fn, [job, token], status, api_name="stop_training")
     show_cli.click(cli_fn, [token, *form], cli, api_name="training_command")
     model.input(model_defaults, model, [epochs, lr, batch], api_visibility="private")
@@ -292,4 +344,5 @@ def build(svc: Service, token: gr.State) -> TrainTab:
           show_progress="hidden", trigger_mode="always_last")
     gr.on([model.change, mode.change], form_hint, [model, mode], [model_info, hint], api_visibility="private",
           show_progress="hidden")
-    return TrainTab(tab, job, timer, max_length, form, restore_fn, form_hint, [model, mode], [model_info, hint])
+    return TrainTab(tab, job, timer, [max_length, val_split, val_fold], form, restore_fn, form_hint, [model, mode],
+                    [model_info, hint])
