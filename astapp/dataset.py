@@ -155,6 +155,14 @@ def fold_order(folds: Iterable[str]) -> list[str]:
     return sorted(set(folds), key=_fold_key)
 
 
+def check_fold(val_fold: str, folds: Iterable[str]) -> None:
+    """DatasetError naming the folds there are, unless `val_fold` is one of them."""
+    names = fold_order(folds)
+    if val_fold not in names:
+        raise DatasetError(f"There is no fold {val_fold!r} in this dataset; its folds are "
+                           f"{', '.join(names) or 'none (it has no fold column)'}. Pick one of them or 'auto'.")
+
+
 def validation_fold(folds: list[str]) -> str | None:
     """The fold used for validation: one named like val/valid/validation/dev/test, else the last one."""
     distinct = fold_order(folds)
@@ -174,10 +182,7 @@ def split_files(labels: list[str], folds: list[str | None], val_split: float, se
     files keeps 1+ in each split."""
     present = [f for f in folds if f is not None]
     if val_fold:
-        names = fold_order(present)
-        if val_fold not in names:
-            raise DatasetError(f"There is no fold {val_fold!r} in this dataset; its folds are "
-                               f"{', '.join(names) or 'none (it has no fold column)'}. Pick one of them or 'auto'.")
+        check_fold(val_fold, present)
     else:
         val_fold = validation_fold(present) if present else None
     if val_fold is not None:

@@ -3,6 +3,7 @@
 The folder holds what `transformers.pipeline("audio-classification", model=FOLDER)` needs
 (config with labels, weights, a feature-extractor config carrying the dataset's mean/std and input
 length) plus `astapp.json` (the same settings and run extras such as metrics) and a model card.
+Importing it loads no torch (the app shows the usage snippet and zips models without it).
 """
 
 from __future__ import annotations
@@ -14,19 +15,18 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from astapp.config import NUM_MEL_BINS, SAMPLE_RATE
-from astapp.features import feature_extractor_config
 from astapp.fsutil import atomic_dir
 
 ASTAPP_JSON = "astapp.json"
 FORMAT_VERSION = 1
 
 
-def export_model(model: nn.Module, labels: list[str], max_length: int, mean: float, std: float,
+def export_model(model: Any, labels: list[str], max_length: int, mean: float, std: float,
                  out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write the export folder atomically (a crash never leaves half a model) and return its path."""
+    from astapp.features import feature_extractor_config
+
     model = getattr(model, "module", model)  # unwrap DDP / DataParallel
     cfg = model.config
     labels = [str(label) for label in labels]

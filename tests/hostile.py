@@ -160,3 +160,19 @@ def corrupt_zip(path: Path, members: dict[str, bytes]) -> Path:
 
 def disk_usage(root: Path) -> int:
     return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
+
+
+def esc_like_zip(path: Path, folds: int = 4, classes: tuple[str, ...] = ("dog", "rain", "clock_tick"),
+                 per_fold: int = 2, seconds: float = 0.5, kind: str | None = None) -> Path:
+    """An ESC-50-style upload: `audio/{fold}-{source}-A-{target}.wav` plus `meta/esc50.csv` (filename,
+    fold, target, category). With `kind="noise"` every class is the same noise (a model can't tell
+    them apart: there will be mistakes to look at); by default each class has its own sound."""
+    rows, members = ["filename,fold,target,category"], {}
+    for f in range(1, folds + 1):
+        for t, name in enumerate(classes):
+            for i in range(per_fold):
+                fname = f"{f}-{100 * t + 10 * f + i}-A-{t}.wav"
+                members[f"esc/audio/{fname}"] = wav_bytes(seconds, kind=kind or KINDS[t], seed=1000 * f + 10 * t + i)
+                rows.append(f"{fname},{f},{t},{name}")
+    members["esc/meta/esc50.csv"] = ("\n".join(rows) + "\n").encode()
+    return make_zip(path, members)

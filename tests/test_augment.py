@@ -291,3 +291,16 @@ def test_seeded_draws_hold_while_another_thread_reseeds_the_global_rngs():
     build_augment(AugmentConfig(preset="classic"), seed=1)(x)
     assert random.random() == random.Random(7).random()
     assert np.random.random() == np.random.RandomState(7).random()
+
+
+def test_preview_draws_only_the_frames_the_clip_fills():
+    """Issue 11.12: padding up to the input length is constant after normalisation and looked like a
+    bright band of sound; the figure shows the clip's own frames only (the features stay model-exact)."""
+    from astapp.features import num_frames
+    from astapp.preview import preview
+
+    x = clip(0.5, "chirp", seed=2)
+    pv = preview(x, AugmentConfig(), seed=0, fbank=Fbank(112))
+    assert pv.original_features.shape[0] == 112
+    drawn = [im.get_array().shape[1] for ax in pv.figure.axes for im in ax.get_images()]
+    assert drawn == [num_frames(x.size)] * 2 and num_frames(x.size) < 112

@@ -242,3 +242,118 @@ def test_reload_and_a_second_tab_keep_dataset_augmentation_and_form(app, chromiu
             expect(view.locator("#mixup input[type=number]")).to_have_value("0.5")
         assert not errors, errors
         browser.close()
+
+
+def _status_history(page, until: str, timeout_s: float = 60.0) -> list[str]:
+    """The Train status texts seen (every 50 ms) until one contains `until`."""
+    import time
+
+    seen, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = page.locator("#train-status").inner_text()
+        if not seen or seen[-1] != text:
+            seen.append(text)
+        if until in text:
+            return seen
+        page.wait_for_timeout(50)
+    raise AssertionError(f"never saw {until!r}: {seen[-3:]}")
+
+
+def test_a_new_users_journey_says_what_happens(app, chromium_path, tmp_path):
+    """Issue 11 as a new user meets it: a rejected upload keeps the page and says why; folds are shown and
+    chosen; Stop answers at once; resume appears only when it can; a finished run shows its result;
+    mistakes are playable at 1400 and 800 px; epochs are whole numbers on the plot."""
+    from hostile import class_members, esc_like_zip, make_zip
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _root = app
+    traversal = make_zip(tmp_path / "sneaky.zip", {**class_members(), "../../../escape.wav": b"RIFF"})
+    esc = esc_like_zip(tmp_path / "esc_subset.zip", per_fold=3, kind="noise")  # noise: there will be mistakes
+    shots = tmp_path / "shots"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(30_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        summary, notice = page.locator("#data-summary"), page.locator("#data-notice")
+        expect(summary).to_contain_text("Example: everyday sounds", timeout=60_000)
+        page.get_by_role("tab", name=re.compile("Train")).click()  # 12. the hint is there, not "processing"
+        expect(page.locator("#mode-hint")).to_contain_text("Training on")
+        assert "processing" not in page.locator("#mode-hint").inner_text()
+        page.get_by_role("tab", name=re.compile("Data")).click()
+
+        # 1. A rejected upload: the reason stays on the page, the example stays in use, no "Error" pills.
+        page.locator("#upload-zip input[type=file]").set_input_files(str(traversal))
+        expect(notice).to_contain_text("This upload was rejected", timeout=30_000)
+        expect(notice).to_contain_text("climbs out")
+        expect(notice).to_contain_text("The dataset in use is still Example: everyday sounds")
+        expect(page.locator("#class-table")).to_contain_text("knocks")
+        expect(page.locator(".toast-body")).to_have_count(0, timeout=20_000)  # the toast goes, the card stays
+        expect(notice).to_be_visible()
+        assert page.locator("#class-table").get_by_text("Error", exact=True).count() == 0
+        _shot(page, shots, "rejected.png")
+
+        # 3. Folds: listed in the report; Train picks the fold, the share slider is off.
+        page.locator("#upload-zip input[type=file]").set_input_files(str(esc))
+        expect(summary).to_contain_text("esc_subset.zip", timeout=60_000)
+        expect(summary).to_contain_text("fold 4 validates")
+        expect(notice).to_be_hidden()
+        page.get_by_role("tab", name=re.compile("Train")).click()
+        expect(page.locator("#val-fold")).to_be_visible()
+        expect(page.locator("#val-split input[type=range]")).to_be_disabled()
+        page.locator("#val-fold input").click()
+        page.get_by_role("option", name="fold 2").click()
+        epochs = page.get_by_label("Epochs")
+        epochs.fill("60")
+        epochs.press("Tab")
+
+        # 4. Stop answers at once and keeps saying so until the run has stopped; 5. then it can continue.
+        page.locator("#start-btn").click()
+        status = page.locator("#train-status")
+        expect(status).to_contain_text("Running", timeout=30_000)
+        page.wait_for_function("() => document.querySelectorAll('#loss-plot .mark-line path').length > 0",
+                               timeout=60_000)
+        expect(page.locator("#resume-btn")).to_be_hidden()
+        page.locator("#stop-btn").click()
+        expect(status).to_contain_text("Stopping — saving the best weights", timeout=1_000)
+        seen = _status_history(page, "Stopped")
+        after = seen[next(i for i, t in enumerate(seen) if "Stopping" in t):]
+        assert not any("Running" in t for t in after), after
+        expect(page.locator("#resume-btn")).to_have_text("Continue stopped run")
+        expect(status).to_contain_text("Validating on fold 2 (9 examples)")
+
+        # 6. A finished run says how it did; nothing to resume. (11 epochs: the axis must not read 1, 10, 11, 2.)
+        epochs.fill("11")
+        epochs.press("Tab")
+        page.locator("#start-btn").click()
+        expect(status).to_contain_text("Finished", timeout=120_000)
+        expect(status).to_contain_text(re.compile(r"Accuracy \d\.\d{3} · macro F1 \d\.\d{3} · best epoch \d"))
+        expect(page.locator("#resume-btn")).to_be_hidden()
+        labels = page.evaluate("() => Array.from(document.querySelectorAll("
+                               "\"#metric-plot [aria-label^='X-axis'] text\")).map(t => t.textContent)")
+        ticks = [t.strip() for t in labels if t and t.strip() and t.strip() != "epoch"]
+        assert ticks and all(re.fullmatch(r"\d+", t) for t in ticks), labels
+        assert [int(t) for t in ticks] == sorted(int(t) for t in ticks), ticks  # 1, 2, ... 10, not 1, 10, 2
+        _shot(page, shots, "finished.png")
+
+        # 9. The mistakes: labelled with their file, every player's controls inside its card, both widths.
+        page.get_by_role("tab", name=re.compile("Evaluate")).click()
+        expect(page.locator("#eval-summary")).to_contain_text("Accuracy", timeout=30_000)
+        for width in (1400, 800):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.wait_for_timeout(500)
+            players = page.locator(".astapp-mistake:visible")
+            assert players.count() >= 1
+            for i in range(players.count()):
+                card = players.nth(i)
+                assert re.search(r"\d-\d+-A-\d\.wav: \w+ → heard as \w+", card.inner_text()), card.inner_text()
+                box = card.bounding_box()
+                for control in card.locator("button:visible").all():
+                    b = control.bounding_box()
+                    assert b and box["x"] - 1 <= b["x"] and b["x"] + b["width"] <= box["x"] + box["width"] + 1, \
+                        (width, i, b, box)
+            _shot(page, shots, f"evaluate-{width}.png")
+        assert not errors, errors
+        browser.close()

@@ -182,3 +182,36 @@ def test_astapp_builds_feature_extractors_without_transformers_mel_warning(tmp_p
         Fbank(64)([_clip(0.5, 1)])
         feature_extractor_config(64, -4.0, 4.0).save_pretrained(tmp_path)
     assert not [w for w in caught if MEL_WARNING in str(w.message)]
+
+
+def test_the_model_cards_snippet_runs_with_only_transformers_torch_and_soundfile(exported, tmp_path):
+    """Issue 11.7: the README inside the model folder gives code that works without ffmpeg (and without
+    torchaudio): a 44.1 kHz stereo file is decoded and resampled by the snippet itself."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    folder = tmp_path / "astapp-model"
+    shutil.copytree(exported, folder)
+    code = re.search(r"```python\n(.*?)```", (folder / "README.md").read_text(encoding="utf-8"), re.S).group(1)
+    code = code.replace("PATH/TO/THIS/FOLDER", str(folder))
+    stereo = np.stack([_clip(1.5, 3), _clip(1.5, 4, "noise")], axis=1)
+    sf.write(tmp_path / "my_clip.wav", soxr_44k(stereo), 44100)
+    env = {"PATH": "/nonexistent", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    top = eval(done.stdout.strip().splitlines()[-1])  # the snippet prints the pipeline's list of dicts
+    assert len(top) == 3 and {t["label"] for t in top} <= set(LABELS)
+    # the same answer as astapp's own predictor on that file (resampled with soxr there)
+    ours = Predictor(exported).predict(tmp_path / "my_clip.wav", top_k=1).top[0][0]
+    assert top[0]["label"] == ours
+
+
+def soxr_44k(x: np.ndarray) -> np.ndarray:
+    import soxr
+
+    return soxr.resample(x, 16000, 44100).astype(np.float32)

@@ -80,6 +80,21 @@ def test_total_and_per_file_caps(tmp_path, sandbox):
         extract_zip(z, sandbox / "d", IngestLimits(max_upload_bytes=1000))
 
 
+def test_size_limits_say_why_and_how_a_self_hoster_raises_them(tmp_path, sandbox):
+    """Issue 11.2: no "shorten or compress" advice for an uncompressed-size limit; the reason and the knob."""
+    z = make_zip(_upload(tmp_path), class_members(per_class=4))
+    for limits, env in ((IngestLimits(max_file_bytes=10_000), "ASTAPP_MAX_FILE_MB"),
+                        (IngestLimits(max_total_bytes=50_000), "ASTAPP_MAX_EXTRACT_MB"),
+                        (IngestLimits(max_members=3), "ASTAPP_MAX_FILES"),
+                        (IngestLimits(max_upload_bytes=1000), "ASTAPP_MAX_UPLOAD_MB")):
+        with pytest.raises(UploadError) as err:
+            extract_zip(z, sandbox / "x", limits)
+        msg = str(err.value)
+        assert env in msg and "Running astapp yourself?" in msg and "compress that file" not in msg, msg
+    with pytest.raises(UploadError, match="protects the server: a zip bomb"):
+        extract_zip(z, sandbox / "y", IngestLimits(max_file_bytes=10_000))
+
+
 @pytest.mark.parametrize("declared", [1000, 3 * MB])
 def test_bomb_with_lying_header_is_stopped_with_little_written(tmp_path, sandbox, declared):
     limits = IngestLimits(max_file_bytes=4 * MB, max_total_bytes=8 * MB)

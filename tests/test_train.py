@@ -101,6 +101,8 @@ def test_run_folder_events_and_auto_length(tmp_path, tiny_ast, small_dataset):
     assert all(set(e) >= EVAL_KEYS for e in events if e["type"] == "eval")
     stages = {e["stage"] for e in events if e["type"] == "stage"}
     assert {"dataset", "stats", "model", "features", "training", "exporting"} <= stages
+    split = next(e["message"] for e in events if e.get("stage") == "split")  # the split, said at the start
+    assert split.startswith("Validating on a stratified 20% of the files per class (6 examples)")
     assert events[-1]["type"] == "done" and events[-1]["metrics"]["accuracy"] == result.metrics["accuracy"]
 
 

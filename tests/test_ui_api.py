@@ -6,6 +6,7 @@ One app per module (isolated data folder); each `Client` is its own session, lik
 from __future__ import annotations
 
 import csv
+import json
 import re
 import time
 import zipfile
@@ -174,6 +175,10 @@ def test_end_to_end_journey(app, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 and sum(bool(r["error"]) for r in rows) == 1
     assert {r["label"] for r in rows if not r["error"]} <= set(CLASSES)
+    assert all(len(r["top"].split("; ")) == 3 for r in rows if not r["error"])  # the slider's default
+    csv_path, _ = client.predict(run_id, handle_file(str(batch)), 2, api_name="/predict_batch")
+    with open(csv_path, encoding="utf-8") as f:  # issue 11.10: batch prediction honours top-k
+        assert all(len(r["top"].split("; ")) == 2 for r in csv.DictReader(f) if not r["error"])
 
     # Download the model; plain transformers loads it.
     model_zip = client.predict(run_id, api_name="/download_model")
@@ -194,3 +199,48 @@ def test_end_to_end_journey(app, tmp_path):
         other.predict(run_id, api_name="/download_model")
     assert "run" in str(err.value).lower() and "Traceback" not in str(err.value)
     assert (root / "runs").is_dir()
+
+
+def test_folds_are_shown_chosen_and_logged(app, tmp_path):
+    """Issue 11.3: the manifest's folds are listed, a chosen fold validates, the run logs its split."""
+    from hostile import esc_like_zip
+
+    url, ckpt, root = app
+    client = _client(url)
+    summary, *_ = client.predict(handle_file(str(esc_like_zip(tmp_path / "esc.zip"))), api_name="/upload_dataset")
+    assert "Folds" in summary and "1: 6 clips" in summary and "fold **4** validates" in summary
+    with pytest.raises(AppError) as err:
+        client.predict(**_train_args(ckpt, 1), val_fold="9", api_name="/start_training")
+    assert "There is no fold '9'" in str(err.value) and "1, 2, 3, 4" in str(err.value)
+    client.predict(**_train_args(ckpt, 1), val_fold="2", api_name="/start_training")
+    done = _wait(client, ("Finished", "Failed"), timeout=90)
+    assert "Finished" in done["status"], done["log"]
+    run_id = client.predict(None, api_name="/list_runs")["value"]
+    run = next((root / "runs").glob(f"*/{run_id}"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["num_validation"] == 6 and metrics["num_train"] == 18
+    assert {p["path"].split("-")[0] for p in metrics["predictions"]} == {"audio/2"}
+    assert "Validating on fold 2 (6 examples), training on folds 1, 3, 4 (18 examples)." in \
+        (run / "log.txt").read_text()
+    cmd = client.predict(**_train_args(ckpt, 1), val_fold="2", api_name="/training_command")
+    assert "--val-fold 2" in cmd
+
+
+def test_training_command_names_the_users_file_and_the_servers_copy(app):
+    """Issue 11.8 and issue 10: the command shows the user's own file name and python3, says where the
+    uploaded copy lives, and untyped settings are the defaults the CLI would use too."""
+    import shlex
+
+    from astapp.cli import build_parser, config_from_args
+
+    url, _, root = app
+    client = _client(url)
+    client.predict(handle_file(str(example_zip_path())), api_name="/upload_dataset")
+    note, command = client.predict(api_name="/training_command").splitlines()
+    assert note.startswith("# example_sounds.zip is your zip.") and str(root) in note and "extracted" in note
+    argv = shlex.split(command)
+    assert argv[:6] == ["python3", "-m", "astapp", "train", "--data", "example_sounds.zip"]
+    from_form = config_from_args(build_parser().parse_args(argv[3:]))
+    typed_by_hand = config_from_args(build_parser().parse_args(
+        ["train", "--data", "example_sounds.zip", "--model", "scratch:tiny", "--output", "runs/my-run"]))
+    assert from_form.to_dict() == typed_by_hand.to_dict()

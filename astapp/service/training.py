@@ -87,6 +87,10 @@ class TrainingMixin:
             except ValueError:
                 raise TrainingError("Input length must be 'auto' or a number of frames, e.g. 512.") from None
         cfg.require_valid()
+        if cfg.val_fold:
+            from astapp.dataset import check_fold
+
+            check_fold(cfg.val_fold, view.folds)
         return cfg
 
     def cli_command(self, session: Session, values: dict[str, Any]) -> str:

@@ -104,6 +104,9 @@ def build(svc: Service, token: gr.State) -> DataTab:
               hub_btn.click(hub_fn, [hub_id, token], outputs, api_name="hub_dataset", **heavy())]
     for event in chosen:
         guard.keep(event, outputs, notice, say=rejected, inputs=[token])
+    # The drop zone is ready for the next zip whatever became of this one (the summary names the dataset).
+    for after in (chosen[1].success, chosen[1].failure):
+        after(lambda: gr.File(value=None), None, upload, api_visibility="private", show_progress="hidden")
     return DataTab(tab, view, outputs, restore_fn, chosen)
 
 

@@ -17,6 +17,7 @@ from astapp.service import AUTO, FORM_FIELDS, Poll, Service, fmt_score
 from astapp.ui.common import fmt_seconds, friendly, guarded, session
 
 POLL_SECONDS = 1.0
+MAX_EPOCH_LABELS = 9  # single digits: as categories they also sort right ("10" would come after "1")
 LOG_LINES = 14
 ACTIVE = ("queued", "running")
 MODES = [("full — every layer learns", "full"), ("last-2 — last 2 layers + classifier", "last-2"),
@@ -73,7 +74,7 @@ STOPPING_BADGE = "<span class='astapp-badge stopping'>Stopping</span>"
 STOPPING_TEXT = "Stopping — saving the best weights so far; the run ends after the current step."
 
 
-def _status_md(snap: dict[str, Any], length: int | None) -> str:
+def _status_md(snap: dict[str, Any], length: int | None, split: str | None = None) -> str:
     state = snap.get("state", "?")
     badge = STOPPING_BADGE if snap.get("stopping") else \
         f"<span class='astapp-badge {state}'>{state.capitalize()}</span>"
@@ -92,7 +93,8 @@ def _status_md(snap: dict[str, Any], length: int | None) -> str:
     elif snap.get("message") and state in ACTIVE:
         lines.append(str(snap["message"]))
     if length:
-        lines.append(f"Input length: **{length} frames** ({length / 100:.2f} s per clip).")
+        lines.append(f"Input length: **{length} frames** ({length / 100:.2f} s per clip)."
+                     + (f" {split}" if split else ""))
     if state == "failed" and snap.get("error"):
         lines.append(f"**Error:** {snap['error']}")
     if state == "finished":
@@ -118,7 +120,7 @@ def resume_button(state: dict[str, Any] | None) -> Any:
 
 def new_curves(job_id: str | None = None) -> dict[str, Any]:
     """What the page has drawn of one job: its cursor and the points of every curve."""
-    return {"job": job_id, "cursor": 0, "loss": [], "lr": [], "metric": [], "max_length": None}
+    return {"job": job_id, "cursor": 0, "loss": [], "lr": [], "metric": [], "max_length": None, "split": None}
 
 
 def add_events(curves: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -127,6 +129,8 @@ def add_events(curves: dict[str, Any], events: list[dict[str, Any]]) -> dict[str
         kind = e.get("type")
         if isinstance(e.get("max_length"), int):
             curves["max_length"] = e["max_length"]
+        if kind == "stage" and e.get("stage") == "split":
+            curves["split"] = e.get("message")
         if kind == "log" and e.get("step") is not None:
             if isinstance(e.get("loss"), (int, float)):
                 curves["loss"].append({"step": int(e["step"]), "loss": float(e["loss"])})
@@ -149,11 +153,13 @@ def frames(curves: dict[str, Any]) -> tuple[Any, Any, Any]:
     import pandas as pd
 
     loss, lr, metrics = curves["loss"], curves["lr"], curves["metric"]
-    # Explicit dtypes so the step axes are numeric (object columns would be drawn as categories); the
-    # epoch axis is categorical on purpose: unsorted, it keeps the data's (training) order.
+    # Explicit dtypes so the step axes are numeric (object columns would be drawn as categories). Epochs
+    # are categories while there are few (a numeric axis would show 1.1, 1.2 between two points), numbers
+    # from ten on (the axis then steps by whole numbers by itself, and labels for each would crowd).
+    few = len({m["epoch"] for m in metrics}) <= MAX_EPOCH_LABELS
     return (pd.DataFrame(loss).astype({"step": "int64", "loss": "float64"}) if loss else None,
             pd.DataFrame(lr).astype({"step": "int64", "learning rate": "float64"}) if lr else None,
-            pd.DataFrame(metrics).astype({"epoch": "str", "value": "float64", "metric": "str"})
+            pd.DataFrame(metrics).astype({"epoch": "str" if few else "float64", "value": "float64", "metric": "str"})
             if metrics else None)
 
 
@@ -170,7 +176,7 @@ def split_controls(view: dict[str, Any] | None, fold: str | None = None) -> tupl
         return length, {"interactive": True, "info": None}, {"visible": False, "value": AUTO}
     choices = [(f"auto (fold {auto_fold})", AUTO), *((f"fold {f}", f) for f in folds)]
     value = fold if fold in folds else AUTO
-    note = f"Not used: the manifest's folds decide the split (fold {auto_fold if value == AUTO else value} validates)"
+    note = "Not used: the manifest's folds decide the split (pick the fold that validates beside)"
     return length, {"interactive": False, "info": note}, {"choices": choices, "value": value, "visible": True}
 
 
@@ -203,7 +209,7 @@ def build(svc: Service, token: gr.State) -> TrainTab:
                                 info="A Hub id, a local checkpoint folder, or scratch:tiny|small|base")
             mode = gr.Radio(MODES, value=d["mode"], label="What to train", scale=3, elem_id="mode-choice")
         model_info = gr.Markdown(elem_classes=["astapp-hint"])
-        hint = gr.Markdown(mode_hint(d["model"], d["mode"], hw), elem_classes=["astapp-hint"])
+        hint = gr.Markdown(mode_hint(d["model"], d["mode"], hw), elem_classes=["astapp-hint"], elem_id="mode-hint")
         with gr.Row():
             epochs = _number("epochs", d["epochs"], precision=None, min_width=100, elem_id="epochs")
             lr = _number("lr", d["lr"], min_width=120, elem_id="lr")
@@ -262,7 +268,7 @@ def build(svc: Service, token: gr.State) -> TrainTab:
         drawn["cursor"] = poll.cursor
         snap = poll.snapshot
         on_screen = {"job": poll.job_id, "state": snap.get("state"), "resumable": bool(snap.get("resumable"))}
-        return (poll.job_id, drawn, on_screen, _status_md(snap, drawn["max_length"]), _progress_html(snap),
+        return (poll.job_id, drawn, on_screen, _status_md(snap, drawn["max_length"], drawn["split"]), _progress_html(snap),
                 *frames(drawn), "\n".join(snap.get("log") or []), gr.Timer(active=snap.get("state") in ACTIVE))
 
     @guarded
@@ -302,11 +308,10 @@ def build(svc: Service, token: gr.State) -> TrainTab:
     @guarded
     def cli_fn(tok: str | None, model: str, mode: str, epochs: float, lr: float, batch_size: float,
                max_length: str, val_split: float, val_fold: str, seed: float, early_stopping: float,
-               class_weighted: bool, request: gr.Request) -> Any:
-        cmd = svc.cli_command(session(svc, tok, request), values(model, mode, epochs, lr, batch_size, max_length,
-                                                                 val_split, val_fold, seed, early_stopping,
-                                                                 class_weighted))
-        return gr.Code(cmd, visible=True)
+               class_weighted: bool, request: gr.Request) -> str:
+        return svc.cli_command(session(svc, tok, request), values(model, mode, epochs, lr, batch_size, max_length,
+                                                                  val_split, val_fold, seed, early_stopping,
+                                                                  class_weighted))
 
     def save_fn(tok: str | None, request: gr.Request, *vals: Any) -> None:
         """Every form change is saved on the server (a reload or a second tab shows the same form)."""
@@ -338,7 +343,8 @@ def build(svc: Service, token: gr.State) -> TrainTab:
     resume.click(resume_fn, [job, token], outputs, api_name="resume_training")
     shown.change(resume_button, shown, resume, api_visibility="private", show_progress="hidden")
     stop.click(stop_fn, [job, token], status, api_name="stop_training")
-    show_cli.click(cli_fn, [token, *form], cli, api_name="training_command")
+    show_cli.click(cli_fn, [token, *form], cli, api_name="training_command").success(
+        lambda: gr.Code(visible=True), None, cli, api_visibility="private")
     model.input(model_defaults, model, [epochs, lr, batch], api_visibility="private")
     gr.on([c.change for c in form], save_fn, [token, *form], None, api_visibility="private",
           show_progress="hidden", trigger_mode="always_last")
