@@ -75,6 +75,18 @@ def app_url(app) -> str:
     return app[0]
 
 
+def _open(p, chromium_path: str, url: str, width: int = 1360):
+    """Debian's Chromium with a fresh context on `url`: (browser, context, page, page errors seen)."""
+    browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    return browser, context, page, errors
+
+
 def _shot(page, folder: Path, name: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(400)  # let plots finish their transition
@@ -95,12 +107,7 @@ def test_main_journey(app_url, chromium_path, tmp_path):
     clip = write_wav(tmp_path / "try_me.wav", make_signal("chirp", 1.0))
     shots = DOCS_SHOTS if DOCS else tmp_path / "screenshots"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
-        page = browser.new_page(viewport={"width": 1360, "height": 900})
-        page.set_default_timeout(30_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(app_url)
+        browser, _context, page, errors = _open(p, chromium_path, app_url)
 
         # Data: the example is preselected on load; then upload the zip through the file input.
         summary = page.locator("#data-summary")
@@ -197,13 +204,7 @@ def test_reload_and_a_second_tab_keep_dataset_augmentation_and_form(app, chromiu
     url, root = app
     upload = make_zip(tmp_path / "garden_birds.zip", class_members(n_classes=3, per_class=4))
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url)
+        browser, context, page, errors = _open(p, chromium_path, url)
         expect(page.locator("#data-summary")).to_contain_text("Ready to train", timeout=60_000)
         page.locator("#upload-zip input[type=file]").set_input_files(str(upload))
         expect(page.locator("#data-summary")).to_contain_text("garden_birds.zip", timeout=60_000)
@@ -271,12 +272,7 @@ def test_a_new_users_journey_says_what_happens(app, chromium_path, tmp_path):
     esc = esc_like_zip(tmp_path / "esc_subset.zip", per_fold=3, kind="noise")  # noise: there will be mistakes
     shots = tmp_path / "shots"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(30_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url)
+        browser, _context, page, errors = _open(p, chromium_path, url, width=1400)
         summary, notice = page.locator("#data-summary"), page.locator("#data-notice")
         expect(summary).to_contain_text("Example: everyday sounds", timeout=60_000)
         page.get_by_role("tab", name=re.compile("Train")).click()  # 12. the hint is there, not "processing"
