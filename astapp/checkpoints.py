@@ -48,8 +48,8 @@ def local_folder(source: str) -> Path:
     if path.is_file():
         raise ModelLoadError(f"{source!r} is a file; give the checkpoint folder that contains config.json "
                              f"and the weights (unzip an exported model first).")
-    if not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
-        path = path / "model"
+    if (path / "model" / "config.json").is_file() and _model_type(path / "config.json") != AST_MODEL_TYPE:
+        path = path / "model"  # an astapp run folder: its own config.json is the run's settings
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise ModelLoadError(f"{source!r} is not an AST checkpoint: it has no config.json. Give a folder "
@@ -66,6 +66,14 @@ def local_folder(source: str) -> Path:
         raise ModelLoadError(f"{source!r} has a config.json but no weights (model.safetensors). Copy the "
                              f"whole checkpoint folder.")
     return path
+
+
+def _model_type(config: Path) -> str | None:
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("model_type") if isinstance(data, dict) else None
 
 
 def check_labels(labels: list[str]) -> list[str]:

@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="zip a run's trained model")
     ex.add_argument("--run", required=True, help="run folder (or an exported model folder)")
     ex.add_argument("--output", required=True, help="the .zip to write")
+    ex.add_argument("--adapter", action="store_true", help="the LoRA adapter alone (runs trained in mode lora)")
     return p
 
 
@@ -186,7 +187,7 @@ def _predict(ns: argparse.Namespace) -> int:
 
 
 def _export(ns: argparse.Namespace) -> int:
-    print(service.export_run(ns.run, ns.output))
+    print(service.export_run(ns.run, ns.output, adapter=ns.adapter))
     return 0
 
 

@@ -22,7 +22,7 @@ NUM_MEL_BINS = 128
 MAX_FRAMES = 1024  # the pretrained checkpoints' input length (10.24 s)
 MIN_LENGTH, MAX_LENGTH = 16, 4096  # input lengths (frames) a model can be adapted to
 SCRATCH_SIZES = ("tiny", "small", "base")
-MODES = ("full", "frozen")  # plus "last-N", e.g. "last-2"
+MODES = ("full", "frozen", "lora")  # plus "last-N", e.g. "last-2"
 AUGMENT_PRESETS = ("none", "light", "classic")
 SCALAR_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
 METRICS = (*SCALAR_METRICS, "loss")  # what can pick the best epoch
@@ -192,8 +192,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_length", "--max-length", "frames", "input frames (100 per second), or auto", basic=True,
             label="Input length (frames)",
             problem=f"Input length must be 'auto' or a number of frames between {MIN_LENGTH} and {MAX_LENGTH}."),
-    Setting("mode", "--mode", "mode", "full, frozen or last-N (e.g. last-2)", basic=True,
-            problem="Mode must be full, frozen or last-N (e.g. last-2), not {value!r}."),
+    Setting("mode", "--mode", "mode", "full, frozen, last-N (e.g. last-2) or lora", basic=True,
+            problem="Mode must be full, frozen, last-N (e.g. last-2) or lora, not {value!r}."),
+    Setting("lora_rank", "--lora-rank", "int", "LoRA: rank of the adapters", low=1, label="LoRA rank",
+            form=(1, 256, 1), problem="The LoRA rank must be a whole number of 1 or more (typical: 4 to 16)."),
+    Setting("lora_alpha", "--lora-alpha", "float", "LoRA: scaling (alpha; the update is scaled by alpha/rank)",
+            low=0, low_open=True, label="LoRA alpha", problem="LoRA alpha must be above 0 (typical: twice the rank)."),
+    Setting("lora_dropout", "--lora-dropout", "float", "LoRA: dropout on the adapters' input", low=0, high=1,
+            high_open=True, label="LoRA dropout", problem="LoRA dropout must be at least 0 and below 1 (typical: 0 to 0.1)."),
+    Setting("lora_targets", "--lora-targets", "str", "LoRA: comma-separated module names to adapt",
+            required=True, label="LoRA target modules",
+            problem="Name the modules LoRA adapts, comma-separated (default: q_proj,v_proj)."),
     Setting("augment.preset", "--augment", "str", "waveform augmentation preset", choices=AUGMENT_PRESETS,
             basic=True, problem=f"Augmentation preset must be one of {', '.join(AUGMENT_PRESETS)}."),
     Setting("augment.transforms", "--transforms", "json", 'per-transform overrides, e.g. {"Gain": {"p": 0.3}}',
@@ -267,7 +276,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
     max_length: int | str = "auto"  # frames, or "auto" (95th percentile of durations, capped)
-    mode: str = "full"  # full | frozen | last-N
+    mode: str = "full"  # full | frozen | last-N | lora
+    lora_rank: int = 8  # mode lora: adapters on lora_targets (attention query and value by default)
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0  # dropout on the adapters' input: off by default (it costs ~10% of a step)
+    lora_targets: str = "q_proj,v_proj"
     val_split: float = 0.2  # share of clips that validate when the dataset has no folds
     val_fold: str = ""  # with folds: the one that validates ("" = named val/valid/test, else the last)
     seed: int = 0

@@ -56,8 +56,9 @@ class TopLayersModel(nn.Module):
 
 
 def trainable_n(model: ASTForAudioClassification, mode: str) -> int | None:
-    """Layers that train: None for full, 0 for frozen, N (capped at the model's depth) for last-N."""
-    if mode == "full":
+    """Layers that train: None for full (and lora, which adapts every layer), 0 for frozen, N (capped at the
+    model's depth) for last-N."""
+    if mode in ("full", "lora"):
         return None
     if mode == "frozen":
         return 0

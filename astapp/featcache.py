@@ -92,3 +92,20 @@ class FeatureCache:
         if not -len(self) <= i < len(self):
             raise IndexError(f"feature index {i} out of range for {len(self)} clips")
         return torch.from_numpy(np.array(self._data[i], dtype=np.float32))
+
+
+def cached_stats(folder: Path, split: Any, max_length: int, write: bool = True) -> tuple[float, float]:
+    """`compute_stats` of a training split at `max_length`, kept in `folder` by the split's identity."""
+    from astapp.features import compute_stats
+    from astapp.fsutil import atomic_write_text
+
+    key = hashlib.sha256(json.dumps({"data": getattr(split, "_fingerprint", None) or str(split["path"]),
+                                     "n": len(split), "max_length": max_length, "v": 1}).encode()).hexdigest()[:20]
+    path = Path(folder) / f"stats-{key}.json"
+    if path.is_file():
+        d = json.loads(path.read_text(encoding="utf-8"))
+        return float(d["mean"]), float(d["std"])
+    mean, std = compute_stats(split, Fbank(max_length))
+    if write:
+        atomic_write_text(path, json.dumps({"mean": mean, "std": std}))
+    return mean, std

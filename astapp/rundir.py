@@ -11,6 +11,7 @@
     <run>/checkpoints/    checkpoint-N/ for resume              the engine (Trainer, atomic)
     <run>/best/           best weights while resumable          the engine (BestKeeper)
     <run>/tb/             TensorBoard                           the engine
+    <run>/adapter/        mode lora: the LoRA adapter alone     the engine (peft save_pretrained)
 
 The engine never reads back what the App layer wrote: it reports its outcome as a `RunResult` (or an
 exception), and `RunRecord` turns that into the status.
@@ -30,6 +31,7 @@ from astapp.errors import TrainingError
 STATUS, CONFIG, META, LOG = "status.json", "config.json", "meta.json", "log.txt"
 HISTORY, METRICS, REPORT = "history.jsonl", "metrics.json", "report.json"
 MODEL, CHECKPOINTS, BEST, TENSORBOARD, FASTCACHE = "model", "checkpoints", "best", "tb", ".fastcache"
+ADAPTER = "adapter"  # mode lora: the adapter alone, in peft's format
 
 STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
 ACTIVE = ("queued", "running")

@@ -16,14 +16,12 @@ other ranks read them.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +51,7 @@ def clear_previous_run(run: Path) -> None:
     previous `model/` stays until the new export atomically replaces it."""
     for name in (rundir.HISTORY, rundir.METRICS, rundir.REPORT):
         (run / name).unlink(missing_ok=True)
-    for name in (rundir.CHECKPOINTS, rundir.BEST, rundir.FASTCACHE, rundir.TENSORBOARD):
+    for name in (rundir.CHECKPOINTS, rundir.BEST, rundir.FASTCACHE, rundir.TENSORBOARD, rundir.ADAPTER):
         shutil.rmtree(run / name, ignore_errors=True)
 
 
@@ -157,6 +155,10 @@ class _Run:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         checkpoint = rundir.resume_checkpoint(self.run, cfg.resume)
+        if checkpoint is not None:
+            from astapp.lora import check_resume
+
+            check_resume(checkpoint, cfg.mode)
         args = self.args
 
         self.stage("dataset", "Reading and checking the dataset")
@@ -222,9 +224,14 @@ class _Run:
             "model": cfg.model, "num_train": len(train_split), "num_validation": len(val_split),
             "early_stopped": best.early_stopped, "stopped": stopped,
             "resumed_from": str(checkpoint) if checkpoint else None,
+            "trainable_parameters": sum(p.numel() for p in data["module"].parameters() if p.requires_grad),
         })
 
         self.stage("exporting", "Saving the trained model")
+        if cfg.mode == "lora":  # the adapter alone, then the plain model with the adapters merged in
+            if self.is_main:
+                data["module"].save_adapter(self.run / rundir.ADAPTER)
+            model = data["module"].merged()
         model_dir = self._export(model, labels, max_length, mean, std, metrics)
         metrics["total_seconds"] = time.time() - self.t0
         self.stage("done", "Finished" if not stopped else "Stopped; the best weights so far were saved")
@@ -259,20 +266,10 @@ class _Run:
 
     def _stats(self, args, train_split, max_length: int) -> tuple[float, float]:
         """Global mean/std of the training split's fbank (no augmentation), cached per data and length."""
-        from astapp.features import Fbank, compute_stats
+        from astapp.featcache import cached_stats
 
-        key = hashlib.sha256(json.dumps({"data": getattr(train_split, "_fingerprint", None) or
-                                         str(train_split["path"]), "n": len(train_split),
-                                         "max_length": max_length, "v": 1}).encode()).hexdigest()[:20]
-        path = cache_root(self.cfg) / "stats" / f"stats-{key}.json"
         with args.main_process_first(local=False, desc="stats"):
-            if path.is_file():
-                d = json.loads(path.read_text(encoding="utf-8"))
-                return float(d["mean"]), float(d["std"])
-            mean, std = compute_stats(_iter_audio(train_split), Fbank(max_length))
-            if self.is_main:
-                atomic_write_text(path, json.dumps({"mean": mean, "std": std}))
-        return mean, std
+            return cached_stats(cache_root(self.cfg) / "stats", train_split, max_length, write=self.is_main)
 
     def _data(self, args, model, bundle, max_length: int, mean: float, std: float,
               train_labels: list[int], val_labels: list[int]) -> dict[str, Any]:
@@ -304,7 +301,15 @@ class _Run:
         train_ds = ArrayDataset(train_feats, train_labels) if train_feats is not None else \
             WaveDataset(bundle.dataset["train"])
         val_ds = ArrayDataset(val_feats, val_labels)
-        if n is not None:
+        if cfg.mode == "lora":
+            from astapp.lora import LoraModule, targets
+
+            module = LoraModule(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, targets(cfg.lora_targets))
+            trained, total = module.trainable()
+            out.update(module=module, message=f"Training LoRA adapters (rank {cfg.lora_rank}) on "
+                       f"{', '.join(targets(cfg.lora_targets))} and the head: {trained:,} of {total:,} parameters "
+                       f"({100 * trained / total:.2f}%).")
+        elif n is not None:
             freeze(model, n)
             what = "the head" if n == 0 else f"the top {n} layer(s) and the head"
             if augment is not None or feature_aug:
@@ -384,10 +389,3 @@ class _Run:
             shutil.rmtree(self.run / rundir.FASTCACHE, ignore_errors=True)
             if finished:
                 shutil.rmtree(self.run / rundir.BEST, ignore_errors=True)
-
-
-def _iter_audio(split, batch_size: int = 64) -> Iterator[np.ndarray]:
-    ds = split.select_columns(["audio"]).with_format("numpy")
-    for start in range(0, len(ds), batch_size):
-        for a in ds[start:start + batch_size]["audio"]:
-            yield np.asarray(a, dtype=np.float32)

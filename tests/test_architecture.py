@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("Data", {"audio", "ingest", "report", "dataset", "examples"}),
     ("Signal", {"features", "featcache", "augment", "augment_spec", "preview", "synth"}),
     ("Model", {"model", "checkpoints", "infer", "export", "hub"}),
-    ("Train", {"train", "trainer_setup", "trainer_utils", "fastmodes", "devices", "events", "metrics"}),
+    ("Train", {"train", "trainer_setup", "trainer_utils", "fastmodes", "lora", "devices", "events", "metrics"}),
     ("App", {"jobs", "jobstate", "runner", "runs", "sessions", "paths"}),
     ("Service", {"service"}),
     ("UI", {"ui"}),

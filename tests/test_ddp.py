@@ -17,13 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
                     reason="torchrun is not installed")
-def test_torchrun_two_cpu_processes(tiny_ast, small_dataset, tmp_path):
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_torchrun_two_cpu_processes(tiny_ast, small_dataset, tmp_path, mode):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "ASTAPP_CACHE_DIR": str(tmp_path / "c"),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "astapp", "train", "--data", str(small_dataset), "--model", str(tiny_ast), "--output", str(run),
-           "--epochs", "2", "--batch-size", "4", "--lr", "1e-3", "--max-length", "64", "--threads", "1"]
+           "--epochs", "2", "--batch-size", "4", "--lr", "1e-3", "--max-length", "64", "--threads", "1", "--mode", mode]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path, start_new_session=True)
     try:
@@ -44,3 +45,4 @@ def test_torchrun_two_cpu_processes(tiny_ast, small_dataset, tmp_path):
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
     assert (run / "model" / "model.safetensors").is_file()
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["checkpoint-6"]
+    assert (run / "adapter" / "adapter_config.json").is_file() == (mode == "lora")

@@ -178,3 +178,22 @@ def test_headless_checkpoint_gets_a_head_and_keeps_its_encoder(tmp_path):
     want, got = base.state_dict(), model.audio_spectrogram_transformer.state_dict()
     assert set(want) == set(got) and all(torch.equal(want[k], got[k]) for k in want)
     assert model.classifier.dense.out_features == 3
+
+
+def test_an_astapp_run_folder_is_a_model_source(tiny_ast, tmp_path):
+    """A finished run can be fine-tuned further: its folder (whose own config.json is the run's settings,
+    not a model config) resolves to its model/ (bench_lora pretrains this way)."""
+    import shutil
+
+    from astapp.checkpoints import describe_source, local_folder
+    from astapp.config import TrainConfig
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_ast, run / "model")
+    TrainConfig(data="d", output=str(run)).save(run / "config.json")
+    assert local_folder(str(run)) == run / "model"
+    assert describe_source(str(run)).startswith("local checkpoint (hidden 64")
+    model = load_model(str(run), ["a", "b"], 128)
+    ref = ASTForAudioClassification.from_pretrained(tiny_ast)
+    key = next(k for k in ref.state_dict() if "layers.0.attention.q_proj.weight" in k)
+    assert torch.equal(model.state_dict()[key], ref.state_dict()[key])

@@ -244,3 +244,16 @@ def test_training_command_names_the_users_file_and_the_servers_copy(app):
     typed_by_hand = config_from_args(build_parser().parse_args(
         ["train", "--data", "example_sounds.zip", "--model", "scratch:tiny", "--output", "runs/my-run"]))
     assert from_form.to_dict() == typed_by_hand.to_dict()
+
+
+def test_lora_through_the_app(app):
+    """Issue 17: mode lora with its settings from the Train form, to a finished run the API can use."""
+    url, ckpt, _ = app
+    client = _client(url)
+    client.predict(api_name="/use_example")
+    lora = {**_train_args(ckpt, 1), "mode": "lora", "lora_rank": 4, "lora_targets": "q_proj,v_proj"}
+    cmd = client.predict(**lora, api_name="/training_command")
+    assert "--mode lora --lora-rank 4" in cmd
+    client.predict(**lora, api_name="/start_training")
+    done = _wait(client, ("Finished", "Failed"), timeout=120)
+    assert "Finished" in done["status"] and "Accuracy" in done["status"], done["log"]

@@ -4,7 +4,7 @@
     UI       astapp/ui/                       Gradio tabs: layout and thin handlers
     Service  astapp/service/                  this package
     App      jobs, jobstate, runner, runs, sessions, paths
-    Train    train, trainer_setup, trainer_utils, fastmodes, devices, events, metrics
+    Train    train, trainer_setup, trainer_utils, fastmodes, lora, devices, events, metrics
     Data     ingest/, dataset, report, audio, examples
     Signal   features, featcache, augment, augment_spec, preview, synth
     Model    model, checkpoints, infer, export, hub

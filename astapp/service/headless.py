@@ -10,7 +10,7 @@ from typing import Any
 from astapp.config import AudioConfig, TrainConfig
 from astapp.errors import ModelLoadError
 from astapp.events import EventSink
-from astapp.rundir import MODEL, RunResult
+from astapp.rundir import ADAPTER, MODEL, RunResult
 
 
 def inspect_data(data: str, long_clips: str = "crop") -> Any:
@@ -38,11 +38,17 @@ def predict_files(model: str, files: list[str], top_k: int) -> list[dict[str, An
     return Predictor(model).predict_many(list(files), top_k=top_k)
 
 
-def export_run(run: str, output: str) -> Path:
+def export_run(run: str, output: str, adapter: bool = False) -> Path:
     """Zip a run's model folder (or an exported model folder) into `output`; it unpacks into one folder
-    named like the zip."""
+    named like the zip. `adapter`: the LoRA adapter alone instead (a run trained in mode lora)."""
     from astapp.export import zip_dir
 
+    if adapter:
+        folder = Path(run) / ADAPTER
+        if not (folder / "adapter_config.json").is_file():
+            raise ModelLoadError(f"{run} has no LoRA adapter (no {ADAPTER}/adapter_config.json): only a run "
+                                 "trained with --mode lora has one; export its model without --adapter.")
+        return zip_dir(folder, output, top=Path(output).stem)
     folder = Path(run) / MODEL if (Path(run) / MODEL / "config.json").is_file() else Path(run)
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"{run} has no trained model (no model/ folder with config.json); "

@@ -17,10 +17,10 @@ from astapp.sessions import Session
 
 # The Train form's fields, in the order the form shows them (names are TrainConfig settings).
 FORM_FIELDS = ("model", "mode", "epochs", "lr", "batch_size", "max_length", "val_split", "val_fold", "seed",
-               "early_stopping", "class_weighted")
+               "early_stopping", "class_weighted", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets")
 AUTO = "auto"  # the form's word for "let astapp choose" (input length, validation fold)
-_INTS = ("batch_size", "seed", "early_stopping")
-_FLOATS = ("epochs", "lr", "val_split")
+_INTS = ("batch_size", "seed", "early_stopping", "lora_rank")
+_FLOATS = ("epochs", "lr", "val_split", "lora_alpha", "lora_dropout")
 CLI_OUTPUT = "runs/my-run"
 LOG_LINES = 14
 
@@ -78,6 +78,7 @@ class TrainingMixin:
         except (TypeError, ValueError) as e:
             raise TrainingError(f"Some settings are not numbers ({e}).") from None
         cfg.class_weighted = bool(values.get("class_weighted"))
+        cfg.lora_targets = str(values.get("lora_targets") or cfg.lora_targets).strip()
         fold = str(values.get("val_fold") or "").strip()
         cfg.val_fold = "" if fold.lower() == AUTO else fold
         length = str(values.get("max_length") or AUTO).strip().lower()
