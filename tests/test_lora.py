@@ -147,6 +147,10 @@ def test_cli_lora_run_exports_the_model_and_the_adapter(tmp_path, tiny_ast, smal
     names = zipfile.ZipFile(tmp_path / "adapter.zip").namelist()
     assert "adapter/adapter_config.json" in names and "adapter/adapter_model.safetensors" in names
     assert main(["export", "--run", str(run), "--output", str(tmp_path / "m.zip")]) == 0
+    clip = sorted((small_dataset / "tone").iterdir())[0]
+    capsys.readouterr()
+    assert main(["predict", "--model", str(run / "model"), str(clip)]) == 0  # the merged export predicts
+    assert json.loads(capsys.readouterr().out)["label"] in ("chirp", "noise", "tone")
     plain = tmp_path / "plain"
     train(cfg_for(plain, tiny_ast, small_dataset, epochs=1))
     assert main(["export", "--run", str(plain), "--output", str(tmp_path / "none.zip"), "--adapter"]) == 2
