@@ -1,4 +1,4 @@
-"""`python -m astapp inspect | train | predict | export`: the headless interface (benchmarks rely on it).
+"""`python -m astapp inspect | train | predict | export | push`: the headless interface (benchmarks rely on it).
 
 Every user-facing problem prints one plain sentence on stderr and exits with status 2; a run stopped
 with Ctrl+C (graceful: the current step finishes, a checkpoint and the best model so far are saved)
@@ -99,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--run", required=True, help="run folder (or an exported model folder)")
     ex.add_argument("--output", required=True, help="the .zip to write")
     ex.add_argument("--adapter", action="store_true", help="the LoRA adapter alone (runs trained in mode lora)")
+
+    pu = sub.add_parser("push", help="publish a run's model with a model card to the Hugging Face Hub")
+    pu.add_argument("--run", required=True, help="run folder")
+    pu.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the model repository")
+    vis = pu.add_mutually_exclusive_group()
+    vis.add_argument("--private", action="store_true", default=True, help="a private repo (the default)")
+    vis.add_argument("--public", action="store_true", help="a public repo")
+    pu.add_argument("--license", default="other", help="license id for the card (default: other)")
+    pu.add_argument("--dry-run", metavar="OUTDIR", help="write the folder that would be uploaded, upload nothing")
     return p
 
 
@@ -129,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="At least one mel filter has all zero values")
     ns = build_parser().parse_args(argv)
     try:
-        return {"inspect": _inspect, "train": _train, "predict": _predict, "export": _export}[ns.command](ns)
+        return {"inspect": _inspect, "train": _train, "predict": _predict, "export": _export,
+                "push": _push}[ns.command](ns)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return EXIT_STOPPED
@@ -188,6 +198,12 @@ def _predict(ns: argparse.Namespace) -> int:
 
 def _export(ns: argparse.Namespace) -> int:
     print(service.export_run(ns.run, ns.output, adapter=ns.adapter))
+    return 0
+
+
+def _push(ns: argparse.Namespace) -> int:
+    print(service.push_run(ns.run, ns.repo, public=ns.public, license=ns.license, dry_run=ns.dry_run,
+                           progress=lambda msg: print(msg, file=sys.stderr, flush=True)))
     return 0
 
 

@@ -13,20 +13,17 @@ owner (default 1). The UI reaches all of this through `astapp.service`.
 from __future__ import annotations
 
 import collections
-import contextlib
-import gc
 import logging
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from astapp import rundir, runner, runs
+from astapp import rundir, runner, runs, slicing
 from astapp.config import TrainConfig, env_int
 from astapp.errors import AccessError, QueueFullError, TrainingError, explain
-from astapp.jobstate import Job
+from astapp.jobstate import Job, default_name
 from astapp.paths import check_id, data_root, runs_dir
 from astapp.runner import TrainFn
 from astapp.sessions import cleanup_idle as _cleanup_idle
@@ -42,13 +39,14 @@ class JobManager:
 
     def __init__(self, root: Path | str | None = None, train_fn: TrainFn | None = None,
                  max_queue: int | None = None, max_per_user: int | None = None, start: bool = True,
-                 max_events: int = 20_000, cleanup_interval_s: float = 0.0):
+                 max_events: int = 20_000, cleanup_interval_s: float = 0.0, slice_seconds: float | None = None):
         self.root = Path(root).resolve() if root is not None else data_root()
         runs_dir(self.root).mkdir(parents=True, exist_ok=True)
         self.train_fn: TrainFn = train_fn or runner.engine_train
         self.max_queue = env_int("ASTAPP_MAX_QUEUE", 8) if max_queue is None else max_queue
         self.max_per_user = env_int("ASTAPP_MAX_JOBS_PER_USER", 1) if max_per_user is None else max_per_user
         self.max_events = max_events
+        self.slice_seconds = slicing.slice_seconds() if slice_seconds is None else float(slice_seconds)
         self.cleanup_interval_s = cleanup_interval_s
         self._cond = threading.Condition(threading.RLock())
         self._queue: collections.deque[Job] = collections.deque()
@@ -105,7 +103,7 @@ class JobManager:
             rd = runs_dir(self.root) / owner / run_id
             rd.mkdir(parents=True)
             cfg.output = str(rd)
-            clean_name = " ".join(str(name).split())[:80] or _default_name(cfg)
+            clean_name = " ".join(str(name).split())[:80] or default_name(cfg)
             job = Job(run_id, owner, clean_name, rd, cfg)
             job.record.create(cfg, clean_name, owner)
             job.record.log(f"Queued run {clean_name!r} ({run_id}).")
@@ -312,27 +310,59 @@ class JobManager:
                     return
                 job = self._queue.popleft()
                 self._running = job
-                job.state, job.started, job.message = "running", time.time(), "Starting..."
+                job.state, job.started, job.message = "running", job.started or time.time(), "Starting..."
             try:
                 self._run(job)
             except BaseException as e:  # noqa: BLE001 - the worker must survive anything
                 log.exception("Worker error on job %s", job.id)
                 self._finish(job, "failed", explain(e))
             finally:
-                _release_memory()
+                runner.release_memory()
                 with self._cond:
                     self._running = None
                     self._cond.notify_all()
 
     def _run(self, job: Job) -> None:
-        """Train through the runner (which records the run folder); keep the in-memory job in step."""
+        """Train through the runner (which records the run folder); keep the in-memory job in step. With
+        slices on, a slice whose time ran out queues the next one instead of ending the run."""
+        budget = self.slice_seconds
+        job.clock = slicing.SliceClock(job.stop_event, budget) if budget > 0 else None
+        stop = job.clock.engine_stop if job.clock is not None else job.stop_event
+        train_fn = slicing.gpu_slices(self.train_fn, budget) if budget > 0 else self.train_fn
         try:
-            result = runner.train(job.cfg, lambda ev: self._on_event(job, ev), job.stop_event,
-                                  train_fn=self.train_fn, record=job.record)
+            result = runner.train(job.cfg, lambda ev: self._on_event(job, ev), stop, train_fn=train_fn,
+                                  record=job.record, record_result=False)
         except BaseException as e:  # noqa: BLE001 - recorded as a failed run, never re-raised
+            if budget > 0 and slicing.is_quota_error(e):
+                msg = (f"ZeroGPU's GPU quota is used up ({str(e)[:200]}). The run is kept: continue it later "
+                       "with 'Continue stopped run', when the quota has refilled.")
+                job.record.cancelled(msg, error=msg)
+                self._finish(job, "stopped", msg)
+                return
             self._finish(job, "failed", explain(e, job.run_dir))
             return
+        finally:
+            if job.clock is not None:
+                job.clock.close()
+        ended = job.clock is not None and job.clock.ended and not job.stop_event.is_set()
+        if ended and result.state == "stopped":
+            self._next_slice(job)
+            return
+        job.record.finished(result)
         self._finish(job, result.state, None)
+
+    def _next_slice(self, job: Job) -> None:
+        """Queue the run again (last in line) to resume from the checkpoint its slice just saved."""
+        ck = rundir.last_checkpoint(job.run_dir)
+        job.cfg.resume = str(ck) if ck else ""
+        job.slices += 1
+        job.record.queued(job.cfg, f"Slice {job.slices} used its {self.slice_seconds:g} s; slice {job.slices + 1} "
+                                   f"queued, resuming from {ck.name if ck else 'the start'}.")
+        with self._cond:
+            job.state, job.clock = "queued", None
+            job.message = f"Slice {job.slices} done; slice {job.slices + 1} is waiting for its turn."
+            self._queue.append(job)
+            self._cond.notify_all()
 
     def _finish(self, job: Job, state: str, error: str | None) -> None:
         with self._cond:
@@ -348,22 +378,6 @@ class JobManager:
                 job.add_event(event, self.max_events)
         except Exception:  # noqa: BLE001 - a display problem must never break training
             log.exception("Could not record an event for job %s", job.id)
-
-
-def _release_memory() -> None:
-    """Free what a finished (or out-of-memory) job left behind before the next one starts."""
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        with contextlib.suppress(Exception):
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-
-
-def _default_name(cfg: TrainConfig) -> str:
-    data = Path(cfg.data.rstrip("/")).name or "data"
-    model = cfg.model.rstrip("/").split("/")[-1] or "model"
-    return f"{data} · {model}"
 
 
 _manager: JobManager | None = None

@@ -40,6 +40,8 @@ class Job:
     events_base: int = 0  # absolute index of events[0] (old events are dropped past the cap)
     stop_event: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
+    slices: int = 0  # slices finished so far (training in slices: ZeroGPU, ASTAPP_SLICE_SECONDS)
+    clock: Any = None  # the running slice's astapp.slicing.SliceClock
 
     @property
     def record(self) -> RunRecord:
@@ -58,6 +60,8 @@ class Job:
             self.progress = min(1.0, max(0.0, float(ev["progress"])))
         if isinstance(ev.get("eta"), (int, float)):
             self.eta = float(ev["eta"])
+        if self.clock is not None and ev.get("type") == "stage" and ev.get("stage") == "training":
+            self.clock.training.set()
         line = describe(ev)
         if line and ev.get("type") in ("stage", "log") and not self.stop_event.is_set():
             self.message = line  # once a stop is asked for, the status keeps saying so
@@ -84,4 +88,12 @@ class Job:
         return {"job_id": self.id, "run_id": self.id, "name": self.name, "state": self.state,
                 "progress": self.progress, "elapsed": elapsed,
                 "eta": self.eta if self.state == "running" else None, "message": self.message,
-                "error": self.error, "stopping": self.state == "running" and self.stop_event.is_set()}
+                "error": self.error, "stopping": self.state == "running" and self.stop_event.is_set(),
+                **({"slice": self.slices + 1, "slice_seconds": self.clock.budget, "slice_left": self.clock.left()}
+                   if self.clock is not None and self.state == "running" else {})}
+
+
+def default_name(cfg: TrainConfig) -> str:
+    data = Path(cfg.data.rstrip("/")).name or "data"
+    model = cfg.model.rstrip("/").split("/")[-1] or "model"
+    return f"{data} · {model}"

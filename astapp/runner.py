@@ -10,9 +10,11 @@ The engine itself never writes or reads these files.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -78,8 +80,8 @@ class RunRecord:
         self.status("queued")
         self.log(message)
 
-    def cancelled(self, message: str) -> None:
-        self.status("stopped", message=message)
+    def cancelled(self, message: str, error: str | None = None) -> None:
+        self.status("stopped", error=error, message=message)
         self.log(message)
 
     def interrupted(self, message: str, pid: int, checkpoint: Path | None) -> None:
@@ -159,12 +161,14 @@ def engine_train(cfg: TrainConfig, events: EventSink | None = None,
 
 
 def train(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Event | None = None,
-          train_fn: TrainFn | None = None, record: RunRecord | None = None) -> rundir.RunResult:
+          train_fn: TrainFn | None = None, record: RunRecord | None = None,
+          record_result: bool = True) -> rundir.RunResult:
     """Train per `cfg` into `cfg.output`, recording status, config and log; returns the engine's result.
 
     Raises the plain-English `AstappError` for anything we can explain (bad settings, bad data, out of
     memory, a full disk) after recording it as the run's error; anything else is recorded with its
-    traceback in log.txt and re-raised.
+    traceback in log.txt and re-raised. `record_result=False` leaves recording the result to the caller
+    (the job manager, when a slice ends and the run goes on).
     """
     cfg.require_valid()
     record = record or RunRecord(cfg.output)
@@ -184,6 +188,16 @@ def train(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Eve
         if known is not None and known is not exc:
             raise known from exc
         raise
-    record.finished(result)
+    if record_result:
+        record.finished(result)
     return result
 
+
+def release_memory() -> None:
+    """Free what a finished (or out-of-memory) job left behind before the next one starts."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        with contextlib.suppress(Exception):
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()

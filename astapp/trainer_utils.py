@@ -227,6 +227,8 @@ class BestKeeper(TrainerCallback):
         if set(state) != set(self.module.state_dict()):
             return False
         self.best, self.state = json.loads(record.read_text(encoding="utf-8")), state
+        patience = folder / "patience.json"  # evaluations since the best one: early stopping resumes too
+        self.bad_evals = int(json.loads(patience.read_text())["bad_evals"]) if patience.is_file() else 0
         return True
 
     def improved(self, value: float) -> bool:
@@ -247,6 +249,8 @@ class BestKeeper(TrainerCallback):
                 self._save()
         else:
             self.bad_evals += 1
+            if self.save_dir is not None and self.save_dir.is_dir():
+                atomic_write_text(self.save_dir / "patience.json", json.dumps({"bad_evals": self.bad_evals}))
             if self.patience and self.bad_evals >= self.patience:
                 self.early_stopped = True
                 control.should_training_stop = True

@@ -24,11 +24,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def launched(manager: Any, **launch: Any) -> Iterator[str]:
-    """Build and launch the app in this process on a free port; yields its URL."""
+def launched(manager: Any, service: Any = None, **launch: Any) -> Iterator[str]:
+    """Build and launch the app in this process on a free port (over `service` when given); yields its URL."""
     from astapp.ui.app import build_app
 
-    demo = build_app(manager, hub_online=False)
+    demo = build_app(manager, hub_online=False, service=service)
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **launch)
     try:

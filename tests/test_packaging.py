@@ -135,5 +135,5 @@ def test_cli_entry_point_runs() -> None:
     done = subprocess.run([sys.executable, "-m", "astapp", "--help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
-    for command in ("inspect", "train", "predict", "export"):
+    for command in ("inspect", "train", "predict", "export", "push"):
         assert command in done.stdout

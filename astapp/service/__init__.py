@@ -3,10 +3,10 @@
     Face     app.py, astapp/cli.py            parse, launch, print
     UI       astapp/ui/                       Gradio tabs: layout and thin handlers
     Service  astapp/service/                  this package
-    App      jobs, jobstate, runner, runs, sessions, paths
+    App      jobs, jobstate, runner, slicing, runs, publish, sessions, paths
     Train    train, trainer_setup, trainer_utils, fastmodes, lora, devices, events, metrics
     Data     ingest/, dataset, report, audio, examples
-    Signal   features, featcache, augment, augment_spec, preview, synth
+    Signal   features, featcache, figures, augment, augment_spec, preview, synth
     Model    model, checkpoints, infer, export, hub
     Base     config, errors, fsutil, rundir
 
@@ -15,13 +15,14 @@ engine modules are imported when an operation needs them.
 """
 
 from astapp.events import fmt_score
+from astapp.figures import confusion_matrix, duration_histogram, window_timeline
 from astapp.service.app import Service, default_model, model_choices
 from astapp.service.augmenting import effective_transforms, transform_specs
 from astapp.service.datasets import DatasetView
 from astapp.service.evaluation import Evaluation
-from astapp.service.headless import export_run, inspect_data, predict_files, train_run
+from astapp.service.headless import export_run, inspect_data, predict_files, push_run, train_run
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
 
-__all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "default_model",
-           "effective_transforms", "export_run", "fmt_score", "inspect_data", "model_choices", "predict_files",
-           "train_run", "transform_specs"]
+__all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "confusion_matrix",
+           "default_model", "duration_histogram", "effective_transforms", "export_run", "fmt_score", "inspect_data",
+           "model_choices", "predict_files", "push_run", "train_run", "transform_specs", "window_timeline"]

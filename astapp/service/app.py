@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from astapp.config import DEFAULT_MODEL, SCRATCH_SIZES
+from astapp.config import DEFAULT_MODEL, SCRATCH_SIZES, env_flag
 from astapp.fsutil import atomic_write_text
 from astapp.service.augmenting import AugmentingMixin
 from astapp.service.datasets import DatasetsMixin
 from astapp.service.evaluation import EvaluationMixin
 from astapp.service.predicting import PredictingMixin, PredictorCache
+from astapp.service.publishing import PublishingMixin
 from astapp.service.state import SessionState, StateStore
 from astapp.service.training import TrainingMixin
 from astapp.sessions import Session
@@ -56,10 +57,16 @@ def hardware() -> str:
     return "cuda" if Path("/dev/nvidia0").exists() else "cpu"
 
 
-class Service(DatasetsMixin, AugmentingMixin, TrainingMixin, EvaluationMixin, PredictingMixin):
-    """Datasets, previews, training jobs, runs, evaluation, prediction and session state for the app."""
+def hf_login_enabled() -> bool:
+    """"Sign in with Hugging Face" is offered on a Space with OAuth (`hf_oauth: true` makes the Hub set
+    OAUTH_CLIENT_ID), or when `ASTAPP_HF_LOGIN=1` asks for it; elsewhere nothing changes."""
+    return env_flag("ASTAPP_HF_LOGIN") or bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"))
 
-    def __init__(self, manager: Any = None, hub_online: bool | None = None):
+
+class Service(DatasetsMixin, AugmentingMixin, TrainingMixin, EvaluationMixin, PredictingMixin, PublishingMixin):
+    """Datasets, previews, training jobs, runs, evaluation, prediction, publishing and session state."""
+
+    def __init__(self, manager: Any = None, hub_online: bool | None = None, hub_api: Any = None):
         from astapp.hub import hub_reachable
         from astapp.jobs import get_manager
 
@@ -71,6 +78,8 @@ class Service(DatasetsMixin, AugmentingMixin, TrainingMixin, EvaluationMixin, Pr
         self.hardware = hardware()
         self.store = StateStore()
         self.predictors = PredictorCache()
+        self.hub_api = hub_api  # huggingface_hub.HfApi for publishing (None: its default; tests inject one)
+        self.hf_login = hf_login_enabled()
 
     def open(self, token: str) -> Session:
         """The session of an owner token: validated, its workspace created and marked as in use."""

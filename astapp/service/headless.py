@@ -54,3 +54,30 @@ def export_run(run: str, output: str, adapter: bool = False) -> Path:
         raise ModelLoadError(f"{run} has no trained model (no model/ folder with config.json); "
                              "finish or stop a training run first.")
     return zip_dir(folder, output, top=Path(output).stem)
+
+
+def push_run(run: str, repo: str, public: bool = False, license: str = "other", dry_run: str | None = None,
+             api: Any = None, progress: Any = None) -> str:
+    """Publish a run folder to the Hub (token from HF_TOKEN or the local login), or with `dry_run` write
+    exactly the folder that would be uploaded; returns the repo URL or the folder."""
+    from astapp import publish
+
+    if dry_run:
+        return str(publish.prepare(Path(run), repo, Path(dry_run), license))
+    return publish.push(Path(run), repo, hub_token(), private=not public, license=license, api=api,
+                        progress=progress)
+
+
+def hub_token() -> str | None:
+    """The command line's Hugging Face token: HF_TOKEN, else the one `hf auth login` saved."""
+    import os
+
+    env = os.environ.get("HF_TOKEN", "").strip()
+    if env:
+        return env
+    try:
+        from huggingface_hub import get_token
+
+        return get_token()
+    except Exception:  # noqa: BLE001 - no saved login is just no token
+        return None

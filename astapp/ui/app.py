@@ -76,9 +76,12 @@ def build_app(manager: Any = None, hub_online: bool | None = None, service: Serv
     with AstApp(title="astapp · teach AST your sounds") as demo:
         browser_token = gr.BrowserState(None, storage_key="astapp-owner", secret=svc.browser_secret())
         token = gr.State(None)
-        gr.Markdown("# astapp\nTeach the Audio Spectrogram Transformer your own sounds: "
-                    "**Data → Augment → Train → Evaluate → Predict**. "
-                    f"Running on {'GPU' if svc.hardware == 'cuda' else 'CPU'}.", elem_id="astapp-header")
+        with gr.Row(equal_height=True):
+            gr.Markdown("# astapp\nTeach the Audio Spectrogram Transformer your own sounds: "
+                        "**Data → Augment → Train → Evaluate → Predict**. "
+                        f"Running on {'GPU' if svc.hardware == 'cuda' else 'CPU'}.", elem_id="astapp-header")
+            if svc.hf_login:  # on a Space: your runs follow your Hugging Face account, and you can publish
+                gr.LoginButton(scale=0, min_width=220)
         with gr.Tabs(elem_id="astapp-tabs"):
             data = data_tab.build(svc, token)
             aug = augment_tab.build(svc, token)

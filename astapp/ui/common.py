@@ -11,6 +11,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -50,15 +51,37 @@ def user_token(username: str) -> str:
     return "user-" + hashlib.sha256(username.encode("utf-8")).hexdigest()[:32]
 
 
-def session_token(token: str | None, request: gr.Request | None) -> str:
-    """The caller's session token: the logged-in user, else the browser's persistent token, else the
-    Gradio session hash.
+def hf_username(request: gr.Request | None) -> str | None:
+    """The Hugging Face user signed in with "Sign in with Hugging Face" (Gradio keeps the OAuth answer in
+    the request's session), or None: not signed in, signed in too long ago, or no OAuth on this app."""
+    # Read the session the way Gradio does for its OAuth arguments: from the Starlette scope (touching
+    # `.session` without SessionMiddleware, i.e. without OAuth, would raise), else a plain `.session`.
+    underlying = getattr(request, "request", None) or request
+    scope = getattr(underlying, "scope", None)
+    session = scope.get("session") if isinstance(scope, dict) else getattr(underlying, "session", None)
+    info = session.get("oauth_info") if isinstance(session, dict) else None
+    if not isinstance(info, dict):
+        return None
+    expires = info.get("expires_at")
+    if isinstance(expires, (int, float)) and expires < time.time():
+        return None
+    user = (info.get("userinfo") or {}).get("preferred_username")
+    return user if isinstance(user, str) and user else None
 
-    With `ASTAPP_AUTH` on, runs and workspaces belong to the user name, so they follow the person
-    to another browser or device. Otherwise the browser token lives in localStorage, so a reload or
-    a second tab of the same browser is the same owner and sees the same state; API clients
-    (gradio_client) have no token and are isolated per client session.
+
+def session_token(token: str | None, request: gr.Request | None) -> str:
+    """The caller's session token: the signed-in Hugging Face user, else the logged-in user, else the
+    browser's persistent token, else the Gradio session hash.
+
+    Signed in with Hugging Face (on a Space), or logged in with `ASTAPP_AUTH`, runs and workspaces
+    belong to that user, so they follow the person to another browser or device (the two kinds of
+    users never share a name: "hf:alice" is not "alice"). Otherwise the browser token lives in
+    localStorage, so a reload or a second tab of the same browser is the same owner and sees the same
+    state; API clients (gradio_client) have no token and are isolated per client session.
     """
+    hf_user = hf_username(request)
+    if hf_user:
+        return user_token("hf:" + hf_user)
     user = getattr(request, "username", None) if request is not None else None
     if isinstance(user, str) and user:
         return user_token(user)

@@ -31,7 +31,7 @@ def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
     """The page-state mirror and every output of the tab for one dataset."""
     import pandas as pd
 
-    from astapp.ui.plots import duration_histogram
+    from astapp.service import duration_histogram
 
     rep = view.report
     classes = rep.get("classes", [])

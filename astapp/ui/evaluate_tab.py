@@ -64,7 +64,7 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
     def evaluate_fn(run_id: str | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         import pandas as pd
 
-        from astapp.ui.plots import confusion_matrix
+        from astapp.service import confusion_matrix
 
         if not run_id:
             return ("No finished run yet: train one in the *Train* tab, then pick it here.", None,

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.service import Service
-from astapp.ui.common import Guard, heavy, notice_card, picker_update, run_choices, session
+from astapp.ui.common import Guard, heavy, hf_username, notice_card, picker_update, run_choices, session
 
 
 @dataclass
@@ -55,6 +55,24 @@ def build(svc: Service, token: gr.State) -> PredictTab:
             download = gr.Button("Prepare model zip", elem_id="download-btn")
             model_zip = gr.File(label="Model (.zip)", interactive=False, visible=False, elem_id="model-zip")
             snippet = gr.Markdown(snippet_md(svc, None), elem_id="model-snippet")
+        with gr.Accordion("Publish to the Hugging Face Hub", open=False):
+            gr.Markdown("Uploads the model with a model card (labels, data, settings, scores, confusion matrix, "
+                        "a working snippet). " + ("Sign in with Hugging Face at the top of the page first."
+                                                  if svc.hf_login else "Use a token with write access "
+                                                  "(https://huggingface.co/settings/tokens); it is used for this "
+                                                  "upload only and never stored."))
+            with gr.Row():
+                repo = gr.Textbox(label="Repository (owner/name)", placeholder="alice/dog-barks", scale=3,
+                                  elem_id="publish-repo")
+                private = gr.Checkbox(True, label="Private", scale=1)
+                license_id = gr.Textbox("other", label="License", scale=1, info="e.g. apache-2.0, mit, other")
+            hf_token = gr.Textbox(label="Hugging Face token (write access)", type="password",
+                                  visible=not svc.hf_login, elem_id="publish-token")
+            with gr.Row():
+                preview_card = gr.Button("Preview the model card")
+                publish = gr.Button("Publish", variant="primary", elem_id="publish-btn")
+            published = gr.Markdown(elem_id="publish-result")
+            card = gr.Code(language="markdown", visible=False, interactive=False, label="README.md (model card)")
 
     @guard
     def refresh_fn(current: str | None, tok: str | None, request: gr.Request) -> Any:
@@ -69,7 +87,7 @@ def build(svc: Service, token: gr.State) -> PredictTab:
         svc.remember(sess, predict_run=run_id, top_k=int(k))
         label = {name: float(p) for name, p in pred.top}
         if len(pred.windows) > 1:
-            from astapp.ui.plots import window_timeline
+            from astapp.service import window_timeline
 
             return label, gr.Plot(window_timeline(pred.windows, [t[0] for t in pred.top]), visible=True)
         return label, gr.Plot(None, visible=False)
@@ -91,12 +109,36 @@ def build(svc: Service, token: gr.State) -> PredictTab:
     def download_fn(run_id: str | None, tok: str | None, request: gr.Request) -> str:
         return str(svc.download(session(svc, tok, request), run_id))
 
+    @guard
+    def card_fn(run_id: str | None, repo_id: str, license_v: str, tok: str | None, request: gr.Request) -> str:
+        return svc.card_preview(session(svc, tok, request), run_id, repo_id, license_v)
+
+    @guard
+    def publish_fn(run_id: str | None, repo_id: str, private_v: bool, license_v: str, token_v: str | None,
+                   tok: str | None, request: gr.Request, oauth: gr.OAuthToken | None = None,
+                   progress: gr.Progress = gr.Progress()) -> str:
+        token = (oauth.token if oauth is not None else None) or (token_v or "").strip() or None
+        url = svc.publish(session(svc, tok, request), run_id, repo_id, token, private=bool(private_v),
+                          license=license_v, progress=lambda msg: progress(None, desc=msg))
+        return f"Published: [{url}]({url}) ({'private' if private_v else 'public'})."
+
+    def suggest_fn(run_id: str | None, current: str, tok: str | None, request: gr.Request) -> Any:
+        """On a Space, the signed-in user's name plus the run's name as the repository to publish to."""
+        if current:
+            return gr.update()
+        return svc.repo_suggestion(session(svc, tok, request), run_id, hf_username(request)) or gr.update()
+
     def failed(message: str, *_: Any) -> str:
         return f"That did not work: {message}"
 
     refresh.click(refresh_fn, [run, token], run, api_name="list_models")
     tab.select(refresh_fn, [run, token], run, api_visibility="private")
     run.change(lambda r: snippet_md(svc, r), run, snippet, api_visibility="private", show_progress="hidden")
+    run.change(suggest_fn, [run, repo, token], repo, api_visibility="private", show_progress="hidden")
+    guard.keep(preview_card.click(card_fn, [run, repo, license_id, token], card, api_name="model_card"), [card],
+               notice, say=failed)
+    guard.keep(publish.click(publish_fn, [run, repo, private, license_id, hf_token, token], published,
+                             api_name="publish_model"), [published], notice, say=failed)
     guard.keep(go.click(predict_fn, [run, clip, top_k, token], [result, timeline], api_name="predict_clip",
                         **heavy()), [result, timeline], notice, say=failed)
     for event, outputs in ((batch_go.click(batch_fn, [run, batch_zip, top_k, token], [batch_csv, batch_table],
@@ -105,4 +147,5 @@ def build(svc: Service, token: gr.State) -> PredictTab:
                                            **heavy()), [model_zip])):
         guard.keep(event, outputs, notice, say=failed)
         event.success(lambda: gr.File(visible=True), None, outputs[0], api_visibility="private")
+    preview_card.click(lambda: gr.Code(visible=True), None, card, api_visibility="private")
     return PredictTab(tab, run, top_k)

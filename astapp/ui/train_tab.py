@@ -93,6 +93,9 @@ def _status_md(snap: dict[str, Any], length: int | None, split: str | None = Non
     if state == "queued" and snap.get("position"):
         lines.append(f"You are **#{snap['position']}** in the queue; training starts when the jobs ahead "
                      "of you finish.")
+    if snap.get("slice") and not snap.get("stopping"):
+        lines.append(f"Training in slices of {snap['slice_seconds']:g} s (ZeroGPU): slice **{snap['slice']}**, "
+                     f"{fmt_seconds(snap.get('slice_left'))} left in it; each slice resumes where the last stopped.")
     if snap.get("stopping"):
         lines.append(STOPPING_TEXT)
     elif snap.get("message") and state in ACTIVE:

@@ -1,7 +1,8 @@
-"""Small matplotlib figures for the tabs (histogram, confusion matrix, window timeline).
+"""Small matplotlib figures: duration histogram, confusion matrix, window timeline (the app's tabs and
+the model card share them).
 
-Figures are closed by Gradio after rendering; we use the object API (no pyplot state) so handlers
-running in parallel threads never draw into each other's figures.
+The object API only (no pyplot state), so handlers running in parallel threads never draw into each
+other's figures, and nothing piles up in pyplot's figure list in a long-running server.
 """
 
 from __future__ import annotations
