@@ -37,6 +37,11 @@ CSS = """
 .astapp-notice { border-left: 4px solid #f59e0b; background: #fffbeb; padding: 8px 14px; border-radius: 6px; }
 .dark .astapp-notice { background: #3a2a06; }
 .astapp-hint { font-size: 0.92em; color: var(--body-text-color-subdued); }
+/* Their events say show_progress="hidden", but Gradio 6.31 still draws "processing | 2s" on a component
+   of a tab that mounts while such an event runs; these are updated quietly by design. */
+.astapp-hint > [data-testid="status-tracker"], #train-status > [data-testid="status-tracker"],
+#train-progress > [data-testid="status-tracker"], #train-log > [data-testid="status-tracker"] {
+  display: none !important; }
 .astapp-progress { height: 14px; background: var(--neutral-200); border-radius: 7px; overflow: hidden; }
 .astapp-progress .bar { height: 100%; background: linear-gradient(90deg, #fb923c, #f97316);
   transition: width 0.6s ease; }
