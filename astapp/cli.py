@@ -90,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(tr)
     tr.add_argument("--quiet", action="store_true", help="only print the final summary")
 
+    for name, text in (("cv", "cross-validate: scores per fold, mean and std; also finds label issues"),
+                       ("label-issues", "rank the clips whose label looks wrong (out-of-fold, cleanlab)")):
+        cv = sub.add_parser(name, help=text, argument_default=argparse.SUPPRESS)
+        cv.add_argument("--config", type=Path, help="a config.json to start from (flags override it)")
+        _add_settings(cv)
+        cv.add_argument("--folds", dest="cv_folds", help="auto (the dataset's folds, else 5) or a number")
+        cv.add_argument("--final", dest="cv_final", action="store_true", help="also train the final model")
+        cv.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+        cv.add_argument("--quiet", action="store_true", help="only print the result")
+
     pr = sub.add_parser("predict", help="classify audio files with a trained model (JSON lines)")
     pr.add_argument("--model", required=True, help="exported model folder, its zip, or a run folder")
     pr.add_argument("--top-k", type=int, default=5)
@@ -115,7 +125,7 @@ def config_from_args(ns: argparse.Namespace) -> TrainConfig:
     """TrainConfig from --config (if any) with every given flag applied on top. Without --config, the
     settings that depend on the model and were not typed take that model's defaults (`defaults_for`),
     exactly as the app's form does."""
-    given = {k: v for k, v in vars(ns).items() if k not in ("command", "quiet", "config")}
+    given = {k: v for k, v in vars(ns).items() if k not in ("command", "quiet", "config", "json")}
     if "config" in vars(ns):
         try:
             cfg = TrainConfig.load(ns.config)
@@ -131,6 +141,9 @@ def config_from_args(ns: argparse.Namespace) -> TrainConfig:
         key = s.path.replace(".", "__")
         if key in given:
             set_setting(cfg, s.path, given[key])
+    for key in ("cv_folds", "cv_final"):
+        if key in given:
+            setattr(cfg, key, given[key])
     return cfg
 
 
@@ -139,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     try:
         return {"inspect": _inspect, "train": _train, "predict": _predict, "export": _export,
-                "push": _push}[ns.command](ns)
+                "push": _push, "cv": _cv, "label-issues": _cv}[ns.command](ns)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return EXIT_STOPPED
@@ -186,6 +199,41 @@ def _train(ns: argparse.Namespace) -> int:
               f"{m['train_samples_per_second']:.2f} train samples/s over {m['train_seconds']:.1f} s.")
         print(f"Model: {result.model_dir}\nMetrics: {result.output / 'metrics.json'}")
     return EXIT_STOPPED if result.state == "stopped" else 0
+
+
+def _cv(ns: argparse.Namespace) -> int:
+    """cv and label-issues: one cross-validation run; stdout gets the result (JSON with --json)."""
+    cfg = config_from_args(ns)
+    if "output" not in vars(ns):
+        cfg.output = "runs/cv"
+    cfg.task = "cv"
+    cfg.require_valid()
+    _quiet_libraries()
+    printer = ProgressPrinter(quiet=getattr(ns, "quiet", False))
+    stop = threading.Event()
+    restore = _graceful_sigint(stop, printer)
+    try:
+        result = service.cv_run(cfg, events=printer, stop=stop)
+    finally:
+        restore()
+        printer.close()
+    if result.state == "stopped":
+        print("Stopped; nothing was scored.", file=sys.stderr)
+        return EXIT_STOPPED
+    out: Any = service.cv_summary(result.output) if ns.command == "cv" else service.label_issues_of(result.output)
+    if getattr(ns, "json", False):
+        print(json.dumps(out, indent=1, ensure_ascii=False))
+    elif ns.command == "cv":
+        for f in out["folds"]:
+            print(f"fold {f['fold']}: accuracy {f['accuracy']:.3f}, macro F1 {f['f1_macro']:.3f}, {f['clips']} clips")
+        m, s = out["mean"], out["std"]
+        print(f"mean: accuracy {m['accuracy']:.3f} ± {s['accuracy']:.3f}, macro F1 {m['f1_macro']:.3f} ± "
+              f"{s['f1_macro']:.3f} ({out['grouping']})\nRun: {result.output}")
+    else:
+        for d in out:
+            print(f"{d['score']:.3f}  {d['path']}: labelled {d['given']!r}, looks like {d['suggested']!r} ({d['kind']})")
+        print(f"{len(out)} suspect clip(s). Run: {result.output}")
+    return 0
 
 
 def _predict(ns: argparse.Namespace) -> int:

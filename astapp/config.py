@@ -291,6 +291,9 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, bf16 on a bf16 CPU, else fp32) | fp32 | bf16 | fp16
     threads: int = 0  # torch CPU threads; 0 = torch default
     resume: str = ""  # checkpoint folder, or "latest"
+    task: str = "train"  # train | cv (cross-validation: astapp.cv)
+    cv_folds: str = "auto"  # cv: "auto" (the manifest's folds, else 5) or a number of folds
+    cv_final: bool = False  # cv: also train the final model (frozen: on every clip)
     audio: AudioConfig = field(default_factory=AudioConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

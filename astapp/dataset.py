@@ -16,7 +16,7 @@ import tempfile
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +24,13 @@ import numpy as np
 from astapp.audio import decode
 from astapp.config import AudioConfig, IngestLimits
 from astapp.errors import AudioDecodeError, DatasetError, user_error
+from astapp.folds import grouped_holdout, kfold_assign, parse_cv_fold, source_groups
 from astapp.fsutil import atomic_write_text
 from astapp.ingest import VALIDATION_NAMES, Item, Listing, rel_path, resolve, scan
 from astapp.report import ClipStat, ValidationReport, build_report
 
 Progress = Callable[[float, str], None]
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 SPLIT_FILE = "split.json"  # beside data.arrow: labels, the rows of each split, the report
 MAX_SPLIT_SECONDS = 600.0  # in split mode, longer recordings are read up to this much (memory bound)
 
@@ -41,7 +42,8 @@ class DatasetBundle:
     labels: list[str]
     root: Path
     cache_dir: Path | None = None
-    split: str = ""  # how it was split: "fold:<name>" or "stratified"
+    split: str = ""  # how it was split: "fold:<name>", "cv:I/K", "stratified" or "stratified by <groups>"
+    file_folds: dict[str, str | None] = field(default_factory=dict)  # each decoded file's manifest fold
 
 
 @dataclass
@@ -175,11 +177,18 @@ def validation_fold(folds: list[str]) -> str | None:
     return distinct[-1]
 
 
-def split_files(labels: list[str], folds: list[str | None], val_split: float, seed: int, val_fold: str = ""
-                ) -> tuple[list[int], list[int], str]:
+def split_files(labels: list[str], folds: list[str | None], val_split: float, seed: int, val_fold: str = "",
+                paths: list[str] | None = None) -> tuple[list[int], list[int], str]:
     """(train file indices, validation file indices, how) — by manifest fold when there is one (`val_fold`,
-    else the one `validation_fold` picks), else stratified per class with the seed; every class with 2+
-    files keeps 1+ in each split."""
+    else the one `validation_fold` picks); fold I of the cross-validation plan for `val_fold` "cv:I/K";
+    else stratified per class with the seed, whole source recordings on one side when `paths` show them
+    (`astapp.folds`); every class with 2+ files keeps 1+ in each split."""
+    cv = parse_cv_fold(val_fold)
+    if cv is not None:
+        i, k = cv
+        of_file = kfold_assign(labels, source_groups(paths or [str(n) for n in range(len(labels))]).ids, k, seed)
+        train = [n for n, f in enumerate(of_file) if f != i - 1]
+        return train, [n for n, f in enumerate(of_file) if f == i - 1], f"cv:{i}/{k}"
     present = [f for f in folds if f is not None]
     if val_fold:
         check_fold(val_fold, present)
@@ -189,6 +198,10 @@ def split_files(labels: list[str], folds: list[str | None], val_split: float, se
         val = [i for i, f in enumerate(folds) if f == val_fold]
         train = [i for i, f in enumerate(folds) if f != val_fold]
         return train, val, f"fold:{val_fold}"
+    groups = source_groups(paths) if paths else None
+    if groups is not None and groups.grouped:
+        train, val = grouped_holdout(labels, groups.ids, val_split, seed)
+        return train, val, f"stratified {groups.how}"
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[int]] = defaultdict(list)
     for i, lab in enumerate(labels):
@@ -206,13 +219,17 @@ def split_files(labels: list[str], folds: list[str | None], val_split: float, se
 
 def describe_split(how: str, folds: dict[str, int], n_train: int, n_val: int, share: float) -> str:
     """The split in words, logged when a run starts (folds decide it silently otherwise)."""
+    if how.startswith("cv:"):
+        return (f"Cross-validation fold {how[3:]}: validating on {n_val} examples, training on {n_train}.")
+    grouped = how[len("stratified "):] if how.startswith("stratified by") else ""
     if how.startswith("fold:"):
         val = how[5:]
         rest = ", ".join(f for f in folds if f != val)
         return (f"Validating on fold {val} ({n_val} examples), training on fold{'s' if ',' in rest else ''} "
                 f"{rest} ({n_train} examples).")
-    return (f"Validating on a stratified {share:.0%} of the files per class ({n_val} examples), training on the "
-            f"rest ({n_train} examples).")
+    kept = f", whole source recordings on one side ({grouped})" if grouped else ""
+    return (f"Validating on a stratified {share:.0%} of the files per class{kept} ({n_val} examples), training "
+            f"on the rest ({n_train} examples).")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -248,7 +265,8 @@ def _load_cached(cache: Path, root: Path) -> DatasetBundle:
     ds = Dataset.from_file(str(cache / "data.arrow"))
     dd = DatasetDict(train=ds.select(meta["train_rows"]), validation=ds.select(meta["val_rows"]))
     report = ValidationReport.from_dict(meta["report"])
-    return DatasetBundle(report, dd, list(meta["labels"]), root, cache, str(meta.get("split", "")))
+    return DatasetBundle(report, dd, list(meta["labels"]), root, cache, str(meta.get("split", "")),
+                         dict(meta.get("file_folds") or {}))
 
 
 def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioConfig | None = None,
@@ -287,6 +305,7 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
         rows_of_file: list[list[int]] = []
         file_labels: list[str] = []
         file_folds: list[str | None] = []
+        file_paths: list[str] = []
         folds: Counter = Counter()
         row = 0
         try:
@@ -306,11 +325,13 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
                 rows_of_file.append(rows)
                 file_labels.append(d.item.label)
                 file_folds.append(d.item.fold)
+                file_paths.append(d.rel)
         finally:
             writer.finalize()
             writer.close()
         report = _make_report(listing, stats, failures, cfg, folds)
-        train_f, val_f, how = split_files(file_labels, file_folds, val_split, seed, val_fold)
+        train_f, val_f, how = split_files(file_labels, file_folds, val_split, seed, val_fold,
+                                            file_paths)
         _check_split(report, file_labels, train_f, val_f, how)
         if not report.trainable:
             err = DatasetError(" ".join(report.errors))
@@ -319,7 +340,7 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
         train_rows = [r for i in train_f for r in rows_of_file[i]]
         val_rows = [r for i in val_f for r in rows_of_file[i]]
         meta = {"labels": labels, "train_rows": train_rows, "val_rows": val_rows, "split": how,
-                "report": report.to_dict()}
+                "report": report.to_dict(), "file_folds": dict(zip(file_paths, file_folds, strict=True))}
         atomic_write_text(tmp / SPLIT_FILE, json.dumps(meta, ensure_ascii=False))
         shutil.rmtree(cache, ignore_errors=True)
         try:

@@ -12,6 +12,11 @@
     <run>/best/           best weights while resumable          the engine (BestKeeper)
     <run>/tb/             TensorBoard                           the engine
     <run>/adapter/        mode lora: the LoRA adapter alone     the engine (peft save_pretrained)
+    <run>/cv.json         task cv: folds, mean, std, clips      the CV engine (astapp.cv)
+    <run>/embeddings.npy  task cv: one embedding per clip       the CV engine
+    <run>/map.json        task cv: the 2-D map of them          the CV engine
+    <run>/label_issues.json  task cv: ranked suspects           the CV engine
+    <run>/folds/<name>/   task cv (not frozen): each fold's run the engine
 
 The engine never reads back what the App layer wrote: it reports its outcome as a `RunResult` (or an
 exception), and `RunRecord` turns that into the status.
@@ -32,6 +37,7 @@ STATUS, CONFIG, META, LOG = "status.json", "config.json", "meta.json", "log.txt"
 HISTORY, METRICS, REPORT = "history.jsonl", "metrics.json", "report.json"
 MODEL, CHECKPOINTS, BEST, TENSORBOARD, FASTCACHE = "model", "checkpoints", "best", "tb", ".fastcache"
 ADAPTER = "adapter"  # mode lora: the adapter alone, in peft's format
+CV, EMBEDDINGS, MAP, LABEL_ISSUES = "cv.json", "embeddings.npy", "map.json", "label_issues.json"
 
 STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
 ACTIVE = ("queued", "running")
@@ -102,8 +108,13 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def metrics_summary(run_dir: Path) -> dict[str, float]:
-    """accuracy, f1_macro and best_epoch from metrics.json, when the run has evaluated."""
+    """accuracy, f1_macro and best_epoch from metrics.json, when the run has evaluated; a cross-validation
+    run without a final model gives its mean scores (and "cv": 1)."""
     m = read_json(Path(run_dir) / METRICS)
+    if not m:
+        mean = read_json(Path(run_dir) / CV).get("mean") or {}
+        out = {k: float(mean[k]) for k in ("accuracy", "f1_macro") if number(mean.get(k)) is not None}
+        return {**out, "cv": 1.0} if out else {}
     return {k: float(m[k]) for k in ("accuracy", "f1_macro", "best_epoch") if number(m.get(k)) is not None}
 
 

@@ -154,7 +154,12 @@ class _ThreadLogHandler(logging.Handler):
 
 def engine_train(cfg: TrainConfig, events: EventSink | None = None,
                  stop: threading.Event | None = None) -> rundir.RunResult:
-    """The engine's `astapp.train.train`, imported only when a run really starts (torch is heavy)."""
+    """The engine (`astapp.train.train`, or `astapp.cv.run_cv` for task "cv"), imported only when a run
+    really starts (torch is heavy)."""
+    if cfg.task == "cv":
+        from astapp.cv import run_cv
+
+        return run_cv(cfg, events, stop)
     from astapp.train import train as run_engine
 
     return run_engine(cfg, events, stop)

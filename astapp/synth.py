@@ -82,3 +82,31 @@ def make_class_folders(
             wav = make_signal(KINDS[ci % len(KINDS)], secs, sr, rng)
             write_wav(Path(root) / name / f"{name}_{j:04d}{ext}", wav, sr)
     return names
+
+
+TONE_CLASSES = {"low": 250.0, "mid": 700.0, "high": 1800.0, "top": 4500.0}
+
+
+def make_tone_classes(root: Path, per_class: int = 25, seconds: float = 1.0, flip: float = 0.0, seed: int = 0,
+                      classes: dict[str, float] | None = None, sr: int = 16_000) -> list[str]:
+    """Clearly separable classes (a tone at its own frequency, +-3 %) as `root/<class>/<class>_NNN.wav`;
+    then `flip` of the files are moved into another class's folder (a wrong label). Returns the moved
+    files as "<folder they are in>/<name>": the label issues a finder should report."""
+    classes = classes or TONE_CLASSES
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    t = np.arange(n) / sr
+    files = []
+    for name, f in classes.items():
+        for j in range(per_class):
+            x = np.sin(2 * np.pi * f * rng.uniform(0.97, 1.03) * t) * rng.uniform(0.3, 0.9)
+            x = x + rng.standard_normal(n) * 0.01
+            files.append(write_wav(Path(root) / name / f"{name}_{j:03d}.wav", x.astype(np.float32), sr))
+    moved = []
+    for i in rng.choice(len(files), size=int(round(flip * len(files))), replace=False):
+        f = files[int(i)]
+        others = [c for c in classes if c != f.parent.name]
+        dest = Path(root) / others[int(rng.integers(len(others)))] / f.name
+        f.rename(dest)
+        moved.append(f"{dest.parent.name}/{f.name}")
+    return moved

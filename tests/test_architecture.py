@@ -17,10 +17,11 @@ MAX_LINES = 400
 # Lowest first: a module may import its own layer and the layers below it, never one above.
 LAYERS: list[tuple[str, set[str]]] = [
     ("Base", {"config", "errors", "fsutil", "rundir"}),
-    ("Data", {"audio", "ingest", "report", "dataset", "examples"}),
-    ("Signal", {"features", "featcache", "figures", "augment", "augment_spec", "preview", "synth"}),
+    ("Data", {"audio", "ingest", "report", "dataset", "examples", "folds"}),
+    ("Signal", {"features", "featcache", "figures", "augment", "augment_spec", "preview", "synth", "embedmap"}),
     ("Model", {"model", "checkpoints", "infer", "export", "hub"}),
-    ("Train", {"train", "trainer_setup", "trainer_utils", "fastmodes", "lora", "devices", "events", "metrics"}),
+    ("Train", {"train", "trainer_setup", "trainer_utils", "fastmodes", "lora", "devices", "events", "metrics",
+                "cv", "cv_frozen", "cv_folds", "label_issues"}),
     ("App", {"jobs", "jobstate", "runner", "slicing", "runs", "publish", "sessions", "paths"}),
     ("Service", {"service"}),
     ("UI", {"ui"}),

@@ -20,9 +20,18 @@ from astapp.service.app import Service, default_model, model_choices
 from astapp.service.augmenting import effective_transforms, transform_specs
 from astapp.service.datasets import DatasetView
 from astapp.service.evaluation import Evaluation
-from astapp.service.headless import export_run, inspect_data, predict_files, push_run, train_run
+from astapp.service.headless import (
+                                     cv_run,
+                                     cv_summary,
+                                     export_run,
+                                     inspect_data,
+                                     label_issues_of,
+                                     predict_files,
+                                     push_run,
+                                     train_run,
+)
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
 
-__all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "confusion_matrix",
-           "default_model", "duration_histogram", "effective_transforms", "export_run", "fmt_score", "inspect_data",
+__all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "confusion_matrix", "cv_run",
+           "cv_summary", "default_model", "label_issues_of", "duration_histogram", "effective_transforms", "export_run", "fmt_score", "inspect_data",
            "model_choices", "predict_files", "push_run", "train_run", "transform_specs", "window_timeline"]

@@ -29,6 +29,37 @@ def train_run(cfg: TrainConfig, events: EventSink | None = None,
     return train(cfg, events, stop)
 
 
+def cv_run(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Event | None = None) -> RunResult:
+    """Cross-validate into `cfg.output` (task "cv"), recorded like a training run."""
+    import dataclasses
+
+    from astapp.runner import train
+
+    return train(dataclasses.replace(cfg, task="cv"), events, stop)
+
+
+def cv_summary(run: str | Path) -> dict[str, Any]:
+    """The `cv --json` contract: folds (fold, accuracy, f1_macro, clips), mean, std, grouping (+ the run)."""
+    from astapp.rundir import CV, read_json
+
+    doc = read_json(Path(run) / CV)
+    keep = ("fold", "accuracy", "f1_macro", "clips")
+    return {"folds": [{k: f[k] for k in keep} for f in doc.get("folds", [])], "mean": doc.get("mean", {}),
+            "std": doc.get("std", {}), "grouping": doc.get("grouping", ""), "run": str(run)}
+
+
+def label_issues_of(run: str | Path) -> list[dict[str, Any]]:
+    """The `label-issues --json` contract: most suspect first, [{path, given, suggested, score, kind}]."""
+    import json
+
+    from astapp.rundir import LABEL_ISSUES
+
+    try:
+        return list(json.loads((Path(run) / LABEL_ISSUES).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return []
+
+
 def predict_files(model: str, files: list[str], top_k: int) -> list[dict[str, Any]]:
     """One row per audio file (a folder or a zip expands to its files; a missing file is a row too)."""
     from astapp.infer import Predictor
