@@ -87,3 +87,70 @@ def window_timeline(windows: Sequence[dict[str, Any]], labels: Sequence[str]) ->
     ax.set_title("Top class per window (darker = more confident)", fontsize=11)
     _style(ax)
     return fig
+
+
+MAP_PAD = 0.04  # the map's axes span [-pad, 1 + pad] on both axes and fill the whole image
+PALETTE = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04", "#db2777", "#4b5563",
+           "#65a30d")
+
+
+def embedding_map(xy: Sequence[Sequence[float]], labels: Sequence[str], marks: Sequence[str],
+                  selected: int | None = None, size: int = 640) -> Any:
+    """The clips' 2-D map as an RGB array (size x size): one colour per label, mistakes ringed black,
+    label suspects as crosses, the selected clip circled. The axes fill the image, so a click at pixel
+    (px, py) is the map point (`map_point`)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(size / 100, size / 100), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(-MAP_PAD, 1 + MAP_PAD)
+    ax.set_ylim(-MAP_PAD, 1 + MAP_PAD)
+    ax.set_axis_off()
+    pts = np.asarray(xy, dtype=float).reshape(-1, 2)
+    names = sorted(set(labels))
+    colour = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+    for n in names:
+        idx = [i for i, lab in enumerate(labels) if lab == n]
+        ax.scatter(pts[idx, 0], pts[idx, 1], s=22, c=colour[n], label=n, alpha=0.8, linewidths=0)
+    wrong = [i for i, m in enumerate(marks) if m == "mistake"]
+    suspect = [i for i, m in enumerate(marks) if m == "suspect"]
+    if wrong:
+        ax.scatter(pts[wrong, 0], pts[wrong, 1], s=60, facecolors="none", edgecolors="black", linewidths=1)
+    if suspect:
+        ax.scatter(pts[suspect, 0], pts[suspect, 1], s=70, c="black", marker="x", linewidths=1.5)
+    if selected is not None and 0 <= selected < len(pts):
+        ax.scatter([pts[selected, 0]], [pts[selected, 1]], s=260, facecolors="none", edgecolors=ACCENT, linewidths=3)
+    if len(names) <= 12:
+        ax.legend(loc="upper right", fontsize=8, framealpha=0.8, markerscale=1.2)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def map_point(px: float, py: float, width: int, height: int) -> tuple[float, float]:
+    """The map coordinates of pixel (px, py) of an `embedding_map` image of that size."""
+    span = 1 + 2 * MAP_PAD
+    return -MAP_PAD + span * px / max(width, 1), 1 + MAP_PAD - span * py / max(height, 1)
+
+
+def fold_scores(folds: Sequence[dict[str, Any]]) -> Any:
+    """Accuracy and macro F1 per fold as grouped bars, with the mean as a dashed line."""
+    import numpy as np
+
+    fig = _figure(5.0, 2.6)
+    ax = fig.add_subplot()
+    x = np.arange(len(folds))
+    acc = [float(f["accuracy"]) for f in folds]
+    f1 = [float(f["f1_macro"]) for f in folds]
+    ax.bar(x - 0.2, acc, 0.4, label="accuracy", color=ACCENT)
+    ax.bar(x + 0.2, f1, 0.4, label="macro F1", color="#64748b")
+    if acc:
+        ax.axhline(float(np.mean(acc)), color=ACCENT, linestyle="--", linewidth=1)
+    ax.set_xticks(x, [str(f["fold"]) for f in folds])
+    ax.set_xlabel("fold", color=INK)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8, loc="lower right")
+    _style(ax)
+    return fig

@@ -88,7 +88,7 @@ class RunInfo:
         """Short text for a dropdown: name · state · accuracy."""
         parts = [self.name or self.id, self.state]
         if self.accuracy is not None:
-            parts.append(f"acc {fmt_score(self.accuracy)}")
+            parts.append(f"{'CV acc' if self.metrics.get('cv') else 'acc'} {fmt_score(self.accuracy)}")
         if self.readonly:
             parts.append("shared")
         return " · ".join(parts)

@@ -14,8 +14,16 @@ The UI imports only this package, `astapp.config` and `astapp.errors`. Importing
 engine modules are imported when an operation needs them.
 """
 
+from astapp.embedmap import nearest as nearest_point
 from astapp.events import fmt_score
-from astapp.figures import confusion_matrix, duration_histogram, window_timeline
+from astapp.figures import (
+                                     confusion_matrix,
+                                     duration_histogram,
+                                     embedding_map,
+                                     fold_scores,
+                                     map_point,
+                                     window_timeline,
+)
 from astapp.service.app import Service, default_model, model_choices
 from astapp.service.augmenting import effective_transforms, transform_specs
 from astapp.service.datasets import DatasetView
@@ -33,5 +41,5 @@ from astapp.service.headless import (
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
 
 __all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "confusion_matrix", "cv_run",
-           "cv_summary", "default_model", "label_issues_of", "duration_histogram", "effective_transforms", "export_run", "fmt_score", "inspect_data",
+           "cv_summary", "default_model", "embedding_map", "fold_scores", "map_point", "nearest_point", "label_issues_of", "duration_histogram", "effective_transforms", "export_run", "fmt_score", "inspect_data",
            "model_choices", "predict_files", "push_run", "train_run", "transform_specs", "window_timeline"]

@@ -17,6 +17,7 @@ from typing import Any
 from astapp.config import DEFAULT_MODEL, SCRATCH_SIZES, env_flag
 from astapp.fsutil import atomic_write_text
 from astapp.service.augmenting import AugmentingMixin
+from astapp.service.crossval import CrossValidationMixin
 from astapp.service.datasets import DatasetsMixin
 from astapp.service.evaluation import EvaluationMixin
 from astapp.service.predicting import PredictingMixin, PredictorCache
@@ -63,7 +64,8 @@ def hf_login_enabled() -> bool:
     return env_flag("ASTAPP_HF_LOGIN") or bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"))
 
 
-class Service(DatasetsMixin, AugmentingMixin, TrainingMixin, EvaluationMixin, PredictingMixin, PublishingMixin):
+class Service(DatasetsMixin, AugmentingMixin, TrainingMixin, EvaluationMixin, PredictingMixin, PublishingMixin,
+              CrossValidationMixin):
     """Datasets, previews, training jobs, runs, evaluation, prediction, publishing and session state."""
 
     def __init__(self, manager: Any = None, hub_online: bool | None = None, hub_api: Any = None):

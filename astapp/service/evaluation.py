@@ -11,7 +11,7 @@ import numpy as np
 
 from astapp.errors import AccessError, UploadError
 from astapp.paths import inside
-from astapp.rundir import CONFIG, METRICS, read_json
+from astapp.rundir import CONFIG, CV, METRICS, read_json
 from astapp.runs import RunInfo
 from astapp.service.datasets import play_audio
 from astapp.sessions import Session
@@ -30,6 +30,7 @@ class Evaluation:
     predictions: list[dict[str, Any]]  # {path, true, pred, prob} per validation clip
     mistakes: list[dict[str, Any]] = field(default_factory=list)  # wrong predictions, most confident first
     players: list[tuple[str, tuple[int, np.ndarray]]] = field(default_factory=list)  # (label, audio)
+    cross_validation: bool = False  # a CV run without a final model: scores are the mean over folds
 
 
 class EvaluationMixin:
@@ -40,11 +41,17 @@ class EvaluationMixin:
     def runs(self, session: Session, need_model: bool = False, need_metrics: bool = False) -> list[RunInfo]:
         """The session's visible runs, newest first (only those with a model, or with metrics, if asked)."""
         return [r for r in self.manager.list_runs(session.owner)
-                if (not need_model or r.has_model) and (not need_metrics or (r.path / METRICS).is_file())]
+                if (not need_model or r.has_model) and (not need_metrics or (r.path / METRICS).is_file()
+                                                        or (r.path / CV).is_file())]
 
     def evaluation(self, session: Session, run_id: str, players: int = 6) -> Evaluation:
         info = self.manager.get_run(session.owner, run_id)
         metrics = read_json(info.path / METRICS)
+        cv = read_json(info.path / CV) if not metrics else {}
+        if cv.get("folds"):  # a cross-validation without a final model: its scores are the folds' mean
+            mean = cv.get("mean") or {}
+            return Evaluation(info, mean.get("accuracy"), mean.get("f1_macro"), list(cv.get("labels") or []), [],
+                              [], [], cross_validation=True)
         if not metrics:
             raise AccessError(f"Run {run_id} has no metrics yet ({info.state}); wait until it has evaluated once.")
         labels = [str(x) for x in metrics.get("labels") or []]
@@ -59,7 +66,7 @@ class EvaluationMixin:
         for p in wrong:
             if len(result.players) == players:
                 break
-            path = _clip_path(data_root, str(p.get("path", "")))
+            path = clip_path(data_root, str(p.get("path", "")))
             audio = play_audio(path) if path else None
             if audio is not None:
                 result.players.append((f"{Path(str(p['path'])).name}: {p.get('true')} → heard as {p.get('pred')}",
@@ -67,7 +74,7 @@ class EvaluationMixin:
         return result
 
 
-def _clip_path(data_root: str, rel: str) -> Path | None:
+def clip_path(data_root: str, rel: str) -> Path | None:
     """A validation clip on disk, only if it is inside the run's dataset folder."""
     from astapp.ingest import scan
 

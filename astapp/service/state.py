@@ -34,6 +34,8 @@ class SessionState:
     evaluate_run: str | None = None
     predict_run: str | None = None
     top_k: int = 3
+    cv: dict[str, Any] = field(default_factory=lambda: {"folds": "auto", "final": False})  # the CV controls
+    corrections: dict[str, dict[str, str]] = field(default_factory=dict)  # run id -> {clip: "drop" | label}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SessionState:

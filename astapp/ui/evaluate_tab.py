@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.service import Service, fmt_score
+from astapp.ui import cv_view
 from astapp.ui.common import (
     Guard,
     guarded,
@@ -53,6 +54,7 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
                     players.append(gr.Audio(label=f"mistake {row * PER_ROW + i + 1}", visible=False,
                                             interactive=False, buttons=[], min_width=300,
                                             elem_classes=["astapp-mistake"]))
+        cv = cv_view.build(svc, token, run)
 
     @guarded
     def refresh_fn(current: str | None, tok: str | None, request: gr.Request) -> Any:
@@ -76,6 +78,8 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
         head = (f"### {ev.run.name} · {ev.run.state}\n**Accuracy {fmt_score(ev.accuracy)}** · macro F1 "
                 f"{fmt_score(ev.f1_macro)} · {plural(len(ev.predictions), 'validation clip')}, "
                 f"{plural(len(ev.mistakes), 'mistake')}")
+        if ev.cross_validation:
+            head = f"### {ev.run.name} · {ev.run.state}\nA cross-validation run: its folds, map and label issues follow."
         fig = confusion_matrix(ev.confusion, ev.labels) if ev.confusion else None
         mist = pd.DataFrame([{"file": p.get("path", ""), "true": p.get("true", ""), "predicted": p.get("pred", ""),
                               "confidence": round(float(p.get("prob") or 0), 3)} for p in ev.mistakes],
@@ -89,4 +93,5 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
     outputs = [summary, matrix, per_class, mistakes, *players]
     shown = run.change(evaluate_fn, [run, token], outputs, api_name="evaluate_run", **heavy())
     guard.keep(shown, outputs, notice, say=lambda message, *_: f"This run cannot be shown: {message}")
+    run.change(guarded(cv.show), [run, token], cv.outputs, api_name="cv_view", **heavy())
     return EvaluateTab(tab, run)

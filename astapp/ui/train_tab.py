@@ -14,6 +14,7 @@ import gradio as gr
 
 from astapp.config import DEFAULT_MODEL, is_scratch, setting
 from astapp.service import AUTO, FORM_FIELDS, Poll, Service, fmt_score
+from astapp.ui import cv_controls
 from astapp.ui.common import fmt_seconds, friendly, guarded, session
 
 POLL_SECONDS = 1.0
@@ -247,6 +248,7 @@ def build(svc: Service, token: gr.State) -> TrainTab:
             stop = gr.Button("Stop", variant="stop", elem_id="stop-btn", scale=1)
             show_cli = gr.Button("Show as CLI command", scale=1)
             resume = gr.Button("Resume interrupted run", scale=1, visible=False, elem_id="resume-btn")
+        cvc = cv_controls.build()
         cli = gr.Code(label="Same run from a terminal", language="shell", visible=False, interactive=False)
         status = gr.Markdown("No training yet. Press **Start training** — the example dataset is ready.",
                              elem_id="train-status")
@@ -311,6 +313,13 @@ def build(svc: Service, token: gr.State) -> TrainTab:
                     gr.update(), gr.update(), gr.update(), gr.Timer(active=False))
 
     @guarded
+    def cv_fn(tok: str | None, folds: str, final: bool, request: gr.Request, *vals: Any) -> tuple[Any, ...]:
+        """Cross-validate with the form's settings: a job like a training, followed here the same way."""
+        sess = session(svc, tok, request)
+        job_id = svc.start_cv(sess, values(*vals), folds, bool(final))
+        return render(svc.poll(sess, job_id), new_curves(job_id))
+
+    @guarded
     def stop_fn(job_id: str | None, tok: str | None, request: gr.Request) -> str:
         if not svc.stop(session(svc, tok, request), job_id):
             return "Nothing is training right now."
@@ -360,6 +369,8 @@ def build(svc: Service, token: gr.State) -> TrainTab:
 
     outputs = [job, curves, shown, *poll_outputs]
     start.click(start_fn, [token, *form], outputs, api_name="start_training")
+    cvc.start.click(cv_fn, [token, cvc.folds, cvc.final, *form], outputs, api_name="start_cv")
+    cv_controls.wire(svc, token, cvc, form)
     timer.tick(poll_fn, [job, token, curves], outputs, api_name="poll_training", show_progress="hidden")
     resume.click(resume_fn, [job, token], outputs, api_name="resume_training")
     shown.change(resume_button, shown, resume, api_visibility="private", show_progress="hidden")

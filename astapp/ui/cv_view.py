@@ -1,0 +1,147 @@
+"""The Evaluate tab's cross-validation section: scores per fold, the embedding map to listen through,
+and the label issues the user can drop or relabel, then download or retrain on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from astapp.service import Service, embedding_map, fmt_score, fold_scores, map_point, nearest_point
+from astapp.ui.common import guarded, heavy, pcm16, plural, session
+
+FOLDS = ["fold", "accuracy", "macro F1", "clips"]
+ISSUES = ["#", "file", "given", "suggested", "score", "why", "your decision"]
+MAP_HINT = ("Each dot is a clip (colour = its label; ringed = predicted wrong out of fold; × = label suspect). "
+            "**Click a dot** to hear it.")
+
+
+@dataclass
+class CVSection:
+    box: gr.Column
+    outputs: list[Any]
+    show: Any  # (run_id, tok, request) -> outputs
+
+
+def build(svc: Service, token: gr.State, run: gr.Dropdown) -> CVSection:
+    with gr.Column(visible=False, elem_id="cv-section") as box:
+        gr.Markdown("### Cross-validation")
+        summary = gr.Markdown(elem_id="cv-summary")
+        with gr.Row():
+            table = gr.Dataframe(headers=FOLDS, interactive=False, scale=2, elem_id="cv-folds-table")
+            plot = gr.Plot(show_label=False, scale=3)
+        gr.Markdown(f"#### Embedding map\n{MAP_HINT}")
+        with gr.Row():
+            picture = gr.Image(label="Embedding map", interactive=False, type="numpy", scale=3, elem_id="cv-map",
+                               buttons=[])
+            with gr.Column(scale=2):
+                clip_info = gr.Markdown("Click a dot on the map, or a row of the list below.", elem_id="cv-clip-info")
+                player = gr.Audio(label="Selected clip", interactive=False, elem_id="cv-player", buttons=[])
+                with gr.Row():
+                    drop = gr.Button("Drop this clip", size="sm", elem_id="cv-drop")
+                    accept = gr.Button("Accept the suggested label", size="sm", elem_id="cv-accept")
+                    undo = gr.Button("Undo", size="sm", elem_id="cv-undo")
+        gr.Markdown("#### Label issues (most suspect first)")
+        issues = gr.Dataframe(headers=ISSUES, interactive=False, max_height=300, elem_id="cv-issues")
+        with gr.Row():
+            manifest = gr.DownloadButton("Download the corrected manifest (CSV)", elem_id="cv-manifest")
+            retrain = gr.Button("Use the corrected data and retrain", variant="primary", elem_id="cv-retrain")
+        after = gr.Markdown(elem_id="cv-after")
+    picked = gr.State(None)  # index of the clip on screen (cv.json order)
+
+    def issue_rows(view: Any) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame([{"#": i + 1, "file": d["path"], "given": d["given"], "suggested": d["suggested"],
+                              "score": round(float(d["score"]), 3), "why": d["kind"], "your decision": d["action"]}
+                             for i, d in enumerate(view.issues)], columns=ISSUES)
+
+    def image(view: Any, selected: int | None = None) -> Any:
+        return embedding_map(view.xy, [c["label"] for c in view.clips], view.marks(), selected)
+
+    def show(run_id: str | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
+        import pandas as pd
+
+        view = svc.cv_view(session(svc, tok, request), run_id) if run_id else None
+        if view is None:
+            return (gr.Column(visible=False), "", pd.DataFrame(columns=FOLDS), None, None, None,
+                    pd.DataFrame(columns=ISSUES), None, "Click a dot on the map, or a row of the list below.", None)
+        m, s = view.mean, view.std
+        text = (f"**Mean accuracy {fmt_score(m.get('accuracy'))} ± {fmt_score(s.get('accuracy'))}** · macro F1 "
+                f"{fmt_score(m.get('f1_macro'))} ± {fmt_score(s.get('f1_macro'))} over {plural(len(view.folds), 'fold')} "
+                f"({view.grouping}). {plural(len(view.issues), 'suspect clip')}. Map: {view.method} of the "
+                f"embeddings of {view.embedding_source}.")
+        rows = pd.DataFrame([{"fold": f["fold"], "accuracy": round(f["accuracy"], 3),
+                              "macro F1": round(f["f1_macro"], 3), "clips": f["clips"]} for f in view.folds],
+                            columns=FOLDS)
+        return (gr.Column(visible=True), text, rows, fold_scores(view.folds), image(view), None, issue_rows(view),
+                None, "Click a dot on the map, or a row of the list below.", None)
+
+    def pick(run_id: str, tok: str | None, index: int, request: gr.Request) -> tuple[Any, ...]:
+        sess = session(svc, tok, request)
+        audio, info = svc.cv_clip(sess, run_id, index)
+        return index, pcm16(audio), info, image(svc.cv_view(sess, run_id), index)
+
+    @guarded
+    def map_click(run_id: str, tok: str | None, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
+        view = svc.cv_view(session(svc, tok, request), run_id)
+        px, py = evt.index
+        size = image(view).shape
+        x, y = map_point(float(px), float(py), size[1], size[0])
+        return pick(run_id, tok, nearest_point(view.xy, x, y), request)
+
+    def issue_pick(run_id: str, rank: int, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
+        view = svc.cv_view(session(svc, tok, request), run_id)
+        if view is None or not 0 <= rank < len(view.issues):
+            raise gr.Error("There is no such row in the list of suspects.")
+        path = view.issues[rank]["path"]
+        return pick(run_id, tok, next(i for i, c in enumerate(view.clips) if c["path"] == path), request)
+
+    @guarded
+    def issue_click(run_id: str, tok: str | None, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
+        return issue_pick(run_id, int(evt.index[0]), tok, request)
+
+    @guarded
+    def clip_api(run_id: str, index: float, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
+        return pick(run_id, tok, int(index), request)
+
+    @guarded
+    def issue_api(run_id: str, rank: float, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
+        return issue_pick(run_id, int(rank) - 1, tok, request)
+
+    def decide(action: str):
+        @guarded
+        def fn(run_id: str, index: int | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
+            sess = session(svc, tok, request)
+            view = svc.cv_view(sess, run_id)
+            if view is None or index is None:
+                raise gr.Error("Pick a suspect clip first: click a row of the list, or a × on the map.")
+            svc.correct(sess, run_id, view.clips[int(index)]["path"], action)
+            return issue_rows(svc.cv_view(sess, run_id))
+        return fn
+
+    @guarded
+    def manifest_fn(run_id: str, tok: str | None, request: gr.Request) -> str:
+        return str(svc.corrected_manifest(session(svc, tok, request), run_id))
+
+    @guarded
+    def retrain_fn(run_id: str, tok: str | None, request: gr.Request) -> str:
+        sess = session(svc, tok, request)
+        view = svc.use_corrected(sess, run_id)
+        job_id = svc.start(sess, svc.form(sess))
+        return (f"Training on **{view.name}** ({plural(len(view.report.get('durations') or []), 'clip')}) as job "
+                f"`{job_id}`: follow it in the *Train* tab.")
+
+    outputs = [box, summary, table, plot, picture, player, issues, picked, clip_info, after]
+    pick_out = [picked, player, clip_info, picture]
+    picture.select(map_click, [run, token], pick_out, api_visibility="private", **heavy())
+    issues.select(issue_click, [run, token], pick_out, api_visibility="private", **heavy())
+    dummy = gr.Number(visible=False)
+    dummy.submit(clip_api, [run, dummy, token], pick_out, api_name="cv_clip")  # by index in cv.json
+    dummy.blur(issue_api, [run, dummy, token], pick_out, api_name="cv_suspect")  # by rank (#) in the list
+    for button, action, name in ((drop, "drop", "cv_drop"), (accept, "accept", "cv_accept"), (undo, "undo", "cv_undo")):
+        button.click(decide(action), [run, picked, token], issues, api_name=name)
+    manifest.click(manifest_fn, [run, token], manifest, api_name="cv_manifest")
+    retrain.click(retrain_fn, [run, token], after, api_name="cv_retrain")
+    return CVSection(box, outputs, show)
