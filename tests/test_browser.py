@@ -353,3 +353,75 @@ def test_a_new_users_journey_says_what_happens(app, chromium_path, tmp_path):
             _shot(page, shots, f"evaluate-{width}.png")
         assert not errors, errors
         browser.close()
+
+
+def test_cross_validate_listen_on_the_map_fix_a_label_and_retrain(app, chromium_path, tmp_path):
+    """Issue 12 in the page: cross-validate the example (frozen), open the map, click a dot and hear it,
+    accept one suggested label, retrain on the corrected data."""
+    import json
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from astapp.figures import MAP_PAD
+
+    url, root = app
+    shots = tmp_path / "shots"
+    with sync_playwright() as p:
+        browser, _context, page, errors = _open(p, chromium_path, url, width=1400)
+        expect(page.locator("#data-summary")).to_contain_text("Ready to train", timeout=60_000)
+        page.get_by_role("tab", name=re.compile("Train")).click()
+        page.get_by_label(re.compile("frozen — classifier only")).check()
+        page.get_by_text(re.compile("Cross-validate instead")).click()
+        folds = page.locator("#cv-folds textarea, #cv-folds input").first
+        folds.fill("3")
+        folds.press("Tab")
+        page.locator("#cv-btn").click()
+        expect(page.locator("#cv-estimate")).to_contain_text("backbone runs once", timeout=30_000)
+        expect(page.locator("#train-status")).to_contain_text("Finished", timeout=180_000)
+
+        page.get_by_role("tab", name=re.compile("Evaluate")).click()
+        expect(page.locator("#cv-summary")).to_contain_text("Mean accuracy", timeout=60_000)
+        expect(page.locator("#cv-folds-table")).to_contain_text("3")
+        run_dir = max((d for d in (root / "runs").glob("*/*") if (d / "map.json").is_file()),
+                      key=lambda d: d.stat().st_mtime)
+        xy = json.loads((run_dir / "map.json").read_text())["xy"]
+        clips = json.loads((run_dir / "cv.json").read_text())["clips"]
+        img = page.locator("#cv-map img")
+        expect(img).to_be_visible(timeout=30_000)
+        box = img.bounding_box()
+        natural = page.evaluate("() => { const i = document.querySelector('#cv-map img');"
+                                " return [i.naturalWidth, i.naturalHeight]; }")
+        span = 1 + 2 * MAP_PAD
+        x, y = xy[7]
+        px = (x + MAP_PAD) / span * natural[0] * box["width"] / natural[0]
+        py = (1 + MAP_PAD - y) / span * natural[1] * box["height"] / natural[1]
+        img.click(position={"x": px, "y": py})
+        info = page.locator("#cv-clip-info")
+        expect(info).to_contain_text("Labelled", timeout=30_000)
+        shown = info.inner_text()
+        near = [c["path"] for c, (cx, cy) in zip(clips, xy, strict=True)
+                if abs(cx - x) < 0.02 and abs(cy - y) < 0.02]
+        assert any(n in shown for n in near), (shown, near)  # the dot under the click
+        expect(page.locator("#cv-player audio, #cv-player [data-testid='waveform-controls']").first).to_be_attached(
+            timeout=30_000)
+        _shot(page, shots, "cv-map.png")
+
+        table = page.locator("#cv-issues")
+        first = table.get_by_role("row").nth(1)  # row 0 is the header
+        expect(first).to_contain_text(re.compile(r"\w"), timeout=30_000)
+        cell = first.get_by_role("gridcell").nth(1)
+        suspect = cell.inner_text().strip()
+        cell.click()
+        expect(info).to_contain_text("suggested label", timeout=30_000)
+        expect(info).to_contain_text(suspect)
+        page.locator("#cv-accept").click()
+        expect(table).to_contain_text("relabelled", timeout=30_000)
+        page.locator("#cv-retrain").click()
+        expect(page.locator("#cv-after")).to_contain_text("Training on", timeout=60_000)
+        page.reload()
+        page.get_by_role("tab", name=re.compile("Train")).click()
+        expect(page.locator("#train-status")).to_contain_text("Finished", timeout=180_000)
+        expect(page.locator("#data-summary")).to_contain_text("Corrected", timeout=30_000)
+        _shot(page, shots, "cv-retrained.png")
+        assert not errors, errors
+        browser.close()

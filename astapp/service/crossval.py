@@ -198,7 +198,7 @@ class CrossValidationMixin:
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(tmp, folder)
         view = self._inspected(f"Corrected: {self.dataset(session).name.removeprefix('Corrected: ')}",  # type: ignore[attr-defined]
-                               "corrected", folder / "manifest.csv", session.workspace)
+                               "corrected", folder, session.workspace)
         view.source = f"corrected labels of run {run_id}"
         return self._choose(session, view)  # type: ignore[attr-defined]
 

@@ -85,7 +85,7 @@ class StateStore:
         A dataset whose folder is gone (deleted by hand, or a workspace restored without its uploads)
         counts as no choice, so the page falls back to the example instead of failing."""
         data = read_json(session.workspace / DATASET_FILE)
-        if not data.get("root") or not Path(data["root"]).is_dir():
+        if not data.get("root") or not Path(data["root"]).exists():
             return None
         return data
 
