@@ -187,10 +187,10 @@ class _CV:
                 from astapp.cv_folds import trained_cv
 
                 out = trained_cv(self, clips, plan)
+            return self.finish(clips, plan, out)
         except _Stopped:
             self.emit(make_event("done", state="stopped", metrics={}))
             return RunResult(self.run, "stopped")
-        return self.finish(clips, plan, out)
 
     def finish(self, clips: Clips, plan, out: dict[str, Any]) -> RunResult:
         """Write cv.json, embeddings, the map and the label issues; the outcome as the run's metrics."""

@@ -42,18 +42,19 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
         notice = notice_card("eval-notice")
         summary = gr.Markdown("Pick a finished run to see how it does on the validation clips.",
                               elem_id="eval-summary")
-        with gr.Row():
-            matrix = gr.Plot(label="Confusion matrix", show_label=False, scale=3)
-            per_class = gr.Dataframe(label="Per class", interactive=False, scale=2, headers=PER_CLASS)
-        gr.Markdown("#### Mistakes on the validation clips")
-        mistakes = gr.Dataframe(label="Misclassified", interactive=False, max_height=260, headers=MISTAKES)
-        players: list[gr.Audio] = []
-        for row in range(N_PLAYERS // PER_ROW):
-            with gr.Row(elem_classes=["astapp-players"]):
-                for i in range(PER_ROW):
-                    players.append(gr.Audio(label=f"mistake {row * PER_ROW + i + 1}", visible=False,
-                                            interactive=False, buttons=[], min_width=300,
-                                            elem_classes=["astapp-mistake"]))
+        with gr.Column() as standard:  # hidden for a cross-validation run (it has no single validation)
+            with gr.Row():
+                matrix = gr.Plot(label="Confusion matrix", show_label=False, scale=3)
+                per_class = gr.Dataframe(label="Per class", interactive=False, scale=2, headers=PER_CLASS)
+            gr.Markdown("#### Mistakes on the validation clips")
+            mistakes = gr.Dataframe(label="Misclassified", interactive=False, max_height=260, headers=MISTAKES)
+            players: list[gr.Audio] = []
+            for row in range(N_PLAYERS // PER_ROW):
+                with gr.Row(elem_classes=["astapp-players"]):
+                    for i in range(PER_ROW):
+                        players.append(gr.Audio(label=f"mistake {row * PER_ROW + i + 1}", visible=False,
+                                                interactive=False, buttons=[], min_width=300,
+                                                elem_classes=["astapp-mistake"]))
         cv = cv_view.build(svc, token, run)
 
     @guarded
@@ -69,7 +70,8 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
         from astapp.service import confusion_matrix
 
         if not run_id:
-            return ("No finished run yet: train one in the *Train* tab, then pick it here.", None,
+            return ("No finished run yet: train one in the *Train* tab, then pick it here.", gr.Column(visible=True),
+                    None,
                     pd.DataFrame(columns=PER_CLASS), pd.DataFrame(columns=MISTAKES),
                     *[gr.Audio(value=None, visible=False)] * N_PLAYERS)
         sess = session(svc, tok, request)
@@ -86,11 +88,12 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
                             columns=MISTAKES)
         outs: list[Any] = [gr.Audio(value=pcm16(audio), visible=True, label=label) for label, audio in ev.players]
         outs += [gr.Audio(value=None, visible=False)] * (N_PLAYERS - len(outs))
-        return (head, fig, pd.DataFrame(ev.per_class, columns=PER_CLASS), mist, *outs)
+        return (head, gr.Column(visible=not ev.cross_validation), fig, pd.DataFrame(ev.per_class, columns=PER_CLASS),
+                mist, *outs)
 
     refresh.click(refresh_fn, [run, token], run, api_name="list_runs")
     tab.select(refresh_fn, [run, token], run, api_visibility="private")
-    outputs = [summary, matrix, per_class, mistakes, *players]
+    outputs = [summary, standard, matrix, per_class, mistakes, *players]
     shown = run.change(evaluate_fn, [run, token], outputs, api_name="evaluate_run", **heavy())
     guard.keep(shown, outputs, notice, say=lambda message, *_: f"This run cannot be shown: {message}")
     run.change(guarded(cv.show), [run, token], cv.outputs, api_name="cv_view", **heavy())
