@@ -16,7 +16,7 @@ import tempfile
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ class DatasetBundle:
     root: Path
     cache_dir: Path | None = None
     split: str = ""  # how it was split: "fold:<name>" or "stratified"
+    noise: list[Path] = field(default_factory=list)  # the dataset's background-noise clips (not a class)
 
 
 @dataclass
@@ -116,9 +117,26 @@ def _decode_all(listing: Listing, cfg: AudioConfig, progress: Progress | None) -
 def _make_report(listing: Listing, stats: list[ClipStat], failures: list[dict[str, str]],
                  cfg: AudioConfig, folds: Counter) -> ValidationReport:
     skipped = [{"path": s.path, "reason": s.reason} for s in listing.skipped] + failures
-    return build_report(stats, sorted({i.label for i in listing.items}), skipped, listing.warnings, cfg,
-                        layout=listing.layout, root=str(listing.root), folds=dict(folds),
-                        n_listed=len(listing.items))
+    report = build_report(stats, sorted({i.label for i in listing.items}), skipped, listing.warnings, cfg,
+                          layout=listing.layout, root=str(listing.root), folds=dict(folds),
+                          n_listed=len(listing.items))
+    if listing.noise_folder:
+        report.noise = noise_summary(listing, cfg)
+    return report
+
+
+def noise_summary(listing: Listing, cfg: AudioConfig) -> dict:
+    """Files and seconds of the dataset's noise folder; undecodable files are skipped and listed."""
+    seconds, ok, skipped = 0.0, 0, []
+    for path in listing.noise:
+        try:
+            _, info = decode(path, cfg.sample_rate, max_seconds=MAX_SPLIT_SECONDS)
+        except (AudioDecodeError, OSError, MemoryError) as exc:
+            skipped.append({"path": rel_path(path, listing.root), "reason": str(exc) or type(exc).__name__})
+            continue
+        ok += 1
+        seconds += float(info.duration)
+    return {"folder": listing.noise_folder, "files": ok, "seconds": round(seconds, 3), "skipped": skipped}
 
 
 def _source_listing(source: str | Path, workspace: Path, limits: IngestLimits | None) -> Listing:
@@ -231,6 +249,8 @@ def _cache_key(listing: Listing, cfg: AudioConfig, val_split: float, seed: int, 
         except OSError:
             sig = (-1, -1)
         h.update(f"\n{item.path}\t{item.label}\t{item.fold}\t{sig[0]}\t{sig[1]}".encode())
+    for noise in listing.noise:  # the report lists the noise folder, so it is part of what was built
+        h.update(f"\nnoise\t{noise}".encode())
     return h.hexdigest()[:20]
 
 
@@ -267,6 +287,7 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
     if (cache / SPLIT_FILE).is_file() and (cache / "data.arrow").is_file():
         try:
             bundle = _load_cached(cache, listing.root)
+            bundle.noise = list(listing.noise)
             if progress:
                 progress(1.0, "Reused the decoded dataset from the cache")
             return bundle
@@ -339,7 +360,9 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
         raise
     if progress:
         progress(1.0, f"Dataset ready: {len(train_rows)} training and {len(val_rows)} validation examples")
-    return _load_cached(cache, listing.root)
+    bundle = _load_cached(cache, listing.root)
+    bundle.noise = list(listing.noise)
+    return bundle
 
 
 def _check_split(report: ValidationReport, labels: list[str], train: list[int], val: list[int], how: str) -> None:

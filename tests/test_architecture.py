@@ -18,7 +18,7 @@ MAX_LINES = 400
 LAYERS: list[tuple[str, set[str]]] = [
     ("Base", {"config", "errors", "fsutil", "rundir"}),
     ("Data", {"audio", "ingest", "report", "dataset", "examples"}),
-    ("Signal", {"features", "featcache", "figures", "augment", "augment_spec", "preview", "synth"}),
+    ("Signal", {"features", "featcache", "figures", "augment", "augment_spec", "preview", "synth", "noise"}),
     ("Model", {"model", "checkpoints", "infer", "export", "hub"}),
     ("Train", {"train", "trainer_setup", "trainer_utils", "fastmodes", "lora", "devices", "events", "metrics"}),
     ("App", {"jobs", "jobstate", "runner", "slicing", "runs", "publish", "sessions", "paths"}),
