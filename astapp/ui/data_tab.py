@@ -49,6 +49,13 @@ def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
                     + (f"fold **{view.auto_fold}** validates unless you pick another in *Train*."
                        if view.auto_fold else "with a single fold there is nothing to hold out, so a share "
                        "of each class validates."))
+    noise = rep.get("noise") or {}
+    if noise:
+        summary += (f"\n\n**Background noise** (`{noise.get('folder', '')}/`, not a class): "
+                    f"{plural(int(noise.get('files', 0)), 'clip')}, {float(noise.get('seconds', 0)):.1f} s — "
+                    "*Add background noise* and *Add short noises* in *Augment* mix these into training clips."
+                    + (f" Skipped: {', '.join(s['path'] for s in noise.get('skipped', [])[:5])}."
+                       if noise.get("skipped") else ""))
     summary += f"\n\n{verdict}"
     df = pd.DataFrame([{"class": c["name"], "clips": int(c["clips"]), "seconds": round(float(c["seconds"]), 1)}
                        for c in classes], columns=["class", "clips", "seconds"])
@@ -57,6 +64,8 @@ def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
         parts.append("#### Blocking problems (fix these first)\n" + md_list(rep["errors"]))
     if rep.get("warnings"):
         parts.append("#### Warnings\n" + md_list(rep["warnings"]))
+    if rep.get("suggestions"):
+        parts.append("#### Tips\n" + md_list(rep["suggestions"]))
     skipped = rep.get("skipped") or []
     if skipped:
         shown = [f"`{s['path']}`: {s['reason']}" for s in skipped[:20]]
