@@ -17,7 +17,7 @@ MAX_LINES = 400
 # Lowest first: a module may import its own layer and the layers below it, never one above.
 LAYERS: list[tuple[str, set[str]]] = [
     ("Base", {"config", "errors", "fsutil", "rundir"}),
-    ("Data", {"audio", "ingest", "report", "dataset", "examples"}),
+    ("Data", {"audio", "ingest", "report", "dataset", "examples", "recordings"}),
     ("Signal", {"features", "featcache", "figures", "augment", "augment_spec", "preview", "synth", "noise"}),
     ("Model", {"model", "checkpoints", "infer", "export", "hub"}),
     ("Train", {"train", "trainer_setup", "trainer_utils", "fastmodes", "lora", "devices", "events", "metrics"}),
