@@ -87,3 +87,9 @@ class RecordingMixin:
         view = self.upload(session, self.recordings_zip(session))  # type: ignore[attr-defined]
         view.name = "Your recordings"
         return self._choose(session, view)  # type: ignore[attr-defined]
+
+    def recording_audio(self, session: Session, name: str, clip: str) -> tuple[int, np.ndarray] | None:
+        """(16000, samples) of a recorded clip for a player."""
+        from astapp.service.datasets import play_audio
+
+        return play_audio(self.recording_clip(session, name, clip))
