@@ -64,7 +64,7 @@ def build(svc: Service, token: gr.State, data_outputs: list[Any], present: Calla
     with gr.Row():
         use_btn = gr.Button("Use these recordings", variant="primary", elem_id="rec-use")
         zip_btn = gr.Button("Download the recordings (.zip)", elem_id="rec-zip")
-    zip_file = gr.File(label="Recordings (folder per class)", interactive=False, visible=True, elem_id="rec-zip-file")
+    zip_file = gr.File(label="Recordings (folder per class)", interactive=False, elem_id="rec-zip-file", height=80)
 
     def sess(tok: str | None, request: gr.Request) -> Any:
         return session(svc, tok, request)
@@ -77,16 +77,16 @@ def build(svc: Service, token: gr.State, data_outputs: list[Any], present: Calla
         return gr.Dropdown(choices=names, value=name), gr.Dropdown(choices=clips, value=clips[-1] if clips else None)
 
     @guarded
-    def add_fn(tok: str | None, name: str, request: gr.Request) -> tuple[str, list[list[Any]], str]:
+    def add_fn(tok: str | None, name: str, request: gr.Request) -> tuple[str, list[list[Any]]]:
         s = sess(tok, request)
         message = svc.record_add_class(s, name)
-        return message, svc.recording_table(s), ""
+        return message, svc.recording_table(s)
 
-    def picked(message: str, tok: str | None, name: str, request: gr.Request) -> tuple[Any, Any]:
-        """After adding: the new class is the one to record into."""
+    def picked(tok: str | None, name: str, request: gr.Request) -> tuple[Any, Any, str]:
+        """After adding: the new class is the one to record into (and the name box is free again)."""
         names = [row[0] for row in svc.recording_table(sess(tok, request))]
         new = next((n for n in names if n.casefold() == str(name or "").strip().casefold()), None)
-        return pickers(tok, new, request)
+        return (*pickers(tok, new, request), "")
 
     @guarded
     def rename_fn(tok: str | None, name: str, new: str, request: gr.Request) -> tuple[str, list[list[Any]]]:
@@ -141,10 +141,10 @@ def build(svc: Service, token: gr.State, data_outputs: list[Any], present: Calla
         return [summary, rows, names, clips]
 
     follow = {"api_visibility": "private", "show_progress": "hidden"}
-    add = add_btn.click(add_fn, [token, new_name], [status, table, new_name], api_name="record_add_class")
-    add.success(picked, [status, token, new_name], [cls, clip], **follow)
-    new_name.submit(add_fn, [token, new_name], [status, table, new_name], api_visibility="private").success(
-        picked, [status, token, new_name], [cls, clip], **follow)
+    add = add_btn.click(add_fn, [token, new_name], [status, table], api_name="record_add_class")
+    add.success(picked, [token, new_name], [cls, clip, new_name], **follow)
+    new_name.submit(add_fn, [token, new_name], [status, table], api_visibility="private").success(
+        picked, [token, new_name], [cls, clip, new_name], **follow)
     rename_btn.click(rename_fn, [token, cls, rename_to], [status, table], api_name="record_rename_class").success(
         pickers, [token, rename_to], [cls, clip], **follow)
     for event in (delete_btn.click(delete_fn, [token, cls], [status, table], api_name="record_delete_class"),
