@@ -60,7 +60,8 @@ class TakeResult:
                     f"moment is {self.peak_db:.0f} dBFS, below the {threshold_db:.0f} dBFS threshold). Check the "
                     "microphone, or lower the threshold.")
         dropped = f"; {self.dropped} silent stretch(es) dropped" if self.dropped else ""
-        return f"Added {len(self.kept)} clip(s) to {name!r} from a {self.take_seconds:.1f} s take{dropped}."
+        return (f"Added {len(self.kept)} clip(s) to {name!r} from a {self.take_seconds:.1f} s take{dropped} "
+                f"(loudest {self.peak_db:.0f} dBFS, silence threshold {threshold_db:.0f} dBFS).")
 
 
 def to_mono16k(samples: np.ndarray, sr: int) -> np.ndarray:

@@ -3,7 +3,8 @@
 Two classes are recorded from two different fake microphones (two browser launches that share the
 page's storage, i.e. the same user coming back: the recordings must still be there), a background
 class gets uploaded files, then the recordings become the dataset, a tiny model trains and predicts.
-Skipped without /usr/bin/chromium, except under CI.
+Skipped without /usr/bin/chromium, except under CI. With ASTAPP_DOCS_SCREENSHOTS=1 it also writes
+docs/screenshots/record.png.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from test_browser import ARGS, app, chromium_path  # noqa: F401 - the launched app and browser fixtures
+from test_browser import ARGS, DOCS, DOCS_SHOTS, app, chromium_path  # noqa: F401 - the app and browser fixtures
 
 from astapp.synth import make_signal, write_wav
 
@@ -76,6 +77,10 @@ def test_record_two_classes_and_background_train_and_predict(app, chromium_path,
         expect(table).to_contain_text("hum")
         _add_class(page, "chirp")
         _record(page, "chirp", 3300)
+        if DOCS:  # the README's picture of the panel
+            DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+            page.wait_for_timeout(400)
+            page.locator("#record-box").screenshot(path=str(DOCS_SHOTS / "record.png"))
         page.locator("#rec-use").click()
         summary = page.locator("#data-summary")
         expect(summary).to_contain_text("Your recordings", timeout=60_000)

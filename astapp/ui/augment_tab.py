@@ -115,6 +115,8 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
                     noise_files = gr.File(label="Noise clips: audio files or a zip (recordings of the places your "
                                           "sounds will be heard)", file_count="multiple", file_types=["audio", ".zip"],
                                           elem_id="noise-files")
+                    noise_mic = gr.Audio(sources=["microphone"], type="filepath", label="…or record the place "
+                                         "(a few seconds of its background sound)", elem_id="noise-mic")
                     noise_info = gr.Markdown(elem_id="noise-info", elem_classes=["astapp-hint"])
                     forget_noise = gr.Button("Forget these noise clips", size="sm", elem_id="noise-clear")
                 go = gr.Button("Preview", variant="primary", elem_id="preview-btn")
@@ -202,6 +204,14 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
             summary = ""
         return on_dataset(tok, request), summary
 
+    @guarded
+    def record_noise_fn(tok: str | None, path: str | None, request: gr.Request) -> str:
+        if not path:
+            raise gr.Error("Nothing was recorded: allow the microphone when the browser asks, or upload files.")
+        return svc.add_noise(session(svc, tok, request), [path])
+
     noise_files.upload(add_noise_fn, [token, noise_files], noise_info, api_name="add_noise", **heavy())
+    noise_mic.stop_recording(record_noise_fn, [token, noise_mic], noise_info, api_visibility="private", **heavy()).then(
+        lambda: None, None, noise_mic, api_visibility="private", show_progress="hidden")
     forget_noise.click(forget_noise_fn, [token], noise_info, api_name="forget_noise")
     return AugmentTab(tab, restore_fn, [clip, *controls, shown, seed, noise_info], dataset_fn, [clip, noise_info])
