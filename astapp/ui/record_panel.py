@@ -64,7 +64,7 @@ def build(svc: Service, token: gr.State, data_outputs: list[Any], present: Calla
     with gr.Row():
         use_btn = gr.Button("Use these recordings", variant="primary", elem_id="rec-use")
         zip_btn = gr.Button("Download the recordings (.zip)", elem_id="rec-zip")
-    zip_file = gr.File(label="Recordings (folder per class)", interactive=False, elem_id="rec-zip-file", height=80)
+    zip_file = gr.File(label="Recordings (folder per class)", interactive=False, elem_id="rec-zip-file", visible=False)
 
     def sess(tok: str | None, request: gr.Request) -> Any:
         return session(svc, tok, request)
@@ -160,6 +160,7 @@ def build(svc: Service, token: gr.State, data_outputs: list[Any], present: Calla
 
     cls.input(clips_of, [token, cls], clip, **follow)
     clip.change(play_fn, [token, cls, clip], player, **follow)
-    zip_btn.click(zip_fn, [token], zip_file, api_name="download_recordings", **heavy())
+    zip_btn.click(zip_fn, [token], zip_file, api_name="download_recordings", **heavy()).success(
+        lambda: gr.File(visible=True), None, zip_file, **follow)
     use = use_btn.click(use_fn, [token], data_outputs, api_name="use_recordings", **heavy())
     return RecordPanel(restore_fn, [status, table, cls, clip], use)
