@@ -2,7 +2,8 @@
 
 Two classes are recorded from two different fake microphones (two browser launches that share the
 page's storage, i.e. the same user coming back: the recordings must still be there), a background
-class gets uploaded files, then the recordings become the dataset, a tiny model trains and predicts.
+class gets uploaded files, then the recordings become the dataset, a noise clip is recorded in the
+Augment tab, and a tiny model trains and predicts.
 Skipped without /usr/bin/chromium, except under CI. With ASTAPP_DOCS_SCREENSHOTS=1 it also writes
 docs/screenshots/record.png.
 """
@@ -86,6 +87,14 @@ def test_record_two_classes_and_background_train_and_predict(app, chromium_path,
         expect(summary).to_contain_text("Your recordings", timeout=60_000)
         expect(summary).to_contain_text("Ready to train")
         expect(page.locator("#class-table")).to_contain_text("chirp")
+
+        # Augment: record a noise clip for Add background noise from the same microphone.
+        page.get_by_role("tab", name=re.compile("Augment")).click()
+        page.get_by_role("button", name=re.compile("Background noise clips")).click()
+        page.locator("#noise-mic .record-button").click()
+        page.wait_for_timeout(1500)
+        page.locator("#noise-mic .stop-button").click()
+        expect(page.locator("#noise-info")).to_contain_text(re.compile(r"Your noise clips: 1 clip\(s\), 1\.\d s"))
 
         page.get_by_role("tab", name=re.compile("Train")).click()
         epochs = page.get_by_label("Epochs")
