@@ -50,7 +50,7 @@ def _record(page, name: str, ms: int) -> None:
     page.locator("#rec-mic .record-button").click()
     page.wait_for_timeout(ms)
     page.locator("#rec-mic .stop-button").click()
-    expect(page.locator("#rec-status")).to_contain_text(re.compile(rf"Added [3-9] clip\(s\) to '{name}'"))
+    expect(page.locator("#rec-status")).to_contain_text(re.compile(rf"Added [2-9] clip\(s\) to '{name}'"))
 
 
 def test_record_two_classes_and_background_train_and_predict(app, chromium_path, tmp_path):  # noqa: F811
@@ -63,7 +63,7 @@ def test_record_two_classes_and_background_train_and_predict(app, chromium_path,
     with sync_playwright() as p:
         browser, context, page, errors = _launch(p, chromium_path, hum, url)
         _add_class(page, "hum")
-        _record(page, "hum", 3300)
+        _record(page, "hum", 2900)
         _add_class(page, "background")
         page.locator("#rec-files input[type=file]").set_input_files([str(f) for f in room])
         expect(page.locator("#rec-status")).to_contain_text("Added 3 file(s) to 'background'")
@@ -77,7 +77,7 @@ def test_record_two_classes_and_background_train_and_predict(app, chromium_path,
         expect(table).to_contain_text("background")
         expect(table).to_contain_text("hum")
         _add_class(page, "chirp")
-        _record(page, "chirp", 3300)
+        _record(page, "chirp", 2900)
         if DOCS:  # the README's picture of the panel
             DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
             page.wait_for_timeout(400)
@@ -92,13 +92,13 @@ def test_record_two_classes_and_background_train_and_predict(app, chromium_path,
         page.get_by_role("tab", name=re.compile("Augment")).click()
         page.get_by_role("button", name=re.compile("Background noise clips")).click()
         page.locator("#noise-mic .record-button").click()
-        page.wait_for_timeout(1500)
+        page.wait_for_timeout(1000)
         page.locator("#noise-mic .stop-button").click()
-        expect(page.locator("#noise-info")).to_contain_text(re.compile(r"Your noise clips: 1 clip\(s\), 1\.\d s"))
+        expect(page.locator("#noise-info")).to_contain_text(re.compile(r"Your noise clips: 1 clip\(s\), [01]\.\d s"))
 
         page.get_by_role("tab", name=re.compile("Train")).click()
         epochs = page.get_by_label("Epochs")
-        epochs.fill("2")
+        epochs.fill("1")
         epochs.press("Tab")
         page.get_by_label("Learning rate").fill("0.001")
         page.get_by_label("Learning rate").press("Tab")
