@@ -19,12 +19,13 @@ from astapp.augment_spec import CATALOGUE, COMPOSE_P, AugmentError, resolve
 from astapp.config import SAMPLE_RATE, AugmentConfig
 
 
-def _instantiate(entry: dict[str, Any]):
+def _instantiate(entry: dict[str, Any], noise: list[str] | None = None):
     import audiomentations
 
     name = entry["name"]
+    extra = {"sounds_path": noise} if CATALOGUE[name].get("noise") else {}
     try:
-        return getattr(audiomentations, name)(**entry["params"], **CATALOGUE[name]["fixed"])
+        return getattr(audiomentations, name)(**entry["params"], **CATALOGUE[name]["fixed"], **extra)
     except (ValueError, TypeError) as e:
         raise AugmentError(f"{name} cannot use these settings: {e}.") from e
 
@@ -155,7 +156,13 @@ def build_augment(cfg: AugmentConfig, seed: int | None = None) -> Augmenter | No
     if not entries:
         return None
     p = COMPOSE_P[cfg.preset] if cfg.preset != "none" else 1.0
-    return Augmenter([_instantiate(e) for e in entries], p=p, shuffle=True, seed=seed)
+    needs = [e["name"] for e in entries if CATALOGUE[e["name"]].get("noise")]
+    noise = None
+    if needs:
+        from astapp.noise import noise_paths
+
+        noise = noise_paths(cfg, needs)
+    return Augmenter([_instantiate(e, noise) for e in entries], p=p, shuffle=True, seed=seed)
 
 
 def _item_draws(n: int, high: torch.Tensor | int, generator: torch.Generator | None) -> torch.Tensor:

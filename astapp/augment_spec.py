@@ -97,6 +97,35 @@ CATALOGUE: dict[str, dict[str, Any]] = {
     },
 }
 
+def _snr(low: float, high: float) -> dict[str, dict[str, Any]]:
+    return {"min_snr_db": {"default": low, "min": -20.0, "max": 60.0, "step": 1.0, "help": "lowest SNR (dB)"},
+            "max_snr_db": {"default": high, "min": -20.0, "max": 60.0, "step": 1.0, "help": "highest SNR (dB)"}}
+
+
+# Real noise (`astapp.noise`): the dataset's _background_noise_ folder, --noise, or clips uploaded in
+# the Augment tab. A noise clip shorter than the training clip is looped by AddBackgroundNoise.
+CATALOGUE.update({
+    "AddBackgroundNoise": {
+        "help": "Mixes in a stretch of your real background noise at a random SNR (shorter noise is looped).",
+        "params": {**_snr(3.0, 30.0), "p": _p(0.5)},
+        "fixed": {"noise_rms": "relative"},
+        "noise": True,
+    },
+    "AddShortNoises": {
+        "help": "Drops short bursts of your noise clips at random moments, with fades, at a random SNR.",
+        "params": {
+            **_snr(0.0, 18.0),
+            "min_time_between_sounds": {"default": 0.5, "min": 0.05, "max": 10.0, "step": 0.05,
+                                        "help": "shortest pause between noises (s)"},
+            "max_time_between_sounds": {"default": 2.0, "min": 0.05, "max": 10.0, "step": 0.05,
+                                        "help": "longest pause between noises (s)"},
+            "p": _p(0.5),
+        },
+        "fixed": {},
+        "noise": True,
+    },
+})
+
 CLASSIC = ["AddGaussianSNR", "Gain", "GainTransition", "ClippingDistortion", "TimeStretch", "PitchShift"]
 
 

@@ -101,6 +101,10 @@ class AugmentConfig:
     freq_mask: int = 0  # SpecAugment: max frequency-mask width in mel bins (AST recipe: 48)
     time_mask: int = 0  # SpecAugment: max time-mask width in frames (AST recipe: 192 at 1024)
     mixup: float = 0.0  # probability of mixing a batch item with another (AST recipe: 0.5)
+    # noise clips for AddBackgroundNoise / AddShortNoises: a folder or zip ("" = the dataset's
+    # _background_noise_ folder); a run resolves it to its own copy and records the set's digest
+    noise: str = ""
+    noise_digest: str = ""
 
     @property
     def active(self) -> bool:
@@ -215,6 +219,8 @@ SETTINGS: tuple[Setting, ...] = (
             problem=f"The time mask must be between 0 and {MAX_LENGTH} frames (AST recipe: 192 at 10 s)."),
     Setting("augment.mixup", "--mixup", "float", "mixup probability", low=0, high=1, form=(0, 1, 0.05),
             label="Mixup probability", problem="Mixup must be a probability between 0 and 1 (AST recipe: 0.5)."),
+    Setting("augment.noise", "--noise", "str", "folder or zip of background-noise clips for AddBackgroundNoise/"
+            "AddShortNoises (default: the dataset's _background_noise_ folder)", problem="Noise must be a path."),
     Setting("val_split", "--val-split", "float", "share of clips that validate (without folds)", low=0, high=1,
             low_open=True, high_open=True, basic=True, form=(0.05, 0.5, 0.05), label="Validation share",
             problem="Validation split must be between 0 and 1 (typical: 0.2)."),

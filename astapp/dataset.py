@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
-from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,9 +23,9 @@ import numpy as np
 from astapp.audio import decode
 from astapp.config import AudioConfig, IngestLimits
 from astapp.errors import AudioDecodeError, DatasetError, user_error
-from astapp.folds import grouped_holdout, kfold_assign, parse_cv_fold, source_groups
+from astapp.folds import check_fold, describe_split, fold_order, split_files, validation_fold  # noqa: F401 - API
 from astapp.fsutil import atomic_write_text
-from astapp.ingest import VALIDATION_NAMES, Item, Listing, rel_path, resolve, scan
+from astapp.ingest import Item, Listing, rel_path, resolve, scan
 from astapp.report import ClipStat, ValidationReport, build_report
 
 Progress = Callable[[float, str], None]
@@ -44,6 +43,7 @@ class DatasetBundle:
     cache_dir: Path | None = None
     split: str = ""  # how it was split: "fold:<name>", "cv:I/K", "stratified" or "stratified by <groups>"
     file_folds: dict[str, str | None] = field(default_factory=dict)  # each decoded file's manifest fold
+    noise: list[Path] = field(default_factory=list)  # the dataset's background-noise clips (not a class)
 
 
 @dataclass
@@ -118,9 +118,26 @@ def _decode_all(listing: Listing, cfg: AudioConfig, progress: Progress | None) -
 def _make_report(listing: Listing, stats: list[ClipStat], failures: list[dict[str, str]],
                  cfg: AudioConfig, folds: Counter) -> ValidationReport:
     skipped = [{"path": s.path, "reason": s.reason} for s in listing.skipped] + failures
-    return build_report(stats, sorted({i.label for i in listing.items}), skipped, listing.warnings, cfg,
-                        layout=listing.layout, root=str(listing.root), folds=dict(folds),
-                        n_listed=len(listing.items))
+    report = build_report(stats, sorted({i.label for i in listing.items}), skipped, listing.warnings, cfg,
+                          layout=listing.layout, root=str(listing.root), folds=dict(folds),
+                          n_listed=len(listing.items))
+    if listing.noise_folder:
+        report.noise = noise_summary(listing, cfg)
+    return report
+
+
+def noise_summary(listing: Listing, cfg: AudioConfig) -> dict:
+    """Files and seconds of the dataset's noise folder; undecodable files are skipped and listed."""
+    seconds, ok, skipped = 0.0, 0, []
+    for path in listing.noise:
+        try:
+            _, info = decode(path, cfg.sample_rate, max_seconds=MAX_SPLIT_SECONDS)
+        except (AudioDecodeError, OSError, MemoryError) as exc:
+            skipped.append({"path": rel_path(path, listing.root), "reason": str(exc) or type(exc).__name__})
+            continue
+        ok += 1
+        seconds += float(info.duration)
+    return {"folder": listing.noise_folder, "files": ok, "seconds": round(seconds, 3), "skipped": skipped}
 
 
 def _source_listing(source: str | Path, workspace: Path, limits: IngestLimits | None) -> Listing:
@@ -145,94 +162,6 @@ def inspect_source(source: str | Path, workspace: str | Path, audio_cfg: AudioCo
 
 
 # ---------------------------------------------------------------------------------------------------
-# Splitting
-# ---------------------------------------------------------------------------------------------------
-
-def _fold_key(value: str) -> tuple[int, float | str]:
-    return (0, float(value)) if re.fullmatch(r"-?\d+(\.\d+)?", value) else (1, value)
-
-
-def fold_order(folds: Iterable[str]) -> list[str]:
-    """Fold names in their natural order (numbers by value, then names)."""
-    return sorted(set(folds), key=_fold_key)
-
-
-def check_fold(val_fold: str, folds: Iterable[str]) -> None:
-    """DatasetError naming the folds there are, unless `val_fold` is one of them."""
-    names = fold_order(folds)
-    if val_fold not in names:
-        raise DatasetError(f"There is no fold {val_fold!r} in this dataset; its folds are "
-                           f"{', '.join(names) or 'none (it has no fold column)'}. Pick one of them or 'auto'.")
-
-
-def validation_fold(folds: list[str]) -> str | None:
-    """The fold used for validation: one named like val/valid/validation/dev/test, else the last one."""
-    distinct = fold_order(folds)
-    if len(distinct) < 2:
-        return None
-    lower = {f.lower(): f for f in distinct}
-    for name in VALIDATION_NAMES:
-        if name in lower:
-            return lower[name]
-    return distinct[-1]
-
-
-def split_files(labels: list[str], folds: list[str | None], val_split: float, seed: int, val_fold: str = "",
-                paths: list[str] | None = None) -> tuple[list[int], list[int], str]:
-    """(train file indices, validation file indices, how) — by manifest fold when there is one (`val_fold`,
-    else the one `validation_fold` picks); fold I of the cross-validation plan for `val_fold` "cv:I/K";
-    else stratified per class with the seed, whole source recordings on one side when `paths` show them
-    (`astapp.folds`); every class with 2+ files keeps 1+ in each split."""
-    cv = parse_cv_fold(val_fold)
-    if cv is not None:
-        i, k = cv
-        of_file = kfold_assign(labels, source_groups(paths or [str(n) for n in range(len(labels))]).ids, k, seed)
-        train = [n for n, f in enumerate(of_file) if f != i - 1]
-        return train, [n for n, f in enumerate(of_file) if f == i - 1], f"cv:{i}/{k}"
-    present = [f for f in folds if f is not None]
-    if val_fold:
-        check_fold(val_fold, present)
-    else:
-        val_fold = validation_fold(present) if present else None
-    if val_fold is not None:
-        val = [i for i, f in enumerate(folds) if f == val_fold]
-        train = [i for i, f in enumerate(folds) if f != val_fold]
-        return train, val, f"fold:{val_fold}"
-    groups = source_groups(paths) if paths else None
-    if groups is not None and groups.grouped:
-        train, val = grouped_holdout(labels, groups.ids, val_split, seed)
-        return train, val, f"stratified {groups.how}"
-    rng = np.random.default_rng(seed)
-    by_class: dict[str, list[int]] = defaultdict(list)
-    for i, lab in enumerate(labels):
-        by_class[lab].append(i)
-    train, val = [], []
-    for lab in sorted(by_class):
-        idx = list(by_class[lab])
-        rng.shuffle(idx)
-        n = len(idx)
-        n_val = 0 if n < 2 else min(n - 1, max(1, int(round(n * val_split))))
-        val += idx[:n_val]
-        train += idx[n_val:]
-    return sorted(train), sorted(val), "stratified"
-
-
-def describe_split(how: str, folds: dict[str, int], n_train: int, n_val: int, share: float) -> str:
-    """The split in words, logged when a run starts (folds decide it silently otherwise)."""
-    if how.startswith("cv:"):
-        return (f"Cross-validation fold {how[3:]}: validating on {n_val} examples, training on {n_train}.")
-    grouped = how[len("stratified "):] if how.startswith("stratified by") else ""
-    if how.startswith("fold:"):
-        val = how[5:]
-        rest = ", ".join(f for f in folds if f != val)
-        return (f"Validating on fold {val} ({n_val} examples), training on fold{'s' if ',' in rest else ''} "
-                f"{rest} ({n_train} examples).")
-    kept = f", whole source recordings on one side ({grouped})" if grouped else ""
-    return (f"Validating on a stratified {share:.0%} of the files per class{kept} ({n_val} examples), training "
-            f"on the rest ({n_train} examples).")
-
-
-# ---------------------------------------------------------------------------------------------------
 # Building
 # ---------------------------------------------------------------------------------------------------
 
@@ -248,6 +177,8 @@ def _cache_key(listing: Listing, cfg: AudioConfig, val_split: float, seed: int, 
         except OSError:
             sig = (-1, -1)
         h.update(f"\n{item.path}\t{item.label}\t{item.fold}\t{sig[0]}\t{sig[1]}".encode())
+    for noise in listing.noise:  # the report lists the noise folder, so it is part of what was built
+        h.update(f"\nnoise\t{noise}".encode())
     return h.hexdigest()[:20]
 
 
@@ -285,6 +216,7 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
     if (cache / SPLIT_FILE).is_file() and (cache / "data.arrow").is_file():
         try:
             bundle = _load_cached(cache, listing.root)
+            bundle.noise = list(listing.noise)
             if progress:
                 progress(1.0, "Reused the decoded dataset from the cache")
             return bundle
@@ -360,7 +292,9 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
         raise
     if progress:
         progress(1.0, f"Dataset ready: {len(train_rows)} training and {len(val_rows)} validation examples")
-    return _load_cached(cache, listing.root)
+    bundle = _load_cached(cache, listing.root)
+    bundle.noise = list(listing.noise)
+    return bundle
 
 
 def _check_split(report: ValidationReport, labels: list[str], train: list[int], val: list[int], how: str) -> None:

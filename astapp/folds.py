@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -132,8 +133,6 @@ class FoldPlan:
 def plan_folds(labels: list[str], folds: list[str | None], paths: list[str], spec: str, seed: int) -> FoldPlan:
     """Leave-one-fold-out over the manifest's folds (spec "auto"), else seeded stratified k-fold
     (k = spec, 5 for "auto") grouped by source recording. Raises DatasetError saying what to change."""
-    from astapp.dataset import fold_order
-
     spec = str(spec or "auto").strip().lower()
     if spec != "auto" and not spec.isdigit():
         raise DatasetError(f"Folds must be 'auto' or a whole number such as 5 (got {spec!r}).")
@@ -184,3 +183,90 @@ def plan_warnings(labels: list[str], plan: FoldPlan) -> list[str]:
         if single:
             out.append(f"Fold {name} has a single clip of {', '.join(map(repr, single))}; its scores are noisy.")
     return out
+
+
+# --- the single split (astapp.dataset builds with it) ------------------------------------------------
+
+
+def _fold_key(value: str) -> tuple[int, float | str]:
+    return (0, float(value)) if re.fullmatch(r"-?\d+(\.\d+)?", value) else (1, value)
+
+
+def fold_order(folds: Iterable[str]) -> list[str]:
+    """Fold names in their natural order (numbers by value, then names)."""
+    return sorted(set(folds), key=_fold_key)
+
+
+def check_fold(val_fold: str, folds: Iterable[str]) -> None:
+    """DatasetError naming the folds there are, unless `val_fold` is one of them."""
+    names = fold_order(folds)
+    if val_fold not in names:
+        raise DatasetError(f"There is no fold {val_fold!r} in this dataset; its folds are "
+                           f"{', '.join(names) or 'none (it has no fold column)'}. Pick one of them or 'auto'.")
+
+
+def validation_fold(folds: list[str]) -> str | None:
+    """The fold used for validation: one named like val/valid/validation/dev/test, else the last one."""
+    distinct = fold_order(folds)
+    if len(distinct) < 2:
+        return None
+    lower = {f.lower(): f for f in distinct}
+    for name in VALIDATION_NAMES:
+        if name in lower:
+            return lower[name]
+    return distinct[-1]
+
+
+def split_files(labels: list[str], folds: list[str | None], val_split: float, seed: int, val_fold: str = "",
+                paths: list[str] | None = None) -> tuple[list[int], list[int], str]:
+    """(train file indices, validation file indices, how) — by manifest fold when there is one (`val_fold`,
+    else the one `validation_fold` picks); fold I of the cross-validation plan for `val_fold` "cv:I/K";
+    else stratified per class with the seed, whole source recordings on one side when `paths` show them
+    (`astapp.folds`); every class with 2+ files keeps 1+ in each split."""
+    cv = parse_cv_fold(val_fold)
+    if cv is not None:
+        i, k = cv
+        of_file = kfold_assign(labels, source_groups(paths or [str(n) for n in range(len(labels))]).ids, k, seed)
+        train = [n for n, f in enumerate(of_file) if f != i - 1]
+        return train, [n for n, f in enumerate(of_file) if f == i - 1], f"cv:{i}/{k}"
+    present = [f for f in folds if f is not None]
+    if val_fold:
+        check_fold(val_fold, present)
+    else:
+        val_fold = validation_fold(present) if present else None
+    if val_fold is not None:
+        val = [i for i, f in enumerate(folds) if f == val_fold]
+        train = [i for i, f in enumerate(folds) if f != val_fold]
+        return train, val, f"fold:{val_fold}"
+    groups = source_groups(paths) if paths else None
+    if groups is not None and groups.grouped:
+        train, val = grouped_holdout(labels, groups.ids, val_split, seed)
+        return train, val, f"stratified {groups.how}"
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for i, lab in enumerate(labels):
+        by_class[lab].append(i)
+    train, val = [], []
+    for lab in sorted(by_class):
+        idx = list(by_class[lab])
+        rng.shuffle(idx)
+        n = len(idx)
+        n_val = 0 if n < 2 else min(n - 1, max(1, int(round(n * val_split))))
+        val += idx[:n_val]
+        train += idx[n_val:]
+    return sorted(train), sorted(val), "stratified"
+
+
+def describe_split(how: str, folds: dict[str, int], n_train: int, n_val: int, share: float) -> str:
+    """The split in words, logged when a run starts (folds decide it silently otherwise)."""
+    if how.startswith("cv:"):
+        return (f"Cross-validation fold {how[3:]}: validating on {n_val} examples, training on {n_train}.")
+    grouped = how[len("stratified "):] if how.startswith("stratified by") else ""
+    if how.startswith("fold:"):
+        val = how[5:]
+        rest = ", ".join(f for f in folds if f != val)
+        return (f"Validating on fold {val} ({n_val} examples), training on fold{'s' if ',' in rest else ''} "
+                f"{rest} ({n_train} examples).")
+    kept = f", whole source recordings on one side ({grouped})" if grouped else ""
+    return (f"Validating on a stratified {share:.0%} of the files per class{kept} ({n_val} examples), training "
+            f"on the rest ({n_train} examples).")

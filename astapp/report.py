@@ -51,6 +51,9 @@ class ValidationReport:
     long: int = 0  # clips longer than AudioConfig.max_seconds (cropped or split)
     silent: int = 0
     folds: dict[str, int] = field(default_factory=dict)  # manifest fold/split value -> clips
+    # the top-level background-noise folder: {"folder", "files", "seconds", "skipped": [{path, reason}]}
+    noise: dict[str, Any] = field(default_factory=dict)
+    suggestions: list[str] = field(default_factory=list)  # advice that neither blocks nor warns
 
     @property
     def trainable(self) -> bool:
@@ -107,6 +110,13 @@ class ValidationReport:
             lines.append(f"Sample rates: {rates}")
         if self.folds:
             lines.append("Folds: " + ", ".join(f"{k} ({v})" for k, v in self.folds.items()))
+        if self.noise:
+            n = self.noise
+            lines.append(f"Background noise ({n.get('folder', '')}/, not a class): {n.get('files', 0)} file(s), "
+                         f"{_fmt_seconds(float(n.get('seconds', 0.0)))}; AddBackgroundNoise and AddShortNoises "
+                         "mix these into training clips")
+            lines += [f"  - skipped {s['path']}: {s['reason']}" for s in n.get("skipped", [])[:20]]
+        lines += [f"Tip: {t}" for t in self.suggestions]
         if self.skipped:
             lines.append(f"Skipped {len(self.skipped)} file(s):")
             lines += [f"  - {s['path']}: {s['reason']}" for s in self.skipped[:20]]
@@ -219,4 +229,13 @@ def build_report(stats: list[ClipStat], listed_labels: list[str], skipped: list[
                  "frequencies are missing.")
     if skipped:
         w.append(f"{len(skipped)} file(s) were skipped (see the list with reasons).")
+    if not any(c.name.casefold() in BACKGROUND_NAMES for c in report.classes):
+        report.suggestions.append(
+            "Add a background class (e.g. 'background' with room sound and silence): listening live, a classifier "
+            "must be able to say 'none of these', otherwise every sound becomes one of your classes.")
     return report
+
+
+# class names that already mean "none of these"
+BACKGROUND_NAMES = {"background", "_background_", "noise", "silence", "_silence_", "nothing", "none", "other",
+                    "unknown", "_unknown_", "ambient", "ambience", "room"}

@@ -163,6 +163,11 @@ class _Run:
 
         self.stage("dataset", "Reading and checking the dataset")
         bundle = self._dataset(args)
+        from astapp.noise import noise_for_run  # real noise copied into the run (its config names the copy)
+
+        with args.main_process_first(local=False, desc="noise"):
+            cfg = self.cfg = noise_for_run(cfg, bundle.noise, self.run, cache_root(cfg), self.is_main,
+                                           lambda m: self.emit(make_event("log", message=m)))
         train_split, val_split = bundle.dataset["train"], bundle.dataset["validation"]
         labels = list(bundle.labels)
         train_labels = [int(x) for x in train_split["label"]]

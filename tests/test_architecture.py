@@ -17,8 +17,9 @@ MAX_LINES = 400
 # Lowest first: a module may import its own layer and the layers below it, never one above.
 LAYERS: list[tuple[str, set[str]]] = [
     ("Base", {"config", "errors", "fsutil", "rundir"}),
-    ("Data", {"audio", "ingest", "report", "dataset", "examples", "folds"}),
-    ("Signal", {"features", "featcache", "figures", "augment", "augment_spec", "preview", "synth", "embedmap"}),
+    ("Data", {"audio", "ingest", "report", "dataset", "examples", "folds", "recordings"}),
+    ("Signal", {"features", "featcache", "figures", "augment", "augment_spec", "preview", "synth", "embedmap",
+                "noise"}),
     ("Model", {"model", "checkpoints", "infer", "export", "hub"}),
     ("Train", {"train", "trainer_setup", "trainer_utils", "fastmodes", "lora", "devices", "events", "metrics",
                 "cv", "cv_frozen", "cv_folds", "label_issues"}),

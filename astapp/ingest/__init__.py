@@ -6,11 +6,13 @@
 
 from astapp.ingest.layout import (
     MANIFEST_EXTENSIONS,
+    NOISE_FOLDERS,
     VALIDATION_NAMES,
     Item,
     Listing,
     Skipped,
     is_junk,
+    is_noise_folder,
     nfc,
     rel_path,
     scan,
@@ -19,5 +21,6 @@ from astapp.ingest.layout import (
 from astapp.ingest.sources import resolve, resolve_source
 from astapp.ingest.zipsafe import extract_zip
 
-__all__ = ["MANIFEST_EXTENSIONS", "VALIDATION_NAMES", "Item", "Listing", "Skipped", "extract_zip", "is_junk", "nfc",
+__all__ = ["MANIFEST_EXTENSIONS", "NOISE_FOLDERS", "VALIDATION_NAMES", "Item", "Listing", "Skipped", "extract_zip", "is_junk", "is_noise_folder",
+           "nfc",
            "rel_path", "resolve", "resolve_source", "scan", "walk"]

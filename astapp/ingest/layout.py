@@ -28,6 +28,8 @@ FILE_COLUMNS = ("file", "filename", "file_name", "filepath", "file_path", "path"
 LABEL_COLUMNS = ("label", "labels", "category", "class", "class_name", "classname", "label_name", "tag",
                  "species", "genre", "target")
 FOLD_COLUMNS = ("fold", "split", "set", "subset", "partition")
+# a top-level folder of background noise (Speech Commands' convention), not a class
+NOISE_FOLDERS = ("_background_noise_", "_noise_", "background_noise")
 
 
 @dataclass
@@ -50,6 +52,12 @@ class Listing:
     warnings: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     layout: str = "folders"
+    noise: list[Path] = field(default_factory=list)  # clips of a top-level noise folder (not a class)
+    noise_folder: str = ""
+
+
+def is_noise_folder(name: str) -> bool:
+    return name.strip().lower() in NOISE_FOLDERS
 
 
 def nfc(text: str) -> str:
@@ -118,6 +126,25 @@ def scan(root: str | Path, manifest: str | Path | None = None) -> Listing:
                               "them e.g. 'filename' and 'label'.")
         return listing
     root = _strip_chain(root)
+    return _with_noise(_scan_root(root), root)
+
+
+def _with_noise(listing: Listing, root: Path) -> Listing:
+    """Attach the clips of the top-level noise folder (used by AddBackgroundNoise, never labelled)."""
+    for d in _children(root)[0]:
+        if is_noise_folder(d.name) and not listing.noise_folder:
+            listing.noise_folder = d.name
+            for f in walk(d):
+                if f.suffix.lower() in AUDIO_EXTENSIONS:
+                    listing.noise.append(f)
+                else:
+                    listing.skipped.append(Skipped(rel_path(f, root), "not an audio file (in the noise folder)"))
+    noise = set(listing.noise)
+    listing.items = [i for i in listing.items if i.path not in noise]
+    return listing
+
+
+def _scan_root(root: Path) -> Listing:
     manifests = _find_manifests(root)
     for candidate in manifests:  # a manifest whose label column is named like one wins
         listing = _scan_manifest(root, candidate, by_content=False)
@@ -136,6 +163,7 @@ def scan(root: str | Path, manifest: str | Path | None = None) -> Listing:
 def _scan_folders(root: Path) -> Listing:
     listing = Listing(root=root, layout="folders")
     dirs, files = _children(root)
+    dirs = [d for d in dirs if not is_noise_folder(d.name)]
     loose = [f for f in files if f.suffix.lower() in AUDIO_EXTENSIONS]
     if loose:
         listing.warnings.append(f"{len(loose)} audio file(s) at the top level are not inside a class folder and "

@@ -5,8 +5,8 @@
     Service  astapp/service/                  this package
     App      jobs, jobstate, runner, slicing, runs, publish, sessions, paths
     Train    train, trainer_setup, trainer_utils, fastmodes, lora, devices, events, metrics
-    Data     ingest/, dataset, report, audio, examples
-    Signal   features, featcache, figures, augment, augment_spec, preview, synth
+    Data     ingest/, dataset, report, audio, examples, recordings
+    Signal   features, featcache, figures, augment, augment_spec, preview, synth, noise
     Model    model, checkpoints, infer, export, hub
     Base     config, errors, fsutil, rundir
 

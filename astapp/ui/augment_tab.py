@@ -111,6 +111,14 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
                 with gr.Row():
                     seed = gr.Number(0, label="Random seed", precision=0, min_width=100, elem_id="augment-seed")
                     reroll = gr.Button("Re-roll", min_width=100)
+                with gr.Accordion("Background noise clips (Add background noise, Add short noises)", open=False):
+                    noise_files = gr.File(label="Noise clips: audio files or a zip (recordings of the places your "
+                                          "sounds will be heard)", file_count="multiple", file_types=["audio", ".zip"],
+                                          elem_id="noise-files")
+                    noise_mic = gr.Audio(sources=["microphone"], type="filepath", label="…or record the place "
+                                         "(a few seconds of its background sound)", elem_id="noise-mic")
+                    noise_info = gr.Markdown(elem_id="noise-info", elem_classes=["astapp-hint"])
+                    forget_noise = gr.Button("Forget these noise clips", size="sm", elem_id="noise-clear")
                 go = gr.Button("Preview", variant="primary", elem_id="preview-btn")
                 notice = notice_card("augment-notice")
             with gr.Column(scale=2):
@@ -157,7 +165,8 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
         cfg = svc.augment(sess)
         saved = svc.state(sess).preview
         return [on_dataset(tok, request, saved.get("clip")), cfg.preset, cfg.freq_mask, cfg.time_mask,
-                cfg.mixup, *preset_values(cfg, specs), cfg.preset, int(saved.get("seed") or 0)]
+                cfg.mixup, *preset_values(cfg, specs), cfg.preset, int(saved.get("seed") or 0),
+                svc.noise_summary(sess)]
 
     def on_dataset(tok: str | None, request: gr.Request, keep: str | None = None) -> Any:
         try:
@@ -178,4 +187,31 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
                 clip.change(preview_fn, inputs, outputs, api_visibility="private", **heavy())]
     for event in previews:
         guard.keep(event, outputs, notice, say=lambda message, *_: f"The preview failed: {message}")
-    return AugmentTab(tab, restore_fn, [clip, *controls, shown, seed], on_dataset, [clip])
+
+    @guarded
+    def add_noise_fn(tok: str | None, files: list[Any] | None, request: gr.Request) -> str:
+        paths = [str(getattr(f, "name", f)) for f in (files or []) if f]
+        return svc.add_noise(session(svc, tok, request), paths)
+
+    @guarded
+    def forget_noise_fn(tok: str | None, request: gr.Request) -> str:
+        return svc.clear_noise(session(svc, tok, request))
+
+    def dataset_fn(tok: str | None, request: gr.Request) -> tuple[Any, str]:
+        try:
+            summary = svc.noise_summary(session(svc, tok, request))
+        except Exception:  # noqa: BLE001 - the summary is a hint; the clip list matters
+            summary = ""
+        return on_dataset(tok, request), summary
+
+    @guarded
+    def record_noise_fn(tok: str | None, path: str | None, request: gr.Request) -> str:
+        if not path:
+            raise gr.Error("Nothing was recorded: allow the microphone when the browser asks, or upload files.")
+        return svc.add_noise(session(svc, tok, request), [path])
+
+    noise_files.upload(add_noise_fn, [token, noise_files], noise_info, api_name="add_noise", **heavy())
+    noise_mic.stop_recording(record_noise_fn, [token, noise_mic], noise_info, api_visibility="private", **heavy()).then(
+        lambda: None, None, noise_mic, api_visibility="private", show_progress="hidden")
+    forget_noise.click(forget_noise_fn, [token], noise_info, api_name="forget_noise")
+    return AugmentTab(tab, restore_fn, [clip, *controls, shown, seed, noise_info], dataset_fn, [clip, noise_info])

@@ -7,12 +7,13 @@ only draws what `Service.dataset` returns.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 
 from astapp.service import DatasetView, Service
+from astapp.ui import record_panel
 from astapp.ui.common import Guard, heavy, md_list, notice_card, pcm16, plural, session
 
 N_CLIPS = 8  # playable sample slots
@@ -25,6 +26,8 @@ class DataTab:
     outputs: list[Any]  # view + every display component
     restore: Callable[..., tuple[Any, ...]]
     chosen: list[Any]  # the events that choose a new dataset (other tabs follow with .success)
+    record_restore: Callable[..., list[Any]] | None = None  # the recordings back after a reload
+    record_outputs: list[Any] = field(default_factory=list)
 
 
 def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
@@ -49,6 +52,13 @@ def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
                     + (f"fold **{view.auto_fold}** validates unless you pick another in *Train*."
                        if view.auto_fold else "with a single fold there is nothing to hold out, so a share "
                        "of each class validates."))
+    noise = rep.get("noise") or {}
+    if noise:
+        summary += (f"\n\n**Background noise** (`{noise.get('folder', '')}/`, not a class): "
+                    f"{plural(int(noise.get('files', 0)), 'clip')}, {float(noise.get('seconds', 0)):.1f} s — "
+                    "*Add background noise* and *Add short noises* in *Augment* mix these into training clips."
+                    + (f" Skipped: {', '.join(s['path'] for s in noise.get('skipped', [])[:5])}."
+                       if noise.get("skipped") else ""))
     summary += f"\n\n{verdict}"
     df = pd.DataFrame([{"class": c["name"], "clips": int(c["clips"]), "seconds": round(float(c["seconds"]), 1)}
                        for c in classes], columns=["class", "clips", "seconds"])
@@ -57,6 +67,8 @@ def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
         parts.append("#### Blocking problems (fix these first)\n" + md_list(rep["errors"]))
     if rep.get("warnings"):
         parts.append("#### Warnings\n" + md_list(rep["warnings"]))
+    if rep.get("suggestions"):
+        parts.append("#### Tips\n" + md_list(rep["suggestions"]))
     skipped = rep.get("skipped") or []
     if skipped:
         shown = [f"`{s['path']}`: {s['reason']}" for s in skipped[:20]]
@@ -75,8 +87,10 @@ def build(svc: Service, token: gr.State) -> DataTab:
     guard = Guard()
     with gr.Tab("1 · Data", id="data") as tab:
         view = gr.State(None)
-        components, (use_example, upload, hub_id, hub_btn, notice) = _layout(svc)
-    outputs = [view, *components]
+        components, (use_example, upload, hub_id, hub_btn, notice, record_box) = _layout(svc)
+        outputs = [view, *components]
+        with record_box:
+            record = record_panel.build(svc, token, outputs, lambda v: present(svc, v), guard)
 
     @guard
     def use_example_fn(tok: str | None, request: gr.Request) -> tuple[Any, ...]:
@@ -101,13 +115,14 @@ def build(svc: Service, token: gr.State) -> DataTab:
 
     chosen = [use_example.click(use_example_fn, [token], outputs, api_name="use_example", **heavy()),
               upload.upload(upload_fn, [upload, token], outputs, api_name="upload_dataset", **heavy()),
-              hub_btn.click(hub_fn, [hub_id, token], outputs, api_name="hub_dataset", **heavy())]
+              hub_btn.click(hub_fn, [hub_id, token], outputs, api_name="hub_dataset", **heavy()),
+              record.use]
     for event in chosen:
         guard.keep(event, outputs, notice, say=rejected, inputs=[token])
     # The drop zone is ready for the next zip whatever became of this one (the summary names the dataset).
     for after in (chosen[1].success, chosen[1].failure):
         after(lambda: gr.File(value=None), None, upload, api_visibility="private", show_progress="hidden")
-    return DataTab(tab, view, outputs, restore_fn, chosen)
+    return DataTab(tab, view, outputs, restore_fn, chosen, record.restore, record.outputs)
 
 
 def _layout(svc: Service) -> tuple[list[Any], tuple[Any, ...]]:
@@ -125,6 +140,7 @@ def _layout(svc: Service) -> tuple[list[Any], tuple[Any, ...]]:
         with gr.Column(scale=2, visible=svc.hub_online):
             hub_id = gr.Textbox(label="…or a Hugging Face dataset id", placeholder="user/dataset")
             hub_btn = gr.Button("Load from the Hub")
+    record_box = gr.Accordion("…or record your own sounds with the microphone", open=False, elem_id="record-box")
     notice = notice_card("data-notice")
     summary = gr.Markdown("Loading your dataset…", elem_id="data-summary")
     with gr.Row():
@@ -139,4 +155,4 @@ def _layout(svc: Service) -> tuple[list[Any], tuple[Any, ...]]:
             for c in range(4):
                 players.append(gr.Audio(label=f"clip {r * 4 + c + 1}", visible=False, interactive=False,
                                         buttons=[], min_width=180))
-    return [summary, classes, histogram, issues, *players], (use_example, upload, hub_id, hub_btn, notice)
+    return [summary, classes, histogram, issues, *players], (use_example, upload, hub_id, hub_btn, notice, record_box)
