@@ -182,14 +182,7 @@ def _train(ns: argparse.Namespace) -> int:
     _quiet_libraries()
     main_rank = launch_rank() == 0
     printer = ProgressPrinter(quiet=getattr(ns, "quiet", False)) if main_rank else None
-    stop = threading.Event()
-    restore = _graceful_sigint(stop, printer)
-    try:
-        result = service.train_run(cfg, events=printer, stop=stop)
-    finally:
-        restore()
-        if printer:
-            printer.close()
+    result = _with_printer(service.train_run, cfg, printer)
     if main_rank:
         m = result.metrics
         if result.state == "stopped" and not m:
@@ -209,14 +202,7 @@ def _cv(ns: argparse.Namespace) -> int:
     cfg.task = "cv"
     cfg.require_valid()
     _quiet_libraries()
-    printer = ProgressPrinter(quiet=getattr(ns, "quiet", False))
-    stop = threading.Event()
-    restore = _graceful_sigint(stop, printer)
-    try:
-        result = service.cv_run(cfg, events=printer, stop=stop)
-    finally:
-        restore()
-        printer.close()
+    result = _with_printer(service.cv_run, cfg, ProgressPrinter(quiet=getattr(ns, "quiet", False)))
     if result.state == "stopped":
         print("Stopped; nothing was scored.", file=sys.stderr)
         return EXIT_STOPPED
@@ -268,6 +254,18 @@ def _quiet_libraries() -> None:
         datasets.disable_progress_bars()
     except ImportError:
         pass
+
+
+def _with_printer(run: Any, cfg: TrainConfig, printer: ProgressPrinter | None) -> Any:
+    """`run(cfg, events, stop)` printing progress, with Ctrl+C as a graceful stop."""
+    stop = threading.Event()
+    restore = _graceful_sigint(stop, printer)
+    try:
+        return run(cfg, events=printer, stop=stop)
+    finally:
+        restore()
+        if printer:
+            printer.close()
 
 
 def _graceful_sigint(stop: threading.Event, printer: ProgressPrinter | None):
