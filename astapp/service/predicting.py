@@ -78,11 +78,14 @@ class PredictingMixin:
         return predictor.to_csv(rows, scratch_dir("csv") / "predictions.csv"), rows
 
     def download(self, session: Session, run_id: str | None) -> Path:
-        """The run's model as a zip that unpacks into one folder plain transformers loads."""
-        from astapp.export import zip_dir
+        """The run's model as a zip that unpacks into one folder plain transformers loads, with its checked
+        ONNX files (made once per model) and the browser demo (`astapp.bundle`)."""
+        from astapp.bundle import build_zip
+        from astapp.service.headless import demo_html
 
         name = model_zip_name(run_id)
-        return zip_dir(self.model_folder(session, run_id), scratch_dir("model") / f"{name}.zip", top=name)
+        run = self.model_folder(session, run_id).parent
+        return build_zip(run, scratch_dir("model") / f"{name}.zip", top=name, demo=demo_html())[0]
 
     def usage_snippet(self, run_id: str | None) -> str:
         """The Python that uses the downloaded model (folder named as the zip unpacks)."""
