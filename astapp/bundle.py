@@ -26,6 +26,14 @@ from astapp.rundir import CONFIG, METRICS, MODEL, read_json
 
 MAX_CLIPS = 200  # validation clips the ONNX check decodes at most (bounded export time)
 DEMO = "demo.html"
+WEB = Path(__file__).resolve().parents[1] / "assets" / "web"  # demo.html and vendor/ (the browser runtime)
+VENDOR = "vendor"
+
+
+def vendor_files() -> list[Path]:
+    """The browser runtime demo.html loads (Transformers.js, onnxruntime-web's wasm; ~27 MB, ~7 MB zipped)."""
+    folder = WEB / VENDOR
+    return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
 
 def model_stamp(model_folder: Path) -> str:
@@ -111,10 +119,10 @@ def _model_folder(source: Path) -> Path:
 
 
 def build_zip(source: str | Path, out_zip: str | Path, top: str, onnx: bool = True,
-              demo: str | None = None) -> tuple[Path, dict[str, Any] | None]:
-    """Zip the model of a run (or an exported folder) under `top/`, with onnx/ when `onnx` and the check
-    passes, the README telling how the ONNX check went, and `demo` (HTML) as demo.html. Returns
-    (zip, check or None)."""
+              browser: bool = False) -> tuple[Path, dict[str, Any] | None]:
+    """Zip the model of a run (or an exported folder) under `top/`: with onnx/ and demo.html when `onnx` and
+    the check passes (the README says how the check went), and with `browser` the runtime demo.html needs
+    (vendor/), which makes the folder a page any static server can host offline. Returns (zip, check)."""
     from astapp.onnx_export import readme_section
 
     source, out_zip = Path(source), Path(out_zip)
@@ -141,8 +149,10 @@ def build_zip(source: str | Path, out_zip: str | Path, top: str, onnx: bool = Tr
                 entries += [(f"{ONNX_DIR}/{p.name}", p) for p in sorted(onnx_dir.iterdir())
                             if p.is_file() and (check.get("passed") or p.name == "check.json")]
         entries.append(("README.md", readme.encode("utf-8")))
-        if demo and check and check.get("passed"):
-            entries.append((DEMO, demo.encode("utf-8")))
+        if check and check.get("passed") and (WEB / DEMO).is_file():
+            entries.append((DEMO, WEB / DEMO))
+            if browser:
+                entries += [(f"{VENDOR}/{p.name}", p) for p in vendor_files()]
         return _write_zip(entries, out_zip, top), check
 
 

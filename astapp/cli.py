@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--output", required=True, help="the .zip to write")
     ex.add_argument("--adapter", action="store_true", help="the LoRA adapter alone (runs trained in mode lora)")
     ex.add_argument("--no-onnx", action="store_true", help="without the ONNX files and the browser demo")
+    ex.add_argument("--browser", action="store_true",
+                    help="with the browser runtime (~7 MB): the folder's demo.html then works from any static server")
 
     pu = sub.add_parser("push", help="publish a run's model with a model card to the Hugging Face Hub")
     pu.add_argument("--run", required=True, help="run folder")
@@ -203,7 +205,7 @@ def _predict(ns: argparse.Namespace) -> int:
 
 
 def _export(ns: argparse.Namespace) -> int:
-    print(service.export_run(ns.run, ns.output, adapter=ns.adapter, onnx=not ns.no_onnx))
+    print(service.export_run(ns.run, ns.output, adapter=ns.adapter, onnx=not ns.no_onnx, browser=ns.browser))
     return 0
 
 

@@ -89,6 +89,79 @@ def test_export_zip_onnx_check_and_torch_free_predict(run, small_dataset, tmp_pa
     capsys.readouterr()
 
 
+def test_onnx_user_errors(run, tmp_path, monkeypatch, capsys):
+    assert main(["predict", "--onnx", "--model", str(tmp_path), "x.wav"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no ONNX model" in err and "astapp export" in err and "Traceback" not in err
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.raises(ModelLoadError, match=r"pip install onnxruntime=="):
+        ort_session(tmp_path / "model.onnx")
+    assert "pip install onnx==" in (onnx_export.missing_packages() or "")
+
+
+@pytest.mark.browser
+def test_demo_page_in_chromium_agrees_with_onnxruntime(run, small_dataset, tmp_path):
+    """The `--browser` export served by a plain static server: demo.html classifies every clip of the
+    dataset (4 per class) in Chromium (Transformers.js, offline) with onnxruntime's top-1: all with fp32, >= 95 % int8."""
+    import functools
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+    from test_browser import ARGS, CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing on CI: install Debian's chromium package.")
+        pytest.skip(f"{CHROMIUM} is not installed")
+
+    from astapp.audio import load_audio
+
+    zpath = tmp_path / "web.zip"
+    assert main(["export", "--run", str(run), "--output", str(zpath), "--browser"]) == 0
+    zipfile.ZipFile(zpath).extractall(tmp_path)
+    site = tmp_path / "web"
+    assert {"demo.html", "vendor", "onnx"} <= {p.name for p in site.iterdir()}
+    clips = []
+    for c in sorted(small_dataset.iterdir()):
+        for f in sorted(c.iterdir())[:4]:
+            (site / "clips").mkdir(exist_ok=True)
+            (site / "clips" / f"{c.name}_{f.name}").write_bytes(f.read_bytes())
+            clips.append(site / "clips" / f"{c.name}_{f.name}")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    outside: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page()
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(base)
+                       else (outside.append(route.request.url), route.abort()))
+            for dtype, quantized, need in (("fp32", False, 1.0), ("q8", True, 0.95)):
+                page.goto(f"{base}/demo.html?dtype={dtype}")
+                page.evaluate("() => window.astapp.ready")
+                ref = OnnxPredictor(site, quantized=quantized)
+                agree = 0
+                for clip in clips:
+                    got = page.evaluate("(u) => window.astapp.classifyUrl(u)", f"clips/{clip.name}")
+                    want = ref.top(ref.probs(load_audio(clip)), 1)[0]
+                    agree += got[0]["label"] == want[0]
+                    if not quantized:
+                        assert abs(got[0]["score"] - want[1]) < 1e-3
+                assert agree / len(clips) >= need, (dtype, agree, len(clips))
+                assert dtype in page.locator("#status").text_content()
+            browser.close()
+    finally:
+        server.shutdown()
+    assert outside == []  # nothing fetched from the network: it works offline
+
+
 def test_failed_check_keeps_the_transformers_model_and_says_so(run, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)  # no ONNX file can pass: the failure path
     (run / "model" / "config.json").touch()  # a "new" model: the cached check does not apply
@@ -102,13 +175,3 @@ def test_failed_check_keeps_the_transformers_model_and_says_so(run, tmp_path, mo
     assert check["passed"] is False and "disagrees with PyTorch" in check["error"]
     assert "No ONNX model in this export" in z.read("bad/README.md").decode()
     capsys.readouterr()
-
-
-def test_onnx_user_errors(run, tmp_path, monkeypatch, capsys):
-    assert main(["predict", "--onnx", "--model", str(tmp_path), "x.wav"]) == 2
-    err = capsys.readouterr().err
-    assert "holds no ONNX model" in err and "astapp export" in err and "Traceback" not in err
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
-    with pytest.raises(ModelLoadError, match=r"pip install onnxruntime=="):
-        ort_session(tmp_path / "model.onnx")
-    assert "pip install onnx==" in (onnx_export.missing_packages() or "")

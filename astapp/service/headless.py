@@ -38,10 +38,10 @@ def predict_files(model: str, files: list[str], top_k: int) -> list[dict[str, An
     return Predictor(model).predict_many(list(files), top_k=top_k)
 
 
-def export_run(run: str, output: str, adapter: bool = False, onnx: bool = True) -> Path:
+def export_run(run: str, output: str, adapter: bool = False, onnx: bool = True, browser: bool = False) -> Path:
     """Zip a run's model folder (or an exported model folder) into `output`; it unpacks into one folder
     named like the zip. `adapter`: the LoRA adapter alone instead (a run trained in mode lora). `onnx`:
-    with the checked ONNX files and the browser demo (`astapp.bundle`)."""
+    with the checked ONNX files and demo.html (`astapp.bundle`); `browser`: also the demo's runtime."""
     from astapp.export import zip_dir
 
     if adapter:
@@ -57,13 +57,8 @@ def export_run(run: str, output: str, adapter: bool = False, onnx: bool = True) 
     if onnx:
         from astapp.bundle import build_zip
 
-        return build_zip(run, output, top=Path(output).stem, demo=demo_html())[0]
+        return build_zip(run, output, top=Path(output).stem, browser=browser)[0]
     return zip_dir(folder, output, top=Path(output).stem)
-
-
-def demo_html() -> str | None:
-    """The browser demo page put into model zips (None until the page exists)."""
-    return None
 
 
 def predict_files_onnx(model: str, files: list[str], top_k: int, int8: bool = False) -> list[dict[str, Any]]:

@@ -81,11 +81,18 @@ class PredictingMixin:
         """The run's model as a zip that unpacks into one folder plain transformers loads, with its checked
         ONNX files (made once per model) and the browser demo (`astapp.bundle`)."""
         from astapp.bundle import build_zip
-        from astapp.service.headless import demo_html
 
         name = model_zip_name(run_id)
         run = self.model_folder(session, run_id).parent
-        return build_zip(run, scratch_dir("model") / f"{name}.zip", top=name, demo=demo_html())[0]
+        return build_zip(run, scratch_dir("model") / f"{name}.zip", top=name)[0]
+
+    def download_browser(self, session: Session, run_id: str | None) -> Path:
+        """The model zip plus the browser runtime (~7 MB): unzip it anywhere static and open demo.html."""
+        from astapp.bundle import build_zip
+
+        name = f"{model_zip_name(run_id)}-browser"
+        run = self.model_folder(session, run_id).parent
+        return build_zip(run, scratch_dir("model") / f"{name}.zip", top=name, browser=True)[0]
 
     def usage_snippet(self, run_id: str | None) -> str:
         """The Python that uses the downloaded model (folder named as the zip unpacks)."""
