@@ -100,6 +100,22 @@ class PredictingMixin:
 
         return usage_snippet(model_zip_name(run_id) if run_id else "astapp-model")
 
+    def listener(self, session: Session, run_id: str | None, settings: Any = None) -> Any:
+        """A `service.listening.Listener` over the run's model; per-class thresholds default to what the
+        validation clips support (`thresholds_from_validation`)."""
+        from astapp.rundir import METRICS, read_json
+        from astapp.service.listening import Listener, ListenSettings, thresholds_from_validation
+
+        folder = self.model_folder(session, run_id)
+        predictor = self.predictors.get(folder)
+        labels = list(predictor.labels)
+        settings = settings or ListenSettings()
+        if not settings.thresholds:
+            preds = read_json(folder.parent / METRICS).get("predictions") or []
+            settings.thresholds = thresholds_from_validation(preds, labels)
+        return Listener(lambda wav: predictor.predict(wav, top_k=len(labels)).probs, labels,
+                        predictor.window_samples, settings)
+
 
 def model_zip_name(run_id: str | None) -> str:
     return f"astapp-model-{run_id}"
