@@ -162,3 +162,32 @@ class Listener:
         return {"probs": probs, "heard": self.timeline[-1][1] if self.timeline else None,
                 "segments": self.segments(), "seconds": self.received / SAMPLE_RATE,
                 "compute_seconds": delay, "window_seconds": self.window / SAMPLE_RATE}
+
+
+PALETTE = ("#3b82f6", "#f97316", "#10b981", "#a855f7", "#ef4444", "#eab308", "#06b6d4", "#ec4899")
+
+
+def timeline_html(view: dict[str, Any], labels: list[str], history: float = 30.0) -> str:
+    """The rolling timeline as one HTML strip: a coloured block per run of one label over the last
+    `history` seconds ("nothing" grey), each block titled with its label and times."""
+    from html import escape
+
+    now = float(view.get("seconds") or 0.0)
+    start = max(0.0, now - history)
+    span = max(history, 1e-6)
+    blocks = []
+    for seg in view.get("segments") or []:
+        a, b = max(start, float(seg["start"])), float(seg["end"])
+        if b <= a:
+            continue
+        label = str(seg["label"])
+        color = "#d1d5db" if label == NOTHING else PALETTE[labels.index(label) % len(PALETTE)] \
+            if label in labels else "#9ca3af"
+        left, width = 100 * (a - start) / span, 100 * (b - a) / span
+        blocks.append(f'<div class="seg" data-label="{escape(label)}" title="{escape(label)} {a:.1f}–{b:.1f} s" '
+                      f'style="position:absolute;left:{left:.2f}%;width:{width:.2f}%;top:0;bottom:0;'
+                      f'background:{color};overflow:hidden;font-size:12px;color:#111;white-space:nowrap">'
+                      f'{escape(label)}</div>')
+    return ('<div id="listen-strip" style="position:relative;height:28px;border:1px solid #ccc;border-radius:4px">'
+            + "".join(blocks) + f'</div><div style="font-size:12px;color:#666">last {history:.0f} s, '
+            f'{start:.1f}–{now:.1f} s of audio</div>')

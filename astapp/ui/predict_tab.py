@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.service import Service
+from astapp.ui import listen_tab
 from astapp.ui.common import Guard, heavy, hf_username, notice_card, picker_update, run_choices, session
 
 
@@ -47,6 +48,7 @@ def build(svc: Service, token: gr.State) -> PredictTab:
             with gr.Column(scale=1):
                 result = gr.Label(label="Top classes", elem_id="predict-label")
                 timeline = gr.Plot(label="Per-window timeline (long clips)", visible=False)
+        listen_tab.build(svc, token, run, notice)
         with gr.Accordion("Batch prediction on a zip of clips", open=False):
             with gr.Row():
                 batch_zip = gr.File(label="Zip of audio files", file_types=[".zip"], height=110)
