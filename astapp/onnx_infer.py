@@ -2,7 +2,7 @@
 --onnx`): numpy features (`astapp.npfeatures`), the same windows and averaging as `astapp.infer.Predictor`.
 
 The folder is the exported model (config.json, preprocessor_config.json, onnx/model.onnx and
-onnx/model_quantized.onnx), its zip, or a run folder holding model/onnx/ or onnx/.
+onnx/model_quantized.onnx), its zip, or a run folder once exported (model/ and the run's onnx/).
 """
 
 from __future__ import annotations
@@ -54,11 +54,12 @@ def _read(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def find_onnx_folder(path: Path) -> Path:
-    """The folder with config.json and onnx/ among the given folder, its model/ and its parent's model/."""
-    for cand in (path, path / "model"):
-        if (cand / "config.json").is_file() and (cand / ONNX_DIR / FP32).is_file():
-            return cand
+def find_onnx_folder(path: Path) -> tuple[Path, Path]:
+    """(folder with config.json, its onnx/ folder): an unzipped export, or a run (model/ + the run's onnx/)."""
+    for cand, onnx in ((path, path / ONNX_DIR), (path / "model", path / "model" / ONNX_DIR),
+                       (path / "model", path / ONNX_DIR)):
+        if (cand / "config.json").is_file() and (onnx / FP32).is_file():
+            return cand, onnx
     raise ModelLoadError(f"{path} holds no ONNX model (no {ONNX_DIR}/{FP32} beside config.json); export "
                          "the run with `python3 -m astapp export --run RUN --output model.zip` and unzip it.")
 
@@ -76,7 +77,7 @@ class OnnxPredictor:
             root = Path(extract_zip(path, Path(self._tmp.name), IngestLimits()))
             found = sorted(p.parent.parent for p in root.rglob(f"{ONNX_DIR}/{FP32}"))
             path = found[0] if found else root
-        self.folder = find_onnx_folder(path)
+        self.folder, self.onnx_dir = find_onnx_folder(path)
         cfg = _read(self.folder / "config.json")
         pre = _read(self.folder / "preprocessor_config.json")
         id2label = cfg.get("id2label") or {}
@@ -86,9 +87,9 @@ class OnnxPredictor:
         self.num_mel_bins = int(cfg.get("num_mel_bins") or pre.get("num_mel_bins") or 128)
         self.normalize = bool(pre.get("do_normalize", True))
         name = INT8 if quantized else FP32
-        if not (self.folder / ONNX_DIR / name).is_file():
+        if not (self.onnx_dir / name).is_file():
             raise ModelLoadError(f"{self.folder} has no {ONNX_DIR}/{name}; export the model again.")
-        self.session = ort_session(self.folder / ONNX_DIR / name, threads)
+        self.session = ort_session(self.onnx_dir / name, threads)
         self.batch_size = max(1, int(batch_size))
         self.window = window_samples(self.max_length)
         self.hop = max(1, self.window // 2)

@@ -115,3 +115,16 @@ def test_service_listener_over_an_exported_model(tiny_ast, tmp_path):
     assert abs(view["seconds"] - 12.0) < 0.02 and len(listener.timeline) == int(view["seconds"] / 0.25)
     assert set(view["probs"]) == set(LABELS)
     assert abs(sum(view["probs"].values()) - 1.0) < 1e-5 and listener.window == 99 * 160 + 400
+
+
+def test_timeline_html_draws_the_last_30_seconds():
+    from astapp.service.listening import timeline_html
+
+    listener = Listener(spectral_model, LABELS, WINDOW, ListenSettings(history=30.0))
+    stream(listener, recording(), 48_000)
+    html = timeline_html(listener.view(), LABELS)
+    assert [part.split('"')[0] for part in html.split('data-label="')[1:]] == [NOTHING, "tone", "noise", NOTHING]
+    late = {"seconds": 100.0, "segments": [{"label": "tone", "start": 10.0, "end": 60.0},
+                                           {"label": "<b>", "start": 60.0, "end": 100.0}]}
+    html = timeline_html(late, LABELS)  # only what is inside the last 30 s; labels are escaped
+    assert "tone" not in html and "&lt;b&gt;" in html and "left:0.00%;width:100.00%" in html

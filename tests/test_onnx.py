@@ -85,6 +85,7 @@ def test_export_zip_onnx_check_and_torch_free_predict(run, small_dataset, tmp_pa
     for row, want in zip(lines[:-1], ref, strict=True):
         assert row["label"] == want["label"] and abs(row["prob"] - want["prob"]) < 1e-4
     int8 = OnnxPredictor(zpath, quantized=True).predict_many(clips, top_k=1)  # the zip itself loads too
+    assert OnnxPredictor(run).predict_many(clips[:1])[0]["label"] == ref[0]["label"]  # and the run folder
     assert sum(r["label"] == w["label"] for r, w in zip(int8, ref, strict=True)) >= len(ref) - 1
     capsys.readouterr()
 
