@@ -58,7 +58,8 @@ def find_onnx_folder(path: Path) -> tuple[Path, Path]:
     """(folder with config.json, its onnx/ folder): an unzipped export, or a run (model/ + the run's onnx/)."""
     for cand, onnx in ((path, path / ONNX_DIR), (path / "model", path / "model" / ONNX_DIR),
                        (path / "model", path / ONNX_DIR)):
-        if (cand / "config.json").is_file() and (onnx / FP32).is_file():
+        if (cand / "config.json").is_file() and (cand / "preprocessor_config.json").is_file() \
+                and (onnx / FP32).is_file():  # a model folder (a run folder's config.json is its settings)
             return cand, onnx
     raise ModelLoadError(f"{path} holds no ONNX model (no {ONNX_DIR}/{FP32} beside config.json); export "
                          "the run with `python3 -m astapp export --run RUN --output model.zip` and unzip it.")

@@ -60,8 +60,9 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown, notice: Any) -> None:
         delay = view["compute_seconds"]
         text = (f"{view['seconds']:.1f} s heard; window {view['window_seconds']:.2f} s; model time per "
                 f"prediction {delay * 1000:.0f} ms" if delay is not None else "Listening…")
-        probs = view["probs"] or {}
-        return probs, timeline_html(view, listener.labels), text, k
+        heard_now = {"label": view["heard"] or "…",  # "nothing" below the thresholds, not the argmax
+                     "confidences": [{"label": name, "confidence": p} for name, p in (view["probs"] or {}).items()]}
+        return heard_now, timeline_html(view, listener.labels), text, k
 
     def reset() -> None:
         return None
