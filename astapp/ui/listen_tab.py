@@ -34,7 +34,7 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown, notice: Any) -> None:
                                   info="exponential moving average: weight of the past")
         mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
                        elem_id="listen-mic")
-        heard = gr.Label(label="Heard now (smoothed)", elem_id="listen-label")
+        heard = gr.Label(label="Smoothed probabilities", elem_id="listen-label")
         strip = gr.HTML(elem_id="listen-timeline")
         info = gr.Markdown(elem_id="listen-info")
         key = gr.State(None)
@@ -60,9 +60,9 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown, notice: Any) -> None:
         delay = view["compute_seconds"]
         text = (f"{view['seconds']:.1f} s heard; window {view['window_seconds']:.2f} s; model time per "
                 f"prediction {delay * 1000:.0f} ms" if delay is not None else "Listening…")
-        heard_now = {"label": view["heard"] or "…",  # "nothing" below the thresholds, not the argmax
-                     "confidences": [{"label": name, "confidence": p} for name, p in (view["probs"] or {}).items()]}
-        return heard_now, timeline_html(view, listener.labels), text, k
+        if view["heard"]:  # "nothing" below the thresholds or for the background, not the argmax
+            text = f"Heard now: **{view['heard']}** · {text}"
+        return view["probs"] or {}, timeline_html(view, listener.labels), text, k
 
     def reset() -> None:
         return None
