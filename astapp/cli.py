@@ -104,11 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", required=True, help="exported model folder, its zip, or a run folder")
     pr.add_argument("--top-k", type=int, default=5)
     pr.add_argument("files", nargs="+", metavar="FILE", help="audio files, a folder or a zip")
+    pr.add_argument("--onnx", action="store_true", help="run the export's onnx/model.onnx in onnxruntime (no torch)")
+    pr.add_argument("--int8", action="store_true", help="with --onnx: the int8 onnx/model_quantized.onnx")
 
     ex = sub.add_parser("export", help="zip a run's trained model")
     ex.add_argument("--run", required=True, help="run folder (or an exported model folder)")
     ex.add_argument("--output", required=True, help="the .zip to write")
     ex.add_argument("--adapter", action="store_true", help="the LoRA adapter alone (runs trained in mode lora)")
+    ex.add_argument("--no-onnx", action="store_true", help="without the ONNX files and the browser demo")
+    ex.add_argument("--browser", action="store_true",
+                    help="with the browser runtime (~7 MB): the folder's demo.html then works from any static server")
 
     pu = sub.add_parser("push", help="publish a run's model with a model card to the Hugging Face Hub")
     pu.add_argument("--run", required=True, help="run folder")
@@ -223,15 +228,18 @@ def _cv(ns: argparse.Namespace) -> int:
 
 
 def _predict(ns: argparse.Namespace) -> int:
-    _quiet_libraries()
-    rows = service.predict_files(ns.model, ns.files, ns.top_k)
+    if ns.onnx:  # onnxruntime and numpy only: torch is never imported
+        rows = service.headless.predict_files_onnx(ns.model, ns.files, ns.top_k, int8=ns.int8)
+    else:
+        _quiet_libraries()
+        rows = service.predict_files(ns.model, ns.files, ns.top_k)
     for row in rows:
         print(json.dumps(row, ensure_ascii=False, default=float), flush=True)
     return 1 if any(r.get("error") for r in rows) else 0
 
 
 def _export(ns: argparse.Namespace) -> int:
-    print(service.export_run(ns.run, ns.output, adapter=ns.adapter))
+    print(service.export_run(ns.run, ns.output, adapter=ns.adapter, onnx=not ns.no_onnx, browser=ns.browser))
     return 0
 
 

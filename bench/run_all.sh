@@ -12,3 +12,5 @@ python bench/bench_train.py --lengths 1.5 5 --epochs 3 --precision fp32 --workdi
 python bench/bench_cpu_path.py --mode frozen --out bench/out/cpu_path.json | tee bench/out/cpu_path.log
 python bench/bench_infer.py --size base --out bench/out/infer.json | tee bench/out/infer.log
 python bench/bench_scaling.py --sizes 100 2000 10000 --out bench/out/scaling.json | tee bench/out/scaling.log
+python bench/bench_onnx.py --size base --clips 200 --out bench/out/onnx.json | tee bench/out/onnx.log
+python bench/bench_listen.py --sizes small base --out bench/out/listen.json | tee bench/out/listen.log

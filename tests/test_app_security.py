@@ -231,6 +231,7 @@ def test_other_sessions_runs_are_refused_by_every_handler(two_sessions, tmp_path
         "/predict_clip": lambda rid: call(b, rid, handle_file(str(clip)), 3, api_name="/predict_clip"),
         "/predict_batch": lambda rid: call(b, rid, handle_file(str(batch)), api_name="/predict_batch"),
         "/download_model": lambda rid: call(b, rid, api_name="/download_model"),
+        "/download_browser": lambda rid: call(b, rid, api_name="/download_browser"),
     }
     a_owner = owner_id(a.session_hash)
     for name, attempt in attempts.items():

@@ -28,6 +28,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("UI", {"ui"}),
     ("Face", {"cli", "__main__", "__init__"}),
 ]
+# issue 14 (ONNX export): numpy features, ONNX export/inference, the model zip with ONNX
+dict(LAYERS)["Signal"].add("npfeatures")
+dict(LAYERS)["Model"].update({"onnx_export", "onnx_infer"})
+dict(LAYERS)["App"].add("bundle")
 RANK = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 UI_MAY_IMPORT = {"service", "config", "errors"}
 RUN_FILES = {"STATUS", "CONFIG", "META", "LOG"}

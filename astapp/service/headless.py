@@ -69,9 +69,10 @@ def predict_files(model: str, files: list[str], top_k: int) -> list[dict[str, An
     return Predictor(model).predict_many(list(files), top_k=top_k)
 
 
-def export_run(run: str, output: str, adapter: bool = False) -> Path:
+def export_run(run: str, output: str, adapter: bool = False, onnx: bool = True, browser: bool = False) -> Path:
     """Zip a run's model folder (or an exported model folder) into `output`; it unpacks into one folder
-    named like the zip. `adapter`: the LoRA adapter alone instead (a run trained in mode lora)."""
+    named like the zip. `adapter`: the LoRA adapter alone instead (a run trained in mode lora). `onnx`:
+    with the checked ONNX files and demo.html (`astapp.bundle`); `browser`: also the demo's runtime."""
     from astapp.export import zip_dir
 
     if adapter:
@@ -84,7 +85,20 @@ def export_run(run: str, output: str, adapter: bool = False) -> Path:
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"{run} has no trained model (no model/ folder with config.json); "
                              "finish or stop a training run first.")
+    if onnx:
+        from astapp.bundle import build_zip
+
+        return build_zip(run, output, top=Path(output).stem, browser=browser)[0]
     return zip_dir(folder, output, top=Path(output).stem)
+
+
+def predict_files_onnx(model: str, files: list[str], top_k: int, int8: bool = False) -> list[dict[str, Any]]:
+    """`predict_files` with the exported ONNX model in onnxruntime: torch is never imported."""
+    from astapp.onnx_infer import OnnxPredictor
+
+    if top_k < 1:
+        raise ModelLoadError("--top-k must be at least 1.")
+    return OnnxPredictor(model, quantized=int8).predict_many(list(files), top_k=top_k)
 
 
 def push_run(run: str, repo: str, public: bool = False, license: str = "other", dry_run: str | None = None,

@@ -78,17 +78,43 @@ class PredictingMixin:
         return predictor.to_csv(rows, scratch_dir("csv") / "predictions.csv"), rows
 
     def download(self, session: Session, run_id: str | None) -> Path:
-        """The run's model as a zip that unpacks into one folder plain transformers loads."""
-        from astapp.export import zip_dir
+        """The run's model as a zip that unpacks into one folder plain transformers loads, with its checked
+        ONNX files (made once per model) and the browser demo (`astapp.bundle`)."""
+        from astapp.bundle import build_zip
 
         name = model_zip_name(run_id)
-        return zip_dir(self.model_folder(session, run_id), scratch_dir("model") / f"{name}.zip", top=name)
+        run = self.model_folder(session, run_id).parent
+        return build_zip(run, scratch_dir("model") / f"{name}.zip", top=name)[0]
+
+    def download_browser(self, session: Session, run_id: str | None) -> Path:
+        """The model zip plus the browser runtime (~7 MB): unzip it anywhere static and open demo.html."""
+        from astapp.bundle import build_zip
+
+        name = f"{model_zip_name(run_id)}-browser"
+        run = self.model_folder(session, run_id).parent
+        return build_zip(run, scratch_dir("model") / f"{name}.zip", top=name, browser=True)[0]
 
     def usage_snippet(self, run_id: str | None) -> str:
         """The Python that uses the downloaded model (folder named as the zip unpacks)."""
         from astapp.export import usage_snippet
 
         return usage_snippet(model_zip_name(run_id) if run_id else "astapp-model")
+
+    def listener(self, session: Session, run_id: str | None, settings: Any = None) -> Any:
+        """A `service.listening.Listener` over the run's model; per-class thresholds default to what the
+        validation clips support (`thresholds_from_validation`)."""
+        from astapp.rundir import METRICS, read_json
+        from astapp.service.listening import Listener, ListenSettings, thresholds_from_validation
+
+        folder = self.model_folder(session, run_id)
+        predictor = self.predictors.get(folder)
+        labels = list(predictor.labels)
+        settings = settings or ListenSettings()
+        if not settings.thresholds:
+            preds = read_json(folder.parent / METRICS).get("predictions") or []
+            settings.thresholds = thresholds_from_validation(preds, labels)
+        return Listener(lambda wav: predictor.predict(wav, top_k=len(labels)).probs, labels,
+                        predictor.window_samples, settings)
 
 
 def model_zip_name(run_id: str | None) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.service import Service
+from astapp.ui import listen_tab
 from astapp.ui.common import Guard, heavy, hf_username, notice_card, picker_update, run_choices, session
 
 
@@ -23,7 +24,10 @@ def snippet_md(svc: Service, run_id: str | None) -> str:
     return ("The zip unpacks into one folder that plain `transformers` loads. With only "
             "`pip install transformers torch soundfile`:\n\n```python\n" + svc.usage_snippet(run_id).rstrip()
             + "\n```\n\nWith ffmpeg installed, the pipeline also reads files itself: "
-            "`clf(\"my_clip.wav\", top_k=3)`.")
+            "`clf(\"my_clip.wav\", top_k=3)`.\n\nThe zip also holds `onnx/model.onnx` (fp32) and "
+            "`onnx/model_quantized.onnx` (int8), checked against PyTorch on the validation clips (its README "
+            "has the numbers): `python3 -m astapp predict --onnx --model FOLDER clip.wav` runs them without "
+            "torch, and the browser bundle's `demo.html` runs them in a web page (Transformers.js).")
 
 
 def build(svc: Service, token: gr.State) -> PredictTab:
@@ -44,6 +48,7 @@ def build(svc: Service, token: gr.State) -> PredictTab:
             with gr.Column(scale=1):
                 result = gr.Label(label="Top classes", elem_id="predict-label")
                 timeline = gr.Plot(label="Per-window timeline (long clips)", visible=False)
+        listen_tab.build(svc, token, run, notice)
         with gr.Accordion("Batch prediction on a zip of clips", open=False):
             with gr.Row():
                 batch_zip = gr.File(label="Zip of audio files", file_types=[".zip"], height=110)
@@ -54,6 +59,10 @@ def build(svc: Service, token: gr.State) -> PredictTab:
         with gr.Accordion("Download the model", open=True):
             download = gr.Button("Prepare model zip", elem_id="download-btn")
             model_zip = gr.File(label="Model (.zip)", interactive=False, visible=False, elem_id="model-zip")
+            browser = gr.Button("Prepare browser bundle (+ the ~7 MB runtime: open demo.html from any static "
+                                "server, offline)", elem_id="browser-btn")
+            browser_zip = gr.File(label="Browser bundle (.zip)", interactive=False, visible=False,
+                                  elem_id="browser-zip")
             snippet = gr.Markdown(snippet_md(svc, None), elem_id="model-snippet")
         with gr.Accordion("Publish to the Hugging Face Hub", open=False):
             gr.Markdown("Uploads the model with a model card (labels, data, settings, scores, confusion matrix, "
@@ -110,6 +119,10 @@ def build(svc: Service, token: gr.State) -> PredictTab:
         return str(svc.download(session(svc, tok, request), run_id))
 
     @guard
+    def browser_fn(run_id: str | None, tok: str | None, request: gr.Request) -> str:
+        return str(svc.download_browser(session(svc, tok, request), run_id))
+
+    @guard
     def card_fn(run_id: str | None, repo_id: str, license_v: str, tok: str | None, request: gr.Request) -> str:
         return svc.card_preview(session(svc, tok, request), run_id, repo_id, license_v)
 
@@ -144,7 +157,9 @@ def build(svc: Service, token: gr.State) -> PredictTab:
     for event, outputs in ((batch_go.click(batch_fn, [run, batch_zip, top_k, token], [batch_csv, batch_table],
                                            api_name="predict_batch", **heavy()), [batch_csv, batch_table]),
                            (download.click(download_fn, [run, token], model_zip, api_name="download_model",
-                                           **heavy()), [model_zip])):
+                                           **heavy()), [model_zip]),
+                           (browser.click(browser_fn, [run, token], browser_zip, api_name="download_browser",
+                                          **heavy()), [browser_zip])):
         guard.keep(event, outputs, notice, say=failed)
         event.success(lambda: gr.File(visible=True), None, outputs[0], api_visibility="private")
     preview_card.click(lambda: gr.Code(visible=True), None, card, api_visibility="private")
