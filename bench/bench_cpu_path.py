@@ -23,11 +23,14 @@ from common import machine_facts, make_checkpoint, make_dataset, matmul_peak, mf
 def pass_rates(history: Path) -> dict[str, float]:
     """Clips per second of the frozen one-off pass per split, from its progress events ("train 48/320 clips")."""
     seen: dict[str, list[tuple[float, int]]] = {}
+    last = None  # the event before a split's first batch ends marks when its pass began
     for line in history.read_text().splitlines():
         e = json.loads(line)
         m = re.search(r"Running the frozen layers once: (\w+) (\d+)/\d+", e.get("message") or "")
         if m:
-            seen.setdefault(m.group(1), []).append((float(e["time"]), int(m.group(2))))
+            seen.setdefault(m.group(1), [(last, 0)] if last is not None else []).append(
+                (float(e["time"]), int(m.group(2))))
+        last = float(e.get("time", last or 0))
     return {k: (v[-1][1] - v[0][1]) / (v[-1][0] - v[0][0]) for k, v in seen.items()
             if len(v) > 1 and v[-1][0] > v[0][0]}
 
