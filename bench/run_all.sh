@@ -12,3 +12,6 @@ python bench/bench_train.py --lengths 1.5 5 --epochs 3 --precision fp32 --workdi
 python bench/bench_cpu_path.py --mode frozen --out bench/out/cpu_path.json | tee bench/out/cpu_path.log
 python bench/bench_infer.py --size base --out bench/out/infer.json | tee bench/out/infer.log
 python bench/bench_scaling.py --sizes 100 2000 10000 --out bench/out/scaling.json | tee bench/out/scaling.log
+python bench/bench_int8.py --clips 200 --out bench/out/int8.json | tee bench/out/int8.log
+python bench/bench_int8.py --clips 80 --emulate-avx2 --out bench/out/int8_avx2.json | tee bench/out/int8_avx2.log
+python bench/bench_levers.py --rounds 5 --compile --out bench/out/levers.json | tee bench/out/levers.log
