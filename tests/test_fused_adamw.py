@@ -41,7 +41,7 @@ def test_fused_adamw_matches_foreach_within_float_noise():
             loss.backward()
             opt.step()
             opt.zero_grad()
-            losses.append(float(loss))
+            losses.append(loss.item())
         assert abs(losses[0] - losses[1]) <= 1e-4 * abs(losses[0]), (step, losses)
         if step == 0:
             assert worst() <= 1e-6, worst()
