@@ -139,7 +139,7 @@ def add_mfu(rows: list[dict], peak: float) -> None:
         parts = flops_breakdown(cfg, FRAMES)
         fwd = sum(parts.values())
         layer = (fwd - parts["patch_embedding"] - parts["head"]) / cfg.num_hidden_layers
-        n = {"full": None, "lora": None, "frozen": 0}.get(r["mode"], int(r["mode"].split("-")[-1]))
+        n = None if r["mode"] in ("full", "lora") else 0 if r["mode"] == "frozen" else int(r["mode"].split("-")[-1])
         train = {"full": 3 * fwd, "lora": 2 * fwd}.get(r["mode"], 3 * ((n or 0) * layer + parts["head"]))
         r["step_mfu"] = mfu(r["samples_per_second"], train, peak)
         if r["one_off_seconds_per_clip"]:
