@@ -252,6 +252,9 @@ SETTINGS: tuple[Setting, ...] = (
                                                                              options="auto, fp32, bf16 or fp16")),
     Setting("threads", "--threads", "int", "torch CPU threads (0 = torch's default)", low=0,
             problem="Threads must be 0 (torch's default) or a whole number of threads."),
+    Setting("int8_pass", "--int8-pass", "bool", "frozen / last-N: run the frozen layers' one-off pass over the "
+            "training clips in int8 on CPUs without native bf16 (validation stays fp32)",
+            label="int8 one-off pass (CPU without bf16)", problem="The int8 pass must be on or off."),
 )
 _BY_PATH = {s.path: s for s in SETTINGS}
 
@@ -302,6 +305,7 @@ class TrainConfig:
     cv_final: bool = False  # cv: also train the final model (frozen: on every clip)
     audio: AudioConfig = field(default_factory=AudioConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    int8_pass: bool = False  # frozen/last-N pass in int8 where bf16 is not native (docs/BENCHMARKS.md §8)
 
     def last_n(self) -> int | None:
         """N for mode "last-N", else None."""

@@ -160,17 +160,40 @@ def adapt_position_embeddings(model: nn.Module, max_length: int) -> None:
 
 
 # --- cost ------------------------------------------------------------------------------------------
-def model_flops_per_sample(config: Any, max_length: int | None = None, training: bool = True) -> float:
-    """Approximate FLOPs for one clip: 2 x matmul params per token, plus attention scores, x3 to train.
+def flops_breakdown(config: Any, max_length: int | None = None) -> dict[str, float]:
+    """Forward FLOPs of one clip by part (2 per multiply-add), counted from the model's shapes.
 
-    For MFU in benchmarks; ignores layer norms, softmax and activations (a few percent).
+    The parts are what MFU needs to be honest about: a frozen pass skips the head, last-N trains only
+    the top layers. Layer norms, softmax, GELU and the pooling are left out (a few percent).
     """
     max_length = int(max_length or config.max_length)
     f, t = _grid(config, max_length)
-    n = f * t + 2
+    n = f * t + 2  # patches + cls and distillation tokens
     h, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    per_layer = 2 * n * (4 * h * h + 2 * h * inter) + 2 * 2 * n * n * h  # projections/MLP + QK^T and AV
-    patch = 2 * f * t * h * config.patch_size * config.patch_size
-    head = 2 * h * max(int(config.num_labels or 1), 1)
-    total = layers * per_layer + patch + head
+    return {
+        "patch_embedding": 2.0 * f * t * h * config.patch_size * config.patch_size,
+        "qkv": layers * 2.0 * n * h * 3 * h,
+        "attention_scores": layers * 2.0 * n * n * h,  # Q K^T over all heads
+        "attention_values": layers * 2.0 * n * n * h,  # softmax(.) V
+        "attention_out": layers * 2.0 * n * h * h,
+        "mlp": layers * 2.0 * n * 2 * h * inter,
+        "head": 2.0 * h * max(int(config.num_labels or 1), 1),
+    }
+
+
+def pass_flops(config: Any, max_length: int | None = None, frozen_layers: int | None = None) -> float:
+    """Forward FLOPs of the frozen one-off pass: embeddings and the lowest `frozen_layers` (all when None),
+    without the head (fastmodes caches what enters the trainable part)."""
+    parts = flops_breakdown(config, max_length)
+    share = 1.0 if frozen_layers is None else frozen_layers / config.num_hidden_layers
+    layer = sum(v for k, v in parts.items() if k not in ("patch_embedding", "head"))
+    return parts["patch_embedding"] + share * layer
+
+
+def model_flops_per_sample(config: Any, max_length: int | None = None, training: bool = True) -> float:
+    """FLOPs for one clip through the whole model (`flops_breakdown`), x3 to train (forward + 2x backward).
+
+    For MFU in benchmarks; ignores layer norms, softmax and activations (a few percent).
+    """
+    total = sum(flops_breakdown(config, max_length).values())
     return float(total * (3 if training else 1))

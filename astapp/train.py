@@ -338,7 +338,7 @@ class _Run:
 
     def _fast_cache(self, args, model, n: int, max_length: int, train_ds, val_ds):
         """Frozen-part outputs for train and validation (rank 0 computes, others read), or None if too big."""
-        from astapp.fastmodes import cache_shape, compute_cache, fits_on_disk, frozen_part
+        from astapp.fastmodes import cache_shape, compute_cache, fits_on_disk, pass_functions
 
         folder = self.run / rundir.FASTCACHE
         shape = cache_shape(model, n, max_length)
@@ -347,7 +347,7 @@ class _Run:
             return None
         device = args.device
         model.to(device).eval()
-        fn = frozen_part(model, n)
+        fn_train, fn = pass_functions(model, n, self.cfg.int8_pass, device, self.cpu_bf16)
         out = []
         with args.main_process_first(local=False, desc="activations"):
             for name, ds in (("train", train_ds), ("validation", val_ds)):
@@ -358,7 +358,7 @@ class _Run:
                     def prog(done: int, total: int, name: str = name, report=report) -> None:
                         report(done / total, f"Running the frozen layers once: {name} {done}/{total} clips")
 
-                    out.append(compute_cache(fn, ds, shape, path, device, progress=prog,
+                    out.append(compute_cache(fn_train if name == "train" else fn, ds, shape, path, device, progress=prog,
                                              cpu_bf16=self.cpu_bf16 and name == "train"))
                 else:
                     out.append(np.load(path, mmap_mode="r"))

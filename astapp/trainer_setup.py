@@ -29,6 +29,7 @@ def training_args(cfg: TrainConfig, run: Path, cuda: bool, precision: str):
         ddp_backend="gloo" if launch_world() > 1 and not cuda else None, ddp_find_unused_parameters=False,
         remove_unused_columns=False, label_names=["labels"], disable_tqdm=True,
         dataloader_num_workers=0, dataloader_pin_memory=cuda, save_only_model=False,
+        optim="adamw_torch_fused",  # one kernel over all parameters: 3.5x faster AdamW step on CPU (BENCHMARKS §8)
     )
 
 

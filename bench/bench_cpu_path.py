@@ -12,11 +12,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
 from bench_train import stage_seconds
-from common import make_checkpoint, make_dataset, python, run, write_json
+from common import machine_facts, make_checkpoint, make_dataset, matmul_peak, mfu, python, run, write_json
+
+
+def pass_rates(history: Path) -> dict[str, float]:
+    """Clips per second of the frozen one-off pass per split, from its progress events ("train 48/320 clips")."""
+    seen: dict[str, list[tuple[float, int]]] = {}
+    last = None  # the event before a split's first batch ends marks when its pass began
+    for line in history.read_text().splitlines():
+        e = json.loads(line)
+        m = re.search(r"Running the frozen layers once: (\w+) (\d+)/\d+", e.get("message") or "")
+        if m:
+            seen.setdefault(m.group(1), [(last, 0)] if last is not None else []).append(
+                (float(e["time"]), int(m.group(2))))
+        last = float(e.get("time", last or 0))
+    return {k: (v[-1][1] - v[0][1]) / (v[-1][0] - v[0][0]) for k, v in seen.items()
+            if len(v) > 1 and v[-1][0] > v[0][0]}
 
 
 def main() -> int:
@@ -30,6 +46,8 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", default="base")
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--int8-pass", action="store_true", help="the training split's one-off pass in int8")
     ap.add_argument("--workdir", type=Path, default=Path("bench/out/cpu_path"))
     ap.add_argument("--out", type=Path, default=Path("bench/out/cpu_path.json"))
     args = ap.parse_args()
@@ -39,18 +57,40 @@ def main() -> int:
     upload = args.workdir / "upload.zip"
     if not upload.exists():
         shutil.make_archive(str(upload.with_suffix("")), "zip", data.parent, data.name)
-    out = args.workdir / f"run_{args.mode}"
+    tag = f"{args.mode}_{args.precision}{'_int8' if args.int8_pass else ''}"
+    out = args.workdir / f"run_{tag}"
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(args.workdir / ".cache", ignore_errors=True)  # measure extraction and decoding too
     cmd = [python(), "-m", "astapp", "train", "--data", str(upload), "--model", str(ckpt), "--output", str(out),
            "--mode", args.mode, "--epochs", f"{args.epochs:g}", "--batch-size", str(args.batch_size),
-           "--lr", f"{args.lr:g}", "--threads", str(args.threads), "--max-length", "auto"]
-    timing = run(cmd, log=args.workdir / f"run_{args.mode}.log")
+           "--lr", f"{args.lr:g}", "--threads", str(args.threads), "--max-length", "auto",
+           "--precision", args.precision] + (["--int8-pass"] if args.int8_pass else [])
+    timing = run(cmd, log=args.workdir / f"run_{tag}.log")
     metrics = json.loads((out / "metrics.json").read_text())
+
+    import torch
+    from transformers import ASTConfig
+
+    from astapp.devices import resolve_precision
+    from astapp.model import pass_flops
+
+    torch.set_num_threads(args.threads)
+    dtype = resolve_precision(args.precision, False)
+    train_dtype = "int8" if args.int8_pass and dtype == "fp32" else dtype
+    peaks = {d: matmul_peak(d, args.threads) for d in {"fp32", train_dtype}}  # right after the run, same threads
+    cfg = ASTConfig.from_pretrained(ckpt)
+    n = 0 if args.mode == "frozen" else int(args.mode.split("-")[1])
+    flops = pass_flops(cfg, metrics.get("max_length"), None if n == 0 else cfg.num_hidden_layers - n)
+    rates = pass_rates(out / "history.jsonl")
+    pass_mfu = {split: {"clips_per_second": round(rate, 3), "dtype": train_dtype if split == "train" else "fp32",
+                        **mfu(rate, flops, peaks[train_dtype if split == "train" else "fp32"])}
+                for split, rate in rates.items()}
     result = {
         "benchmark": "cpu_path",
         "clips": args.clips, "classes": args.classes, "seconds": args.seconds, "model": args.size,
-        "mode": args.mode, "epochs": args.epochs,
+        "mode": args.mode, "epochs": args.epochs, "precision": dtype, "int8_pass": args.int8_pass,
+        "machine": machine_facts(args.threads), "pass_gflops_per_clip": round(flops / 1e9, 1),
+        "one_off_pass": pass_mfu,
         "total_wall_seconds": timing["wall_seconds"],
         "within_10_minutes": timing["wall_seconds"] <= 600,
         "stages": stage_seconds(out / "history.jsonl"),

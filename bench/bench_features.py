@@ -46,6 +46,15 @@ def best_of(fn, rounds: int) -> tuple[float, object]:
     return best, out
 
 
+def fbank_flops(wavs: list[np.ndarray], max_length: int) -> float:
+    """FLOPs of the log-mel of these clips per clip (frames the model sees): Hann window (400), a 512-point
+    real FFT (~2.5 N log2 N), power (3 x 257), the mel matmul (2 x 257 x 128) and the log (128)."""
+    from astapp.features import num_frames
+
+    per_frame = 400 + 2.5 * 512 * 9 + 3 * 257 + 2 * 257 * 128 + 128
+    return per_frame * sum(min(num_frames(len(w)), max_length) for w in wavs) / len(wavs)
+
+
 def bench_set(name: str, wavs: list[np.ndarray], rounds: int, batch: int, device: str) -> dict:
     from transformers import ASTFeatureExtractor
 
@@ -110,23 +119,33 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     scale = 10 if args.quick else 1
     sets = [("10s", clips(100 // scale, 10.0, 0)), ("1.5s", clips(200 // scale, 1.5, 1))]
+    from common import machine_facts, matmul_peak, mfu
+
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__},
+                    "torch": torch.__version__, **machine_facts(torch.get_num_threads())},
         "features": [bench_set(n, w, args.rounds, args.batch, "cpu") for n, w in sets],
+        "precision": "fp32",
     }
+    peak = matmul_peak("fp32", torch.get_num_threads())
+    for r, (_, wavs) in zip(result["features"], sets, strict=True):
+        flops = fbank_flops(wavs, r["max_length"])
+        r["fbank_mfu"] = mfu(r["fbank_clips_per_s"], flops, peak)
+        r["ast_feature_extractor_mfu"] = mfu(r["ast_feature_extractor_clips_per_s"], flops, peak)
     if args.device == "cuda":
         result["features_cuda"] = [bench_set(n, w, 1, args.batch, "cuda") for n, w in sets]
     if not args.no_augment:
         result["augment"] = bench_augment(args.rounds)
     print(json.dumps(result, indent=2))
     print()
-    print("| set | clips | max_length | ASTFeatureExtractor clips/s | Fbank clips/s | speed-up | max abs error |")
-    print("|---|---|---|---|---|---|---|")
+    print("| set | clips | max_length | ASTFeatureExtractor clips/s | Fbank clips/s | speed-up | max abs error "
+          "| MFU Fbank / extractor |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in result["features"] + result.get("features_cuda", []):
         print(f"| {r['set']} ({r['device']}) | {r['clips']} | {r['max_length']} | "
               f"{r['ast_feature_extractor_clips_per_s']} | {r['fbank_clips_per_s']} | {r['speedup']}x | "
-              f"{r['max_abs_error']:.1e} |")
+              f"{r['max_abs_error']:.1e} | {r.get('fbank_mfu', {}).get('mfu', 0):.1%} / "
+              f"{r.get('ast_feature_extractor_mfu', {}).get('mfu', 0):.1%} |")
     if args.out:
         from astapp.fsutil import atomic_write_text
 

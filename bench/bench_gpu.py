@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from common import SIZES, write_json
+from common import SIZES, machine_facts, write_json
 
 
 def sync(device) -> None:
@@ -102,7 +102,7 @@ def main() -> int:
                      "mfu": round(sps * flops / peak, 3)})
         print(json.dumps(rows[-1]), flush=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    result = {"benchmark": "gpu_mfu", "device": name, "size": args.size, "bf16": bf16,
+    result = {"benchmark": "gpu_mfu", "device": name, "machine": machine_facts(), "size": args.size, "bf16": bf16,
               "batch_size": args.batch_size, "measured_matmul_tflops": round(peak / 1e12, 1), "results": rows}
     write_json(args.out, result)
     print(json.dumps(result, indent=2))

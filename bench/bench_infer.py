@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import make_checkpoint, write_json
+from common import machine_facts, make_checkpoint, matmul_peak, mfu, write_json
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -72,8 +72,15 @@ def main() -> int:
     predict_file_ms = median_ms(lambda: predictor.predict(str(clip), top_k=5), args.repeats)
     # the pipeline decodes files with ffmpeg (absent here): give it the decoded array, as predict_array gets
     pipe_ms = median_ms(lambda: pipe({"raw": wav, "sampling_rate": 16000}, top_k=5), args.repeats)
+    from astapp.model import model_flops_per_sample
+
+    peak = matmul_peak("fp32", args.threads)  # inference runs fp32 (the exported model)
+    flops = model_flops_per_sample(bare.config, frames, training=False)
     result = {
         "benchmark": "inference_latency", "model": args.size, "clip_seconds": args.seconds,
+        "machine": machine_facts(args.threads), "precision": "fp32", "forward_gflops": round(flops / 1e9, 1),
+        "bare_forward_mfu": mfu(1000 / bare_ms, flops, peak),
+        "predict_array_mfu": mfu(1000 / predict_wav_ms, flops, peak),
         "max_length": frames, "threads": args.threads,
         "bare_forward_ms": bare_ms,
         "predict_array_ms": predict_wav_ms,

@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import ROOT, SIZES, python, write_json
+from common import ROOT, SIZES, machine_facts, matmul_peak, mfu, python, write_json
 
 FRAMES = 512
 BATCH = {"small": 8, "base": 2}
@@ -123,6 +123,28 @@ def step_costs(steps: dict[str, int], rounds: int) -> list[dict]:
             print(f"  {size:5s} {mode:6s} {row['step_seconds']:.3f} s/step (min {row['step_seconds_min']:.3f})",
                   flush=True)
     return rows
+
+
+def add_mfu(rows: list[dict], peak: float) -> None:
+    """MFU of each mode's step (fp32 peak of this run). Training FLOPs per sample: full 3x forward; lora
+    ~2x (the backward still carries activation gradients through every layer; adapter weight gradients
+    are negligible); last-N 3x the top N layers + head; frozen 3x the head. The one-off pass: forward
+    of the frozen part (`pass_flops`)."""
+    from transformers import ASTConfig
+
+    from astapp.model import flops_breakdown, pass_flops
+
+    for r in rows:
+        cfg = ASTConfig(max_length=FRAMES, num_labels=5, **SIZES[r["size"]])
+        parts = flops_breakdown(cfg, FRAMES)
+        fwd = sum(parts.values())
+        layer = (fwd - parts["patch_embedding"] - parts["head"]) / cfg.num_hidden_layers
+        n = None if r["mode"] in ("full", "lora") else 0 if r["mode"] == "frozen" else int(r["mode"].split("-")[-1])
+        train = {"full": 3 * fwd, "lora": 2 * fwd}.get(r["mode"], 3 * ((n or 0) * layer + parts["head"]))
+        r["step_mfu"] = mfu(r["samples_per_second"], train, peak)
+        if r["one_off_seconds_per_clip"]:
+            one_off = pass_flops(cfg, FRAMES, cfg.num_hidden_layers - (n or 0))
+            r["one_off_mfu"] = mfu(1 / r["one_off_seconds_per_clip"], one_off, peak)
 
 
 # --- part 2: equal budgets ------------------------------------------------------------------------
@@ -226,20 +248,23 @@ def main() -> None:
     print(f"CPU flags: {cpu_facts()}; torch {torch.__version__}, 2 threads, fp32", flush=True)
     print("Part 1: step costs at 512 frames", flush=True)
     costs = step_costs({"small": args.steps_small, "base": args.steps_base}, args.rounds)
+    add_mfu(costs, matmul_peak("fp32", 2))
     print(f"Part 2: equal budgets of {args.budget:.0f} s (small AST pretrained on task A)", flush=True)
     budgets = equal_budgets(args.workdir, args.budget, args.pretrain_epochs)
-    write_json(args.out, {"cpu": cpu_facts(), "torch": torch.__version__, "frames": FRAMES, "step_costs": costs,
+    write_json(args.out, {"cpu": cpu_facts(), "machine": machine_facts(2), "precision": "fp32", "torch": torch.__version__, "frames": FRAMES, "step_costs": costs,
                           "equal_budgets": budgets})
     print("\n| size | mode | batch | s/step (median, min) | samples/s | vs full | trainable params | AdamW state MiB | "
-          "peak RSS MiB | one-off s/clip |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "peak RSS MiB | one-off s/clip | step MFU | one-off MFU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in costs:
         full = next(c for c in costs if c["size"] == r["size"] and c["mode"] == "full")
         one_off = f"{r['one_off_seconds_per_clip']:.3f}" if r["one_off_seconds_per_clip"] is not None else "–"
+        one_off_mfu = f"{r['one_off_mfu']['mfu']:.0%}" if "one_off_mfu" in r else "–"
         print(f"| {r['size']} | {r['mode']} | {r['batch']} | {r['step_seconds']:.3f}, {r['step_seconds_min']:.3f} | "
               f"{r['samples_per_second']:.2f} | "
               f"{full['step_seconds'] / r['step_seconds']:.2f}× | {r['trainable_parameters']:,} | "
-              f"{r['optimizer_state_mib']:.2f} | {r['peak_rss_mib']:.0f} | {one_off} |")
+              f"{r['optimizer_state_mib']:.2f} | {r['peak_rss_mib']:.0f} | {one_off} | {r['step_mfu']['mfu']:.0%} | "
+              f"{one_off_mfu} |")
     print(f"\n| mode | epochs in {args.budget:.0f} s | accuracy | macro F1 | best epoch | trainable params |")
     print("|---|---|---|---|---|---|")
     for r in budgets["rows"]:

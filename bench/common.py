@@ -76,3 +76,64 @@ def python() -> str:
 def write_json(path: Path, obj: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2))
+
+
+# --- MFU: the hardware's own limit, measured in the same run (issue 18) ---------------------------------
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def machine_facts(threads: int | None = None) -> dict:
+    """The CPU model, the flags that decide the fast paths (native bf16, AMX, VNNI int8) and torch's threads."""
+    import platform
+
+    import torch
+
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    lines = info.splitlines()
+    flags = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.processor())
+    return {"cpu": model, "cores": os.cpu_count(), "torch": torch.__version__,
+            "threads": threads or torch.get_num_threads(), "flags": {f: f in flags for f in CPU_FLAGS}}
+
+
+def matmul_peak(dtype: str = "fp32", threads: int | None = None, n: int = 2048, repeats: int = 5) -> float:
+    """Best-of-`repeats` dense FLOP/s of an n x n x n product on this CPU in `dtype`, at `threads` threads.
+
+    fp32: a plain matmul; bf16: the same under bf16 autocast (what the engine runs); int8: a dynamically
+    quantised Linear (int8 weights, activations quantised per call), the kernel int8 passes use.
+    Measured in the same process as the figure it divides, so a busy neighbour lowers both alike.
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    a = torch.randn(n, n)
+    if dtype == "int8":
+        from astapp.fastmodes import quantize_int8
+
+        lin = quantize_int8(torch.nn.Sequential(torch.nn.Linear(n, n, bias=False)).eval())
+
+        def op() -> None:
+            lin(a)
+    else:
+        b = torch.randn(n, n)
+
+        def op() -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+                a @ b
+
+    best = float("inf")
+    with torch.inference_mode():
+        op()
+        for _ in range(repeats):
+            t = time.perf_counter()
+            op()
+            best = min(best, time.perf_counter() - t)
+    return 2.0 * n**3 / best
+
+
+def mfu(samples_per_second: float, flops_per_sample: float, peak: float) -> dict:
+    """Achieved model FLOP/s and its share of the measured peak."""
+    achieved = samples_per_second * flops_per_sample
+    return {"model_gflops_per_second": round(achieved / 1e9, 1), "peak_gflops_per_second": round(peak / 1e9, 1),
+            "mfu": round(achieved / peak, 3)}

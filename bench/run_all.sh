@@ -14,3 +14,9 @@ python bench/bench_infer.py --size base --out bench/out/infer.json | tee bench/o
 python bench/bench_scaling.py --sizes 100 2000 10000 --out bench/out/scaling.json | tee bench/out/scaling.log
 python bench/bench_onnx.py --size base --clips 200 --out bench/out/onnx.json | tee bench/out/onnx.log
 python bench/bench_listen.py --sizes small base --out bench/out/listen.json | tee bench/out/listen.log
+python bench/bench_int8.py --clips 200 --out bench/out/int8.json | tee bench/out/int8.log
+python bench/bench_int8.py --clips 80 --emulate-avx2 --out bench/out/int8_avx2.json | tee bench/out/int8_avx2.log
+python bench/bench_levers.py --rounds 5 --compile --out bench/out/levers.json | tee bench/out/levers.log
+python bench/bench_noise.py --rounds 3 --out bench/out/noise.json | tee bench/out/noise.log
+python bench/bench_cv.py --out bench/out/cv.json | tee bench/out/cv.log
+python bench/bench_record.py --out bench/out/record.json | tee bench/out/record.log
