@@ -19,4 +19,4 @@ python bench/bench_int8.py --clips 80 --emulate-avx2 --out bench/out/int8_avx2.j
 python bench/bench_levers.py --rounds 5 --compile --out bench/out/levers.json | tee bench/out/levers.log
 python bench/bench_noise.py --rounds 3 --out bench/out/noise.json | tee bench/out/noise.log
 python bench/bench_cv.py --out bench/out/cv.json | tee bench/out/cv.log
-python bench/bench_record.py --out bench/out/record.json | tee bench/out/record.log
+python bench/bench_record.py | tee bench/out/record.log
