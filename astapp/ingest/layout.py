@@ -28,6 +28,7 @@ FILE_COLUMNS = ("file", "filename", "file_name", "filepath", "file_path", "path"
 LABEL_COLUMNS = ("label", "labels", "category", "class", "class_name", "classname", "label_name", "tag",
                  "species", "genre", "target")
 FOLD_COLUMNS = ("fold", "split", "set", "subset", "partition")
+WARNINGS_FILE = ".astapp-warnings.txt"  # what materialising a table noticed, shown in the report
 
 
 @dataclass
@@ -116,13 +117,13 @@ def scan(root: str | Path, manifest: str | Path | None = None) -> Listing:
         if listing is None:
             raise UploadError(f"Could not find a file column and a label column in {Path(manifest).name!r}; name "
                               "them e.g. 'filename' and 'label'.")
-        return listing
+        return _with_notes(listing)
     root = _strip_chain(root)
     manifests = _find_manifests(root)
     for candidate in manifests:  # a manifest whose label column is named like one wins
         listing = _scan_manifest(root, candidate, by_content=False)
         if listing is not None:
-            return listing
+            return _with_notes(listing)
     folders = _scan_folders(root)
     if len({i.label for i in folders.items}) >= 2:
         return folders  # class folders beat a guess at some CSV's columns
@@ -131,6 +132,16 @@ def scan(root: str | Path, manifest: str | Path | None = None) -> Listing:
         if listing is not None:
             return listing
     return folders
+
+
+def _with_notes(listing: Listing) -> Listing:
+    """Add the warnings a materialised Hub table left beside its manifest."""
+    try:
+        notes = (listing.root / WARNINGS_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return listing
+    listing.warnings += [n for n in notes if n.strip()]
+    return listing
 
 
 def _scan_folders(root: Path) -> Listing:
