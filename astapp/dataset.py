@@ -26,6 +26,7 @@ from astapp.config import AudioConfig, IngestLimits
 from astapp.errors import AudioDecodeError, DatasetError, user_error
 from astapp.fsutil import atomic_write_text
 from astapp.ingest import VALIDATION_NAMES, Item, Listing, rel_path, resolve, scan
+from astapp.ingest.labels import summary as label_summary
 from astapp.report import ClipStat, ValidationReport, build_report
 
 Progress = Callable[[float, str], None]
@@ -116,9 +117,13 @@ def _decode_all(listing: Listing, cfg: AudioConfig, progress: Progress | None) -
 def _make_report(listing: Listing, stats: list[ClipStat], failures: list[dict[str, str]],
                  cfg: AudioConfig, folds: Counter) -> ValidationReport:
     skipped = [{"path": s.path, "reason": s.reason} for s in listing.skipped] + failures
-    return build_report(stats, sorted({i.label for i in listing.items}), skipped, listing.warnings, cfg,
+    multi = listing.label_mode == "multi"
+    listed = {lab for i in listing.items for lab in i.labels} if multi else {i.label for i in listing.items}
+    return build_report(stats, sorted(listed), skipped, listing.warnings, cfg,
                         layout=listing.layout, root=str(listing.root), folds=dict(folds),
-                        n_listed=len(listing.items))
+                        n_listed=len(listing.items),
+                        label_sets={rel_path(i.path, listing.root): i.labels for i in listing.items} if multi else None,
+                        multilabel=label_summary(listing.items) if multi else None)
 
 
 def _source_listing(source: str | Path, workspace: Path, limits: IngestLimits | None) -> Listing:

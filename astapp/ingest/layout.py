@@ -18,6 +18,7 @@ from pathlib import Path
 
 from astapp.audio import AUDIO_EXTENSIONS
 from astapp.errors import UploadError
+from astapp.ingest import labels
 
 MANIFEST_EXTENSIONS = {".csv", ".tsv", ".json", ".jsonl"}
 JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "__macosx", "ehthumbs.db", "$recycle.bin"}
@@ -36,6 +37,7 @@ class Item:
     path: Path
     label: str
     fold: str | None = None
+    labels: tuple[str, ...] = ()  # multi-label: every label of the clip (label is then their joined name)
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Listing:
     warnings: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     layout: str = "folders"
+    label_mode: str = "single"  # "multi" when a manifest gives clips several labels
 
 
 def nfc(text: str) -> str:
@@ -235,8 +238,8 @@ def _read_table(path: Path) -> list[dict[str, str]] | None:
             return None
     if not isinstance(data, list):
         return None
-    return [{str(k).strip(): "" if v is None else str(v).strip() for k, v in row.items()
-             if isinstance(v, str | int | float) or v is None}
+    return [{str(k).strip(): "" if v is None else json.dumps(v, ensure_ascii=False) if isinstance(v, list)
+             else str(v).strip() for k, v in row.items() if isinstance(v, str | int | float | list) or v is None}
             for row in data if isinstance(row, dict)]
 
 
@@ -292,6 +295,10 @@ def _scan_manifest(root: Path, manifest: Path, by_content: bool = True) -> Listi
         return None
     fold_col = _pick([c for c in columns if c != file_col], FOLD_COLUMNS)
     label_col = _pick([c for c in columns if c not in (file_col, fold_col)], LABEL_COLUMNS)
+    hot = [] if label_col else labels.multi_hot_columns(rows, [c for c in columns if c not in (file_col, fold_col)])
+    if hot:
+        rows = [{**r, labels.MULTI_PREFIX: labels.hot_cell(r, hot)} for r in rows]
+        label_col = labels.MULTI_PREFIX
     if label_col is None and by_content:
         label_col = _label_by_content(rows, [c for c in columns if c not in (file_col, fold_col)])
     if label_col is None:
@@ -317,6 +324,7 @@ def _scan_manifest(root: Path, manifest: Path, by_content: bool = True) -> Listi
         listing.items.append(Item(path, label, fold or None))
     if not listing.items:
         return None
+    listing.label_mode = labels.apply(listing.items, listing.warnings)
     if missing:
         listing.warnings.append(f"{missing} file(s) listed in {manifest.name!r} were not found and were skipped.")
     unlisted = sum(len(v) for v in resolve.by_name.values()) - len(listed)
