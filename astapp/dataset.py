@@ -26,6 +26,7 @@ from astapp.config import AudioConfig, IngestLimits
 from astapp.errors import AudioDecodeError, DatasetError, user_error
 from astapp.fsutil import atomic_write_text
 from astapp.ingest import VALIDATION_NAMES, Item, Listing, rel_path, resolve, scan
+from astapp.ingest import labels as multilabels
 from astapp.ingest.labels import summary as label_summary
 from astapp.report import ClipStat, ValidationReport, build_report
 
@@ -43,6 +44,7 @@ class DatasetBundle:
     root: Path
     cache_dir: Path | None = None
     split: str = ""  # how it was split: "fold:<name>" or "stratified"
+    targets: dict[str, np.ndarray] | None = None  # multi-label: each split's (rows, labels) 0/1 targets
 
 
 @dataclass
@@ -227,7 +229,8 @@ def describe_split(how: str, folds: dict[str, int], n_train: int, n_val: int, sh
 def _cache_key(listing: Listing, cfg: AudioConfig, val_split: float, seed: int, val_fold: str) -> str:
     h = hashlib.sha256()
     head = {"v": CACHE_VERSION, "audio": asdict(cfg), "val_split": val_split, "seed": seed, "val_fold": val_fold,
-            "layout": listing.layout, "root": os.path.abspath(listing.root)}
+            "layout": listing.layout, "root": os.path.abspath(listing.root),
+            **({"multi": True} if listing.label_mode == "multi" else {})}
     h.update(json.dumps(head, sort_keys=True).encode())
     for item in listing.items:
         try:
@@ -253,13 +256,20 @@ def _load_cached(cache: Path, root: Path) -> DatasetBundle:
     ds = Dataset.from_file(str(cache / "data.arrow"))
     dd = DatasetDict(train=ds.select(meta["train_rows"]), validation=ds.select(meta["val_rows"]))
     report = ValidationReport.from_dict(meta["report"])
-    return DatasetBundle(report, dd, list(meta["labels"]), root, cache, str(meta.get("split", "")))
+    targets = None
+    if meta.get("multi_hot") is not None:
+        hot = multilabels.multi_hot(meta["multi_hot"], len(meta["labels"]))
+        targets = {"train": hot[meta["train_rows"]], "validation": hot[meta["val_rows"]]}
+    return DatasetBundle(report, dd, list(meta["labels"]), root, cache, str(meta.get("split", "")), targets)
 
 
 def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioConfig | None = None,
                   val_split: float = 0.2, seed: int = 0, limits: IngestLimits | None = None,
-                  progress: Progress | None = None, val_fold: str = "") -> DatasetBundle:
-    """Decode, validate and split a source into a DatasetDict; raises DatasetError if not trainable."""
+                  progress: Progress | None = None, val_fold: str = "", multi_label: bool = False) -> DatasetBundle:
+    """Decode, validate and split a source into a DatasetDict; raises DatasetError if not trainable.
+
+    Multi-label (detected from the manifest, or `multi_label`): the classes are the single labels and
+    the bundle's `targets` hold each row's 0/1 labels."""
     from datasets.arrow_writer import ArrowWriter
 
     cfg = audio_cfg or AudioConfig()
@@ -267,6 +277,9 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
     if progress:
         progress(0.0, "Reading the dataset")
     listing = _source_listing(source, workspace, limits)
+    if multi_label and listing.label_mode != "multi":
+        listing.label_mode = multilabels.apply(listing.items, listing.warnings, forced=True)
+    multi = listing.label_mode == "multi"
     cache_root = workspace / "datasets"
     cache = cache_root / _cache_key(listing, cfg, val_split, seed, val_fold)
     if (cache / SPLIT_FILE).is_file() and (cache / "data.arrow").is_file():
@@ -278,7 +291,7 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
         except (OSError, ValueError, KeyError):
             shutil.rmtree(cache, ignore_errors=True)
 
-    labels = sorted({i.label for i in listing.items})
+    labels = sorted({lab for i in listing.items for lab in i.labels} if multi else {i.label for i in listing.items})
     label_id = {lab: i for i, lab in enumerate(labels)}
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_root))
@@ -290,6 +303,8 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
         stats: list[ClipStat] = []
         failures: list[dict[str, str]] = []
         rows_of_file: list[list[int]] = []
+        hot_rows: list[list[int]] = []
+        file_sets: list[tuple[str, ...]] = []
         file_labels: list[str] = []
         file_folds: list[str | None] = []
         folds: Counter = Counter()
@@ -304,19 +319,26 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
                     folds[d.item.fold] += 1
                 rows = []
                 for w in to_windows(d.wav, cfg):
-                    writer.write({"audio": w, "label": label_id[d.item.label], "path": d.rel,
+                    ids = [label_id[lab] for lab in d.item.labels] if multi else [label_id[d.item.label]]
+                    writer.write({"audio": w, "label": ids[0] if ids else 0, "path": d.rel,
                                   "duration": len(w) / cfg.sample_rate})
+                    hot_rows.append(ids)
                     rows.append(row)
                     row += 1
                 rows_of_file.append(rows)
                 file_labels.append(d.item.label)
+                file_sets.append(d.item.labels)
                 file_folds.append(d.item.fold)
         finally:
             writer.finalize()
             writer.close()
         report = _make_report(listing, stats, failures, cfg, folds)
         train_f, val_f, how = split_files(file_labels, file_folds, val_split, seed, val_fold)
-        _check_split(report, file_labels, train_f, val_f, how)
+        if not multi:
+            _check_split(report, file_labels, train_f, val_f, how)
+        elif report.trainable:
+            multilabels.check_split(report.errors, report.warnings, [file_sets[i] for i in train_f],
+                                    [file_sets[i] for i in val_f], how)
         if not report.trainable:
             err = DatasetError(" ".join(report.errors))
             err.report = report  # type: ignore[attr-defined]  # the UI shows the full report
@@ -324,7 +346,7 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
         train_rows = [r for i in train_f for r in rows_of_file[i]]
         val_rows = [r for i in val_f for r in rows_of_file[i]]
         meta = {"labels": labels, "train_rows": train_rows, "val_rows": val_rows, "split": how,
-                "report": report.to_dict()}
+                "report": report.to_dict(), **({"multi_hot": hot_rows} if multi else {})}
         atomic_write_text(tmp / SPLIT_FILE, json.dumps(meta, ensure_ascii=False))
         shutil.rmtree(cache, ignore_errors=True)
         try:

@@ -36,7 +36,9 @@ def export_model(model: Any, labels: list[str], max_length: int, mean: float, st
         raise ValueError(f"model expects {cfg.max_length} frames but max_length={max_length}")
     cfg.id2label = dict(enumerate(labels))
     cfg.label2id = {label: i for i, label in enumerate(labels)}
-    cfg.problem_type = "single_label_classification"
+    cfg.problem_type = (extra or {}).get("problem_type") or "single_label_classification"
+    if (extra or {}).get("thresholds"):  # multi-label: each label's tuned threshold travels with the config
+        cfg.thresholds = dict(extra["thresholds"])
     settings = {"format": FORMAT_VERSION, "labels": labels, "max_length": int(max_length),
                 "mean": float(mean), "std": float(std), "sample_rate": SAMPLE_RATE,
                 "num_mel_bins": NUM_MEL_BINS}

@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("Data", {"audio", "ingest", "report", "dataset", "examples"}),
     ("Signal", {"features", "featcache", "figures", "augment", "augment_spec", "preview", "synth"}),
     ("Model", {"model", "checkpoints", "infer", "export", "hub"}),
-    ("Train", {"train", "trainer_setup", "trainer_utils", "fastmodes", "lora", "devices", "events", "metrics"}),
+    ("Train", {"multilabel", "train", "trainer_setup", "trainer_utils", "fastmodes", "lora", "devices", "events", "metrics"}),
     ("App", {"jobs", "jobstate", "runner", "slicing", "runs", "publish", "sessions", "paths"}),
     ("Service", {"service"}),
     ("UI", {"ui"}),

@@ -105,3 +105,31 @@ def summary(items: list) -> dict:
             "co_occurrence": [[a, b, n] for (a, b), n in pairs.most_common(10)],
             "without_labels": sum(1 for it in items if not it.labels),
             "mean_labels": round(sum(len(it.labels) for it in items) / max(len(items), 1), 3)}
+
+
+def multi_hot(rows: list[list[int]], num_labels: int):
+    """Label ids per row -> a (rows, labels) float32 0/1 matrix."""
+    import numpy as np
+
+    hot = np.zeros((len(rows), num_labels), dtype=np.float32)
+    for r, ids in enumerate(rows):
+        hot[r, list(ids)] = 1.0
+    return hot
+
+
+def check_split(errors: list[str], warnings: list[str], train: list[tuple[str, ...]], val: list[tuple[str, ...]],
+                how: str) -> None:
+    """Multi-label split checks: every label needs training clips; labels missing from validation warn."""
+    if not val or not train:
+        errors.append("The validation split is empty; add more clips or choose a larger validation split." if not val
+                      else "The training split is empty; the folds put every clip in validation.")
+        return
+    every = {lab for s in train + val for lab in s}
+    missing = sorted(every - {lab for s in train for lab in s})
+    if missing:
+        errors.append(f"No training clips carry the label(s) {', '.join(map(repr, missing))} (split: {how}); add "
+                      "clips with them or change the folds.")
+    unseen = sorted(every - {lab for s in val for lab in s})
+    if unseen:
+        warnings.append(f"The validation split ({how}) has no clips with {', '.join(map(repr, unseen))}; their "
+                        "precision cannot be measured.")
