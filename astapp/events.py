@@ -139,5 +139,7 @@ def describe_outcome(metrics: dict[str, Any]) -> str:
     if acc is None:
         return ""
     text = f"accuracy {acc:.4f}" + (f", macro F1 {f1:.4f}" if f1 is not None else "")
+    if _num(metrics, "map") is not None:  # multi-label: mAP first (accuracy is then exact-match)
+        text = f"mAP {_num(metrics, 'map'):.4f}, exact-match {text}"
     best = _num(metrics, "best_epoch")
     return text + (f" (best epoch {best:g})" if best is not None else "")
