@@ -39,6 +39,7 @@ class Prediction:
     windows: list[dict[str, Any]] = field(default_factory=list)  # {"start": s, "end": s, "top": [...]}
     duration: float = 0.0  # seconds
     above: list[tuple[str, float]] = field(default_factory=list)  # multi-label: every label over its threshold
+    multi_label: bool = False
 
 
 def _settings(folder: Path) -> dict[str, Any]:
@@ -159,7 +160,8 @@ class Predictor:
         for ci, wav in enumerate(wavs):
             agg = probs[members[ci]].mean(axis=0)
             out.append(Prediction(top=self._top(agg, k), probs=agg, windows=windows[ci],
-                                  duration=len(wav) / SAMPLE_RATE, above=self.above(agg)))
+                                  duration=len(wav) / SAMPLE_RATE, above=self.above(agg),
+                                  multi_label=self.multi_label))
         return out
 
     def above(self, probs: np.ndarray) -> list[tuple[str, float]]:

@@ -22,6 +22,7 @@ from astapp.service.evaluation import EvaluationMixin
 from astapp.service.predicting import PredictingMixin, PredictorCache
 from astapp.service.publishing import PublishingMixin
 from astapp.service.state import SessionState, StateStore
+from astapp.service.thresholds import ThresholdsMixin
 from astapp.service.training import TrainingMixin
 from astapp.sessions import Session
 
@@ -63,7 +64,8 @@ def hf_login_enabled() -> bool:
     return env_flag("ASTAPP_HF_LOGIN") or bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"))
 
 
-class Service(DatasetsMixin, AugmentingMixin, TrainingMixin, EvaluationMixin, PredictingMixin, PublishingMixin):
+class Service(DatasetsMixin, AugmentingMixin, TrainingMixin, EvaluationMixin, PredictingMixin, PublishingMixin,
+              ThresholdsMixin):
     """Datasets, previews, training jobs, runs, evaluation, prediction, publishing and session state."""
 
     def __init__(self, manager: Any = None, hub_online: bool | None = None, hub_api: Any = None):
