@@ -80,6 +80,21 @@ def test_pyarrow_split_files_respect_train_validation_test(tmp_path):
     assert any("'test' split is held out" in w for w in listing.warnings)
 
 
+def test_readme_front_matter_names_integer_labels(tmp_path):
+    """pyarrow-written tables carry no ClassLabel; the Hub README's class_label names are used instead."""
+    src = tmp_path / "carded"
+    rows = _esc_rows(6)
+    (src / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"audio": rows["audio"], "label": rows["target"]}),
+                   src / "data" / "train-00000-of-00001.parquet")
+    (src / "README.md").write_text("---\ndataset_info:\n  features:\n  - name: audio\n    dtype: audio\n"
+                                   "  - name: label\n    dtype:\n      class_label:\n        names:\n"
+                                   "          '0': dog\n          '1': rain\n          '2': crow\n---\n# card\n")
+    listing = scan(resolve_source(src, tmp_path / "ws", IngestLimits()))
+    assert sorted(it.label for it in listing.items) == sorted(ESC_CATEGORIES * 2)
+    assert not any("integers without names" in w for w in listing.warnings)
+
+
 def test_arrow_files_and_classlabel_names(tmp_path):
     import datasets
 

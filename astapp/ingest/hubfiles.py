@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -143,7 +144,37 @@ def materialise_tables(root: Path, tables: list[Path], workspace: Path, limits: 
     except Exception as exc:  # noqa: BLE001  # datasets raises many types for a bad table
         raise UploadError(f"The dataset files could not be read ({type(exc).__name__}: {str(exc)[:160]}); they may "
                           "be corrupt: export them again and re-upload.") from None
-    return write_dataset_files(dict(dd), out, root.name, limits)
+    return write_dataset_files(dict(dd), out, root.name, limits, metadata_names(root))
+
+
+def metadata_names(root: Path) -> dict[str, list[str]]:
+    """Class names per column from dataset_info.json or the README's YAML front matter, for tables written
+    without `datasets`' own schema metadata (their label column is then plain integers)."""
+    import yaml
+
+    found: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("dataset_info.json"))[:4] + sorted(root.rglob("README.md"))[:4]:
+        try:
+            text = path.read_text(encoding="utf-8")[:1 << 20]
+            if path.suffix == ".json":
+                feats = (json.loads(text) or {}).get("features") or {}
+                items = [{"name": k, **v} for k, v in feats.items() if isinstance(v, dict)]
+            else:
+                head = text.split("---")[1] if text.startswith("---") and text.count("---") >= 2 else ""
+                info = (yaml.safe_load(head) or {}).get("dataset_info") or {}
+                items = [f for i in (info if isinstance(info, list) else [info]) if isinstance(i, dict)
+                         for f in i.get("features") or [] if isinstance(f, dict)]
+        except (OSError, ValueError, yaml.YAMLError, AttributeError, IndexError):
+            continue
+        for f in items:
+            names, dtype = f.get("names"), f.get("dtype")
+            if names is None and isinstance(dtype, dict):
+                names = (dtype.get("class_label") or {}).get("names")
+            if isinstance(names, dict):
+                names = [str(names[k]) for k in sorted(names, key=lambda k: int(k))]
+            if isinstance(names, list) and names and f.get("name"):
+                found.setdefault(str(f["name"]), [str(n) for n in names])
+    return found
 
 
 def dataset_columns(features, name: str) -> tuple[str, str, str | None, list[str]]:
@@ -173,7 +204,8 @@ def dataset_columns(features, name: str) -> tuple[str, str, str | None, list[str
     return audio, label, fold, warnings
 
 
-def write_dataset_files(splits: dict, out: Path, name: str, limits: IngestLimits | None = None) -> Path:
+def write_dataset_files(splits: dict, out: Path, name: str, limits: IngestLimits | None = None,
+                        class_names: dict[str, list[str]] | None = None) -> Path:
     """Write each split's audio bytes as files plus manifest.csv (file, label, fold), counted against the caps.
 
     The fold is the split when there are several (a `test` split is held out when a validation split
@@ -198,7 +230,8 @@ def write_dataset_files(splits: dict, out: Path, name: str, limits: IngestLimits
                 warnings.append(f"The {split!r} split is held out (not used for training or validation).")
                 continue
             audio_col, label_col, fold_col, notes = dataset_columns(part.features, name)
-            warnings += [n for n in notes if n not in warnings]
+            named = (class_names or {}).get(label_col)  # class names from dataset_info.json / README metadata
+            warnings += [n for n in notes if n not in warnings and not named]
             part = part.cast_column(audio_col, datasets.Audio(decode=False))
             label_feature = part.features[label_col] if part.features else None
             for i, row in enumerate(_rows(part, name)):
@@ -210,6 +243,8 @@ def write_dataset_files(splits: dict, out: Path, name: str, limits: IngestLimits
                     continue
                 if isinstance(label_feature, datasets.ClassLabel) and isinstance(label, int) and label >= 0:
                     label = label_feature.int2str(label)
+                elif named and isinstance(label, int) and 0 <= label < len(named):
+                    label = named[label]
                 data = audio.get("bytes")
                 if not data:
                     continue  # a path into someone else's disk is never followed
