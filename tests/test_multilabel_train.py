@@ -69,3 +69,20 @@ def test_mixed_sounds_train_to_high_map_and_predict_every_label(tmp_path, tiny_a
     clf = pipeline("audio-classification", model=str(model_dir), function_to_apply="sigmoid", top_k=3)
     got = {r["label"]: r["score"] for r in clf({"raw": load_audio(clip), "sampling_rate": 16_000})}
     assert got == pytest.approx(dict(out.top), abs=2e-3)  # plain transformers gives the same sigmoid scores
+
+
+def test_mixup_and_specaugment_keep_multi_hot_targets():
+    """The training collator mixes multi-hot rows (not one-hot of an id) and BCE takes the soft result."""
+    from astapp.multilabel import bce_loss
+    from astapp.trainer_utils import Collator
+
+    targets = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]], dtype=np.float32)
+    items = [{"input_values": torch.randn(64, 128), "labels": targets[i]} for i in range(4)]
+    batch = Collator(3, freq_mask=8, time_mask=8, mixup=0.4, seed=0)(items)
+    soft = batch["labels"]
+    assert soft.shape == (4, 3) and soft.dtype == torch.float32
+    assert float(soft.min()) >= 0.0 and float(soft.max()) <= 1.0 and not torch.equal(soft, torch.from_numpy(targets))
+    plain = Collator(3)(items)["labels"]
+    assert torch.equal(plain, torch.from_numpy(targets))  # evaluation: the 0/1 rows as they are
+    loss = bce_loss(torch.zeros(4, 3), soft)
+    assert abs(float(loss) - float(np.log(2))) < 1e-6  # zero logits: BCE is log 2 whatever the targets
