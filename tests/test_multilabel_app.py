@@ -26,7 +26,8 @@ def test_multi_label_run_in_evaluate_and_predict(tmp_path):
     try:
         with launched(manager) as url:
             c = client(url)
-            call(c, handle_file(upload), api_name="/upload_dataset")
+            summary, *_ = call(c, handle_file(upload), api_name="/upload_dataset")
+            assert "**Multi-label**" in summary and "21 clips" in summary  # not the overlapping per-label sum
             call(c, **train_args(1, model=str(ckpt), max_length="64", batch_size=8), api_name="/start_training")
             snap = wait_state(c, ("finished", "failed"), timeout=180)
             assert "finished" in snap["status"], snap["log"]
