@@ -33,7 +33,8 @@ def test_multi_label_run_in_evaluate_and_predict(tmp_path):
             assert "finished" in snap["status"], snap["log"]
 
             run_id = call(c, None, api_name="/list_runs")["value"]
-            head, _matrix, _per_class, _mistakes, *rest = call(c, run_id, api_name="/evaluate_run")
+            head, curves, _per_class, _mistakes, *rest = call(c, run_id, api_name="/evaluate_run")
+            assert curves and curves.get("type") == "matplotlib"  # precision/recall per label
             assert rest[6]["visible"] is True
             table = rest[6]["value"]  # after the 6 players; shown through an update (made visible)
             assert "mAP" in head and "micro F1" in head

@@ -15,7 +15,7 @@ engine modules are imported when an operation needs them.
 """
 
 from astapp.events import fmt_score
-from astapp.figures import confusion_matrix, duration_histogram, window_timeline
+from astapp.figures import confusion_matrix, duration_histogram, pr_curves, window_timeline
 from astapp.service.app import Service, default_model, model_choices
 from astapp.service.augmenting import effective_transforms, transform_specs
 from astapp.service.datasets import DatasetView
@@ -25,4 +25,4 @@ from astapp.service.training import AUTO, FORM_FIELDS, Poll
 
 __all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "confusion_matrix",
            "default_model", "duration_histogram", "effective_transforms", "export_run", "fmt_score", "inspect_data",
-           "model_choices", "predict_files", "push_run", "train_run", "transform_specs", "window_timeline"]
+           "model_choices", "pr_curves", "predict_files", "push_run", "train_run", "transform_specs", "window_timeline"]

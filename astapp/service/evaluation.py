@@ -37,6 +37,7 @@ class Evaluation:
     f1_micro: float | None = None
     thresholds: dict[str, float] = field(default_factory=dict)
     label_rows: list[dict[str, Any]] = field(default_factory=list)  # {label, ap, threshold, precision, ...}
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # label -> precision/recall curve
 
 
 class EvaluationMixin:
@@ -72,6 +73,7 @@ class EvaluationMixin:
         if multi:
             result.multi_label, result.map, result.map_micro = True, metrics.get("map"), metrics.get("map_micro")
             result.f1_micro, result.thresholds, result.label_rows = f1_micro, thresholds, label_rows
+            result.curves = {k: v.get("curve") or {} for k, v in (metrics.get("per_class") or {}).items()}
         data_root = str(read_json(info.path / CONFIG).get("data", ""))
         for p in wrong:
             if len(result.players) == players:

@@ -69,7 +69,7 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
     def evaluate_fn(run_id: str | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         import pandas as pd
 
-        from astapp.service import confusion_matrix
+        from astapp.service import confusion_matrix, pr_curves
 
         if not run_id:
             return ("No finished run yet: train one in the *Train* tab, then pick it here.", None,
@@ -87,7 +87,8 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
                     f"{fmt_score(ev.map_micro)} · micro F1 {fmt_score(ev.f1_micro)} at the thresholds below · "
                     f"{plural(len(ev.predictions), 'validation clip')}, "
                     f"{plural(len(ev.mistakes), 'clip')} with a wrong label set")
-        fig = confusion_matrix(ev.confusion, ev.labels) if ev.confusion else None
+        fig = confusion_matrix(ev.confusion, ev.labels) if ev.confusion else pr_curves(ev.curves) if ev.multi_label \
+            else None
         mist = pd.DataFrame([{"file": p.get("path", ""), "true": p.get("true", ""), "predicted": p.get("pred", ""),
                               "confidence": round(float(p.get("prob") or 0), 3)} for p in ev.mistakes],
                             columns=MISTAKES)
