@@ -122,7 +122,7 @@ def describe(ev: dict[str, Any]) -> str | None:
                 parts.append(fmt.format(_num(ev, key)))
         return ", ".join(parts)
     if kind == "eval":
-        shown = ", ".join(f"{k} {_num(ev, k):.4f}" for k in ("accuracy", "f1_macro", "loss")
+        shown = ", ".join(f"{k} {_num(ev, k):.4f}" for k in ("map", "accuracy", "f1_macro", "loss")
                           if _num(ev, k) is not None)
         return f"epoch {_num(ev, 'epoch') or 0:.2f}: {shown}"
     return None
