@@ -77,6 +77,8 @@ def worker(n: int, seconds: float, workdir: Path, fmt: str = "zip") -> dict:
     from astapp.features import Fbank, choose_max_length
 
     upload = prepare(n, seconds, workdir, fmt)
+    import datasets  # noqa: F401  # start-up imports (the app has them loaded) are not throughput:
+    import torch  # noqa: F401  # a streamed datasets.IterableDataset imports torch on creation
     ws = Path(tempfile.mkdtemp(prefix=f"ws_{n}_", dir=workdir))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
