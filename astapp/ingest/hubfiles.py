@@ -234,6 +234,8 @@ def write_dataset_files(splits: dict, out: Path, name: str, limits: IngestLimits
             warnings += [n for n in notes if n not in warnings and not named]
             part = part.cast_column(audio_col, datasets.Audio(decode=False))
             label_feature = part.features[label_col] if part.features else None
+            folder = os.path.join(tmp, "audio", split or "all")
+            os.makedirs(folder, exist_ok=True)
             for i, row in enumerate(_rows(part, name)):
                 audio = row.get(audio_col) or {}
                 if isinstance(audio, str):
@@ -255,12 +257,12 @@ def write_dataset_files(splits: dict, out: Path, name: str, limits: IngestLimits
                                       "reading was stopped. Upload a smaller dataset.")
                 if len(rows) >= limits.max_members:
                     raise UploadError(f"{name!r} holds more than {limits.max_members} clips, over the limit.")
-                src_name = re.sub(r"[^\w.-]+", "_", Path(str(audio.get("path") or f"{i}.wav")).name)[-60:]
-                rel = Path("audio") / (split or "all") / f"{i:06d}_{src_name or 'clip.wav'}"
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / rel).write_bytes(data)
+                src_name = re.sub(r"[^\w.-]+", "_", os.path.basename(str(audio.get("path") or f"{i}.wav")))[-60:]
+                name_i = f"{i:06d}_{src_name or 'clip.wav'}"
+                with open(os.path.join(folder, name_i), "wb") as fh:  # plain strings: 10,000s of files
+                    fh.write(data)
                 fold = split if len(splits) - len(held) > 1 else (str(row.get(fold_col) or "") if fold_col else "")
-                rows.append((rel.as_posix(), str(label), fold))
+                rows.append((f"audio/{split or 'all'}/{name_i}", str(label), fold))
         if not rows:
             raise UploadError(f"No clips with audio bytes and a label were found in {name!r}.")
         buf = io.StringIO()
