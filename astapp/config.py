@@ -234,6 +234,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("class_weighted", "--class-weighted", "bool", "weight the loss by inverse class frequency",
             label="Weight classes by rarity (unbalanced data)",
             problem="Class weighting must be on or off."),
+    Setting("multi_label", "--multi-label", "bool", "train multi-label (a sigmoid per label, BCE) even when the "
+            "data has one label per clip; detected from the manifest otherwise",
+            label="Multi-label (clips may have several labels)", problem="Multi-label must be on or off."),
     Setting("metric", "--metric", "str", "metric that picks the best epoch", choices=METRICS,
             problem=_CHOICE.format(name="The metric that picks the best epoch",
                                    options=f"one of {', '.join(SCALAR_METRICS)} or loss")),
@@ -295,6 +298,7 @@ class TrainConfig:
     seed: int = 0
     early_stopping: int = 0  # patience in evaluations; 0 = off
     class_weighted: bool = False
+    multi_label: bool = False  # force multi-label; a manifest with several labels per clip turns it on anyway
     metric: str = "accuracy"  # metric that selects the best epoch
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, bf16 on a bf16 CPU, else fp32) | fp32 | bf16 | fp16

@@ -172,6 +172,11 @@ class _CV:
         try:
             self.stage("dataset", "Reading and checking the dataset")
             clips, report = load_clips(self.cfg, self.progress("dataset"))
+            if getattr(report, "label_mode", "single") == "multi":
+                from astapp.errors import DatasetError
+
+                raise DatasetError("Cross-validation and label issues take single-label datasets; this one gives "
+                                   "clips several labels. Train it with `train` (multi-label is detected).")
             for w in report.warnings:
                 self.emit(make_event("warning", message=w))
             plan = plan_folds([clips.label_names[y] for y in clips.labels], clips.folds, clips.paths,

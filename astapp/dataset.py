@@ -26,6 +26,8 @@ from astapp.errors import AudioDecodeError, DatasetError, user_error
 from astapp.folds import check_fold, describe_split, fold_order, split_files, validation_fold  # noqa: F401 - API
 from astapp.fsutil import atomic_write_text
 from astapp.ingest import Item, Listing, rel_path, resolve, scan
+from astapp.ingest import labels as multilabels
+from astapp.ingest.labels import summary as label_summary
 from astapp.report import ClipStat, ValidationReport, build_report
 
 Progress = Callable[[float, str], None]
@@ -44,6 +46,7 @@ class DatasetBundle:
     split: str = ""  # how it was split: "fold:<name>", "cv:I/K", "stratified" or "stratified by <groups>"
     file_folds: dict[str, str | None] = field(default_factory=dict)  # each decoded file's manifest fold
     noise: list[Path] = field(default_factory=list)  # the dataset's background-noise clips (not a class)
+    targets: dict[str, np.ndarray] | None = None  # multi-label: each split's (rows, labels) 0/1 targets
 
 
 @dataclass
@@ -118,9 +121,13 @@ def _decode_all(listing: Listing, cfg: AudioConfig, progress: Progress | None) -
 def _make_report(listing: Listing, stats: list[ClipStat], failures: list[dict[str, str]],
                  cfg: AudioConfig, folds: Counter) -> ValidationReport:
     skipped = [{"path": s.path, "reason": s.reason} for s in listing.skipped] + failures
-    report = build_report(stats, sorted({i.label for i in listing.items}), skipped, listing.warnings, cfg,
+    multi = listing.label_mode == "multi"
+    listed = {lab for i in listing.items for lab in i.labels} if multi else {i.label for i in listing.items}
+    report = build_report(stats, sorted(listed), skipped, listing.warnings, cfg,
                           layout=listing.layout, root=str(listing.root), folds=dict(folds),
-                          n_listed=len(listing.items))
+                          n_listed=len(listing.items),
+                          label_sets={rel_path(i.path, listing.root): i.labels for i in listing.items} if multi
+                          else None, multilabel=label_summary(listing.items) if multi else None)
     if listing.noise_folder:
         report.noise = noise_summary(listing, cfg)
     return report
@@ -168,7 +175,8 @@ def inspect_source(source: str | Path, workspace: str | Path, audio_cfg: AudioCo
 def _cache_key(listing: Listing, cfg: AudioConfig, val_split: float, seed: int, val_fold: str) -> str:
     h = hashlib.sha256()
     head = {"v": CACHE_VERSION, "audio": asdict(cfg), "val_split": val_split, "seed": seed, "val_fold": val_fold,
-            "layout": listing.layout, "root": os.path.abspath(listing.root)}
+            "layout": listing.layout, "root": os.path.abspath(listing.root),
+            **({"multi": True} if listing.label_mode == "multi" else {})}
     h.update(json.dumps(head, sort_keys=True).encode())
     for item in listing.items:
         try:
@@ -196,14 +204,21 @@ def _load_cached(cache: Path, root: Path) -> DatasetBundle:
     ds = Dataset.from_file(str(cache / "data.arrow"))
     dd = DatasetDict(train=ds.select(meta["train_rows"]), validation=ds.select(meta["val_rows"]))
     report = ValidationReport.from_dict(meta["report"])
+    targets = None
+    if meta.get("multi_hot") is not None:
+        hot = multilabels.multi_hot(meta["multi_hot"], len(meta["labels"]))
+        targets = {"train": hot[meta["train_rows"]], "validation": hot[meta["val_rows"]]}
     return DatasetBundle(report, dd, list(meta["labels"]), root, cache, str(meta.get("split", "")),
-                         dict(meta.get("file_folds") or {}))
+                         dict(meta.get("file_folds") or {}), targets=targets)
 
 
 def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioConfig | None = None,
                   val_split: float = 0.2, seed: int = 0, limits: IngestLimits | None = None,
-                  progress: Progress | None = None, val_fold: str = "") -> DatasetBundle:
-    """Decode, validate and split a source into a DatasetDict; raises DatasetError if not trainable."""
+                  progress: Progress | None = None, val_fold: str = "", multi_label: bool = False) -> DatasetBundle:
+    """Decode, validate and split a source into a DatasetDict; raises DatasetError if not trainable.
+
+    Multi-label (detected from the manifest, or `multi_label`): the classes are the single labels and
+    the bundle's `targets` hold each row's 0/1 labels."""
     from datasets.arrow_writer import ArrowWriter
 
     cfg = audio_cfg or AudioConfig()
@@ -211,6 +226,9 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
     if progress:
         progress(0.0, "Reading the dataset")
     listing = _source_listing(source, workspace, limits)
+    if multi_label and listing.label_mode != "multi":
+        listing.label_mode = multilabels.apply(listing.items, listing.warnings, forced=True)
+    multi = listing.label_mode == "multi"
     cache_root = workspace / "datasets"
     cache = cache_root / _cache_key(listing, cfg, val_split, seed, val_fold)
     if (cache / SPLIT_FILE).is_file() and (cache / "data.arrow").is_file():
@@ -223,7 +241,7 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
         except (OSError, ValueError, KeyError):
             shutil.rmtree(cache, ignore_errors=True)
 
-    labels = sorted({i.label for i in listing.items})
+    labels = sorted({lab for i in listing.items for lab in i.labels} if multi else {i.label for i in listing.items})
     label_id = {lab: i for i, lab in enumerate(labels)}
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_root))
@@ -235,6 +253,8 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
         stats: list[ClipStat] = []
         failures: list[dict[str, str]] = []
         rows_of_file: list[list[int]] = []
+        hot_rows: list[list[int]] = []
+        file_sets: list[tuple[str, ...]] = []
         file_labels: list[str] = []
         file_folds: list[str | None] = []
         file_paths: list[str] = []
@@ -250,12 +270,15 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
                     folds[d.item.fold] += 1
                 rows = []
                 for w in to_windows(d.wav, cfg):
-                    writer.write({"audio": w, "label": label_id[d.item.label], "path": d.rel,
+                    ids = [label_id[lab] for lab in d.item.labels] if multi else [label_id[d.item.label]]
+                    writer.write({"audio": w, "label": ids[0] if ids else 0, "path": d.rel,
                                   "duration": len(w) / cfg.sample_rate})
+                    hot_rows.append(ids)
                     rows.append(row)
                     row += 1
                 rows_of_file.append(rows)
                 file_labels.append(d.item.label)
+                file_sets.append(d.item.labels)
                 file_folds.append(d.item.fold)
                 file_paths.append(d.rel)
         finally:
@@ -264,7 +287,11 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
         report = _make_report(listing, stats, failures, cfg, folds)
         train_f, val_f, how = split_files(file_labels, file_folds, val_split, seed, val_fold,
                                             file_paths)
-        _check_split(report, file_labels, train_f, val_f, how)
+        if not multi:
+            _check_split(report, file_labels, train_f, val_f, how)
+        elif report.trainable:
+            multilabels.check_split(report.errors, report.warnings, [file_sets[i] for i in train_f],
+                                    [file_sets[i] for i in val_f], how)
         if not report.trainable:
             err = DatasetError(" ".join(report.errors))
             err.report = report  # type: ignore[attr-defined]  # the UI shows the full report
@@ -272,7 +299,8 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
         train_rows = [r for i in train_f for r in rows_of_file[i]]
         val_rows = [r for i in val_f for r in rows_of_file[i]]
         meta = {"labels": labels, "train_rows": train_rows, "val_rows": val_rows, "split": how,
-                "report": report.to_dict(), "file_folds": dict(zip(file_paths, file_folds, strict=True))}
+                "report": report.to_dict(), "file_folds": dict(zip(file_paths, file_folds, strict=True)),
+                **({"multi_hot": hot_rows} if multi else {})}
         atomic_write_text(tmp / SPLIT_FILE, json.dumps(meta, ensure_ascii=False))
         shutil.rmtree(cache, ignore_errors=True)
         try:

@@ -122,7 +122,7 @@ def describe(ev: dict[str, Any]) -> str | None:
                 parts.append(fmt.format(_num(ev, key)))
         return ", ".join(parts)
     if kind == "eval":
-        shown = ", ".join(f"{k} {_num(ev, k):.4f}" for k in ("accuracy", "f1_macro", "loss")
+        shown = ", ".join(f"{k} {_num(ev, k):.4f}" for k in ("map", "accuracy", "f1_macro", "loss")
                           if _num(ev, k) is not None)
         return f"epoch {_num(ev, 'epoch') or 0:.2f}: {shown}"
     return None
@@ -139,5 +139,7 @@ def describe_outcome(metrics: dict[str, Any]) -> str:
     if acc is None:
         return ""
     text = f"accuracy {acc:.4f}" + (f", macro F1 {f1:.4f}" if f1 is not None else "")
+    if _num(metrics, "map") is not None:  # multi-label: mAP first (accuracy is then exact-match)
+        text = f"mAP {_num(metrics, 'map'):.4f}, exact-match {text}"
     best = _num(metrics, "best_epoch")
     return text + (f" (best epoch {best:g})" if best is not None else "")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from astapp.config import NUM_MEL_BINS, SAMPLE_RATE
-from astapp.fsutil import atomic_dir
+from astapp.fsutil import atomic_dir, atomic_write_text
 
 ASTAPP_JSON = "astapp.json"
 FORMAT_VERSION = 1
@@ -36,7 +36,9 @@ def export_model(model: Any, labels: list[str], max_length: int, mean: float, st
         raise ValueError(f"model expects {cfg.max_length} frames but max_length={max_length}")
     cfg.id2label = dict(enumerate(labels))
     cfg.label2id = {label: i for i, label in enumerate(labels)}
-    cfg.problem_type = "single_label_classification"
+    cfg.problem_type = (extra or {}).get("problem_type") or "single_label_classification"
+    if (extra or {}).get("thresholds"):  # multi-label: each label's tuned threshold travels with the config
+        cfg.thresholds = dict(extra["thresholds"])
     settings = {"format": FORMAT_VERSION, "labels": labels, "max_length": int(max_length),
                 "mean": float(mean), "std": float(std), "sample_rate": SAMPLE_RATE,
                 "num_mel_bins": NUM_MEL_BINS}
@@ -50,6 +52,16 @@ def export_model(model: Any, labels: list[str], max_length: int, mean: float, st
         (tmp / "README.md").write_text(model_card(labels, int(max_length), meta), encoding="utf-8")
     return out_dir
 
+
+
+def save_thresholds(model_dir: str | Path, thresholds: dict[str, float]) -> None:
+    """Multi-label: replace the per-label thresholds of an exported model (config.json and astapp.json)."""
+    for name in ("config.json", ASTAPP_JSON):
+        path = Path(model_dir) / name
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data["thresholds"] = {str(k): float(v) for k, v in thresholds.items()}
+            atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
 
 SNIPPET = '''import numpy as np
 import soundfile as sf

@@ -154,3 +154,24 @@ def fold_scores(folds: Sequence[dict[str, Any]]) -> Any:
     ax.legend(fontsize=8, loc="lower right")
     _style(ax)
     return fig
+
+
+def pr_curves(curves: dict[str, dict[str, Sequence[float]]]) -> Any:
+    """Multi-label: one precision/recall curve per label on validation (why: see where a threshold trades
+    missed labels for wrong ones)."""
+    fig = _figure(6, 4)
+    ax = fig.add_subplot()
+    for label, curve in curves.items():
+        if curve.get("recall"):
+            ax.plot(list(curve["recall"]), list(curve["precision"]), label=str(label), linewidth=1.6)
+    if ax.lines:
+        ax.legend(fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no positives to draw", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("Precision / recall per label (validation)", fontsize=11)
+    _style(ax)
+    return fig

@@ -38,6 +38,8 @@ class Prediction:
     probs: np.ndarray
     windows: list[dict[str, Any]] = field(default_factory=list)  # {"start": s, "end": s, "top": [...]}
     duration: float = 0.0  # seconds
+    above: list[tuple[str, float]] = field(default_factory=list)  # multi-label: every label over its threshold
+    multi_label: bool = False
 
 
 def _settings(folder: Path) -> dict[str, Any]:
@@ -75,6 +77,9 @@ class Predictor:
         cfg = model.config
         self.labels: list[str] = [str(cfg.id2label[i]) for i in range(cfg.num_labels)]
         self.max_length: int = int(cfg.max_length)
+        # multi-label: a sigmoid per label and the per-label thresholds tuned on validation (config.json)
+        self.multi_label = cfg.problem_type == "multi_label_classification"
+        self.thresholds: dict[str, float] = {str(k): float(v) for k, v in (getattr(cfg, "thresholds", None) or {}).items()}
         s = _settings(folder)
         saved_length = int(s.get("max_length", self.max_length))
         if saved_length != self.max_length:
@@ -143,7 +148,8 @@ class Predictor:
             for b in range(0, len(segments), self.batch_size):
                 feats = self.fbank(segments[b:b + self.batch_size], normalize=self.normalize)
                 logits = self.model(input_values=feats).logits
-                probs[b:b + len(feats)] = logits.float().softmax(-1).cpu().numpy()
+                scores = logits.float().sigmoid() if self.multi_label else logits.float().softmax(-1)
+                probs[b:b + len(feats)] = scores.cpu().numpy()
         windows: list[list[dict[str, Any]]] = [[] for _ in wavs]
         members: list[list[int]] = [[] for _ in wavs]
         for i, (ci, start, end) in enumerate(spans):
@@ -154,8 +160,16 @@ class Predictor:
         for ci, wav in enumerate(wavs):
             agg = probs[members[ci]].mean(axis=0)
             out.append(Prediction(top=self._top(agg, k), probs=agg, windows=windows[ci],
-                                  duration=len(wav) / SAMPLE_RATE))
+                                  duration=len(wav) / SAMPLE_RATE, above=self.above(agg),
+                                  multi_label=self.multi_label))
         return out
+
+    def above(self, probs: np.ndarray) -> list[tuple[str, float]]:
+        """Multi-label: every label whose score reaches its threshold (0.5 without one), highest first."""
+        if not self.multi_label:
+            return []
+        hits = [(lab, float(probs[i])) for i, lab in enumerate(self.labels) if probs[i] >= self.thresholds.get(lab, 0.5)]
+        return sorted(hits, key=lambda t: -t[1])
 
     def _top(self, probs: np.ndarray, k: int) -> list[tuple[str, float]]:
         idx = np.argsort(-probs, kind="stable")[:k]
@@ -194,6 +208,9 @@ class Predictor:
                     for row, pred in zip(ok, self._predict_wavs(wavs, top_k), strict=True):
                         row["label"], row["prob"] = pred.top[0]
                         row["top"] = [[label, p] for label, p in pred.top]
+                        if self.multi_label:  # the label column lists every label over its threshold
+                            row["label"] = ";".join(label for label, _ in pred.above)
+                            row["labels"] = [[label, p] for label, p in pred.above]
                 if progress:
                     progress(min(1.0, (c + len(batch)) / max(len(items), 1)),
                              f"Predicted {c + len(batch)}/{len(items)} files")

@@ -54,6 +54,8 @@ class ValidationReport:
     # the top-level background-noise folder: {"folder", "files", "seconds", "skipped": [{path, reason}]}
     noise: dict[str, Any] = field(default_factory=dict)
     suggestions: list[str] = field(default_factory=list)  # advice that neither blocks nor warns
+    label_mode: str = "single"  # "multi": a clip may carry several labels (classes count clips per label)
+    multilabel: dict[str, Any] = field(default_factory=dict)  # label counts, co-occurrence, clips without labels
 
     @property
     def trainable(self) -> bool:
@@ -117,6 +119,12 @@ class ValidationReport:
                          "mix these into training clips")
             lines += [f"  - skipped {s['path']}: {s['reason']}" for s in n.get("skipped", [])[:20]]
         lines += [f"Tip: {t}" for t in self.suggestions]
+        lines.append(f"Label mode: {self.label_mode}-label" + (
+            f" ({self.multilabel.get('mean_labels', 0)} labels per clip on average, "
+            f"{self.multilabel.get('without_labels', 0)} clip(s) without labels)" if self.label_mode == "multi" else ""))
+        if self.multilabel.get("co_occurrence"):
+            lines.append("Labels seen together: " + ", ".join(f"{a} + {b} ({n})"
+                                                                for a, b, n in self.multilabel["co_occurrence"][:5]))
         if self.skipped:
             lines.append(f"Skipped {len(self.skipped)} file(s):")
             lines += [f"  - {s['path']}: {s['reason']}" for s in self.skipped[:20]]
@@ -149,17 +157,25 @@ def _examples(paths: list[str], n: int = 3) -> str:
 
 def build_report(stats: list[ClipStat], listed_labels: list[str], skipped: list[dict[str, str]],
                  warnings: list[str], audio_cfg: AudioConfig, layout: str = "folders", root: str = "",
-                 folds: dict[str, int] | None = None, n_listed: int | None = None) -> ValidationReport:
-    """Summarise decoded clips into counts, distributions, warnings and blocking errors."""
+                 folds: dict[str, int] | None = None, n_listed: int | None = None,
+                 label_sets: dict[str, tuple[str, ...]] | None = None,
+                 multilabel: dict[str, Any] | None = None) -> ValidationReport:
+    """Summarise decoded clips into counts, distributions, warnings and blocking errors.
+
+    With `label_sets` (clip path -> its labels: a multi-label dataset) each class counts the clips
+    carrying it, and a label seen once is a warning (from ingestion), not an error.
+    """
     per_class: dict[str, list[ClipStat]] = defaultdict(list)
     for s in stats:
-        per_class[s.label].append(s)
+        for lab in (label_sets.get(s.path, ()) if label_sets is not None else (s.label,)):
+            per_class[lab].append(s)
     names = sorted(set(listed_labels) | set(per_class))
     report = ValidationReport(
         classes=[ClassStats(n, len(per_class[n]), round(sum(s.seconds for s in per_class[n]), 3)) for n in names],
         durations=[round(s.seconds, 4) for s in stats],
         sample_rates={str(k): v for k, v in sorted(Counter(s.sample_rate for s in stats).items())},
         skipped=list(skipped), warnings=list(warnings), layout=layout, root=root, folds=dict(folds or {}),
+        label_mode="multi" if label_sets is not None else "single", multilabel=dict(multilabel or {}),
     )
     n_listed = len(stats) + len(skipped) if n_listed is None else n_listed
     errors = report.errors
@@ -177,7 +193,7 @@ def build_report(stats: list[ClipStat], listed_labels: list[str], skipped: list[
         which = f" ({usable[0].name!r})" if usable else ""
         errors.append(f"Only {len(usable)} class{which} has usable clips; a classifier needs at least 2. Add a "
                       "folder of clips for each other sound you want to recognise.")
-    for c in report.classes:
+    for c in report.classes if label_sets is None else []:
         if c.clips < 2:
             errors.append(f"Class {c.name!r} has {c.clips} usable clip{'s' if c.clips != 1 else ''}; add at least "
                           "2 (10 or more recommended) or remove that class.")

@@ -110,3 +110,23 @@ def make_tone_classes(root: Path, per_class: int = 25, seconds: float = 1.0, fli
         f.rename(dest)
         moved.append(f"{dest.parent.name}/{f.name}")
     return moved
+
+
+def make_multilabel_dataset(root: Path, kinds: tuple[str, ...] = ("tone", "noise", "clicks"), per_combo: int = 6,
+                            seconds: float = 1.0, seed: int = 0, max_labels: int = 3) -> Path:
+    """Clips that mix 1..max_labels of `kinds` (every combination, `per_combo` clips each) plus labels.csv
+    with the kinds of each clip joined by ',' (a multi-label manifest); returns root."""
+    from itertools import combinations
+
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    rows = ["file,labels"]
+    combos = [c for k in range(1, max_labels + 1) for c in combinations(kinds, k)]
+    for ci, combo in enumerate(combos):
+        for j in range(per_combo):
+            mix = sum(make_signal(kind, seconds, 16_000, rng) for kind in combo) / len(combo)
+            name = f"clips/{ci:02d}_{j:02d}.wav"
+            write_wav(root / name, np.asarray(mix, dtype=np.float32))
+            rows.append(f'{name},"{",".join(combo)}"')
+    (root / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return root

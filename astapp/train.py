@@ -8,9 +8,8 @@ layer's `astapp.runner.RunRecord`, which is also what the CLI and the job worker
 
 Speed comes from not redoing work: clips are decoded once (Arrow), features are computed once into a
 memmap when nothing augments waveforms, inputs are only as long as the clips need ("auto" length),
-and the fast modes run the frozen part of the network once per clip (`astapp.fastmodes`).
-Under torchrun / accelerate launch only rank 0 writes files, and rank 0 builds caches before the
-other ranks read them.
+and the fast modes run the frozen part of the network once per clip (`astapp.fastmodes`). Under
+torchrun / accelerate launch only rank 0 writes files, and builds caches before the other ranks read them.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from astapp.errors import explain
 from astapp.events import EventSink, JsonlSink, fanout, make_event
 from astapp.fsutil import atomic_write_text
 from astapp.metrics import classification_metrics, softmax
+from astapp.multilabel import evaluate as evaluate_multilabel
 from astapp.rundir import RunResult
 from astapp.trainer_setup import build_trainer, training_args
 
@@ -172,6 +172,8 @@ class _Run:
         labels = list(bundle.labels)
         train_labels = [int(x) for x in train_split["label"]]
         val_labels = [int(x) for x in val_split["label"]]
+        if bundle.targets is not None:  # multi-label: 0/1 rows per clip
+            train_labels, val_labels = bundle.targets["train"], bundle.targets["validation"]
         from astapp.dataset import describe_split
 
         self.stage("split", describe_split(bundle.split, bundle.report.folds, len(train_split), len(val_split),
@@ -220,7 +222,7 @@ class _Run:
         metrics.update({
             "best_epoch": best.best["epoch"] if best.best else None,
             "best_step": best.best["step"] if best.best else None,
-            "selection_metric": cfg.metric, "restored_best": restored,
+            "selection_metric": best.metric, "restored_best": restored,
             "epochs": float(trainer.state.epoch or 0.0), "global_step": trainer.state.global_step,
             "train_seconds": train_seconds,
             "train_samples_per_second": len(train_split) * epochs_run / train_seconds if train_seconds else 0.0,
@@ -254,7 +256,7 @@ class _Run:
         with args.main_process_first(local=False, desc="dataset"):
             bundle = build_dataset(self.cfg.data, workspace, self.cfg.audio, self.cfg.val_split, self.cfg.seed,
                                    progress=self._progress("dataset") if self.is_main else None,
-                                   val_fold=self.cfg.val_fold)
+                                   val_fold=self.cfg.val_fold, multi_label=self.cfg.multi_label)
         if self.is_main:
             atomic_write_text(self.run / rundir.REPORT,
                               json.dumps(bundle.report.to_dict(), indent=2, ensure_ascii=False))
@@ -304,7 +306,7 @@ class _Run:
                                "module": model, "cached": False, "message": "Training all layers."}
         n = trainable_n(model, cfg.mode)
         train_ds = ArrayDataset(train_feats, train_labels) if train_feats is not None else \
-            WaveDataset(bundle.dataset["train"])
+            WaveDataset(bundle.dataset["train"], bundle.targets["train"] if bundle.targets else None)
         val_ds = ArrayDataset(val_feats, val_labels)
         if cfg.mode == "lora":
             from astapp.lora import LoraModule, targets
@@ -366,6 +368,8 @@ class _Run:
 
     def _evaluate(self, trainer, val_ds, labels: list[str], val_split) -> dict[str, Any]:
         """Final validation metrics of the (restored) model, with per-clip predictions."""
+        if np.ndim(val_ds.labels) == 2:  # multi-label: mAP, per-label AP, tuned thresholds
+            return evaluate_multilabel(trainer, val_ds, labels, val_split)
         pred = trainer.predict(val_ds, metric_key_prefix="eval")
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
         probs = softmax(logits)
@@ -384,7 +388,7 @@ class _Run:
         if not self.is_main:
             return None
         extra = {"metrics": {k: metrics[k] for k in SCALAR_METRICS}, "mode": self.cfg.mode, "source_model": self.cfg.model,
-                 "best_epoch": metrics.get("best_epoch")}
+                 "best_epoch": metrics.get("best_epoch"), **{k: metrics[k] for k in ("problem_type", "thresholds") if k in metrics}}
         return export_model(model, labels, max_length, mean, std, self.run / rundir.MODEL, extra=extra)
 
     def _cleanup(self, finished: bool) -> None:

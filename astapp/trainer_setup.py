@@ -36,23 +36,27 @@ def training_args(cfg: TrainConfig, run: Path, cuda: bool, precision: str):
 def build_trainer(cfg: TrainConfig, args: Any, data: dict[str, Any], labels: list[str], train_labels: list[int],
                   emit: EventSink, stop: Any, run: Path, is_main: bool, cpu_bf16: bool):
     """The Trainer over `data` (from the pipeline's feature stage) and its callbacks by name."""
+    import numpy as np
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from astapp.metrics import make_compute_metrics
+    from astapp.multilabel import make_compute_metrics as multi_label_metrics
     from astapp.trainer_utils import AstTrainer, BestKeeper, EventCallback, StopCallback, class_weights
 
+    multi = np.ndim(train_labels) == 2  # multi-label: 0/1 rows; picked by mAP, BCE, no class weights
     global_batch = cfg.batch_size * max(args.world_size, 1) * args.gradient_accumulation_steps
     steps = max(1, -(-len(train_labels) // global_batch)) * cfg.epochs
     args.logging_steps = max(1, min(50, round(steps / 100)))
     cbs = {"events": EventCallback(emit, global_batch),
-           "best": BestKeeper(data["module"], cfg.metric, cfg.early_stopping,
+           "best": BestKeeper(data["module"], "map" if multi else cfg.metric, cfg.early_stopping,
                               save_dir=run / rundir.BEST if is_main else None),
            "stop": StopCallback(stop)}
     trainer = AstTrainer(
         model=data["module"], args=args, train_dataset=data["train"], eval_dataset=data["val"],
         data_collator=data["collator"], eval_collator=data["eval_collator"],
-        compute_metrics=make_compute_metrics(len(labels)), callbacks=list(cbs.values()),
-        class_weights=class_weights(train_labels, len(labels)) if cfg.class_weighted else None,
+        compute_metrics=multi_label_metrics() if multi else make_compute_metrics(len(labels)),
+        callbacks=list(cbs.values()), multi_label=multi,
+        class_weights=class_weights(train_labels, len(labels)) if cfg.class_weighted and not multi else None,
         cpu_bf16=cpu_bf16)
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)

@@ -34,13 +34,14 @@ SAMPLE_RATE = 16_000
 
 # --- datasets -----------------------------------------------------------------------------------
 class ArrayDataset(torch.utils.data.Dataset):
-    """Rows of precomputed inputs (a FeatureCache, or a numpy array/memmap) with integer labels."""
+    """Rows of precomputed inputs (a FeatureCache, or a numpy array/memmap) with integer labels, or with
+    (rows, labels) 0/1 targets for multi-label."""
 
-    def __init__(self, inputs: Any, labels: Sequence[int]):
+    def __init__(self, inputs: Any, labels: Sequence[int] | np.ndarray):
         if len(inputs) != len(labels):
             raise ValueError(f"{len(inputs)} inputs but {len(labels)} labels")
         self.inputs = inputs
-        self.labels = [int(x) for x in labels]
+        self.labels = labels if np.ndim(labels) == 2 else [int(x) for x in labels]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -54,15 +55,17 @@ class ArrayDataset(torch.utils.data.Dataset):
 class WaveDataset(torch.utils.data.Dataset):
     """Raw waveforms for augmentation in the collator (reads the Arrow `audio` column lazily)."""
 
-    def __init__(self, hf_split: Any):
+    def __init__(self, hf_split: Any, targets: np.ndarray | None = None):
         self.ds = hf_split.select_columns(["audio", "label"]).with_format("numpy")
+        self.targets = targets  # multi-label: the split's 0/1 rows
 
     def __len__(self) -> int:
         return len(self.ds)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = self.ds[int(i)]
-        return {"audio": np.asarray(row["audio"], dtype=np.float32), "labels": int(row["label"])}
+        return {"audio": np.asarray(row["audio"], dtype=np.float32),
+                "labels": int(row["label"]) if self.targets is None else self.targets[int(i)]}
 
 
 class Collator:
@@ -91,7 +94,9 @@ class Collator:
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         self._follow_worker()
-        labels = torch.tensor([it["labels"] for it in items], dtype=torch.long)
+        first = items[0]["labels"]
+        labels = (torch.as_tensor(np.stack([it["labels"] for it in items]), dtype=torch.float32)
+                  if np.ndim(first) == 1 else torch.tensor([it["labels"] for it in items], dtype=torch.long))
         if "audio" in items[0]:
             wavs = [it["audio"] for it in items]
             if self.augment is not None:
@@ -106,7 +111,7 @@ class Collator:
         if self.mixup > 0:
             from astapp.augment import mixup
 
-            onehot = F.one_hot(labels, self.num_labels).float()
+            onehot = labels if labels.dim() == 2 else F.one_hot(labels, self.num_labels).float()  # multi-hot as is
             feats, soft = mixup(feats, onehot, self.mixup, generator=self.generator)
             return {"input_values": feats, "labels": soft}
         return {"input_values": feats, "labels": labels}
@@ -160,9 +165,11 @@ class AstTrainer(Trainer):
     """Trainer with our loss (soft labels, class weights) and strict, name-mapped checkpoint loading."""
 
     def __init__(self, *args: Any, class_weights: torch.Tensor | None = None,
-                 eval_collator: Callable | None = None, cpu_bf16: bool = False, **kwargs: Any):
+                 eval_collator: Callable | None = None, cpu_bf16: bool = False, multi_label: bool = False,
+                 **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
+        self.multi_label = multi_label  # BCE over independent labels instead of cross-entropy
         # bf16 autocast for CPU training steps only: evaluation stays fp32, so logged metrics, the
         # best-epoch restore and the exported (fp32) model all agree exactly.
         self.cpu_bf16 = cpu_bf16
@@ -185,7 +192,12 @@ class AstTrainer(Trainer):
         labels = inputs.pop("labels")
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_bf16 and model.training):
             outputs = model(**inputs)
-        loss = classification_loss(outputs["logits"].float(), labels, self.class_weights)
+        if self.multi_label:
+            from astapp.multilabel import bce_loss
+
+            loss = bce_loss(outputs["logits"], labels)
+        else:
+            loss = classification_loss(outputs["logits"].float(), labels, self.class_weights)
         return (loss, outputs) if return_outputs else loss
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                 "noise"}),
     ("Model", {"model", "checkpoints", "infer", "export", "hub"}),
     ("Train", {"train", "trainer_setup", "trainer_utils", "fastmodes", "lora", "devices", "events", "metrics",
-                "cv", "cv_frozen", "cv_folds", "label_issues"}),
+                "multilabel", "cv", "cv_frozen", "cv_folds", "label_issues"}),
     ("App", {"jobs", "jobstate", "runner", "slicing", "runs", "publish", "sessions", "paths"}),
     ("Service", {"service"}),
     ("UI", {"ui"}),

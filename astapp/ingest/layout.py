@@ -18,6 +18,7 @@ from pathlib import Path
 
 from astapp.audio import AUDIO_EXTENSIONS
 from astapp.errors import UploadError
+from astapp.ingest import labels
 
 MANIFEST_EXTENSIONS = {".csv", ".tsv", ".json", ".jsonl"}
 JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "__macosx", "ehthumbs.db", "$recycle.bin"}
@@ -30,6 +31,7 @@ LABEL_COLUMNS = ("label", "labels", "category", "class", "class_name", "classnam
 FOLD_COLUMNS = ("fold", "split", "set", "subset", "partition")
 # a top-level folder of background noise (Speech Commands' convention), not a class
 NOISE_FOLDERS = ("_background_noise_", "_noise_", "background_noise")
+WARNINGS_FILE = ".astapp-warnings.txt"  # what materialising a table noticed, shown in the report
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Item:
     path: Path
     label: str
     fold: str | None = None
+    labels: tuple[str, ...] = ()  # multi-label: every label of the clip (label is then their joined name)
 
 
 @dataclass
@@ -54,6 +57,7 @@ class Listing:
     layout: str = "folders"
     noise: list[Path] = field(default_factory=list)  # clips of a top-level noise folder (not a class)
     noise_folder: str = ""
+    label_mode: str = "single"  # "multi" when a manifest gives clips several labels
 
 
 def is_noise_folder(name: str) -> bool:
@@ -124,7 +128,7 @@ def scan(root: str | Path, manifest: str | Path | None = None) -> Listing:
         if listing is None:
             raise UploadError(f"Could not find a file column and a label column in {Path(manifest).name!r}; name "
                               "them e.g. 'filename' and 'label'.")
-        return listing
+        return _with_notes(listing)
     root = _strip_chain(root)
     return _with_noise(_scan_root(root), root)
 
@@ -149,7 +153,7 @@ def _scan_root(root: Path) -> Listing:
     for candidate in manifests:  # a manifest whose label column is named like one wins
         listing = _scan_manifest(root, candidate, by_content=False)
         if listing is not None:
-            return listing
+            return _with_notes(listing)
     folders = _scan_folders(root)
     if len({i.label for i in folders.items}) >= 2:
         return folders  # class folders beat a guess at some CSV's columns
@@ -158,6 +162,16 @@ def _scan_root(root: Path) -> Listing:
         if listing is not None:
             return listing
     return folders
+
+
+def _with_notes(listing: Listing) -> Listing:
+    """Add the warnings a materialised Hub table left beside its manifest."""
+    try:
+        notes = (listing.root / WARNINGS_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return listing
+    listing.warnings += [n for n in notes if n.strip()]
+    return listing
 
 
 def _scan_folders(root: Path) -> Listing:
@@ -252,8 +266,8 @@ def _read_table(path: Path) -> list[dict[str, str]] | None:
             return None
     if not isinstance(data, list):
         return None
-    return [{str(k).strip(): "" if v is None else str(v).strip() for k, v in row.items()
-             if isinstance(v, str | int | float) or v is None}
+    return [{str(k).strip(): "" if v is None else json.dumps(v, ensure_ascii=False) if isinstance(v, list)
+             else str(v).strip() for k, v in row.items() if isinstance(v, str | int | float | list) or v is None}
             for row in data if isinstance(row, dict)]
 
 
@@ -309,6 +323,10 @@ def _scan_manifest(root: Path, manifest: Path, by_content: bool = True) -> Listi
         return None
     fold_col = _pick([c for c in columns if c != file_col], FOLD_COLUMNS)
     label_col = _pick([c for c in columns if c not in (file_col, fold_col)], LABEL_COLUMNS)
+    hot = [] if label_col else labels.multi_hot_columns(rows, [c for c in columns if c not in (file_col, fold_col)])
+    if hot:
+        rows = [{**r, labels.MULTI_PREFIX: labels.hot_cell(r, hot)} for r in rows]
+        label_col = labels.MULTI_PREFIX
     if label_col is None and by_content:
         label_col = _label_by_content(rows, [c for c in columns if c not in (file_col, fold_col)])
     if label_col is None:
@@ -334,6 +352,7 @@ def _scan_manifest(root: Path, manifest: Path, by_content: bool = True) -> Listi
         listing.items.append(Item(path, label, fold or None))
     if not listing.items:
         return None
+    listing.label_mode = labels.apply(listing.items, listing.warnings)
     if missing:
         listing.warnings.append(f"{missing} file(s) listed in {manifest.name!r} were not found and were skipped.")
     unlisted = sum(len(v) for v in resolve.by_name.values()) - len(listed)

@@ -3,9 +3,7 @@ saved / Hugging Face dataset (written out as files plus a manifest)."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
 import re
 import shutil
@@ -16,7 +14,8 @@ from pathlib import Path
 from astapp.audio import AUDIO_EXTENSIONS
 from astapp.config import IngestLimits
 from astapp.errors import UploadError
-from astapp.ingest.layout import FILE_COLUMNS, LABEL_COLUMNS, MANIFEST_EXTENSIONS, walk
+from astapp.ingest.hubfiles import find_tables, materialise_tables, write_dataset_files
+from astapp.ingest.layout import MANIFEST_EXTENSIONS, walk
 from astapp.ingest.zipsafe import extract_zip, file_digest
 
 
@@ -39,9 +38,9 @@ def resolve(source: str | Path, workspace: str | Path,
     if not path.exists():
         raise UploadError(f"{text!r} does not exist; check the path (a zip, a folder, or a CSV/JSON manifest).")
     if path.is_dir():
-        if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
+        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
             return _materialise_saved(path, workspace), None
-        return path, None
+        return _tables_or(path, workspace, limits), None
     suffix = path.suffix.lower()
     if suffix in MANIFEST_EXTENSIONS:
         root = path.parent
@@ -49,9 +48,17 @@ def resolve(source: str | Path, workspace: str | Path,
             root = root.parent  # e.g. ESC-50's meta/esc50.csv next to audio/
         return root, path
     if suffix == ".zip" or zipfile.is_zipfile(path):
-        return _extract_cached(path, workspace, limits), None
+        return _tables_or(_extract_cached(path, workspace, limits), workspace, limits), None
     raise UploadError(f"{path.name!r} is not a dataset: upload a .zip of class folders, choose a folder, or a "
                       "CSV/JSON manifest listing files and labels.")
+
+
+def _tables_or(root: Path, workspace: Path, limits: IngestLimits) -> Path:
+    """A folder of Hub-layout Parquet/Arrow files (and no audio files) is materialised; others stay as they are."""
+    tables = find_tables(root)
+    if not tables or any(p.suffix.lower() in AUDIO_EXTENSIONS for p in walk(root)):
+        return root
+    return materialise_tables(root, tables, workspace, limits)
 
 
 def _extract_cached(zip_path: Path, workspace: Path, limits: IngestLimits) -> Path:
@@ -103,62 +110,7 @@ def _materialise_saved(path: Path, workspace: Path) -> Path:
 
 
 def _write_dataset_files(ds, out: Path, name: str) -> Path:
-    """Write a Dataset/DatasetDict's audio bytes as files plus manifest.csv (file, label, split)."""
+    """A Dataset/DatasetDict's audio bytes as files plus manifest.csv (file, label, fold), folds kept."""
     import datasets
 
-    if (out / "manifest.csv").is_file():
-        return out
-    splits = dict(ds) if isinstance(ds, datasets.DatasetDict) else {"": ds}
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=_mkdir(out.parent)))
-    rows: list[tuple[str, str, str]] = []
-    try:
-        for split, part in splits.items():
-            audio_col, label_col = _dataset_columns(part, name)
-            part = part.cast_column(audio_col, datasets.Audio(decode=False))
-            label_feature = part.features[label_col]
-            for i, row in enumerate(part):
-                audio = row[audio_col] or {}
-                label = row[label_col]
-                if isinstance(label_feature, datasets.ClassLabel) and isinstance(label, int):
-                    label = label_feature.int2str(label)
-                src_name = re.sub(r"[^\w.-]+", "_", Path(audio.get("path") or f"{i}.wav").name)[-60:]
-                rel = Path("audio") / (split or "all") / f"{i:06d}_{src_name}"
-                target = tmp / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if audio.get("bytes"):
-                    target.write_bytes(audio["bytes"])
-                elif audio.get("path") and Path(audio["path"]).is_file():
-                    shutil.copyfile(audio["path"], target)
-                else:
-                    continue
-                rows.append((rel.as_posix(), str(label), split))
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["file", "label", "split"] if any(r[2] for r in rows) else ["file", "label"])
-        for r in rows:
-            writer.writerow(r if r[2] else r[:2])
-        (tmp / "manifest.csv").write_text(buf.getvalue(), encoding="utf-8")
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
-def _dataset_columns(ds, name: str) -> tuple[str, str]:
-    import datasets
-
-    feats = ds.features
-    audio = next((c for c, f in feats.items() if isinstance(f, datasets.Audio)), None)
-    audio = audio or next((c for c in FILE_COLUMNS if c in feats), None)
-    label = next((c for c, f in feats.items() if isinstance(f, datasets.ClassLabel)), None)
-    label = label or next((c for c in LABEL_COLUMNS if c in feats), None)
-    if not audio or not label:
-        raise UploadError(f"Dataset {name!r} needs an audio column and a label column; found columns "
-                          f"{', '.join(feats)}.")
-    return audio, label
-
-
-def _mkdir(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    return write_dataset_files(dict(ds) if isinstance(ds, datasets.DatasetDict) else {"": ds}, out, name)

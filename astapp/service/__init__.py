@@ -17,29 +17,32 @@ engine modules are imported when an operation needs them.
 from astapp.embedmap import nearest as nearest_point
 from astapp.events import fmt_score
 from astapp.figures import (
-                                     confusion_matrix,
-                                     duration_histogram,
-                                     embedding_map,
-                                     fold_scores,
-                                     map_point,
-                                     window_timeline,
+                             confusion_matrix,
+                             duration_histogram,
+                             embedding_map,
+                             fold_scores,
+                             map_point,
+                             pr_curves,
+                             window_timeline,
 )
 from astapp.service.app import Service, default_model, model_choices
 from astapp.service.augmenting import effective_transforms, transform_specs
 from astapp.service.datasets import DatasetView
 from astapp.service.evaluation import Evaluation
 from astapp.service.headless import (
-                                     cv_run,
-                                     cv_summary,
-                                     export_run,
-                                     inspect_data,
-                                     label_issues_of,
-                                     predict_files,
-                                     push_run,
-                                     train_run,
+                             cv_run,
+                             cv_summary,
+                             export_run,
+                             inspect_data,
+                             label_issues_of,
+                             predict_files,
+                             push_run,
+                             train_run,
 )
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
 
 __all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "confusion_matrix", "cv_run",
-           "cv_summary", "default_model", "embedding_map", "fold_scores", "map_point", "nearest_point", "label_issues_of", "duration_histogram", "effective_transforms", "export_run", "fmt_score", "inspect_data",
-           "model_choices", "predict_files", "push_run", "train_run", "transform_specs", "window_timeline"]
+           "cv_summary", "default_model", "duration_histogram", "effective_transforms", "embedding_map",
+           "export_run", "fmt_score", "fold_scores", "inspect_data", "label_issues_of", "map_point", "model_choices",
+           "nearest_point", "pr_curves", "predict_files", "push_run", "train_run", "transform_specs",
+           "window_timeline"]

@@ -24,6 +24,7 @@ from astapp.service.predicting import PredictingMixin, PredictorCache
 from astapp.service.publishing import PublishingMixin
 from astapp.service.recording import RecordingMixin
 from astapp.service.state import SessionState, StateStore
+from astapp.service.thresholds import ThresholdsMixin
 from astapp.service.training import TrainingMixin
 from astapp.sessions import Session
 
@@ -66,7 +67,7 @@ def hf_login_enabled() -> bool:
 
 
 class Service(DatasetsMixin, AugmentingMixin, TrainingMixin, EvaluationMixin, PredictingMixin, PublishingMixin,
-              CrossValidationMixin, RecordingMixin):
+              CrossValidationMixin, RecordingMixin, ThresholdsMixin):
     """Datasets, previews, training jobs, runs, evaluation, prediction, publishing and session state."""
 
     def __init__(self, manager: Any = None, hub_online: bool | None = None, hub_api: Any = None):

@@ -14,6 +14,7 @@ from astapp.paths import inside
 from astapp.rundir import CONFIG, CV, METRICS, read_json
 from astapp.runs import RunInfo
 from astapp.service.datasets import play_audio
+from astapp.service.thresholds import current_thresholds, is_multi_label, label_table, relabel
 from astapp.sessions import Session
 
 
@@ -31,6 +32,13 @@ class Evaluation:
     mistakes: list[dict[str, Any]] = field(default_factory=list)  # wrong predictions, most confident first
     players: list[tuple[str, tuple[int, np.ndarray]]] = field(default_factory=list)  # (label, audio)
     cross_validation: bool = False  # a CV run without a final model: scores are the mean over folds
+    multi_label: bool = False  # then: mAP, per-label AP and the thresholds the exported model uses
+    map: float | None = None
+    map_micro: float | None = None
+    f1_micro: float | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+    label_rows: list[dict[str, Any]] = field(default_factory=list)  # {label, ap, threshold, precision, ...}
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # label -> precision/recall curve
 
 
 class EvaluationMixin:
@@ -59,9 +67,20 @@ class EvaluationMixin:
                       "support": int(v["support"])}
                      for name, v in (metrics.get("per_class") or {}).items()]
         preds = [p for p in metrics.get("predictions") or [] if isinstance(p, dict)]
+        multi = is_multi_label(metrics)
+        if multi:  # scores cut at the thresholds the exported model uses now (they may have been edited)
+            thresholds = current_thresholds(metrics, info.path)
+            label_rows, f1_micro = label_table(metrics, thresholds)
+            preds = relabel(preds, thresholds)
+            per_class = [{"class": r["label"], **{k: r[k] for k in ("precision", "recall", "f1", "support")}}
+                         for r in label_rows]
         wrong = sorted((p for p in preds if p.get("true") != p.get("pred")), key=lambda p: -float(p.get("prob") or 0))
         result = Evaluation(info, metrics.get("accuracy"), metrics.get("f1_macro"), labels,
                             metrics.get("confusion_matrix") or [], per_class, preds, wrong)
+        if multi:
+            result.multi_label, result.map, result.map_micro = True, metrics.get("map"), metrics.get("map_micro")
+            result.f1_micro, result.thresholds, result.label_rows = f1_micro, thresholds, label_rows
+            result.curves = {k: v.get("curve") or {} for k, v in (metrics.get("per_class") or {}).items()}
         data_root = str(read_json(info.path / CONFIG).get("data", ""))
         for p in wrong:
             if len(result.players) == players:

@@ -39,6 +39,9 @@ def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
     rep = view.report
     classes = rep.get("classes", [])
     n_clips = sum(int(c["clips"]) for c in classes)
+    multi = rep.get("label_mode") == "multi"
+    if multi:  # classes count the clips carrying each label, so they overlap
+        n_clips = len(rep.get("durations") or [])
     total = sum(float(c["seconds"]) for c in classes)
     verdict = ("<span class='astapp-badge finished'>Ready to train</span> Go to *Augment* to hear what the "
                "model hears, or straight to *Train*." if view.trainable else
@@ -59,6 +62,12 @@ def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
                     "*Add background noise* and *Add short noises* in *Augment* mix these into training clips."
                     + (f" Skipped: {', '.join(s['path'] for s in noise.get('skipped', [])[:5])}."
                        if noise.get("skipped") else ""))
+    if multi:
+        ml = rep.get("multilabel") or {}
+        pairs = ", ".join(f"{x} + {y} ({n})" for x, y, n in (ml.get("co_occurrence") or [])[:5])
+        summary += (f"\n\n**Multi-label**: a clip may carry several labels ({ml.get('mean_labels', 0)} per clip on "
+                    f"average, {plural(int(ml.get('without_labels', 0)), 'clip')} without labels); training uses a "
+                    "sigmoid per label and tunes a threshold for each." + (f" Seen together: {pairs}." if pairs else ""))
     summary += f"\n\n{verdict}"
     df = pd.DataFrame([{"class": c["name"], "clips": int(c["clips"]), "seconds": round(float(c["seconds"]), 1)}
                        for c in classes], columns=["class", "clips", "seconds"])

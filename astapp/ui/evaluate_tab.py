@@ -25,6 +25,7 @@ N_PLAYERS = 6
 PER_ROW = 3  # wide enough that every player's controls show at 800 px and at 1400 px
 PER_CLASS = ["class", "precision", "recall", "f1", "support"]
 MISTAKES = ["file", "true", "predicted", "confidence"]
+THRESHOLDS = ["label", "ap", "threshold", "precision", "recall", "f1", "support"]  # multi-label runs
 
 
 @dataclass
@@ -46,6 +47,10 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
             with gr.Row():
                 matrix = gr.Plot(label="Confusion matrix", show_label=False, scale=3)
                 per_class = gr.Dataframe(label="Per class", interactive=False, scale=2, headers=PER_CLASS)
+            thresholds = gr.Dataframe(label="Per label (multi-label): edit a threshold, then save; the exported "
+                                      "model and Predict use the saved ones", headers=THRESHOLDS, interactive=True,
+                                      visible=False, elem_id="eval-thresholds")
+            save = gr.Button("Save thresholds", visible=False, size="md", elem_id="eval-save-thresholds")
             gr.Markdown("#### Mistakes on the validation clips")
             mistakes = gr.Dataframe(label="Misclassified", interactive=False, max_height=260, headers=MISTAKES)
             players: list[gr.Audio] = []
@@ -67,13 +72,14 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
     def evaluate_fn(run_id: str | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         import pandas as pd
 
-        from astapp.service import confusion_matrix
+        from astapp.service import confusion_matrix, pr_curves
 
         if not run_id:
             return ("No finished run yet: train one in the *Train* tab, then pick it here.", gr.Column(visible=True),
                     None,
                     pd.DataFrame(columns=PER_CLASS), pd.DataFrame(columns=MISTAKES),
-                    *[gr.Audio(value=None, visible=False)] * N_PLAYERS)
+                    *[gr.Audio(value=None, visible=False)] * N_PLAYERS,
+                    gr.Dataframe(value=pd.DataFrame(columns=THRESHOLDS), visible=False), gr.Button(visible=False))
         sess = session(svc, tok, request)
         ev = svc.evaluation(sess, run_id, players=N_PLAYERS)
         svc.remember(sess, evaluate_run=run_id)
@@ -82,19 +88,37 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
                 f"{plural(len(ev.mistakes), 'mistake')}")
         if ev.cross_validation:
             head = f"### {ev.run.name} · {ev.run.state}\nA cross-validation run: its folds, map and label issues follow."
-        fig = confusion_matrix(ev.confusion, ev.labels) if ev.confusion else None
+        elif ev.multi_label:
+            head = (f"### {ev.run.name} · {ev.run.state}\n**mAP {fmt_score(ev.map)}** · micro mAP "
+                    f"{fmt_score(ev.map_micro)} · micro F1 {fmt_score(ev.f1_micro)} at the thresholds below · "
+                    f"{plural(len(ev.predictions), 'validation clip')}, "
+                    f"{plural(len(ev.mistakes), 'clip')} with a wrong label set")
+        fig = confusion_matrix(ev.confusion, ev.labels) if ev.confusion else pr_curves(ev.curves) if ev.multi_label \
+            else None
         mist = pd.DataFrame([{"file": p.get("path", ""), "true": p.get("true", ""), "predicted": p.get("pred", ""),
                               "confidence": round(float(p.get("prob") or 0), 3)} for p in ev.mistakes],
                             columns=MISTAKES)
         outs: list[Any] = [gr.Audio(value=pcm16(audio), visible=True, label=label) for label, audio in ev.players]
         outs += [gr.Audio(value=None, visible=False)] * (N_PLAYERS - len(outs))
         return (head, gr.Column(visible=not ev.cross_validation), fig, pd.DataFrame(ev.per_class, columns=PER_CLASS),
-                mist, *outs)
+                mist, *outs,
+                gr.Dataframe(value=pd.DataFrame(ev.label_rows, columns=THRESHOLDS), visible=ev.multi_label),
+                gr.Button(visible=ev.multi_label))
+
+    @guard
+    def save_fn(run_id: str | None, table: Any, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
+        rows = table.to_dict("records") if hasattr(table, "to_dict") else [
+            dict(zip(table.get("headers") or [], r, strict=False)) for r in (table or {}).get("data") or []]
+        svc.set_thresholds(session(svc, tok, request), str(run_id or ""),
+                           {str(r.get("label")): r.get("threshold") for r in rows if r.get("label")})
+        return evaluate_fn.__wrapped__(run_id, tok, request)  # the same view, under this guard
 
     refresh.click(refresh_fn, [run, token], run, api_name="list_runs")
     tab.select(refresh_fn, [run, token], run, api_visibility="private")
-    outputs = [summary, standard, matrix, per_class, mistakes, *players]
+    outputs = [summary, standard, matrix, per_class, mistakes, *players, thresholds, save]
     shown = run.change(evaluate_fn, [run, token], outputs, api_name="evaluate_run", **heavy())
     guard.keep(shown, outputs, notice, say=lambda message, *_: f"This run cannot be shown: {message}")
+    saved = save.click(save_fn, [run, thresholds, token], outputs, api_name="save_thresholds")
+    guard.keep(saved, outputs, notice, say=lambda message, *_: f"The thresholds were not saved: {message}")
     run.change(guarded(cv.show), [run, token], cv.outputs, api_name="cv_view", **heavy())
     return EvaluateTab(tab, run)

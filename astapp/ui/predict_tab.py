@@ -95,6 +95,8 @@ def build(svc: Service, token: gr.State) -> PredictTab:
         pred = svc.predict(sess, run_id, path, int(k))
         svc.remember(sess, predict_run=run_id, top_k=int(k))
         label = {name: float(p) for name, p in pred.top}
+        if pred.multi_label and pred.above:  # every label over its threshold, not only the top one
+            label = {name: float(p) for name, p in pred.above}
         if len(pred.windows) > 1:
             from astapp.service import window_timeline
 
