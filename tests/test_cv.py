@@ -91,11 +91,18 @@ class Out:
 @pytest.fixture
 def cli(capsys):
     """`python -m astapp ...` in this process (the same main(); no second torch import)."""
+    from transformers.utils import logging as hf_logging
+
     from astapp.cli import main
 
     def run(*args: str) -> Out:
         capsys.readouterr()
-        code = main(list(args))
+        level = hf_logging.get_verbosity()
+        try:
+            code = main(list(args))
+        finally:  # the CLI quiets transformers for its process; later tests expect its warnings
+            hf_logging.set_verbosity(level)
+            hf_logging.enable_progress_bar()
         got = capsys.readouterr()
         return Out(code, got.out, got.err)
 
