@@ -52,6 +52,15 @@ CSS = """
 footer { display: none !important; }
 """
 
+# The browser's voice processing (on by default in getUserMedia) is made for calls: noise suppression
+# fades out steady sounds and the noise floor, automatic gain changes levels, so the microphone would
+# hear something other than the training clips. Gradio asks for `{audio: true}`; ask for the raw sound.
+MIC_HEAD = """<script>(() => { const md = navigator.mediaDevices;
+  if (!md || !md.getUserMedia || md.astappRawAudio) return;
+  const get = md.getUserMedia.bind(md), raw = {echoCancellation: false, noiseSuppression: false, autoGainControl: false};
+  md.getUserMedia = (c) => get(c && c.audio ? {...c, audio: c.audio === true ? raw : {...raw, ...c.audio}} : c);
+  md.astappRawAudio = true; })();</script>"""
+
 
 def theme() -> Any:
     """System fonts only: no request to Google Fonts (offline machines, privacy)."""
@@ -67,6 +76,7 @@ class AstApp(gr.Blocks):
     def launch(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs.setdefault("theme", theme())
         kwargs.setdefault("css", CSS)
+        kwargs.setdefault("head", MIC_HEAD)
         # one source for the upload cap: the engine's IngestLimits (ASTAPP_MAX_UPLOAD_MB)
         kwargs.setdefault("max_file_size", IngestLimits().max_upload_bytes)
         kwargs.setdefault("footer_links", ["api"])
