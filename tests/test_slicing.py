@@ -41,11 +41,13 @@ def _slice_lines(run: Path) -> list[str]:
 def test_a_run_in_slices_ends_like_the_same_run_in_one_go(tmp_path, tiny_ast, small_dataset):
     whole, sliced = JobManager(tmp_path / "whole", slice_seconds=0), None
     try:
-        t0 = time.monotonic()
         a = whole.submit("o", _cfg(tiny_ast, small_dataset, epochs=12))
         assert whole.wait(a, TIMEOUT) == "finished", whole.tail(a, 30)
-        # Slices of under half the whole run's time: at least two on any machine, however fast.
-        sliced = JobManager(tmp_path / "sliced", slice_seconds=max(0.5, 0.45 * (time.monotonic() - t0)))
+        # Each slice: room for its start-up plus under half the training time: at least two slices on
+        # any machine, however fast, and each gets real steps done (not only its start-up).
+        m = json.loads((whole.get_run("o", a).path / rundir.METRICS).read_text())
+        startup = max(0.0, float(m["total_seconds"]) - float(m["train_seconds"]))
+        sliced = JobManager(tmp_path / "sliced", slice_seconds=max(0.5, 0.5 * startup + 0.4 * float(m["train_seconds"])))
         b = sliced.submit("o", _cfg(tiny_ast, small_dataset, epochs=12))
         assert sliced.wait(b, TIMEOUT) == "finished", sliced.tail(b, 30)
         run_a, run_b = whole.get_run("o", a).path, sliced.get_run("o", b).path
