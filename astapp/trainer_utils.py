@@ -283,7 +283,8 @@ class BestKeeper(TrainerCallback):
 
 
 class StopCallback(TrainerCallback):
-    """Graceful stop: after the current step, skip further evaluation and save one checkpoint.
+    """Graceful stop: after the current step, save one checkpoint; evaluate only if that step completed an
+    epoch (its evaluation belongs to it: a resumed run starts the next epoch and would never make it up).
 
     Under DDP the request is all-reduced every step so every rank stops at the same step.
     """
@@ -309,7 +310,9 @@ class StopCallback(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, **kwargs):
         if self.stopped:
-            control.should_evaluate = False
+            epoch = float(state.epoch or 0.0)
+            if abs(epoch - round(epoch)) > 1e-6:  # stopped mid-epoch: no evaluation, stop promptly
+                control.should_evaluate = False
             control.should_save = True
 
 

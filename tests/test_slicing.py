@@ -129,3 +129,23 @@ def test_early_stopping_counts_on_across_a_resume(tmp_path, tiny_ast, small_data
                           output=str(tmp_path / "straight")))
     assert straight.metrics["early_stopped"] and resumed.metrics["early_stopped"]
     assert resumed.metrics["epochs"] == straight.metrics["epochs"] == 3.0
+
+
+def test_one_step_slices_still_evaluate_every_epoch(tmp_path, tiny_ast, small_dataset):
+    """A slice that stops on an epoch's last step evaluates that epoch (the resumed slice starts the next
+    one and would never make it up): the best epoch survives even when every slice is a single step."""
+    whole, sliced = JobManager(tmp_path / "whole", slice_seconds=0), JobManager(tmp_path / "sliced", slice_seconds=0.05)
+    try:
+        runs = []
+        for jm in (whole, sliced):
+            job = jm.submit("o", _cfg(tiny_ast, small_dataset, epochs=2))
+            assert jm.wait(job, TIMEOUT) == "finished", jm.tail(job, 30)
+            runs.append(jm.get_run("o", job).path)
+    finally:
+        whole.shutdown(timeout=10)
+        sliced.shutdown(timeout=10)
+    assert len(_slice_lines(runs[1])) >= 4  # (nearly) one step per slice
+    ma, mb = (json.loads((r / rundir.METRICS).read_text()) for r in runs)
+    assert mb["best_epoch"] is not None and mb["best_epoch"] == ma["best_epoch"]
+    assert [ev["epoch"] for ev in map(json.loads, (runs[1] / rundir.HISTORY).read_text().splitlines())
+            if ev.get("type") == "eval"] == [1.0, 2.0]
