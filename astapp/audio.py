@@ -8,6 +8,7 @@ libsndfile's misleading "file does not exist" and decoder noise.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,3 +135,28 @@ def decode(path: str | Path, sr: int = SAMPLE_RATE, max_seconds: float | None = 
     if in_sr != sr:
         wav = soxr.resample(wav, in_sr, sr, quality="HQ")
     return np.ascontiguousarray(wav, dtype=np.float32), info
+
+
+def audio_files(root: Path) -> list[Path]:
+    """Audio files under `root`, sorted, hidden folders and `__MACOSX` left out."""
+    return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+                  and not any(part.startswith(".") or part == "__MACOSX" for part in p.relative_to(root).parts))
+
+
+def expand_sources(sources: str | Path | Iterable[str | Path], tmp: Path) -> list[tuple[str, Path | None]]:
+    """(display name, path or None when missing) for every file to predict: files as given, folders and
+    zips (extracted safely under `tmp`) expanded to their audio files. Torch-free, so the ONNX path shares it."""
+    from astapp.config import IngestLimits
+    from astapp.ingest import extract_zip
+
+    items: list[tuple[str, Path | None]] = []
+    for n, src in enumerate([sources] if isinstance(sources, (str, Path)) else list(sources)):
+        path = Path(src)
+        if path.is_file() and path.suffix.lower() == ".zip":
+            root = Path(extract_zip(path, Path(tmp) / f"zip{n}", IngestLimits()))
+            items += [(f"{path.name}/{p.relative_to(root).as_posix()}", p) for p in audio_files(root)]
+        elif path.is_dir():
+            items += [(p.relative_to(path).as_posix(), p) for p in audio_files(path)]
+        else:
+            items.append((str(src), path if path.is_file() else None))
+    return items

@@ -218,23 +218,9 @@ class Predictor:
 
     def _expand(self, source: str | Path | Iterable[str | Path], tmp: Path) -> list[tuple[str, Path | None]]:
         """(display name, path or None when missing) for every file to predict."""
-        from astapp.audio import AUDIO_EXTENSIONS
+        from astapp.audio import expand_sources
 
-        sources = [source] if isinstance(source, (str, Path)) else list(source)
-        items: list[tuple[str, Path | None]] = []
-        for n, src in enumerate(sources):
-            path = Path(src)
-            if path.is_file() and path.suffix.lower() == ".zip":
-                from astapp.ingest import extract_zip
-
-                root = Path(extract_zip(path, tmp / f"zip{n}", IngestLimits()))
-                items += [(f"{path.name}/{p.relative_to(root).as_posix()}", p)
-                          for p in _audio_files(root, AUDIO_EXTENSIONS)]
-            elif path.is_dir():
-                items += [(p.relative_to(path).as_posix(), p) for p in _audio_files(path, AUDIO_EXTENSIONS)]
-            else:
-                items.append((str(src), path if path.is_file() else None))
-        return items
+        return expand_sources(source, tmp)
 
     # --- output -------------------------------------------------------------------------------
     @staticmethod
@@ -250,8 +236,3 @@ class Predictor:
         path = Path(path)
         atomic_write_text(path, buf.getvalue())
         return path
-
-
-def _audio_files(root: Path, extensions: set[str]) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in extensions
-                  and not any(part.startswith(".") or part == "__MACOSX" for part in p.relative_to(root).parts))

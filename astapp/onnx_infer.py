@@ -124,17 +124,18 @@ class OnnxPredictor:
         return [(self.labels[i], float(probs[i])) for i in idx]
 
     def predict_many(self, files: Iterable[str | Path], top_k: int = 5) -> list[dict[str, Any]]:
-        """One row {file, label, prob, top, error} per audio file (folders expand); a bad file is a row."""
-        from astapp.audio import AUDIO_EXTENSIONS, load_audio
+        """One row {file, label, prob, top, error} per audio file (folders and zips expand, as for the torch
+        Predictor: `audio.expand_sources`); a bad file is a row."""
+        import tempfile
 
-        items: list[tuple[str, Path | None]] = []
-        for src in files:
-            p = Path(src)
-            if p.is_dir():
-                items += [(f.relative_to(p).as_posix(), f) for f in sorted(p.rglob("*"))
-                          if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS]
-            else:
-                items.append((str(src), p if p.is_file() else None))
+        from astapp.audio import expand_sources
+
+        with tempfile.TemporaryDirectory(prefix="astapp-onnx-predict-") as tmp:
+            return self._rows(expand_sources(list(files), Path(tmp)), top_k)
+
+    def _rows(self, items: list[tuple[str, Path | None]], top_k: int) -> list[dict[str, Any]]:
+        from astapp.audio import load_audio
+
         rows = []
         for name, path in items:
             row: dict[str, Any] = {"file": name, "label": None, "prob": None, "top": [], "error": None}
