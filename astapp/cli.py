@@ -62,7 +62,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     for s in SETTINGS:
         kw: dict[str, Any] = {"dest": s.path.replace(".", "__"), "help": s.help}
         if s.kind == "bool":
-            kw["action"] = "store_true"
+            kw["action"] = argparse.BooleanOptionalAction  # --flag / --no-flag: some default to on
         else:
             if s.kind in _TYPES:
                 kw["type"] = _TYPES[s.kind]

@@ -256,7 +256,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("threads", "--threads", "int", "torch CPU threads (0 = torch's default)", low=0,
             problem="Threads must be 0 (torch's default) or a whole number of threads."),
     Setting("int8_pass", "--int8-pass", "bool", "frozen / last-N: run the frozen layers' one-off pass over the "
-            "training clips in int8 on CPUs without native bf16 (validation stays fp32)",
+            "training clips in int8 on CPUs without native bf16, when it stays within a tenth of fp32 on the first "
+            "clips (validation stays fp32)",
             label="int8 one-off pass (CPU without bf16)", problem="The int8 pass must be on or off."),
 )
 _BY_PATH = {s.path: s for s in SETTINGS}
@@ -309,7 +310,7 @@ class TrainConfig:
     cv_final: bool = False  # cv: also train the final model (frozen: on every clip)
     audio: AudioConfig = field(default_factory=AudioConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    int8_pass: bool = False  # frozen/last-N pass in int8 where bf16 is not native (docs/BENCHMARKS.md §8)
+    int8_pass: bool = True  # frozen/last-N pass in int8 where bf16 is not native and it is faithful (BENCHMARKS §10)
 
     def last_n(self) -> int | None:
         """N for mode "last-N", else None."""
@@ -363,7 +364,7 @@ class TrainConfig:
             if not s.basic and value == _get(default, s.path):
                 continue
             if s.kind == "bool":
-                parts += [s.flag] if value else []
+                parts += [s.flag if value else "--no-" + s.flag[2:]]
             elif s.kind == "json":
                 parts += [s.flag, json.dumps(value, separators=(",", ":"))]
             else:

@@ -17,6 +17,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,6 +113,10 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         return quantize_dynamic(copy.deepcopy(model).float().eval(), {nn.Linear}, dtype=torch.qint8)
 
 
+INT8_MAX_REL_ERROR = 0.10  # int8 is kept only when its output is this close to fp32 on the run's first clips
+INT8_PROBE_CLIPS = 4
+
+
 def pass_functions(model: ASTForAudioClassification, n: int, int8: bool, device: torch.device,
                    cpu_bf16: bool) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
     """The frozen part for the training split and for validation. int8 (`quantize_int8`) only for the
@@ -121,6 +126,44 @@ def pass_functions(model: ASTForAudioClassification, n: int, int8: bool, device:
     if int8 and device.type == "cpu" and not cpu_bf16:
         return frozen_part(quantize_int8(model), n), fn
     return fn, fn
+
+
+@torch.no_grad()
+def probe_int8(fn32: Callable[[torch.Tensor], torch.Tensor], fn8: Callable[[torch.Tensor], torch.Tensor],
+               features: torch.utils.data.Dataset, device: torch.device,
+               clips: int = INT8_PROBE_CLIPS) -> tuple[np.ndarray, float]:
+    """fp32 outputs of the first `clips` items and the int8 pass's relative L2 error on them.
+
+    Why: int8 activations are quantised per tensor, so a checkpoint whose activations have outlier
+    channels (common in trained transformers) can lose far more than the random-weight benchmarks show;
+    measuring on the user's own model and clips decides. The fp32 rows are kept as those clips' cache rows.
+    """
+    batch = torch.stack([features[i]["input_values"] for i in range(min(clips, len(features)))]).to(device)
+    with torch.inference_mode():
+        ref, got = fn32(batch).float(), fn8(batch).float()
+    return ref.cpu().numpy(), float((got - ref).norm() / ref.norm().clamp_min(1e-12))
+
+
+def train_pass(model: ASTForAudioClassification, n: int, int8: bool, device: torch.device, cpu_bf16: bool,
+               train_features: torch.utils.data.Dataset) -> tuple[Callable[[torch.Tensor], torch.Tensor],
+                                                                  Callable[[torch.Tensor], torch.Tensor],
+                                                                  np.ndarray | None, dict[str, Any]]:
+    """(training-split pass, validation pass, cache rows already computed, what was chosen and why).
+
+    int8 applies where `pass_functions` allows it and `probe_int8` finds it within INT8_MAX_REL_ERROR of fp32;
+    otherwise the training split runs in fp32 too (bf16 where the CPU has it)."""
+    fn_train, fn = pass_functions(model, n, int8, device, cpu_bf16)
+    if fn_train is fn:
+        return fn, fn, None, {"one_off_pass": "bf16" if cpu_bf16 else "fp32", "message": ""}
+    first, rel = probe_int8(fn, fn_train, train_features, device)
+    info: dict[str, Any] = {"int8_rel_error": round(rel, 4)}
+    if rel <= INT8_MAX_REL_ERROR:
+        info.update(one_off_pass="int8", message=f" Training clips pass in int8 (within {rel:.1%} of fp32 on the "
+                    f"first {len(first)} clips; validation in fp32).")
+        return fn_train, fn, first, info
+    info.update(one_off_pass="fp32", message=f" int8 was {rel:.1%} off fp32 on the first {len(first)} clips "
+                f"(limit {INT8_MAX_REL_ERROR:.0%}), so every clip passes in fp32.")
+    return fn, fn, first, info
 
 
 def cache_shape(model: ASTForAudioClassification, n: int, max_length: int) -> tuple[int, ...]:
@@ -142,19 +185,23 @@ def fits_on_disk(folder: Path, nbytes: int, margin: float = 0.5) -> bool:
 @torch.no_grad()
 def compute_cache(fn: Callable[[torch.Tensor], torch.Tensor], features: torch.utils.data.Dataset,
                   shape: tuple[int, ...], out: Path, device: torch.device, batch_size: int = 16,
-                  progress: Callable[[int, int], None] | None = None, cpu_bf16: bool = False) -> np.ndarray:
+                  progress: Callable[[int, int], None] | None = None, cpu_bf16: bool = False,
+                  done: np.ndarray | None = None) -> np.ndarray:
     """Run `fn` over every item's `input_values` once into a float32 .npy memmap written atomically.
 
     `cpu_bf16` runs the frozen layers under bf16 autocast (~2.4x faster for base AST on a bf16-capable
     CPU). Use it for the training split only: validation activations stay fp32, so evaluation sees
-    exactly what the exported fp32 model computes.
+    exactly what the exported fp32 model computes. `done` holds rows already computed for the first items.
     """
     n = len(features)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *shape))
-        for start in range(0, n, batch_size):
+        skip = 0 if done is None else len(done)
+        if skip:
+            arr[:skip] = done
+        for start in range(skip, n, batch_size):
             batch = torch.stack([features[i]["input_values"] for i in range(start, min(n, start + batch_size))])
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16):
                 arr[start:start + len(batch)] = fn(batch.to(device)).float().cpu().numpy()

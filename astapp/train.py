@@ -82,6 +82,7 @@ class _Run:
         self.t0 = time.time()
         self.stage_seconds: dict[str, float] = {}
         self._stage: tuple[str, float] | None = None
+        self.one_off: dict[str, Any] = {}  # how the frozen layers' one-off pass ran (fastmodes.train_pass)
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def stage(self, name: str, message: str, **fields: Any) -> None:
@@ -232,6 +233,7 @@ class _Run:
             "early_stopped": best.early_stopped, "stopped": stopped,
             "resumed_from": str(checkpoint) if checkpoint else None,
             "trainable_parameters": sum(p.numel() for p in data["module"].parameters() if p.requires_grad),
+            **{k: v for k, v in self.one_off.items() if k != "message"},
         })
 
         self.stage("exporting", "Saving the trained model")
@@ -331,7 +333,8 @@ class _Run:
                     train_ds = ArrayDataset(cached[0], train_labels)
                     val_ds = ArrayDataset(cached[1], val_labels)
                     out.update(module=HeadModel(model) if n == 0 else TopLayersModel(model, n), cached=True,
-                               message=f"Training {what} on activations computed once per clip.")
+                               message=f"Training {what} on activations computed once per clip."
+                               + self.one_off.get("message", ""))
         out.update(train=train_ds, val=val_ds)
         if augment is not None:  # decode-side work per batch: overlap it with training in worker processes
             args.dataloader_num_workers = min(4, max(0, (os.cpu_count() or 1) - 1))
@@ -340,7 +343,7 @@ class _Run:
 
     def _fast_cache(self, args, model, n: int, max_length: int, train_ds, val_ds):
         """Frozen-part outputs for train and validation (rank 0 computes, others read), or None if too big."""
-        from astapp.fastmodes import cache_shape, compute_cache, fits_on_disk, pass_functions
+        from astapp.fastmodes import cache_shape, compute_cache, fits_on_disk, train_pass
 
         folder = self.run / rundir.FASTCACHE
         shape = cache_shape(model, n, max_length)
@@ -349,7 +352,8 @@ class _Run:
             return None
         device = args.device
         model.to(device).eval()
-        fn_train, fn = pass_functions(model, n, self.cfg.int8_pass, device, self.cpu_bf16)
+        fn_train, fn, first, self.one_off = (train_pass(model, n, self.cfg.int8_pass, device, self.cpu_bf16, train_ds)
+                                             if self.is_main else (None, None, None, {}))
         out = []
         with args.main_process_first(local=False, desc="activations"):
             for name, ds in (("train", train_ds), ("validation", val_ds)):
@@ -361,7 +365,8 @@ class _Run:
                         report(done / total, f"Running the frozen layers once: {name} {done}/{total} clips")
 
                     out.append(compute_cache(fn_train if name == "train" else fn, ds, shape, path, device, progress=prog,
-                                             cpu_bf16=self.cpu_bf16 and name == "train"))
+                                             cpu_bf16=self.cpu_bf16 and name == "train",
+                                             done=first if name == "train" else None))
                 else:
                     out.append(np.load(path, mmap_mode="r"))
         return out

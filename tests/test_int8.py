@@ -3,6 +3,10 @@ applies only where bf16 is not used, and a real frozen run with it keeps its res
 
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import torch
 from test_train import cfg_for, one_thread, val_probs_from_export  # noqa: F401  (fixture reused)
@@ -64,3 +68,62 @@ def test_frozen_run_with_int8_pass_stays_within_tolerance_of_fp32(tmp_path, tiny
     assert 0 < rel < 0.1, rel
     differ = sum(a["pred"] != b["pred"] for a, b in zip(m8["predictions"], m32["predictions"], strict=True))
     assert differ <= 1 and abs(m8["accuracy"] - m32["accuracy"]) <= 1 / 6 + 1e-9
+
+
+def outlier_model() -> ASTForAudioClassification:
+    """The tiny AST with one huge channel entering every attention block: per-tensor int8 activations then
+    round the other channels to a few levels, the failure a checkpoint with outlier features would show."""
+    model = tiny_model()
+    with torch.no_grad():
+        for layer in model.audio_spectrogram_transformer.layers:
+            layer.layernorm_before.weight[0] = 500.0
+    return model
+
+
+def test_train_pass_keeps_int8_only_when_the_probe_finds_it_faithful():
+    from astapp.fastmodes import INT8_MAX_REL_ERROR, compute_cache, train_pass
+
+    x = torch.randn(10, 64, 128)
+    ds = [{"input_values": x[i]} for i in range(len(x))]
+    model = tiny_model()
+    fn_train, fn, first, info = train_pass(model, 0, True, CPU, False, ds)
+    assert info["one_off_pass"] == "int8" and 0 < info["int8_rel_error"] <= INT8_MAX_REL_ERROR
+    assert fn_train is not fn and first.shape == (4, 64)
+    with torch.inference_mode():
+        ref = frozen_part(model, 0)(x).numpy()
+    np.testing.assert_allclose(first, ref[:4], rtol=1e-5, atol=1e-6)  # the probe's rows are fp32
+    # the probe's fp32 rows are kept as those clips' cache rows; the rest are the int8 pass's
+    cache = compute_cache(fn_train, ds, (64,), Path(tempfile.mkdtemp()) / "c.npy", CPU, batch_size=3, done=first)
+    np.testing.assert_array_equal(cache[:4], first)
+    rest = float(np.linalg.norm(cache[4:] - ref[4:]) / np.linalg.norm(ref[4:]))
+    assert 0 < rest <= INT8_MAX_REL_ERROR, rest
+
+    bad = outlier_model()
+    fn_train, fn, first, info = train_pass(bad, 0, True, CPU, False, ds)
+    assert info["one_off_pass"] == "fp32" and info["int8_rel_error"] > INT8_MAX_REL_ERROR, info
+    assert fn_train is fn and "so every clip passes in fp32" in info["message"]
+    for args in ((False, CPU, False), (True, CPU, True)):  # off, or bf16 where the CPU has it: no probe at all
+        fn_train, fn, first, info = train_pass(model, 0, *args, ds)
+        assert fn_train is fn and first is None and info["one_off_pass"] == ("bf16" if args[2] else "fp32")
+
+
+def test_int8_pass_is_on_by_default_and_can_be_turned_off_from_the_cli(tmp_path, tiny_ast, small_dataset):
+    import shlex
+
+    from astapp.cli import build_parser, config_from_args
+    from astapp.config import TrainConfig
+
+    assert TrainConfig().int8_pass is True
+    argv = ["train", "--data", "d", "--model", "m", "--output", "o"]
+    assert config_from_args(build_parser().parse_args(argv + ["--no-int8-pass"])).int8_pass is False
+    assert config_from_args(build_parser().parse_args(argv)).int8_pass is True
+    off = TrainConfig.from_dict({"data": "d", "model": "m", "output": "o", "int8_pass": False})
+    assert "--no-int8-pass" in off.to_cli()
+    assert config_from_args(build_parser().parse_args(shlex.split(off.to_cli())[3:])).int8_pass is False
+    # a real frozen run with the default settings records which pass it used, and says so
+    run = tmp_path / "run"
+    metrics = train(cfg_for(run, tiny_ast, small_dataset, mode="frozen")).metrics
+    assert metrics["one_off_pass"] == "int8" and metrics["int8_rel_error"] <= 0.1, metrics
+    message = next(e["message"] for e in map(json.loads, (run / "history.jsonl").read_text().splitlines())
+                   if e.get("stage") == "training")
+    assert "Training clips pass in int8" in message
