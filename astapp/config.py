@@ -310,7 +310,7 @@ class TrainConfig:
     cv_final: bool = False  # cv: also train the final model (frozen: on every clip)
     audio: AudioConfig = field(default_factory=AudioConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    int8_pass: bool = True  # frozen/last-N pass in int8 where bf16 is not native and it is faithful (BENCHMARKS §10)
+    int8_pass: bool = True  # frozen/last-N pass in int8 where bf16 is not native and it is faithful (BENCHMARKS §12)
 
     def last_n(self) -> int | None:
         """N for mode "last-N", else None."""

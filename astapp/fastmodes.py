@@ -128,7 +128,6 @@ def pass_functions(model: ASTForAudioClassification, n: int, int8: bool, device:
     return fn, fn
 
 
-@torch.no_grad()
 def probe_int8(fn32: Callable[[torch.Tensor], torch.Tensor], fn8: Callable[[torch.Tensor], torch.Tensor],
                features: torch.utils.data.Dataset, device: torch.device,
                clips: int = INT8_PROBE_CLIPS) -> tuple[np.ndarray, float]:
@@ -153,7 +152,7 @@ def train_pass(model: ASTForAudioClassification, n: int, int8: bool, device: tor
     int8 applies where `pass_functions` allows it and `probe_int8` finds it within INT8_MAX_REL_ERROR of fp32;
     otherwise the training split runs in fp32 too (bf16 where the CPU has it)."""
     fn_train, fn = pass_functions(model, n, int8, device, cpu_bf16)
-    if fn_train is fn:
+    if fn_train is fn or len(train_features) == 0:
         return fn, fn, None, {"one_off_pass": "bf16" if cpu_bf16 else "fp32", "message": ""}
     first, rel = probe_int8(fn, fn_train, train_features, device)
     info: dict[str, Any] = {"int8_rel_error": round(rel, 4)}
@@ -213,3 +212,20 @@ def compute_cache(fn: Callable[[torch.Tensor], torch.Tensor], features: torch.ut
     finally:
         tmp.unlink(missing_ok=True)
     return np.load(out, mmap_mode="r")
+
+
+def cache_splits(model: ASTForAudioClassification, n: int, train_ds: torch.utils.data.Dataset,
+                 val_ds: torch.utils.data.Dataset, folder: Path, shape: tuple[int, ...], device: torch.device,
+                 int8: bool, cpu_bf16: bool, report: Callable[[float, str], None]) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Both splits' cached frozen-part outputs (the training split as `train_pass` chooses, validation in
+    fp32) and what was chosen, for the run's metrics and its training message."""
+    fn_train, fn, first, info = train_pass(model, n, int8, device, cpu_bf16, train_ds)
+    out = []
+    for name, ds in (("train", train_ds), ("validation", val_ds)):
+        def prog(done: int, total: int, name: str = name) -> None:
+            report(done / total, f"Running the frozen layers once: {name} {done}/{total} clips")
+
+        train = name == "train"
+        out.append(compute_cache(fn_train if train else fn, ds, shape, folder / f"{name}.npy", device, progress=prog,
+                                 cpu_bf16=cpu_bf16 and train, done=first if train else None))
+    return out, info

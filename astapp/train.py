@@ -343,32 +343,18 @@ class _Run:
 
     def _fast_cache(self, args, model, n: int, max_length: int, train_ds, val_ds):
         """Frozen-part outputs for train and validation (rank 0 computes, others read), or None if too big."""
-        from astapp.fastmodes import cache_shape, compute_cache, fits_on_disk, train_pass
+        from astapp.fastmodes import cache_shape, cache_splits, fits_on_disk
 
         folder = self.run / rundir.FASTCACHE
         shape = cache_shape(model, n, max_length)
-        nbytes = 4 * int(np.prod(shape)) * (len(train_ds) + len(val_ds))
-        if not fits_on_disk(self.run, nbytes):
+        if not fits_on_disk(self.run, 4 * int(np.prod(shape)) * (len(train_ds) + len(val_ds))):
             return None
-        device = args.device
-        model.to(device).eval()
-        fn_train, fn, first, self.one_off = (train_pass(model, n, self.cfg.int8_pass, device, self.cpu_bf16, train_ds)
-                                             if self.is_main else (None, None, None, {}))
-        out = []
+        model.to(args.device).eval()
         with args.main_process_first(local=False, desc="activations"):
-            for name, ds in (("train", train_ds), ("validation", val_ds)):
-                path = folder / f"{name}.npy"
-                if self.is_main:
-                    report = self._progress("features")
-
-                    def prog(done: int, total: int, name: str = name, report=report) -> None:
-                        report(done / total, f"Running the frozen layers once: {name} {done}/{total} clips")
-
-                    out.append(compute_cache(fn_train if name == "train" else fn, ds, shape, path, device, progress=prog,
-                                             cpu_bf16=self.cpu_bf16 and name == "train",
-                                             done=first if name == "train" else None))
-                else:
-                    out.append(np.load(path, mmap_mode="r"))
+            if not self.is_main:
+                return [np.load(folder / f"{name}.npy", mmap_mode="r") for name in ("train", "validation")]
+            out, self.one_off = cache_splits(model, n, train_ds, val_ds, folder, shape, args.device,
+                                             self.cfg.int8_pass, self.cpu_bf16, self._progress("features"))
         return out
 
     def _evaluate(self, trainer, val_ds, labels: list[str], val_split) -> dict[str, Any]:
