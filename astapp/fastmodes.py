@@ -129,6 +129,11 @@ def pass_functions(model: ASTForAudioClassification, n: int, int8: bool, device:
     return fn, fn
 
 
+def _batch(features: torch.utils.data.Dataset, start: int, stop: int) -> torch.Tensor:
+    """Items start..stop (clipped to the dataset) stacked into one input batch."""
+    return torch.stack([features[i]["input_values"] for i in range(start, min(stop, len(features)))])
+
+
 def probe_int8(fn32: Callable[[torch.Tensor], torch.Tensor], fn8: Callable[[torch.Tensor], torch.Tensor],
                features: torch.utils.data.Dataset, device: torch.device,
                clips: int = INT8_PROBE_CLIPS) -> tuple[np.ndarray, float]:
@@ -138,7 +143,7 @@ def probe_int8(fn32: Callable[[torch.Tensor], torch.Tensor], fn8: Callable[[torc
     channels (common in trained transformers) can lose far more than the random-weight benchmarks show;
     measuring on the user's own model and clips decides. The fp32 rows are kept as those clips' cache rows.
     """
-    batch = torch.stack([features[i]["input_values"] for i in range(min(clips, len(features)))]).to(device)
+    batch = _batch(features, 0, clips).to(device)
     with torch.inference_mode():
         ref, got = fn32(batch).float(), fn8(batch).float()
     return ref.cpu().numpy(), float((got - ref).norm() / ref.norm().clamp_min(1e-12))
@@ -202,7 +207,7 @@ def compute_cache(fn: Callable[[torch.Tensor], torch.Tensor], features: torch.ut
         if skip:
             arr[:skip] = done
         for start in range(skip, n, batch_size):
-            batch = torch.stack([features[i]["input_values"] for i in range(start, min(n, start + batch_size))])
+            batch = _batch(features, start, start + batch_size)
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16):
                 arr[start:start + len(batch)] = fn(batch.to(device)).float().cpu().numpy()
             if progress:
