@@ -82,7 +82,6 @@ class _Run:
         self.t0 = time.time()
         self.stage_seconds: dict[str, float] = {}
         self._stage: tuple[str, float] | None = None
-        self.one_off: dict[str, Any] = {}  # how the frozen layers' one-off pass ran (fastmodes.train_pass)
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def stage(self, name: str, message: str, **fields: Any) -> None:
@@ -233,7 +232,7 @@ class _Run:
             "early_stopped": best.early_stopped, "stopped": stopped,
             "resumed_from": str(checkpoint) if checkpoint else None,
             "trainable_parameters": sum(p.numel() for p in data["module"].parameters() if p.requires_grad),
-            **{k: v for k, v in self.one_off.items() if k != "message"},
+            **data.get("one_off", {}),  # how the frozen layers' one-off pass ran (fastmodes.train_pass)
         })
 
         self.stage("exporting", "Saving the trained model")
@@ -330,11 +329,12 @@ class _Run:
                     out["message"] = (f"Training {what} only. The cached activations would not fit on disk, "
                                       "so the frozen layers run on every step.")
                 else:
-                    train_ds = ArrayDataset(cached[0], train_labels)
-                    val_ds = ArrayDataset(cached[1], val_labels)
+                    (train_act, val_act), info = cached
+                    train_ds = ArrayDataset(train_act, train_labels)
+                    val_ds = ArrayDataset(val_act, val_labels)
                     out.update(module=HeadModel(model) if n == 0 else TopLayersModel(model, n), cached=True,
                                message=f"Training {what} on activations computed once per clip."
-                               + self.one_off.get("message", ""))
+                               + info.pop("message", ""), one_off=info)
         out.update(train=train_ds, val=val_ds)
         if augment is not None:  # decode-side work per batch: overlap it with training in worker processes
             args.dataloader_num_workers = min(4, max(0, (os.cpu_count() or 1) - 1))
@@ -342,7 +342,8 @@ class _Run:
         return out
 
     def _fast_cache(self, args, model, n: int, max_length: int, train_ds, val_ds):
-        """Frozen-part outputs for train and validation (rank 0 computes, others read), or None if too big."""
+        """(frozen-part outputs for train and validation, how the pass ran), rank 0 computing and the others
+        reading; None if they would not fit on disk."""
         from astapp.fastmodes import cache_shape, cache_splits, fits_on_disk
 
         folder = self.run / rundir.FASTCACHE
@@ -352,10 +353,9 @@ class _Run:
         model.to(args.device).eval()
         with args.main_process_first(local=False, desc="activations"):
             if not self.is_main:
-                return [np.load(folder / f"{name}.npy", mmap_mode="r") for name in ("train", "validation")]
-            out, self.one_off = cache_splits(model, n, train_ds, val_ds, folder, shape, args.device,
-                                             self.cfg.int8_pass, self.cpu_bf16, self._progress("features"))
-        return out
+                return [np.load(folder / f"{name}.npy", mmap_mode="r") for name in ("train", "validation")], {}
+            return cache_splits(model, n, train_ds, val_ds, folder, shape, args.device, self.cfg.int8_pass,
+                                self.cpu_bf16, self._progress("features"))
 
     def _evaluate(self, trainer, val_ds, labels: list[str], val_split) -> dict[str, Any]:
         """Final validation metrics of the (restored) model, with per-clip predictions."""

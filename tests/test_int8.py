@@ -4,8 +4,6 @@ applies only where bf16 is not used, and a real frozen run with it keeps its res
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -80,7 +78,7 @@ def outlier_model() -> ASTForAudioClassification:
     return model
 
 
-def test_train_pass_keeps_int8_only_when_the_probe_finds_it_faithful():
+def test_train_pass_keeps_int8_only_when_the_probe_finds_it_faithful(tmp_path):
     from astapp.fastmodes import INT8_MAX_REL_ERROR, compute_cache, train_pass
 
     x = torch.randn(10, 64, 128)
@@ -93,7 +91,7 @@ def test_train_pass_keeps_int8_only_when_the_probe_finds_it_faithful():
         ref = frozen_part(model, 0)(x).numpy()
     np.testing.assert_allclose(first, ref[:4], rtol=1e-5, atol=1e-6)  # the probe's rows are fp32
     # the probe's fp32 rows are kept as those clips' cache rows; the rest are the int8 pass's
-    cache = compute_cache(fn_train, ds, (64,), Path(tempfile.mkdtemp()) / "c.npy", CPU, batch_size=3, done=first)
+    cache = compute_cache(fn_train, ds, (64,), tmp_path / "c.npy", CPU, batch_size=3, done=first)
     np.testing.assert_array_equal(cache[:4], first)
     rest = float(np.linalg.norm(cache[4:] - ref[4:]) / np.linalg.norm(ref[4:]))
     assert 0 < rest <= INT8_MAX_REL_ERROR, rest
