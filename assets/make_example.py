@@ -1,7 +1,7 @@
 """Generate the built-in example dataset, `assets/example_sounds.zip`, deterministically.
 
 Five everyday sound classes: "speech" (short words from Debian's `espeak-ng` with varied English
-voices, speeds, pitches and positions in the clip) and four synthesised ones from `astapp.synth`:
+voices, speeds, pitches and positions in the clip) and four synthesised ones from `astapp.data.synth`:
 "whistle" (chirps, sweeps, vibrato), "beeps" (square and pulsed tones), "knocks" (click trains) and
 "noise" (filtered and bursty noise). The classes differ in kind, like a tiny ESC-50, so even a model
 trained from scratch offline learns them, while a pretrained AST nails them. Every clip is 1 s of
@@ -32,7 +32,7 @@ import soxr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from astapp.synth import make_signal  # noqa: E402
+from astapp.data.synth import make_signal  # noqa: E402
 
 SR = 16_000
 SECONDS = 1.0

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from astapp import service
-from astapp.config import SETTINGS, TrainConfig, defaults_for, launch_rank, set_setting
-from astapp.errors import AstappError, ResourceError, TrainingError, explain, user_error
-from astapp.events import describe, describe_outcome
+from astapp.core.config import SETTINGS, TrainConfig, defaults_for, launch_rank, set_setting
+from astapp.core.errors import AstappError, ResourceError, TrainingError, explain, user_error
+from astapp.core.events import describe, describe_outcome
 
 EXIT_USER_ERROR = 2
 EXIT_STOPPED = 130

@@ -88,8 +88,8 @@ def one(args: argparse.Namespace, int8: bool) -> dict:
     import torch
     from transformers import ASTConfig
 
-    from astapp.devices import resolve_precision
-    from astapp.model import pass_flops
+    from astapp.model.loading import pass_flops
+    from astapp.training.devices import resolve_precision
 
     torch.set_num_threads(args.threads)
     dtype = resolve_precision(args.precision, False)

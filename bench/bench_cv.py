@@ -42,7 +42,7 @@ def cpu_flags() -> list[str]:
 
 
 def make_clips(root: Path, n: int, seconds: float) -> Path:
-    from astapp.synth import make_class_folders
+    from astapp.data.synth import make_class_folders
 
     if not root.exists():
         make_class_folders(root, n_classes=5, per_class=n // 5, seconds=(seconds * 0.9, seconds * 1.1), seed=3)
@@ -76,8 +76,8 @@ def part_time(work: Path, n: int, seconds: float, rounds: int = 2) -> dict:
 
 def flip_example(work: Path, share: float = 0.1) -> tuple[Path, list[str]]:
     """The example zip extracted, then `share` of its files moved into another class's folder."""
-    from astapp.examples import example_zip_path
-    from astapp.ingest import scan
+    from astapp.data.examples import example_zip_path
+    from astapp.data.ingest import scan
 
     root = work / "example-flipped"
     shutil.rmtree(root, ignore_errors=True)
@@ -113,8 +113,8 @@ def recall(work: Path, name: str, data: Path, flipped: list[str], model: str = "
 
 
 def part_map(n: int = 2000) -> dict:
-    from astapp.embedmap import reduce_2d
-    from astapp.figures import embedding_map
+    from astapp.evaluation.embedmap import reduce_2d
+    from astapp.evaluation.figures import embedding_map
 
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 3, (10, 768))
@@ -143,7 +143,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="astapp-bench-cv-"))
-    from astapp.synth import make_tone_classes
+    from astapp.data.synth import make_tone_classes
 
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "flags": cpu_flags(), "precision": "fp32"}}

@@ -22,11 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from astapp.augment import build_augment  # noqa: E402
-from astapp.augment_spec import CLASSIC, PRESETS  # noqa: E402
-from astapp.config import AugmentConfig  # noqa: E402
-from astapp.features import Fbank, choose_max_length  # noqa: E402
-from astapp.synth import KINDS, make_signal  # noqa: E402
+from astapp.core.config import AugmentConfig  # noqa: E402
+from astapp.data.synth import KINDS, make_signal  # noqa: E402
+from astapp.features.augment import build_augment  # noqa: E402
+from astapp.features.augment_settings import CLASSIC, PRESETS  # noqa: E402
+from astapp.features.fbank import Fbank, choose_max_length  # noqa: E402
 
 warnings.filterwarnings("ignore", message="At least one mel filter has all zero values")
 SR = 16_000
@@ -49,7 +49,7 @@ def best_of(fn, rounds: int) -> tuple[float, object]:
 def fbank_flops(wavs: list[np.ndarray], max_length: int) -> float:
     """FLOPs of the log-mel of these clips per clip (frames the model sees): Hann window (400), a 512-point
     real FFT (~2.5 N log2 N), power (3 x 257), the mel matmul (2 x 257 x 128) and the log (128)."""
-    from astapp.features import num_frames
+    from astapp.features.fbank import num_frames
 
     per_frame = 400 + 2.5 * 512 * 9 + 3 * 257 + 2 * 257 * 128 + 128
     return per_frame * sum(min(num_frames(len(w)), max_length) for w in wavs) / len(wavs)
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['max_abs_error']:.1e} | {r.get('fbank_mfu', {}).get('mfu', 0):.1%} / "
               f"{r.get('ast_feature_extractor_mfu', {}).get('mfu', 0):.1%} |")
     if args.out:
-        from astapp.fsutil import atomic_write_text
+        from astapp.core.fsutil import atomic_write_text
 
         atomic_write_text(args.out, json.dumps(result, indent=2))
     return result

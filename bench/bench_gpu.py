@@ -85,7 +85,7 @@ def main() -> int:
     import torch
     from transformers import ASTConfig
 
-    from astapp.model import model_flops_per_sample
+    from astapp.model.loading import model_flops_per_sample
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

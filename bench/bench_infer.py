@@ -39,11 +39,11 @@ def main() -> int:
     import torch
     from transformers import pipeline
 
-    from astapp.export import export_model
-    from astapp.features import Fbank, choose_max_length
-    from astapp.infer import Predictor
-    from astapp.model import load_model
-    from astapp.synth import make_signal, write_wav
+    from astapp.data.synth import make_signal, write_wav
+    from astapp.features.fbank import Fbank, choose_max_length
+    from astapp.model.folder import export_model
+    from astapp.model.loading import load_model
+    from astapp.predict.predictor import Predictor
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="astapp_bench_infer_"))
@@ -72,7 +72,7 @@ def main() -> int:
     predict_file_ms = median_ms(lambda: predictor.predict(str(clip), top_k=5), args.repeats)
     # the pipeline decodes files with ffmpeg (absent here): give it the decoded array, as predict_array gets
     pipe_ms = median_ms(lambda: pipe({"raw": wav, "sampling_rate": 16000}, top_k=5), args.repeats)
-    from astapp.model import model_flops_per_sample
+    from astapp.model.loading import model_flops_per_sample
 
     peak = matmul_peak("fp32", args.threads)  # inference runs fp32 (the exported model)
     flops = model_flops_per_sample(bare.config, frames, training=False)

@@ -27,7 +27,7 @@ def train_head(model, x, y, xv, yv, epochs: int, seed: int) -> tuple[float, list
     """The engine's frozen recipe in miniature: AdamW lr 1e-3, batch 16, `epochs`; best validation accuracy."""
     import torch
 
-    from astapp.fastmodes import HeadModel
+    from astapp.training.fastmodes import HeadModel
 
     torch.manual_seed(seed)
     head = HeadModel(model)
@@ -106,10 +106,10 @@ def main() -> int:
     import torch
     from transformers import ASTConfig, ASTForAudioClassification
 
-    from astapp.fastmodes import frozen_part, quantize_int8
-    from astapp.features import Fbank, choose_max_length, compute_stats
-    from astapp.model import pass_flops
-    from astapp.synth import KINDS, make_signal
+    from astapp.data.synth import KINDS, make_signal
+    from astapp.features.fbank import Fbank, choose_max_length, compute_stats
+    from astapp.model.loading import pass_flops
+    from astapp.training.fastmodes import frozen_part, quantize_int8
 
     torch.set_num_threads(args.threads)
     facts = machine_facts(args.threads)

@@ -49,7 +49,7 @@ def main() -> int:
     import torch
     from transformers import ASTConfig, ASTForAudioClassification
 
-    from astapp.model import model_flops_per_sample
+    from astapp.model.loading import model_flops_per_sample
 
     torch.set_num_threads(args.threads)
     facts = machine_facts(args.threads)

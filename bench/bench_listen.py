@@ -33,12 +33,12 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from astapp.export import export_model
-    from astapp.features import choose_max_length
-    from astapp.infer import Predictor
-    from astapp.model import load_model
+    from astapp.data.synth import make_signal
+    from astapp.features.fbank import choose_max_length
+    from astapp.model.folder import export_model
+    from astapp.model.loading import load_model
+    from astapp.predict.predictor import Predictor
     from astapp.service.listening import Listener, ListenSettings
-    from astapp.synth import make_signal
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="astapp_bench_listen_"))

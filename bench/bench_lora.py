@@ -7,7 +7,7 @@ builds the model, runs warm-up and timed training steps on a batch of random fea
 median step time, the AdamW optimizer state after one step, the trainable parameters and its peak RSS.
 What each mode trains is what astapp trains:
   full    every weight;
-  lora    rank-8 adapters on attention.q_proj/v_proj plus the head (astapp.lora.LoraModule);
+  lora    rank-8 adapters on attention.q_proj/v_proj plus the head (astapp.model.lora.LoraModule);
   last-2  the top 2 layers + final norm + head on cached hidden states (the one-off pass that caches them
           is timed per clip on its own);
   frozen  the head on cached pooled embeddings (one-off pass per clip likewise).
@@ -54,8 +54,8 @@ def child(mode: str, size: str, steps: int) -> dict:
     import torch
     from transformers import ASTConfig, ASTForAudioClassification
 
-    from astapp.fastmodes import HeadModel, TopLayersModel, cache_shape, freeze, frozen_part
-    from astapp.lora import LoraModule
+    from astapp.model.lora import LoraModule
+    from astapp.training.fastmodes import HeadModel, TopLayersModel, cache_shape, freeze, frozen_part
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -132,7 +132,7 @@ def add_mfu(rows: list[dict], peak: float) -> None:
     of the frozen part (`pass_flops`)."""
     from transformers import ASTConfig
 
-    from astapp.model import flops_breakdown, pass_flops
+    from astapp.model.loading import flops_breakdown, pass_flops
 
     for r in rows:
         cfg = ASTConfig(max_length=FRAMES, num_labels=5, **SIZES[r["size"]])
@@ -151,7 +151,7 @@ def add_mfu(rows: list[dict], peak: float) -> None:
 def write_task(root: Path, kinds: tuple[str, ...], per_class: int, seconds: float, seed: int) -> Path:
     import numpy as np
 
-    from astapp.synth import make_signal, write_wav
+    from astapp.data.synth import make_signal, write_wav
 
     if root.exists():
         return root
@@ -166,7 +166,7 @@ def write_task(root: Path, kinds: tuple[str, ...], per_class: int, seconds: floa
 
 def train_for(cfg, budget: float | None) -> dict:
     """astapp's engine (recorded like any run), stopped after `budget` seconds of training when given."""
-    from astapp.runner import train
+    from astapp.jobs.record import train
 
     stop, started = threading.Event(), {}
 
@@ -191,8 +191,8 @@ def merged_vs_unmerged(run: Path, data: Path) -> float:
     import torch
     from transformers import ASTForAudioClassification
 
-    from astapp.audio import load_audio
-    from astapp.features import Fbank
+    from astapp.data.audio import load_audio
+    from astapp.features.fbank import Fbank
 
     m = json.loads((run / "metrics.json").read_text())
     settings = json.loads((run / "model" / "astapp.json").read_text())
@@ -208,7 +208,7 @@ def merged_vs_unmerged(run: Path, data: Path) -> float:
 
 
 def equal_budgets(work: Path, budget: float, pretrain_epochs: float) -> dict:
-    from astapp.config import TrainConfig
+    from astapp.core.config import TrainConfig
 
     task_a = write_task(work / "task_a", TASK_A, 40, 5.0, seed=1)
     task_b = write_task(work / "task_b", TASK_B, 24, 5.0, seed=2)

@@ -4,7 +4,7 @@
 Training clips mix 1-3 of three sound types (a manifest with `a,b` label cells); astapp trains a
 small from-scratch AST with BCE, picks the best epoch by mAP and tunes one threshold per label on its
 validation split. A separate test set (another seed) is then predicted with the exported model
-(`astapp.infer.Predictor`, sigmoid scores), and mAP plus macro/micro F1 at the tuned thresholds
+(`astapp.predict.predictor.Predictor`, sigmoid scores), and mAP plus macro/micro F1 at the tuned thresholds
 and at 0.5 are measured on it, side by side in one run.
 
     python bench/bench_multilabel.py --per-combo 30 --epochs 15 --out bench/out/multilabel.json
@@ -37,11 +37,11 @@ def main() -> int:
 
     import torch
 
-    from astapp.config import TrainConfig
-    from astapp.infer import Predictor
-    from astapp.multilabel import at_thresholds, mean_ap
-    from astapp.runner import train
-    from astapp.synth import make_multilabel_dataset
+    from astapp.core.config import TrainConfig
+    from astapp.data.synth import make_multilabel_dataset
+    from astapp.evaluation.multilabel import at_thresholds, mean_ap
+    from astapp.jobs.record import train
+    from astapp.predict.predictor import Predictor
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="astapp-bench-ml-"))

@@ -2,7 +2,7 @@
 
 Every transform runs at p = 1 on the same generated 5 s clip, in one process, rounds alternating
 between transforms; the best round of each counts, so background load hurts all alike. Noise comes
-from a prepared bank (`astapp.noise.prepare`): 60 s recordings (AddBackgroundNoise reads a 5 s
+from a prepared bank (`astapp.features.noise.prepare`): 60 s recordings (AddBackgroundNoise reads a 5 s
 stretch) and 0.5 s clips (looped by AddBackgroundNoise; the bursts of AddShortNoises).
 
     python bench/bench_noise.py [--rounds 5] [--out FILE.json]
@@ -23,11 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from astapp.augment import build_augment  # noqa: E402
-from astapp.augment_spec import CLASSIC, PRESETS, resolve  # noqa: E402
-from astapp.config import AugmentConfig  # noqa: E402
-from astapp.noise import prepare  # noqa: E402
-from astapp.synth import make_signal, write_wav  # noqa: E402
+from astapp.core.config import AugmentConfig  # noqa: E402
+from astapp.data.synth import make_signal, write_wav  # noqa: E402
+from astapp.features.augment import build_augment  # noqa: E402
+from astapp.features.augment_settings import CLASSIC, PRESETS, resolve  # noqa: E402
+from astapp.features.noise import prepare  # noqa: E402
 
 
 def cpu_flags() -> dict[str, bool]:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Issue 14: one 5-second clip through PyTorch fp32 (`Predictor`), onnxruntime fp32 and onnxruntime int8
 (`OnnxPredictor`, numpy features), side by side in one run on the same clip, model and threads; the
-file sizes; the top-1 agreement of the ONNX files with PyTorch over many clips (`astapp.onnx_export`'s
+file sizes; the top-1 agreement of the ONNX files with PyTorch over many clips (`astapp.export.to_onnx`'s
 own check). The checkpoint is randomly initialised (no Hub); its head is scaled up so that its
 predictions are not near-ties that any rounding flips (a trained head is similarly decisive).
 
@@ -56,13 +56,13 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from astapp.export import export_model
-    from astapp.features import choose_max_length
-    from astapp.infer import Predictor
-    from astapp.model import load_model
-    from astapp.onnx_export import export_onnx
-    from astapp.onnx_infer import OnnxPredictor
-    from astapp.synth import KINDS, make_signal
+    from astapp.data.synth import KINDS, make_signal
+    from astapp.export.to_onnx import export_onnx
+    from astapp.features.fbank import choose_max_length
+    from astapp.model.folder import export_model
+    from astapp.model.loading import load_model
+    from astapp.predict.onnx_predictor import OnnxPredictor
+    from astapp.predict.predictor import Predictor
 
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="astapp_bench_onnx_"))

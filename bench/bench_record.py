@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_noise import cpu_flags  # noqa: E402
 
-from astapp.dataset import inspect_source  # noqa: E402
-from astapp.ingest import resolve_source  # noqa: E402
-from astapp.recordings import RecordingStore  # noqa: E402
-from astapp.synth import KINDS, make_signal  # noqa: E402
+from astapp.data.dataset import inspect_source  # noqa: E402
+from astapp.data.ingest import resolve_source  # noqa: E402
+from astapp.data.recordings import RecordingStore  # noqa: E402
+from astapp.data.synth import KINDS, make_signal  # noqa: E402
 
 
 def take(seconds: int, sr: int, kind: str, rng: np.random.Generator) -> np.ndarray:

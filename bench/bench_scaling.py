@@ -71,10 +71,10 @@ def prepare(n: int, seconds: float, workdir: Path, fmt: str = "zip") -> Path:
 
 
 def worker(n: int, seconds: float, workdir: Path, fmt: str = "zip") -> dict:
-    from astapp.config import AudioConfig, IngestLimits
-    from astapp.dataset import build_dataset, inspect_source
-    from astapp.featcache import FeatureCache
-    from astapp.features import Fbank, choose_max_length
+    from astapp.core.config import AudioConfig, IngestLimits
+    from astapp.data.dataset import build_dataset, inspect_source
+    from astapp.features.cache import FeatureCache
+    from astapp.features.fbank import Fbank, choose_max_length
 
     upload = prepare(n, seconds, workdir, fmt)
     import datasets  # noqa: F401  # start-up imports (the app has them loaded) are not throughput:

@@ -48,8 +48,8 @@ def component_costs(data: Path, ckpt: Path, seconds: float, batch: int, threads:
     import torch
     from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
 
-    from astapp.audio import load_audio
-    from astapp.features import Fbank, choose_max_length
+    from astapp.data.audio import load_audio
+    from astapp.features.fbank import Fbank, choose_max_length
 
     torch.set_num_threads(threads)
     files = sorted(p for p in data.rglob("*.wav"))[:32]
@@ -86,7 +86,7 @@ def component_costs(data: Path, ckpt: Path, seconds: float, batch: int, threads:
             times.append(time.perf_counter() - t)
         return float(np.median(times[1:])) / batch
 
-    from astapp.model import model_flops_per_sample
+    from astapp.model.loading import model_flops_per_sample
 
     peak = matmul_peak("fp32", threads)
     cfg = ASTConfig.from_pretrained(ckpt)
@@ -125,8 +125,8 @@ def main() -> int:
     ckpt = make_checkpoint(args.workdir / "small_ast", "small")
     from transformers import ASTConfig
 
-    from astapp.devices import resolve_precision
-    from astapp.model import model_flops_per_sample
+    from astapp.model.loading import model_flops_per_sample
+    from astapp.training.devices import resolve_precision
 
     facts = machine_facts(args.threads)
     ours_dtype = resolve_precision(args.precision, False)

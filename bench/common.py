@@ -43,7 +43,7 @@ def make_checkpoint(path: Path, size: str = "small", max_length: int = 1024, see
 
 def make_dataset(path: Path, n_classes: int, per_class: int, seconds: float, seed: int = 0) -> Path:
     """Class folders of generated clips with jittered lengths around `seconds` (±10 %)."""
-    from astapp.synth import make_class_folders
+    from astapp.data.synth import make_class_folders
 
     if path.exists() and any(path.iterdir()):
         return path
@@ -109,7 +109,7 @@ def matmul_peak(dtype: str = "fp32", threads: int | None = None, n: int = 2048, 
         torch.set_num_threads(threads)
     a = torch.randn(n, n)
     if dtype == "int8":
-        from astapp.fastmodes import quantize_int8
+        from astapp.training.fastmodes import quantize_int8
 
         lin = quantize_int8(torch.nn.Sequential(torch.nn.Linear(n, n, bias=False)).eval())
 

@@ -13,7 +13,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-from astapp.synth import make_class_folders  # noqa: E402
+from astapp.data.synth import make_class_folders  # noqa: E402
+
+# the real-browser fixtures (`chromium_path`, `app`), for the tests under e2e/ and any other that asks
+pytest_plugins = ["browser_helpers"]
 
 
 def build_tiny_ast(path: Path, max_length: int = 128, num_labels: int = 2, seed: int = 0) -> Path:

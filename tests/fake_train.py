@@ -1,4 +1,4 @@
-"""A fast stand-in for the engine (`astapp.train.train`): writes the engine's run files, honours stop,
+"""A fast stand-in for the engine (`astapp.training.pipeline.train`): writes the engine's run files, honours stop,
 and answers with a `RunResult` like the engine (the run's status and config are the runner's job).
 
 Used by the job tests (and by a subprocess that gets SIGKILLed mid-training), so queueing, stopping,
@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from astapp.config import TrainConfig
-from astapp.fsutil import atomic_dir, atomic_write_text
-from astapp.rundir import RunResult
+from astapp.core.config import TrainConfig
+from astapp.core.fsutil import atomic_dir, atomic_write_text
+from astapp.core.runfolder import RunResult
 
 
 def write_checkpoint(run_dir: Path, step: int) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astapp.synth import KINDS, make_signal
+from astapp.data.synth import KINDS, make_signal
 
 LOCAL_SIG = b"PK\x03\x04"
 CENTRAL_SIG = b"PK\x01\x02"

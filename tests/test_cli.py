@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from astapp.cli import ProgressPrinter, build_parser, config_from_args, main
-from astapp.config import AudioConfig, AugmentConfig, TrainConfig
+from astapp.core.config import AudioConfig, AugmentConfig, TrainConfig
 
 
 @pytest.fixture(autouse=True)

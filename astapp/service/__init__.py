@@ -10,13 +10,13 @@
     Model    model, checkpoints, infer, export, hub
     Base     config, errors, fsutil, rundir
 
-The UI imports only this package, `astapp.config` and `astapp.errors`. Importing it loads no torch:
+The UI imports only this package, `astapp.core.config` and `astapp.core.errors`. Importing it loads no torch:
 engine modules are imported when an operation needs them.
 """
 
-from astapp.embedmap import nearest as nearest_point
-from astapp.events import fmt_score
-from astapp.figures import (
+from astapp.core.events import fmt_score
+from astapp.evaluation.embedmap import nearest as nearest_point
+from astapp.evaluation.figures import (
                              confusion_matrix,
                              duration_histogram,
                              embedding_map,

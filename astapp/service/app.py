@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from astapp.config import DEFAULT_MODEL, SCRATCH_SIZES, env_flag
-from astapp.fsutil import atomic_write_text
+from astapp.core.config import DEFAULT_MODEL, SCRATCH_SIZES, env_flag
+from astapp.core.fsutil import atomic_write_text
+from astapp.jobs.sessions import Session
 from astapp.service.augmenting import AugmentingMixin
 from astapp.service.crossval import CrossValidationMixin
 from astapp.service.datasets import DatasetsMixin
@@ -26,7 +27,6 @@ from astapp.service.recording import RecordingMixin
 from astapp.service.state import SessionState, StateStore
 from astapp.service.thresholds import ThresholdsMixin
 from astapp.service.training import TrainingMixin
-from astapp.sessions import Session
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ class Service(DatasetsMixin, AugmentingMixin, TrainingMixin, EvaluationMixin, Pr
     """Datasets, previews, training jobs, runs, evaluation, prediction, publishing and session state."""
 
     def __init__(self, manager: Any = None, hub_online: bool | None = None, hub_api: Any = None):
-        from astapp.hub import hub_reachable
-        from astapp.jobs import get_manager
+        from astapp.core.hub import hub_reachable
+        from astapp.jobs.manager import get_manager
 
         self.manager = manager or get_manager()
         self.root = Path(self.manager.root)

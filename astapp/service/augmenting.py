@@ -11,14 +11,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from astapp.config import AugmentConfig, setting
-from astapp.errors import TrainingError, UploadError
-from astapp.sessions import Session
+from astapp.core.config import AugmentConfig, setting
+from astapp.core.errors import TrainingError, UploadError
+from astapp.jobs.sessions import Session
 
 
 def transform_specs() -> list[dict[str, Any]]:
     """Every transform astapp offers: {name, help, params: {param: {default, min, max, step, help}}}."""
-    from astapp.augment_spec import CATALOGUE
+    from astapp.features.augment_settings import CATALOGUE
 
     return [{"name": name, "help": c.get("help", ""), "params": c.get("params", {})}
             for name, c in CATALOGUE.items()]
@@ -26,14 +26,14 @@ def transform_specs() -> list[dict[str, Any]]:
 
 def effective_transforms(cfg: AugmentConfig) -> dict[str, dict[str, Any]]:
     """{transform: {"enabled", "params"}} as `cfg` means them (its preset plus its overrides)."""
-    from astapp.augment_spec import resolve
+    from astapp.features.augment_settings import resolve
 
     return {e["name"]: e for e in resolve(cfg)}
 
 
 def check_augment(cfg: AugmentConfig) -> None:
     """The augmentation settings' problems as one TrainingError (the same checks training applies)."""
-    from astapp.augment_spec import resolve
+    from astapp.features.augment_settings import resolve
 
     problems = [p for path in ("augment.preset", "augment.freq_mask", "augment.time_mask", "augment.mixup")
                 if (p := setting(path).check(getattr(cfg, path.split(".", 1)[1])))]
@@ -66,9 +66,9 @@ class AugmentingMixin:
                 state.preview["seed"] = int(seed)
 
     def preview(self, session: Session, clip: str | None, cfg: AugmentConfig, seed: int) -> Any:
-        """One clip before and after augmentation (`astapp.preview.Preview`); the settings are saved."""
-        from astapp.audio import load_audio
-        from astapp.preview import preview
+        """One clip before and after augmentation (`astapp.features.preview.Preview`); the settings are saved."""
+        from astapp.data.audio import load_audio
+        from astapp.features.preview import preview
 
         check_augment(cfg)
         path = self.clip_path(session, clip)  # type: ignore[attr-defined]
@@ -84,7 +84,7 @@ class AugmentingMixin:
     def add_noise(self, session: Session, files: list[str | Path]) -> str:
         """Add uploaded noise clips (audio files or zips of them) to the session's noise; training and
         previews then use these instead of the dataset's noise folder. Returns the summary."""
-        from astapp.noise import find_noise, load_bank, prepare
+        from astapp.features.noise import find_noise, load_bank, prepare
 
         folder = self.noise_folder(session)
         old = load_bank(folder)
@@ -108,7 +108,7 @@ class AugmentingMixin:
 
     def noise_summary(self, session: Session) -> str:
         """Which noise the noise transforms mix in, in one line."""
-        from astapp.noise import load_bank
+        from astapp.features.noise import load_bank
 
         bank = load_bank(self.noise_folder(session)) if self.augment(session).noise else None
         if bank is not None and bank.files:
@@ -123,7 +123,7 @@ class AugmentingMixin:
 
     def noise_for_preview(self, session: Session, cfg: AugmentConfig) -> AugmentConfig:
         """`cfg` with its noise pointing at prepared clips: the session's own, else the dataset's."""
-        from astapp.noise import prepare, uses_noise
+        from astapp.features.noise import prepare, uses_noise
 
         if not uses_noise(cfg) or (cfg.noise and Path(cfg.noise).is_dir()):
             return cfg

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from astapp.errors import AccessError, DatasetError
-from astapp.rundir import CONFIG, CV, LABEL_ISSUES, MAP, read_json
-from astapp.runs import RunInfo
+from astapp.core.errors import AccessError, DatasetError
+from astapp.core.runfolder import CONFIG, CV, LABEL_ISSUES, MAP, read_json
+from astapp.jobs.registry import RunInfo
+from astapp.jobs.sessions import Session
 from astapp.service.datasets import play_audio
 from astapp.service.evaluation import clip_path
-from astapp.sessions import Session
 
 DROP = "drop"
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from astapp.config import AudioConfig, IngestLimits
-from astapp.errors import AccessError, AudioDecodeError, DatasetError, UploadError
-from astapp.paths import inside, shared_dir
-from astapp.sessions import Session
+from astapp.core.config import AudioConfig, IngestLimits
+from astapp.core.errors import AccessError, AudioDecodeError, DatasetError, UploadError
+from astapp.core.paths import inside, shared_dir
+from astapp.jobs.sessions import Session
 
 PLAY_SECONDS = 10.0  # clips are trimmed for the players
 MAX_CLIP_CHOICES = 300
@@ -47,7 +47,7 @@ class DatasetView:
     @property
     def folds(self) -> dict[str, int]:
         """The manifest's folds (fold name -> clips), in their natural order; {} without a fold column."""
-        from astapp.dataset import fold_order
+        from astapp.data.dataset import fold_order
 
         folds = self.report.get("folds") or {}
         return {f: int(folds[f]) for f in fold_order(folds)}
@@ -55,7 +55,7 @@ class DatasetView:
     @property
     def auto_fold(self) -> str | None:
         """The fold that validates unless the user picks one (named val/valid/test, else the last)."""
-        from astapp.dataset import validation_fold
+        from astapp.data.dataset import validation_fold
 
         return validation_fold(list(self.folds)) if len(self.folds) > 1 else None
 
@@ -65,7 +65,7 @@ class DatasetView:
         durations = self.report.get("durations") or []
         if not durations:
             return None
-        from astapp.features import choose_max_length
+        from astapp.features.fbank import choose_max_length
 
         return choose_max_length([float(d) for d in durations])
 
@@ -81,7 +81,7 @@ class DatasetView:
 
 def play_audio(path: Path) -> tuple[int, np.ndarray] | None:
     """(16000, mono float32 samples) of a clip, trimmed for a player; None when it cannot be decoded."""
-    from astapp.audio import load_audio
+    from astapp.data.audio import load_audio
 
     try:
         return 16000, load_audio(path, max_seconds=PLAY_SECONDS)
@@ -104,7 +104,7 @@ class DatasetsMixin:
         """Extract (checked, reused when the same zip comes again) and inspect an uploaded zip."""
         if not file:
             raise UploadError("Choose a .zip file first.")
-        from astapp.ingest import resolve_source
+        from astapp.data.ingest import resolve_source
 
         src = Path(file)
         root = resolve_source(src, session.workspace, IngestLimits())
@@ -116,7 +116,7 @@ class DatasetsMixin:
         dataset_id = str(dataset_id or "").strip().removeprefix("hf:")
         if not dataset_id:
             raise UploadError("Type a dataset id such as user/dataset.")
-        from astapp.ingest import resolve_source
+        from astapp.data.ingest import resolve_source
 
         root = resolve_source("hf:" + dataset_id, session.workspace, IngestLimits())
         view = self._inspected(f"Hub dataset: {dataset_id}", "hub", root, session.workspace)
@@ -182,13 +182,13 @@ class DatasetsMixin:
 
     # --- helpers ------------------------------------------------------------------------------
     def _listing(self, view: DatasetView) -> Any:
-        from astapp.ingest import scan
+        from astapp.data.ingest import scan
 
         return scan(Path(view.clip_root))
 
     def _inspected(self, name: str, kind: str, root: Path, workspace: Path) -> DatasetView:
-        from astapp.dataset import inspect_source
-        from astapp.ingest import scan
+        from astapp.data.dataset import inspect_source
+        from astapp.data.ingest import scan
 
         report = inspect_source(root, workspace, AudioConfig(), IngestLimits())
         try:
@@ -203,7 +203,7 @@ class DatasetsMixin:
             cached = getattr(self, "_example", None)
             if cached is not None and Path(cached.root).is_dir():
                 return cached
-            from astapp import examples
+            from astapp.data import examples
 
             root = examples.example_dir(shared_dir(self.root))
             self._example = self._inspected(EXAMPLE_NAME, "example", root, root.parent)

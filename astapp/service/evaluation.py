@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from astapp.errors import AccessError, UploadError
-from astapp.paths import inside
-from astapp.rundir import CONFIG, CV, METRICS, read_json
-from astapp.runs import RunInfo
+from astapp.core.errors import AccessError, UploadError
+from astapp.core.paths import inside
+from astapp.core.runfolder import CONFIG, CV, METRICS, read_json
+from astapp.jobs.registry import RunInfo
+from astapp.jobs.sessions import Session
 from astapp.service.datasets import play_audio
 from astapp.service.thresholds import current_thresholds, is_multi_label, label_table, relabel
-from astapp.sessions import Session
 
 
 @dataclass
@@ -95,7 +95,7 @@ class EvaluationMixin:
 
 def clip_path(data_root: str, rel: str) -> Path | None:
     """A validation clip on disk, only if it is inside the run's dataset folder."""
-    from astapp.ingest import scan
+    from astapp.data.ingest import scan
 
     if not data_root or not rel or not Path(data_root).is_dir():
         return None

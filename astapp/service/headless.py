@@ -7,15 +7,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from astapp.config import AudioConfig, TrainConfig
-from astapp.errors import ModelLoadError
-from astapp.events import EventSink
-from astapp.rundir import ADAPTER, MODEL, RunResult
+from astapp.core.config import AudioConfig, TrainConfig
+from astapp.core.errors import ModelLoadError
+from astapp.core.events import EventSink
+from astapp.core.runfolder import ADAPTER, MODEL, RunResult
 
 
 def inspect_data(data: str, long_clips: str = "crop") -> Any:
-    """The validation report (`astapp.report.ValidationReport`) of a folder, zip or manifest."""
-    from astapp.dataset import inspect_source
+    """The validation report (`astapp.data.report.ValidationReport`) of a folder, zip or manifest."""
+    from astapp.data.dataset import inspect_source
 
     with tempfile.TemporaryDirectory(prefix="astapp-inspect-") as ws:
         return inspect_source(data, Path(ws), AudioConfig(long_clips=long_clips))
@@ -24,7 +24,7 @@ def inspect_data(data: str, long_clips: str = "crop") -> Any:
 def train_run(cfg: TrainConfig, events: EventSink | None = None,
               stop: threading.Event | None = None) -> RunResult:
     """Train into `cfg.output`, recorded exactly as the app records a job (status, config, log)."""
-    from astapp.runner import train
+    from astapp.jobs.record import train
 
     return train(cfg, events, stop)
 
@@ -33,14 +33,14 @@ def cv_run(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Ev
     """Cross-validate into `cfg.output` (task "cv"), recorded like a training run."""
     import dataclasses
 
-    from astapp.runner import train
+    from astapp.jobs.record import train
 
     return train(dataclasses.replace(cfg, task="cv"), events, stop)
 
 
 def cv_summary(run: str | Path) -> dict[str, Any]:
     """The `cv --json` contract: folds (fold, accuracy, f1_macro, clips), mean, std, grouping (+ the run)."""
-    from astapp.rundir import CV, read_json
+    from astapp.core.runfolder import CV, read_json
 
     doc = read_json(Path(run) / CV)
     keep = ("fold", "accuracy", "f1_macro", "clips")
@@ -52,7 +52,7 @@ def label_issues_of(run: str | Path) -> list[dict[str, Any]]:
     """The `label-issues --json` contract: most suspect first, [{path, given, suggested, score, kind}]."""
     import json
 
-    from astapp.rundir import LABEL_ISSUES
+    from astapp.core.runfolder import LABEL_ISSUES
 
     try:
         return list(json.loads((Path(run) / LABEL_ISSUES).read_text(encoding="utf-8")))
@@ -62,7 +62,7 @@ def label_issues_of(run: str | Path) -> list[dict[str, Any]]:
 
 def predict_files(model: str, files: list[str], top_k: int) -> list[dict[str, Any]]:
     """One row per audio file (a folder or a zip expands to its files; a missing file is a row too)."""
-    from astapp.infer import Predictor
+    from astapp.predict.predictor import Predictor
 
     if top_k < 1:
         raise ModelLoadError("--top-k must be at least 1.")
@@ -72,8 +72,8 @@ def predict_files(model: str, files: list[str], top_k: int) -> list[dict[str, An
 def export_run(run: str, output: str, adapter: bool = False, onnx: bool = True, browser: bool = False) -> Path:
     """Zip a run's model folder (or an exported model folder) into `output`; it unpacks into one folder
     named like the zip. `adapter`: the LoRA adapter alone instead (a run trained in mode lora). `onnx`:
-    with the checked ONNX files and demo.html (`astapp.bundle`); `browser`: also the demo's runtime."""
-    from astapp.export import zip_dir
+    with the checked ONNX files and demo.html (`astapp.export.bundle`); `browser`: also the demo's runtime."""
+    from astapp.model.folder import zip_dir
 
     if adapter:
         folder = Path(run) / ADAPTER
@@ -86,7 +86,7 @@ def export_run(run: str, output: str, adapter: bool = False, onnx: bool = True, 
         raise ModelLoadError(f"{run} has no trained model (no model/ folder with config.json); "
                              "finish or stop a training run first.")
     if onnx:
-        from astapp.bundle import build_zip
+        from astapp.export.bundle import build_zip
 
         return build_zip(run, output, top=Path(output).stem, browser=browser)[0]
     return zip_dir(folder, output, top=Path(output).stem)
@@ -94,7 +94,7 @@ def export_run(run: str, output: str, adapter: bool = False, onnx: bool = True, 
 
 def predict_files_onnx(model: str, files: list[str], top_k: int, int8: bool = False) -> list[dict[str, Any]]:
     """`predict_files` with the exported ONNX model in onnxruntime: torch is never imported."""
-    from astapp.onnx_infer import OnnxPredictor
+    from astapp.predict.onnx_predictor import OnnxPredictor
 
     if top_k < 1:
         raise ModelLoadError("--top-k must be at least 1.")
@@ -105,7 +105,7 @@ def push_run(run: str, repo: str, public: bool = False, license: str = "other", 
              api: Any = None, progress: Any = None) -> str:
     """Publish a run folder to the Hub (token from HF_TOKEN or the local login), or with `dry_run` write
     exactly the folder that would be uploaded; returns the repo URL or the folder."""
-    from astapp import publish
+    from astapp.export import publish
 
     if dry_run:
         return str(publish.prepare(Path(run), repo, Path(dry_run), license))

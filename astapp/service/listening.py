@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from astapp.config import SAMPLE_RATE
-from astapp.errors import UploadError
+from astapp.core.config import SAMPLE_RATE
+from astapp.core.errors import UploadError
 
 NOTHING = "nothing"  # what the timeline shows when no class passes its threshold (or the background wins)
 BACKGROUND_NAMES = ("background", "_background_", "_background_noise_", "nothing", "silence", "none", "other")

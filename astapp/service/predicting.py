@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from astapp.errors import AccessError, UploadError
-from astapp.runs import model_dir
-from astapp.sessions import Session
+from astapp.core.errors import AccessError, UploadError
+from astapp.jobs.registry import model_dir
+from astapp.jobs.sessions import Session
 
 CACHE_SIZE = 3
 
@@ -26,7 +26,7 @@ def scratch_dir(prefix: str) -> Path:
 
 
 class PredictorCache:
-    """The last few `astapp.infer.Predictor`s, by model folder and its export time."""
+    """The last few `astapp.predict.predictor.Predictor`s, by model folder and its export time."""
 
     def __init__(self, size: int = CACHE_SIZE):
         self.size = size
@@ -34,7 +34,7 @@ class PredictorCache:
         self._lock = threading.Lock()
 
     def get(self, folder: Path) -> Any:
-        from astapp.infer import Predictor
+        from astapp.predict.predictor import Predictor
 
         key = (str(folder), (folder / "config.json").stat().st_mtime)
         with self._lock:
@@ -61,7 +61,7 @@ class PredictingMixin:
         return model_dir(self.root, session.owner, run_id)
 
     def predict(self, session: Session, run_id: str | None, clip: str | Path | None, top_k: int) -> Any:
-        """`astapp.infer.Prediction` for one uploaded or recorded clip."""
+        """`astapp.predict.predictor.Prediction` for one uploaded or recorded clip."""
         if not clip:
             raise UploadError("Upload or record a clip first.")
         return self.predictors.get(self.model_folder(session, run_id)).predict(clip, top_k=int(top_k))
@@ -79,8 +79,8 @@ class PredictingMixin:
 
     def download(self, session: Session, run_id: str | None) -> Path:
         """The run's model as a zip that unpacks into one folder plain transformers loads, with its checked
-        ONNX files (made once per model) and the browser demo (`astapp.bundle`)."""
-        from astapp.bundle import build_zip
+        ONNX files (made once per model) and the browser demo (`astapp.export.bundle`)."""
+        from astapp.export.bundle import build_zip
 
         name = model_zip_name(run_id)
         run = self.model_folder(session, run_id).parent
@@ -88,7 +88,7 @@ class PredictingMixin:
 
     def download_browser(self, session: Session, run_id: str | None) -> Path:
         """The model zip plus the browser runtime (~7 MB): unzip it anywhere static and open demo.html."""
-        from astapp.bundle import build_zip
+        from astapp.export.bundle import build_zip
 
         name = f"{model_zip_name(run_id)}-browser"
         run = self.model_folder(session, run_id).parent
@@ -96,14 +96,14 @@ class PredictingMixin:
 
     def usage_snippet(self, run_id: str | None) -> str:
         """The Python that uses the downloaded model (folder named as the zip unpacks)."""
-        from astapp.export import usage_snippet
+        from astapp.model.folder import usage_snippet
 
         return usage_snippet(model_zip_name(run_id) if run_id else "astapp-model")
 
     def listener(self, session: Session, run_id: str | None, settings: Any = None) -> Any:
         """A `service.listening.Listener` over the run's model; per-class thresholds default to what the
         validation clips support (`thresholds_from_validation`)."""
-        from astapp.rundir import METRICS, read_json
+        from astapp.core.runfolder import METRICS, read_json
         from astapp.service.listening import Listener, ListenSettings, thresholds_from_validation
 
         folder = self.model_folder(session, run_id)

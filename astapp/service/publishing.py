@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from astapp.runs import run_dir
-from astapp.sessions import Session
+from astapp.jobs.registry import run_dir
+from astapp.jobs.sessions import Session
 
 
 class PublishingMixin:
@@ -17,7 +17,7 @@ class PublishingMixin:
     hub_api: Any
 
     def _own_run(self, session: Session, run_id: str | None) -> Path:
-        from astapp.publish import PublishError
+        from astapp.export.publish import PublishError
 
         if not run_id:
             raise PublishError("Pick a finished run to publish.")
@@ -25,21 +25,21 @@ class PublishingMixin:
 
     def card_preview(self, session: Session, run_id: str | None, repo_id: str, license: str = "other") -> str:
         """The README.md model card the Hub would show (nothing is uploaded)."""
-        from astapp.publish import card_text, check_repo_id
+        from astapp.export.publish import card_text, check_repo_id
 
         return card_text(self._own_run(session, run_id), check_repo_id(repo_id), license or "other")
 
     def publish(self, session: Session, run_id: str | None, repo_id: str, token: str | None, private: bool = True,
                 license: str = "other", progress: Callable[[str], None] | None = None) -> str:
         """Upload the run's model and card (private unless asked otherwise); the repository's URL."""
-        from astapp.publish import push
+        from astapp.export.publish import push
 
         return push(self._own_run(session, run_id), repo_id, token, private=private, license=license or "other",
                     api=self.hub_api, progress=progress)
 
     def repo_suggestion(self, session: Session, run_id: str | None, username: str | None) -> str:
         """"<user>/<run name as a slug>" for the signed-in user ("" when not signed in or no run)."""
-        from astapp.publish import slug
+        from astapp.export.publish import slug
 
         if not username or not run_id:
             return ""

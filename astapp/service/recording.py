@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from astapp.paths import inside
-from astapp.recordings import RecordingError, RecordingStore
-from astapp.sessions import Session
+from astapp.core.paths import inside
+from astapp.data.recordings import RecordingError, RecordingStore
+from astapp.jobs.sessions import Session
 
 REC_DIR, ZIP_NAME = "recordings", "recordings.zip"
 

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from astapp.config import AugmentConfig
-from astapp.fsutil import atomic_write_text
-from astapp.rundir import read_json
-from astapp.sessions import Session
+from astapp.core.config import AugmentConfig
+from astapp.core.fsutil import atomic_write_text
+from astapp.core.runfolder import read_json
+from astapp.jobs.sessions import Session
 
 STATE_FILE, DATASET_FILE = "state.json", "dataset.json"
 

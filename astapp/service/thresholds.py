@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from astapp.errors import AccessError, UploadError
-from astapp.rundir import METRICS, MODEL, read_json
-from astapp.sessions import Session
+from astapp.core.errors import AccessError, UploadError
+from astapp.core.runfolder import METRICS, MODEL, read_json
+from astapp.jobs.sessions import Session
 
 MULTI_LABEL = "multi_label_classification"
 COLUMNS = ["label", "ap", "threshold", "precision", "recall", "f1", "support"]
@@ -63,7 +63,7 @@ class ThresholdsMixin:
 
     def set_thresholds(self, session: Session, run_id: str, thresholds: dict[str, Any]) -> dict[str, float]:
         """Save edited per-label thresholds (each in (0, 1)) into the run's exported model; returns them."""
-        from astapp.export import save_thresholds
+        from astapp.model.folder import save_thresholds
 
         info = self.manager.get_run(session.owner, run_id)
         metrics = read_json(info.path / METRICS)

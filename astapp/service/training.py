@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from astapp.config import TrainConfig, defaults_for, set_setting
-from astapp.errors import AccessError, TrainingError
-from astapp.rundir import ACTIVE
-from astapp.sessions import Session
+from astapp.core.config import TrainConfig, defaults_for, set_setting
+from astapp.core.errors import AccessError, TrainingError
+from astapp.core.runfolder import ACTIVE
+from astapp.jobs.sessions import Session
 
 # The Train form's fields, in the order the form shows them (names are TrainConfig settings).
 FORM_FIELDS = ("model", "mode", "epochs", "lr", "batch_size", "max_length", "val_split", "val_fold", "seed",
@@ -89,7 +89,7 @@ class TrainingMixin:
                 raise TrainingError("Input length must be 'auto' or a number of frames, e.g. 512.") from None
         cfg.require_valid()
         if cfg.val_fold:
-            from astapp.dataset import check_fold
+            from astapp.data.dataset import check_fold
 
             check_fold(cfg.val_fold, view.folds)
         return cfg
@@ -108,7 +108,7 @@ class TrainingMixin:
     def model_info(self, model: str) -> str:
         """One line saying what a model source is (Hub id, local folder, from scratch); never raises."""
         try:
-            from astapp.checkpoints import describe_source
+            from astapp.model.sources import describe_source
 
             return describe_source(str(model or ""), check_hub=self.hub_online)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - only a hint

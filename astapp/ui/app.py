@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from astapp.config import IngestLimits
+from astapp.core.config import IngestLimits
 from astapp.service import Service
 from astapp.ui.common import TOKEN, heavy, new_token, session
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from astapp.config import AUGMENT_PRESETS, AugmentConfig, setting
+from astapp.core.config import AUGMENT_PRESETS, AugmentConfig, setting
 from astapp.service import Service, effective_transforms, transform_specs
 from astapp.ui.common import Guard, guarded, heavy, notice_card, pcm16, session
 

@@ -19,8 +19,8 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from astapp.config import env_int
-from astapp.errors import AstappError, explain
+from astapp.core.config import env_int
+from astapp.core.errors import AstappError, explain
 from astapp.service import Service
 
 log = logging.getLogger("astapp.ui")
@@ -94,7 +94,7 @@ def session_token(token: str | None, request: gr.Request | None) -> str:
 
 
 def session(svc: Service, token: str | None, request: gr.Request | None) -> Any:
-    """The caller's `astapp.sessions.Session` (owner id + private workspace)."""
+    """The caller's `astapp.jobs.sessions.Session` (owner id + private workspace)."""
     return svc.open(session_token(token, request))
 
 

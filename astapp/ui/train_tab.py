@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from astapp.config import DEFAULT_MODEL, is_scratch, setting
+from astapp.core.config import DEFAULT_MODEL, is_scratch, setting
 from astapp.service import AUTO, FORM_FIELDS, Poll, Service, fmt_score
 from astapp.ui import cv_controls
 from astapp.ui.common import fmt_seconds, friendly, guarded, session

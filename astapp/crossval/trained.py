@@ -1,0 +1,82 @@
+"""Cross-validation in last-N / full / lora modes: each fold is a real training, then scores its clips."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from astapp.core.config import TrainConfig
+from astapp.core.runfolder import RunResult
+from astapp.crossval.clips import Clips, fold_scores, per_clip, softmax_np
+from astapp.data.folds import FoldPlan
+from astapp.training.stages import Stages
+
+
+@torch.no_grad()
+def forward_rows(model: Any, rows: Any, max_length: int, mean: float, std: float, feat_dir: Any,
+                 batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(pooled embeddings, probabilities) of every row: what the classifier head sees, and what it says."""
+    from astapp.features.cache import FeatureCache
+    from astapp.features.fbank import Fbank
+
+    feats = FeatureCache(feat_dir, Fbank(max_length, mean, std), rows)
+    model = model.float().cpu().eval()
+    base = model.audio_spectrogram_transformer
+    embs, probs = [], []
+    for start in range(0, len(feats), batch_size):
+        x = torch.stack([torch.from_numpy(np.array(feats[i], dtype=np.float32))
+                         for i in range(start, min(len(feats), start + batch_size))])
+        pooled = base(x).pooler_output
+        embs.append(pooled.numpy())
+        probs.append(softmax_np(model.classifier(pooled).numpy()))
+    hidden = model.config.hidden_size
+    return (np.concatenate(embs) if embs else np.zeros((0, hidden), np.float32),
+            np.concatenate(probs) if probs else np.zeros((0, model.config.num_labels)))
+
+
+def trained_cv(cfg: TrainConfig, stages: Stages, clips: Clips, plan: FoldPlan,
+               subrun: Callable[[str, str], RunResult]) -> dict[str, Any]:
+    import dataclasses
+
+    from astapp.training.pipeline import cache_root, train
+
+    manifest = plan.grouping.startswith("leave-one-fold-out")
+    n, c, k = len(clips.paths), len(clips.label_names), len(plan.names)
+    y = np.asarray(clips.labels)
+    oof = np.zeros((n, c))
+    folds = []
+    feat_dir = cache_root(cfg) / "features"
+    last: Any = None
+    for f, name in enumerate(plan.names):
+        stages.stage("training", f"Fold {name} of {k}: training ({cfg.mode})")
+        res = subrun(name, name if manifest else f"cv:{f + 1}/{k}")
+        _, val = plan.split(f)
+        rows = np.flatnonzero(np.isin(clips.clip_of_row, np.asarray(val)))
+        m = res.metrics
+        _, p = forward_rows(res.model, clips.rows.select(rows.tolist()), int(m["max_length"]), float(m["mean"]),
+                            float(m["std"]), feat_dir)
+        oof[val] = per_clip(p, clips.clip_of_row[rows], n)[val]
+        s = fold_scores(y[val], oof[val], clips.label_names)
+        folds.append({"fold": name, **s, "clips": len(val), "train_clips": n - len(val)})
+        stages.stage("fold", f"Fold {name}: accuracy {s['accuracy']:.3f}, macro F1 {s['f1_macro']:.3f} "
+                         f"on {len(val)} clips", **folds[-1])
+        last = res
+    out: dict[str, Any] = {"oof": oof, "folds": folds}
+    if cfg.cv_final:
+        stages.stage("training", "Training the final model (the usual validation split picks its best epoch)")
+        final = train(dataclasses.replace(cfg, task="train", cv_final=False, resume=""),
+                      lambda ev: stages.emit(ev) if ev.get("type") in ("log", "eval", "warning") else None, stages.stop)
+        model, source, m = final.model, "the final model", final.metrics
+        out["final"] = final.model_dir
+    else:
+        from astapp.model.loading import load_model
+
+        m = last.metrics
+        model, source = load_model(cfg.model, clips.label_names, int(m["max_length"])), f"the starting model {cfg.model}"
+    stages.stage("features", f"Embedding every clip with {source}")
+    emb, _ = forward_rows(model, clips.rows, int(m["max_length"]), float(m["mean"]), float(m["std"]), feat_dir)
+    out.update(embeddings=per_clip(emb, clips.clip_of_row, n), embedding_source=source)
+    return out

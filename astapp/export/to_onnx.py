@@ -1,0 +1,193 @@
+"""An exported model as ONNX (fp32 and int8) in the layout Transformers.js loads, checked before it ships.
+
+`torch.onnx.export` (the dynamo exporter, onnxscript) writes `onnx/model.onnx` with a dynamic batch;
+onnxruntime's dynamic quantization writes `onnx/model_quantized.onnx` (int8 weights). Both run in
+onnxruntime on the given clips (the run's validation clips) with the numpy features that
+`predict --onnx` uses, against PyTorch on the same features: the fp32 file must give the same top-1
+on every clip and probabilities within `tol`, otherwise no ONNX file is kept and `onnx/check.json`
+says why (never a silently wrong model). The int8 agreement and accuracy are measured and reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astapp.core.errors import ModelLoadError
+from astapp.core.fsutil import atomic_dir
+from astapp.predict.onnx_predictor import FP32, INT8, ONNX_DIR, OnnxPredictor, softmax
+
+CHECK = "check.json"  # onnx/check.json: the validation numbers (or why the export failed)
+PACKAGES = "pip install onnx==1.23.2 onnxruntime==1.32.0 onnxscript==0.7.2"
+TOLERANCE = 1e-3
+OPSET = 18
+
+
+def missing_packages() -> str | None:
+    """None when ONNX export can run, else the sentence with the install command."""
+    import importlib.util
+
+    absent = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
+    return None if not absent else f"{', '.join(absent)} not installed; install with `{PACKAGES}`."
+
+
+def _torch_export(model_folder: Path, path: Path) -> Any:
+    """Write the fp32 ONNX file (dynamic batch) and return the PyTorch model it came from."""
+    import torch
+    from transformers import ASTForAudioClassification
+
+    try:
+        model = ASTForAudioClassification.from_pretrained(model_folder, attn_implementation="sdpa",
+                                                          dtype=torch.float32, local_files_only=True).eval()
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise ModelLoadError(f"Could not load the model in {model_folder}: {e}. Export it again.") from e
+
+    class Logits(torch.nn.Module):
+        """The plain tensor-in, tensor-out graph Transformers.js expects (input_values -> logits)."""
+
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+            return self.inner(input_values=input_values).logits
+
+    cfg = model.config
+    dummy = torch.zeros(2, int(cfg.max_length), int(cfg.num_mel_bins))
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.inference_mode(False):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Logits(model), (dummy,), str(path), input_names=["input_values"],
+                          output_names=["logits"], opset_version=OPSET, dynamo=True, external_data=False,
+                          dynamic_shapes={"input_values": {0: torch.export.Dim("batch", min=1, max=1024)}})
+    return model
+
+
+def _quantize(src: Path, dst: Path) -> None:
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is for static quantization
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+
+
+def _clip_probs(runner: Any, clips: Sequence[np.ndarray], logits_fn: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(per-window probabilities, per-clip mean probabilities) with the predictor's windows."""
+    feats, owner = [], []
+    for ci, wav in enumerate(clips):
+        for s in runner.window_starts(len(wav)):
+            feats.append(runner.features(wav[s:s + runner.window]))
+            owner.append(ci)
+    win = softmax(np.asarray(logits_fn(np.stack(feats)), dtype=np.float64))
+    owner_a = np.asarray(owner)
+    per_clip = np.stack([win[owner_a == ci].mean(axis=0) for ci in range(len(clips))])
+    return win, per_clip
+
+
+def validate(folder: Path, model: Any, clips: Sequence[np.ndarray], truth: Sequence[int] | None,
+             tol: float = TOLERANCE) -> dict[str, Any]:
+    """Compare ONNX fp32 and int8 with PyTorch on `clips` (16 kHz mono); `truth` gives accuracy."""
+    import torch
+
+    def torch_logits(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return np.concatenate([model(input_values=torch.from_numpy(x[b:b + 16])).logits.numpy()
+                                   for b in range(0, len(x), 16)])
+
+    fp32 = OnnxPredictor(folder)
+    ref_win, ref = _clip_probs(fp32, clips, torch_logits)
+    out: dict[str, Any] = {"clips": len(clips), "windows": len(ref_win), "tolerance": tol}
+    top_ref = ref.argmax(1)
+    y = np.asarray(truth) if truth is not None else None
+    out["pytorch_accuracy"] = None if y is None else float((top_ref == y).mean())
+    for key, quantized in (("fp32", False), ("int8", True)):
+        runner = fp32 if not quantized else OnnxPredictor(folder, quantized=True)
+        t0 = time.perf_counter()
+        win, per = _clip_probs(runner, clips, runner.logits)
+        top = per.argmax(1)
+        out[key] = {"top1_agreement": float((top == top_ref).mean()),
+                    "max_prob_diff": float(np.abs(win - ref_win).max()),
+                    "accuracy": None if y is None else float((top == y).mean()),
+                    "seconds": round(time.perf_counter() - t0, 3),
+                    "size_mb": round((folder / ONNX_DIR / (INT8 if quantized else FP32)).stat().st_size / 1e6, 3)}
+    f = out["fp32"]
+    out["passed"] = bool(f["top1_agreement"] == 1.0 and f["max_prob_diff"] <= tol)
+    if not out["passed"]:
+        out["error"] = (f"the ONNX model disagrees with PyTorch (top-1 agreement {f['top1_agreement']:.1%}, "
+                        f"max probability difference {f['max_prob_diff']:.2g} > {tol:g})")
+    return out
+
+
+def export_onnx(model_folder: str | Path, out_dir: str | Path, clips: Sequence[np.ndarray],
+                truth: Sequence[int] | None = None, source: str = "validation", tol: float | None = None) -> dict[str, Any]:
+    """Write `out_dir/` = {model.onnx, model_quantized.onnx, check.json} atomically and return the check.
+    When the check fails (or the export itself does), `out_dir` holds only check.json saying why."""
+    model_folder, out_dir = Path(model_folder), Path(out_dir)
+    tol = TOLERANCE if tol is None else float(tol)
+    if not clips:
+        raise ModelLoadError("No clips to check the ONNX export on; export again with the dataset in place.")
+    t0 = time.perf_counter()
+    with atomic_dir(out_dir) as tmp:
+        check: dict[str, Any] = {"source": source, "opset": OPSET}
+        model = None
+        try:
+            stage = tmp / "stage"
+            (stage / ONNX_DIR).mkdir(parents=True)
+            for name in ("config.json", "preprocessor_config.json"):
+                (stage / name).write_bytes((model_folder / name).read_bytes())
+            model = _torch_export(model_folder, stage / ONNX_DIR / FP32)
+            _quantize(stage / ONNX_DIR / FP32, stage / ONNX_DIR / INT8)
+            check.update(validate(stage, model, clips, truth, tol))
+        except Exception as e:  # noqa: BLE001 - an exporter failure must still leave the transformers model
+            if model is None and isinstance(e, ModelLoadError):
+                raise  # the transformers model itself does not load: nothing to export
+            check.update(passed=False, error=f"the ONNX export failed ({type(e).__name__}: {e})")
+        if check.get("passed"):
+            for name in (FP32, INT8):
+                (stage / ONNX_DIR / name).replace(tmp / name)
+        shutil.rmtree(tmp / "stage", ignore_errors=True)
+        check["export_seconds"] = round(time.perf_counter() - t0, 2)
+        (tmp / CHECK).write_text(json.dumps(check, indent=2), encoding="utf-8")
+    return check
+
+
+def readme_section(check: dict[str, Any]) -> str:
+    """The model card's ONNX section: what is in onnx/ and how well it agrees, or why it is absent."""
+    if not check.get("passed"):
+        return ("\n## ONNX\n\nNo ONNX model in this export: " + str(check.get("error", "the check failed"))
+                + ". The transformers model above is complete; see `onnx/check.json`.\n")
+
+    def pct(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.1%}"
+
+    f, q = check["fp32"], check["int8"]
+    src = (f"the run's {check['clips']} validation clips" if check.get("source") == "validation"
+           else f"{check['clips']} generated clips (the validation clips were not found)")
+    return "\n".join([
+        "", "## ONNX (onnxruntime, Transformers.js)", "",
+        "`onnx/model.onnx` (fp32) and `onnx/model_quantized.onnx` (int8 dynamic quantization) take "
+        "`input_values` (batch, frames, 128 mel bins) and return `logits`; `config.json` and "
+        "`preprocessor_config.json` beside `onnx/` make this folder a Transformers.js model.",
+        f"Checked against PyTorch on {src} (`onnx/check.json`):", "",
+        "| model | size (MB) | top-1 agreement with PyTorch | max prob. difference | accuracy |",
+        "|---|---|---|---|---|",
+        f"| PyTorch fp32 | | | | {pct(check.get('pytorch_accuracy'))} |",
+        f"| ONNX fp32 | {f['size_mb']:.1f} | {pct(f['top1_agreement'])} | {f['max_prob_diff']:.1e} | {pct(f['accuracy'])} |",
+        f"| ONNX int8 | {q['size_mb']:.1f} | {pct(q['top1_agreement'])} | {q['max_prob_diff']:.1e} | {pct(q['accuracy'])} |",
+        "", "Without torch: `pip install onnxruntime numpy soundfile soxr` and astapp, then "
+        "`python3 -m astapp predict --onnx --model PATH/TO/THIS/FOLDER my_clip.wav` (add `--int8` for the "
+        "quantized model).", ""])

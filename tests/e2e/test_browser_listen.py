@@ -1,0 +1,117 @@
+"""Listen live in a real browser: Debian Chromium's fake microphone loops a WAV whose class sequence is
+known (a low tone, a high tone, quiet background noise) into Predict → Listen live; the timeline the page
+shows must follow that sequence.
+
+The model is trained through the page itself: the tone zip is uploaded in the Data tab and a tiny local
+AST trains from the Train tab. Skipped without /usr/bin/chromium, except under CI.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+
+import numpy as np
+import pytest
+from browser_helpers import ARGS
+
+from astapp.data.synth import make_signal, make_tone_classes, write_wav
+
+pytestmark = pytest.mark.browser
+MIC = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+TONES = {"low": 300.0, "high": 3000.0}
+SEQUENCE = [("low", 3.0), ("high", 3.0), ("background", 3.0)]  # what the fake microphone loops
+CYCLE = ["low", "high", "nothing"]  # what the timeline must show: the background class is "nothing"
+
+
+def _dataset(folder) -> str:
+    """A zip of low and high tones and a quiet-noise background class (30 clips each: enough steps per
+    epoch for the tiny model to be sure of each sound after 4 epochs)."""
+    make_tone_classes(folder, per_class=30, classes=TONES)
+    rng = np.random.default_rng(1)
+    for j in range(30):
+        write_wav(folder / "background" / f"background_{j:03d}.wav",
+                  rng.uniform(0.01, 0.05) * make_signal("noise", 1.0, rng=rng))
+    return shutil.make_archive(str(folder.parent / "tones"), "zip", folder)
+
+
+def _microphone(path):
+    """The known sequence as one 16-bit WAV (Chromium's fake capture loops it). The tones carry the
+    training clips' faint noise floor, as any real microphone does."""
+    t = np.arange(int(3.0 * 16_000)) / 16_000
+    rng = np.random.default_rng(4)
+    parts = []
+    for name, seconds in SEQUENCE:
+        n = int(seconds * 16_000)
+        if name == "background":
+            parts.append(0.03 * make_signal("noise", seconds, rng=np.random.default_rng(5)))
+        else:
+            parts.append(0.6 * np.sin(2 * np.pi * TONES[name] * t[:n]) + 0.01 * rng.standard_normal(n))
+    return write_wav(path, np.concatenate(parts).astype(np.float32), subtype="PCM_16")
+
+
+def _sounds(blocks: list[list]) -> list[str]:
+    """The strip's labels in order, leaving out blocks under 1 s (the half-second "nothing" while the
+    window straddles two sounds) and merging what they separated."""
+    out: list[str] = []
+    for label, width in blocks:
+        if width >= 100 / 30 and (not out or out[-1] != label):
+            out.append(label)
+    return out
+
+
+def test_listen_live_timeline_follows_the_microphone(app, chromium_path, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _root = app
+    zip_path = _dataset(tmp_path / "tones")
+    mic = _microphone(tmp_path / "mic.wav")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path,
+                                    args=[*ARGS, *MIC, f"--use-file-for-fake-audio-capture={mic}"])
+        page = browser.new_context(viewport={"width": 1360, "height": 900}).new_page()
+        page.set_default_timeout(30_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        summary = page.locator("#data-summary")
+        expect(summary).to_contain_text("Ready to train", timeout=60_000)
+        page.locator("#upload-zip input[type=file]").set_input_files(zip_path)
+        expect(summary).to_contain_text("tones.zip", timeout=60_000)
+
+        page.get_by_role("tab", name=re.compile("Train")).click()
+        for label, value in (("Epochs", "4"), ("Learning rate", "0.003")):
+            page.get_by_label(label).fill(value)
+            page.get_by_label(label).press("Tab")
+        page.locator("#start-btn").click()
+        expect(page.locator("#train-status")).to_contain_text("Finished", timeout=120_000)
+
+        # The page asks for the raw microphone: no voice processing (it would fade out the steady tones).
+        processing = page.evaluate("async () => { const s = await navigator.mediaDevices.getUserMedia({audio: true});"
+                                   " const t = s.getAudioTracks()[0].getSettings(); s.getTracks().forEach(x => x.stop());"
+                                   " return [t.echoCancellation, t.noiseSuppression, t.autoGainControl]; }")
+        assert processing == [False, False, False], processing
+
+        page.get_by_role("tab", name=re.compile("Predict")).click()
+        expect(page.locator("#predict-run input")).not_to_have_value("", timeout=30_000)
+        page.get_by_text("Listen live (microphone)").click()
+        page.locator("#listen-mic .record-button").click()
+        strip = page.locator("#listen-strip")
+        blocks: list[list] = []  # [label, share of the 30 s strip in %] of every block the strip shows
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(_sounds(blocks)) < 5:
+            page.wait_for_timeout(500)
+            blocks = strip.locator(".seg").evaluate_all(
+                "els => els.map(e => [e.dataset.label, parseFloat(e.style.width)])")
+        heard = page.locator("#listen-info").inner_text()
+        page.locator("#listen-mic .stop-button").click()
+        assert not errors, errors
+        browser.close()
+
+    sounds = _sounds(blocks)
+    assert len(sounds) >= 4, (sounds, blocks)
+    # Every change of what was heard is the next step of the loop: low → high → nothing → low ...
+    for a, b in zip(sounds, sounds[1:], strict=False):
+        assert CYCLE.index(b) == (CYCLE.index(a) + 1) % len(CYCLE), (sounds, blocks)
+    assert re.search(r"Heard now: (low|high|nothing) · \d+\.\d s heard; window 1\.\d\d s", heard), heard
