@@ -20,7 +20,7 @@ EXAMPLE_SOURCE = f"assets/{EXAMPLE_NAME}.zip"  # as a command run from the astap
 
 def example_zip_path() -> Path:
     """The committed example zip (raises FileNotFoundError with a fix if the checkout lacks it)."""
-    path = Path(__file__).resolve().parents[1] / "assets" / f"{EXAMPLE_NAME}.zip"
+    path = Path(__file__).resolve().parents[2] / "assets" / f"{EXAMPLE_NAME}.zip"
     if not path.is_file():
         raise FileNotFoundError(f"The example dataset {path} is missing; restore it with `git checkout -- "
                                 "assets/` or regenerate it with `python assets/make_example.py`.")

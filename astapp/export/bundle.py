@@ -26,7 +26,7 @@ from astapp.predict.onnx_predictor import ONNX_DIR
 
 MAX_CLIPS = 64  # validation clips the ONNX check runs at most (bounds the export time of a big model)
 DEMO = "demo.html"
-WEB = Path(__file__).resolve().parents[1] / "assets" / "web"  # demo.html and vendor/ (the browser runtime)
+WEB = Path(__file__).resolve().parents[2] / "assets" / "web"  # demo.html and vendor/ (the browser runtime)
 VENDOR = "vendor"
 
 
