@@ -90,6 +90,7 @@ def _status_md(snap: dict[str, Any], length: int | None, split: str | None = Non
         best = metrics.get("best_epoch")
         lines.append(f"**Accuracy {fmt_score(metrics['accuracy'])}** · macro F1 {fmt_score(metrics.get('f1_macro'))}"
                      + (f" · best epoch {best:g}" if best is not None else "")
+                     + (f" ({metrics['best_why']})" if best is not None and metrics.get("best_why") else "")
                      + (" (the best weights before the stop)" if state == "stopped" else ""))
     if state == "queued" and snap.get("position"):
         lines.append(f"You are **#{snap['position']}** in the queue; training starts when the jobs ahead "
