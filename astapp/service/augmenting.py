@@ -14,6 +14,7 @@ from typing import Any
 from astapp.core.config import AugmentConfig, setting
 from astapp.core.errors import TrainingError, UploadError
 from astapp.jobs.sessions import Session
+from astapp.service.state import Stamp, newest
 
 
 def transform_specs() -> list[dict[str, Any]]:
@@ -54,26 +55,30 @@ class AugmentingMixin:
         return AugmentConfig.from_dict(self.store.load(session).augment)
 
     def save_augment(self, session: Session, cfg: AugmentConfig, clip: str | None = None,
-                     seed: int | None = None) -> None:
-        """Remember the settings (and the previewed clip and seed) for training and for a reload."""
+                     seed: int | None = None, stamp: Stamp | None = None) -> None:
+        """Remember the settings (and the previewed clip and seed) for training and for a reload; each of
+        the three only when no later edit of the same page (`stamp`) has set it meanwhile."""
         check_augment(cfg)
         with self.store.edit(session) as state:
-            keep = {k: state.augment.get(k, "") for k in ("noise", "noise_digest")} if not cfg.noise else {}
-            state.augment = {**cfg.to_dict(), **keep}  # the controls never name the uploaded noise
-            if clip is not None:
+            if newest(state, "augment", stamp):
+                keep = {k: state.augment.get(k, "") for k in ("noise", "noise_digest")} if not cfg.noise else {}
+                state.augment = {**cfg.to_dict(), **keep}  # the controls never name the uploaded noise
+            if clip is not None and newest(state, "preview.clip", stamp):
                 state.preview["clip"] = clip
-            if seed is not None:
+            if seed is not None and newest(state, "preview.seed", stamp):
                 state.preview["seed"] = int(seed)
 
-    def preview(self, session: Session, clip: str | None, cfg: AugmentConfig, seed: int) -> Any:
-        """One clip before and after augmentation (`astapp.features.preview.Preview`); the settings are saved."""
+    def preview(self, session: Session, clip: str | None, cfg: AugmentConfig, seed: int,
+                stamp: Stamp | None = None) -> Any:
+        """One clip before and after augmentation (`astapp.features.preview.Preview`); the settings are
+        saved unless the page changed them after it asked for this preview (`stamp`)."""
         from astapp.data.audio import load_audio
         from astapp.features.preview import preview
 
         check_augment(cfg)
         path = self.clip_path(session, clip)  # type: ignore[attr-defined]
         pv = preview(load_audio(path, max_seconds=30), self.noise_for_preview(session, cfg), int(seed))
-        self.save_augment(session, cfg, clip=clip, seed=seed)
+        self.save_augment(session, cfg, clip=clip, seed=seed, stamp=stamp)
         return pv
 
     # --- real background noise (AddBackgroundNoise, AddShortNoises) -------------------------------

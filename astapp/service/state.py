@@ -4,6 +4,11 @@ Per owner workspace: `state.json` (the choices: which dataset, augmentation sett
 the runs picked in Evaluate and Predict) and `dataset.json` (the chosen dataset with its validation
 report, written only when the dataset changes). This module is their only writer; every change is a
 read-modify-write under the owner's lock, so two tabs never lose each other's edits.
+
+Edits also arrive out of order: the page's events run concurrently (a preview sent before a change
+can finish after it), so a write that carries a stamp (which page, and when it took its values) sets
+a field only when no later write of that page has (`newest`): a newer change is never overwritten by
+an older one.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class SessionState:
     top_k: int = 3
     cv: dict[str, Any] = field(default_factory=lambda: {"folds": "auto", "final": False})  # the CV controls
     corrections: dict[str, dict[str, str]] = field(default_factory=dict)  # run id -> {clip: "drop" | label}
+    stamps: dict[str, list[Any]] = field(default_factory=dict)  # field ("augment", "form.epochs") -> [page, ms]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SessionState:
@@ -47,6 +53,25 @@ class SessionState:
                     getattr(defaults, f.name) is not None:
                 setattr(state, f.name, getattr(defaults, f.name))
         return state
+
+
+Stamp = tuple[str, float]  # (the page's session, when the page took the values: its own clock, in ms)
+
+
+def newest(state: SessionState, key: str, stamp: Stamp | None) -> bool:
+    """Whether a write whose values are as of `stamp` may set `key` (and mark it so): not when a later
+    write from the same page already did. Only one page's stamps are compared (one clock, so no skew
+    between devices can drop an edit); a write from another page, or without a stamp (an API call, the
+    CLI), always counts as the newest, as before."""
+    if stamp is None:
+        state.stamps.pop(key, None)
+        return True
+    page, at = str(stamp[0]), float(stamp[1])
+    last = state.stamps.get(key)
+    if isinstance(last, list) and len(last) == 2 and last[0] == page and float(last[1]) > at:
+        return False
+    state.stamps[key] = [page, at]
+    return True
 
 
 class StateStore:

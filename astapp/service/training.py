@@ -14,6 +14,7 @@ from astapp.core.config import TrainConfig, defaults_for, set_setting
 from astapp.core.errors import AccessError, TrainingError
 from astapp.core.runfolder import ACTIVE
 from astapp.jobs.sessions import Session
+from astapp.service.state import Stamp, newest
 
 # The Train form's fields, in the order the form shows them (names are TrainConfig settings).
 FORM_FIELDS = ("model", "mode", "epochs", "lr", "batch_size", "max_length", "val_split", "val_fold", "seed",
@@ -59,9 +60,12 @@ class TrainingMixin:
         values.update({k: v for k, v in saved.items() if k in FORM_FIELDS})
         return values
 
-    def save_form(self, session: Session, values: dict[str, Any]) -> None:
+    def save_form(self, session: Session, values: dict[str, Any], stamp: Stamp | None = None) -> None:
+        """Save the form's values, field by field: a field a later edit of the same page (`stamp`) has set
+        keeps that newer value."""
         with self.store.edit(session) as state:
-            state.form = {**state.form, **{k: v for k, v in values.items() if k in FORM_FIELDS}}
+            state.form = {**state.form, **{k: v for k, v in values.items()
+                                           if k in FORM_FIELDS and newest(state, f"form.{k}", stamp)}}
 
     def config_from_form(self, session: Session, values: dict[str, Any]) -> TrainConfig:
         """The run the form describes, on the session's dataset and augmentation; TrainingError when a
@@ -115,10 +119,10 @@ class TrainingMixin:
             return str(exc)
 
     # --- jobs ----------------------------------------------------------------------------------
-    def start(self, session: Session, values: dict[str, Any]) -> str:
+    def start(self, session: Session, values: dict[str, Any], stamp: Stamp | None = None) -> str:
         """Queue the run the form describes; returns its job id."""
         cfg = self.config_from_form(session, values)
-        self.save_form(session, values)
+        self.save_form(session, values, stamp)
         name = f"{self.dataset(session).name} · {cfg.model.rstrip('/').split('/')[-1]}"  # type: ignore[attr-defined]
         return self.manager.submit(session.owner, cfg, name=name)
 

@@ -18,7 +18,17 @@ import gradio as gr
 
 from astapp.core.config import AUGMENT_PRESETS, AugmentConfig, setting
 from astapp.service import Service, effective_transforms, transform_specs
-from astapp.ui.common import Guard, guarded, heavy, notice_card, pcm16, session
+from astapp.ui.common import (
+    STAMP_JS,
+    Guard,
+    guarded,
+    heavy,
+    notice_card,
+    page_stamp,
+    pcm16,
+    session,
+    stamp_box,
+)
 
 
 @dataclass
@@ -85,6 +95,7 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
         # under gr.Tabs shifts the tab labels in the Gradio 6.31 frontend.
         default = AugmentConfig()  # the settings table's default, as the CLI's
         shown = gr.State(default.preset)
+        stamp = stamp_box()
         gr.Markdown("Augmentation makes each training pass hear a slightly different version of your clips, "
                     "so the model learns the sound and not the recording. Listen and look before you train: "
                     "**these settings are the ones training uses.**")
@@ -136,8 +147,10 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
     @guard
     def preview_fn(tok: str | None, shown_v: str | None, clip: str | None, preset: str, freq_mask: float,
                    time_mask: float, mixup: float, seed: float, request: gr.Request, *values: Any) -> tuple[Any, ...]:
-        cfg = make_augment(preset, freq_mask, time_mask, mixup, specs, values, shown_v)
-        pv = svc.preview(session(svc, tok, request), clip, cfg, int(seed or 0))
+        """`values`: the transform controls, then the stamp (the page's, or empty from the API)."""
+        *values, when = values or (None,)
+        cfg = make_augment(preset, freq_mask, time_mask, mixup, specs, tuple(values), shown_v)
+        pv = svc.preview(session(svc, tok, request), clip, cfg, int(seed or 0), stamp=page_stamp(when, request))
         sr = int(pv.sample_rate)
         applied = ", ".join(_pretty(n) for n in pv.applied) or (
             "nothing this time (re-roll to draw again)" if cfg.preset != "none" or cfg.transforms else "no augmentation")
@@ -151,10 +164,13 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
 
     def sync_fn(tok: str | None, shown_v: str, seed_v: float, preset_v: str, fm: float, tm: float, mx: float,
                 request: gr.Request, *values: Any) -> None:
-        """Keep the saved training settings in step with the controls, even without a preview."""
+        """Keep the saved training settings in step with the controls, even without a preview (stamped,
+        so a preview asked for earlier that ends later does not put older values back)."""
+        *values, when = values
         try:
-            svc.save_augment(session(svc, tok, request), make_augment(preset_v, fm, tm, mx, specs, values, shown_v),
-                             seed=int(seed_v or 0))
+            svc.save_augment(session(svc, tok, request),
+                             make_augment(preset_v, fm, tm, mx, specs, tuple(values), shown_v),
+                             seed=int(seed_v or 0), stamp=page_stamp(when, request))
         except Exception:  # noqa: BLE001 - a half-typed value is saved with the next good one
             return
 
@@ -175,16 +191,16 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
             choices = []
         return gr.Dropdown(choices=choices, value=keep if keep in choices else (choices[0] if choices else None))
 
-    gr.on([c.change for c in [*controls, seed]], sync_fn, [token, shown, seed, *controls], None,
-          api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+    gr.on([c.change for c in [*controls, seed]], sync_fn, [token, shown, seed, *controls, stamp], None,
+          api_visibility="private", show_progress="hidden", trigger_mode="always_last", js=STAMP_JS)
     if toggles:
         preset.input(on_preset, preset, [*toggles, shown], api_visibility="private")
-    inputs = [token, shown, clip, preset, freq_mask, time_mask, mixup, seed, *toggles]
+    inputs = [token, shown, clip, preset, freq_mask, time_mask, mixup, seed, *toggles, stamp]
     outputs = [figure, original, augmented, summary]
-    previews = [go.click(preview_fn, inputs, outputs, api_name="preview_augment", **heavy()),
+    previews = [go.click(preview_fn, inputs, outputs, api_name="preview_augment", js=STAMP_JS, **heavy()),
                 reroll.click(lambda: random.randint(1, 1_000_000), None, seed, api_visibility="private").then(
-                    preview_fn, inputs, outputs, api_visibility="private", **heavy()),
-                clip.change(preview_fn, inputs, outputs, api_visibility="private", **heavy())]
+                    preview_fn, inputs, outputs, api_visibility="private", js=STAMP_JS, **heavy()),
+                clip.change(preview_fn, inputs, outputs, api_visibility="private", js=STAMP_JS, **heavy())]
     for event in previews:
         guard.keep(event, outputs, notice, say=lambda message, *_: f"The preview failed: {message}")
 

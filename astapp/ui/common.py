@@ -40,6 +40,25 @@ def heavy() -> dict[str, Any]:
     return {"concurrency_id": HEAVY_ID, "concurrency_limit": max(1, env_int("ASTAPP_HEAVY_CONCURRENCY", 2))}
 
 
+# An event's last input is a hidden `stamp_box`; this fills it, when the page takes the event's values,
+# with the page's clock (ms). The page's events can finish out of order (a preview asked for before a
+# change can end after it); the stamp lets the server keep the newer value (`astapp.service.state`).
+STAMP_JS = "(...args) => [...args.slice(0, -1), performance.timeOrigin + performance.now()]"
+
+
+def stamp_box() -> Any:
+    """The hidden input `STAMP_JS` fills (API callers leave it empty: their calls are not stamped)."""
+    return gr.Number(None, label="stamp", visible="hidden", interactive=False)
+
+
+def page_stamp(value: Any, request: gr.Request | None) -> tuple[str, float] | None:
+    """(page, ms) of a stamped event for the service's `stamp=` arguments; None when not stamped."""
+    page = getattr(request, "session_hash", None)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == value and page:
+        return str(page), float(value)
+    return None
+
+
 def new_token() -> str:
     """A fresh unguessable owner id for a browser (kept in its localStorage)."""
     return secrets.token_hex(16)

@@ -15,7 +15,7 @@ import gradio as gr
 from astapp.core.config import DEFAULT_MODEL, is_scratch, setting
 from astapp.service import AUTO, FORM_FIELDS, Poll, Service, fmt_score
 from astapp.ui import cv_controls
-from astapp.ui.common import fmt_seconds, friendly, guarded, session
+from astapp.ui.common import STAMP_JS, fmt_seconds, friendly, guarded, page_stamp, session, stamp_box
 
 POLL_SECONDS = 1.0
 MAX_EPOCH_LABELS = 9  # single digits: as categories they also sort right ("10" would come after "1")
@@ -269,6 +269,7 @@ def build(svc: Service, token: gr.State) -> TrainTab:
         curves = gr.State(new_curves())
         shown = gr.State(None)  # {state, resumable} of the run on screen: drives the resume button
         timer = gr.Timer(POLL_SECONDS, active=False)
+        stamp = stamp_box()
 
     form = [model, mode, epochs, lr, batch, max_length, val_split, val_fold, seed, early, weighted, lora_rank,
             lora_alpha, lora_dropout, lora_targets]
@@ -295,11 +296,11 @@ def build(svc: Service, token: gr.State) -> TrainTab:
     def start_fn(tok: str | None, model: str, mode: str, epochs: float, lr: float, batch_size: float,
                  max_length: str, val_split: float, val_fold: str, seed: float, early_stopping: float,
                  class_weighted: bool, lora_rank: float, lora_alpha: float, lora_dropout: float, lora_targets: str,
-                 request: gr.Request) -> tuple[Any, ...]:
+                 stamp: float | None, request: gr.Request) -> tuple[Any, ...]:
         sess = session(svc, tok, request)
         job_id = svc.start(sess, values(model, mode, epochs, lr, batch_size, max_length, val_split, val_fold,
                                         seed, early_stopping, class_weighted, lora_rank, lora_alpha, lora_dropout,
-                                        lora_targets))
+                                        lora_targets), stamp=page_stamp(stamp, request))
         return render(svc.poll(sess, job_id), new_curves(job_id))
 
     def poll_fn(job_id: str | None, tok: str | None, drawn: dict[str, Any] | None,
@@ -345,9 +346,11 @@ def build(svc: Service, token: gr.State) -> TrainTab:
                                                                   lora_dropout, lora_targets))
 
     def save_fn(tok: str | None, request: gr.Request, *vals: Any) -> None:
-        """Every form change is saved on the server (a reload or a second tab shows the same form)."""
+        """Every form change is saved on the server (a reload or a second tab shows the same form); the
+        last input is the page's stamp, so an older event that ends later keeps no field it changed."""
+        *vals, when = vals
         try:
-            svc.save_form(session(svc, tok, request), values(*vals))
+            svc.save_form(session(svc, tok, request), values(*vals), stamp=page_stamp(when, request))
         except Exception:  # noqa: BLE001 - saving a form must never bother the user
             return
 
@@ -369,7 +372,7 @@ def build(svc: Service, token: gr.State) -> TrainTab:
         return gr.update(value=dd["epochs"]), gr.update(value=dd["lr"]), gr.update(value=dd["batch_size"])
 
     outputs = [job, curves, shown, *poll_outputs]
-    start.click(start_fn, [token, *form], outputs, api_name="start_training")
+    start.click(start_fn, [token, *form, stamp], outputs, api_name="start_training", js=STAMP_JS)
     cvc.start.click(cv_fn, [token, cvc.folds, cvc.final, *form], outputs, api_name="start_cv")
     cv_controls.wire(svc, token, cvc, form)
     timer.tick(poll_fn, [job, token, curves], outputs, api_name="poll_training", show_progress="hidden")
@@ -379,8 +382,8 @@ def build(svc: Service, token: gr.State) -> TrainTab:
     show_cli.click(cli_fn, [token, *form], cli, api_name="training_command").success(
         lambda: gr.Code(visible=True), None, cli, api_visibility="private")
     model.input(model_defaults, model, [epochs, lr, batch], api_visibility="private")
-    gr.on([c.change for c in form], save_fn, [token, *form], None, api_visibility="private",
-          show_progress="hidden", trigger_mode="always_last")
+    gr.on([c.change for c in form], save_fn, [token, *form, stamp], None, api_visibility="private",
+          show_progress="hidden", trigger_mode="always_last", js=STAMP_JS)
     gr.on([model.change, mode.change], form_hint, [model, mode], [model_info, hint], api_visibility="private",
           show_progress="hidden")
     return TrainTab(tab, job, timer, [max_length, val_split, val_fold], form, restore_fn, form_hint, [model, mode],
