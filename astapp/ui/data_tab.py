@@ -51,10 +51,13 @@ def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
                f"{total / 60:.1f} min of audio · layout: `{rep.get('layout', '?')}`")
     if view.folds:
         listed = " · ".join(f"{name}: {plural(n, 'clip')}" for name, n in view.folds.items())
-        summary += (f"\n\n**Folds** (from the manifest): {listed}. Folds decide the split: "
+        summary += (f"\n\n**Folds** (from {rep.get('folds_from') or 'the manifest'}): {listed}. Folds decide the split: "
                     + (f"fold **{view.auto_fold}** validates unless you pick another in *Train*."
                        if view.auto_fold else "with a single fold there is nothing to hold out, so a share "
                        "of each class validates."))
+    if rep.get("grouping") and rep["grouping"] != "by file":
+        summary += (f"\n\n**Grouping** {rep['grouping']}: takes of one source recording stay on one side of "
+                    "every split, so validation measures new recordings, not memory.")
     noise = rep.get("noise") or {}
     if noise:
         summary += (f"\n\n**Background noise** (`{noise.get('folder', '')}/`, not a class): "
