@@ -150,7 +150,7 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
         """`values`: the transform controls, then the stamp (the page's, or empty from the API)."""
         *values, when = values or (None,)
         cfg = make_augment(preset, freq_mask, time_mask, mixup, specs, tuple(values), shown_v)
-        pv = svc.preview(session(svc, tok, request), clip, cfg, int(seed or 0), stamp=page_stamp(when, request))
+        pv = svc.augmenting.preview(session(svc, tok, request), clip, cfg, int(seed or 0), stamp=page_stamp(when, request))
         sr = int(pv.sample_rate)
         applied = ", ".join(_pretty(n) for n in pv.applied) or (
             "nothing this time (re-roll to draw again)" if cfg.preset != "none" or cfg.transforms else "no augmentation")
@@ -168,9 +168,9 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
         so a preview asked for earlier that ends later does not put older values back)."""
         *values, when = values
         try:
-            svc.save_augment(session(svc, tok, request),
-                             make_augment(preset_v, fm, tm, mx, specs, tuple(values), shown_v),
-                             seed=int(seed_v or 0), stamp=page_stamp(when, request))
+            svc.augmenting.save(session(svc, tok, request),
+                                make_augment(preset_v, fm, tm, mx, specs, tuple(values), shown_v),
+                                seed=int(seed_v or 0), stamp=page_stamp(when, request))
         except Exception:  # noqa: BLE001 - a half-typed value is saved with the next good one
             return
 
@@ -178,15 +178,15 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
     def restore_fn(tok: str | None, request: gr.Request) -> list[Any]:
         """The saved settings back into every control (and the dataset's clips into the list)."""
         sess = session(svc, tok, request)
-        cfg = svc.augment(sess)
+        cfg = svc.augmenting.settings(sess)
         saved = svc.state(sess).preview
         return [on_dataset(tok, request, saved.get("clip")), cfg.preset, cfg.freq_mask, cfg.time_mask,
                 cfg.mixup, *preset_values(cfg, specs), cfg.preset, int(saved.get("seed") or 0),
-                svc.noise_summary(sess)]
+                svc.augmenting.noise_summary(sess)]
 
     def on_dataset(tok: str | None, request: gr.Request, keep: str | None = None) -> Any:
         try:
-            choices = svc.clip_choices(session(svc, tok, request))
+            choices = svc.datasets.clip_choices(session(svc, tok, request))
         except Exception:  # noqa: BLE001 - a list we cannot read just stays empty
             choices = []
         return gr.Dropdown(choices=choices, value=keep if keep in choices else (choices[0] if choices else None))
@@ -207,15 +207,15 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
     @guarded
     def add_noise_fn(tok: str | None, files: list[Any] | None, request: gr.Request) -> str:
         paths = [str(getattr(f, "name", f)) for f in (files or []) if f]
-        return svc.add_noise(session(svc, tok, request), paths)
+        return svc.augmenting.add_noise(session(svc, tok, request), paths)
 
     @guarded
     def forget_noise_fn(tok: str | None, request: gr.Request) -> str:
-        return svc.clear_noise(session(svc, tok, request))
+        return svc.augmenting.clear_noise(session(svc, tok, request))
 
     def dataset_fn(tok: str | None, request: gr.Request) -> tuple[Any, str]:
         try:
-            summary = svc.noise_summary(session(svc, tok, request))
+            summary = svc.augmenting.noise_summary(session(svc, tok, request))
         except Exception:  # noqa: BLE001 - the summary is a hint; the clip list matters
             summary = ""
         return on_dataset(tok, request), summary
@@ -224,7 +224,7 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
     def record_noise_fn(tok: str | None, path: str | None, request: gr.Request) -> str:
         if not path:
             raise gr.Error("Nothing was recorded: allow the microphone when the browser asks, or upload files.")
-        return svc.add_noise(session(svc, tok, request), [path])
+        return svc.augmenting.add_noise(session(svc, tok, request), [path])
 
     noise_files.upload(add_noise_fn, [token, noise_files], noise_info, api_name="add_noise", **heavy())
     noise_mic.stop_recording(record_noise_fn, [token, noise_mic], noise_info, api_visibility="private", **heavy()).then(

@@ -28,21 +28,21 @@ def svc(tmp_path):
 def test_two_augment_edits_applied_in_the_wrong_order_keep_the_newer_one(svc):
     s = svc.open("tok")
     newer = AugmentConfig(preset="classic", mixup=0.5)
-    svc.save_augment(s, newer, seed=7, stamp=(PAGE, 2_000.0))  # the change the user made last, saved first
+    svc.augmenting.save(s, newer, seed=7, stamp=(PAGE, 2_000.0))  # the change the user made last, saved first
     # ...then the preview the page asked for before that change ends, carrying the values of its time
-    svc.save_augment(s, AugmentConfig(), clip="tone/0.wav", seed=0, stamp=(PAGE, 1_000.0))
-    assert svc.augment(s) == newer
+    svc.augmenting.save(s, AugmentConfig(), clip="tone/0.wav", seed=0, stamp=(PAGE, 1_000.0))
+    assert svc.augmenting.settings(s) == newer
     assert svc.state(s).preview == {"clip": "tone/0.wav", "seed": 7}  # the clip nobody changed later is kept
 
-    svc.save_augment(s, AugmentConfig(preset="light"), seed=3, stamp=(PAGE, 3_000.0))  # in order: applied
-    assert svc.augment(s).preset == "light" and svc.state(s).preview["seed"] == 3
+    svc.augmenting.save(s, AugmentConfig(preset="light"), seed=3, stamp=(PAGE, 3_000.0))  # in order: applied
+    assert svc.augmenting.settings(s).preset == "light" and svc.state(s).preview["seed"] == 3
 
 
 def test_form_edits_merge_field_by_field_and_the_newer_wins(svc):
     s = svc.open("tok")
-    svc.save_form(s, {"epochs": 3, "lr": 0.002}, stamp=(PAGE, 2_000.0))
-    svc.save_form(s, {"epochs": 1, "lr": 0.001, "batch_size": 8}, stamp=(PAGE, 1_000.0))
-    form = svc.form(s)
+    svc.training.save_form(s, {"epochs": 3, "lr": 0.002}, stamp=(PAGE, 2_000.0))
+    svc.training.save_form(s, {"epochs": 1, "lr": 0.001, "batch_size": 8}, stamp=(PAGE, 1_000.0))
+    form = svc.training.form(s)
     assert (form["epochs"], form["lr"], form["batch_size"]) == (3, 0.002, 8)
 
 
@@ -50,14 +50,14 @@ def test_other_pages_and_unstamped_calls_are_never_dropped(svc):
     """Stamps are one page's clock: another tab (or device, whose clock may be off) and API or CLI calls
     always count as the newest, as before."""
     s = svc.open("tok")
-    svc.save_form(s, {"epochs": 3}, stamp=(PAGE, 9e12))
-    svc.save_form(s, {"epochs": 4}, stamp=("page-2", 1.0))
-    assert svc.form(s)["epochs"] == 4
-    svc.save_form(s, {"epochs": 5})
-    assert svc.form(s)["epochs"] == 5
-    svc.save_augment(s, AugmentConfig(preset="classic"), stamp=(PAGE, 9e12))
-    svc.save_augment(s, AugmentConfig(preset="light"))
-    assert svc.augment(s).preset == "light"
+    svc.training.save_form(s, {"epochs": 3}, stamp=(PAGE, 9e12))
+    svc.training.save_form(s, {"epochs": 4}, stamp=("page-2", 1.0))
+    assert svc.training.form(s)["epochs"] == 4
+    svc.training.save_form(s, {"epochs": 5})
+    assert svc.training.form(s)["epochs"] == 5
+    svc.augmenting.save(s, AugmentConfig(preset="classic"), stamp=(PAGE, 9e12))
+    svc.augmenting.save(s, AugmentConfig(preset="light"))
+    assert svc.augmenting.settings(s).preset == "light"
 
 
 def test_concurrent_stamped_edits_end_with_the_newest(svc):
@@ -66,10 +66,10 @@ def test_concurrent_stamped_edits_end_with_the_newest(svc):
     s = svc.open("tok")
     order = list(range(40))
     order.reverse()  # the newest first: every later one is older and must lose
-    threads = [threading.Thread(target=svc.save_form, args=(s, {"epochs": i + 1}), kwargs={"stamp": (PAGE, float(i))})
+    threads = [threading.Thread(target=svc.training.save_form, args=(s, {"epochs": i + 1}), kwargs={"stamp": (PAGE, float(i))})
                for i in order]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert svc.form(s)["epochs"] == 40
+    assert svc.training.form(s)["epochs"] == 40
