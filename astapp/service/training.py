@@ -38,6 +38,7 @@ class Poll:
     cursor: int = 0
     job_id: str | None = None
     reset: bool = False  # the events start again from the first (another job, or the app restarted)
+    idle: str = ""  # with no run to show: what Start would train (the chosen dataset, not always the example)
 
 
 class Training:
@@ -159,11 +160,18 @@ class Training:
         return interrupted or (own[0].id if own else None)
 
     def poll(self, session: Session, job_id: str | None, cursor: int = 0) -> Poll:
-        """The job's snapshot and the events after `cursor` (a reset cursor when the job changed)."""
+        """The job's snapshot and the events after `cursor` (a reset cursor when the job changed).
+
+        The session's queued or running job wins over the one asked for: a job started elsewhere (the
+        Evaluate tab's retrain, another tab, the API) is what the Train tab then follows."""
+        active = self.manager.active_job(session.owner)
+        if active is not None and active != job_id:
+            job_id, cursor = active, 0
         if not job_id:
             job_id, cursor = self.attach(session), 0
         if not job_id:
-            return Poll(None)
+            name = self.datasets.current(session).name
+            return Poll(None, idle=f"No training yet. Press **Start training** to train on {name}.")
         snap = self.manager.snapshot(job_id, owner=session.owner, log_lines=LOG_LINES)
         if snap["state"] not in ACTIVE:  # the outcome a finished page shows, and whether it can continue
             info = self.manager.get_run(session.owner, job_id)

@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.core.config import DEFAULT_MODEL, is_scratch, setting
+from astapp.core.errors import AstappError
 from astapp.service import AUTO, FORM_FIELDS, Poll, Service, fmt_score
 from astapp.ui import cv_controls
 from astapp.ui.common import STAMP_JS, fmt_seconds, friendly, guarded, page_stamp, session, stamp_box
@@ -251,8 +252,7 @@ def build(svc: Service, token: gr.State) -> TrainTab:
             resume = gr.Button("Resume interrupted run", scale=1, visible=False, elem_id="resume-btn")
         cvc = cv_controls.build()
         cli = gr.Code(label="Same run from a terminal", language="shell", visible=False, interactive=False)
-        status = gr.Markdown("No training yet. Press **Start training** — the example dataset is ready.",
-                             elem_id="train-status")
+        status = gr.Markdown("No training yet. Press **Start training**.", elem_id="train-status")
         progress = gr.HTML(_progress_html(None), elem_id="train-progress")
         with gr.Row():
             loss_plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=240, elem_id="loss-plot",
@@ -281,7 +281,7 @@ def build(svc: Service, token: gr.State) -> TrainTab:
     def render(poll: Poll, drawn: dict[str, Any]) -> tuple[Any, ...]:
         """(job, curves, shown run, *poll outputs) for one poll result."""
         if poll.snapshot is None:
-            return (None, new_curves(), None, gr.update(), _progress_html(None), None, None, None, "",
+            return (None, new_curves(), None, poll.idle or gr.update(), _progress_html(None), None, None, None, "",
                     gr.Timer(active=False))
         if poll.reset or drawn.get("job") != poll.job_id:
             drawn = new_curves(poll.job_id)
@@ -305,14 +305,20 @@ def build(svc: Service, token: gr.State) -> TrainTab:
 
     def poll_fn(job_id: str | None, tok: str | None, drawn: dict[str, Any] | None,
                 request: gr.Request) -> tuple[Any, ...]:
-        """Timer tick: never raises (a toast every second would be unbearable)."""
+        """Timer tick: never raises (a toast every second would be unbearable). Only the engine's errors
+        (no such run) stop the Timer: others may pass, and a page that stopped would freeze mid-run."""
         drawn = drawn or new_curves()
         try:
             cursor = drawn["cursor"] if job_id and drawn.get("job") == job_id else 0
             return render(svc.training.poll(session(svc, tok, request), job_id, cursor), drawn)
         except Exception as exc:  # noqa: BLE001
             return (job_id, drawn, gr.update(), f"**Problem:** {friendly(exc)}", gr.update(), gr.update(),
-                    gr.update(), gr.update(), gr.update(), gr.Timer(active=False))
+                    gr.update(), gr.update(), gr.update(),
+                    gr.Timer(active=False) if isinstance(exc, AstappError) else gr.update())
+
+    def look_fn(job_id: str | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """In view: the session's job from its start (whoever started it), else what Start trains on."""
+        return poll_fn(job_id, tok, None, request)
 
     @guarded
     def cv_fn(tok: str | None, folds: str, final: bool, request: gr.Request, *vals: Any) -> tuple[Any, ...]:
@@ -375,10 +381,14 @@ def build(svc: Service, token: gr.State) -> TrainTab:
     start.click(start_fn, [token, *form, stamp], outputs, api_name="start_training", js=STAMP_JS)
     cvc.start.click(cv_fn, [token, cvc.folds, cvc.final, *form], outputs, api_name="start_cv")
     cv_controls.wire(svc, token, cvc, form)
-    timer.tick(poll_fn, [job, token, curves], outputs, api_name="poll_training", show_progress="hidden")
+    # Poll, look and stop skip the queue (a plain request each): a queued event needs its page's stream,
+    # and a few tabs (a Listen live stream, a /heartbeat each) hold all 6 connections a browser allows.
+    timer.tick(poll_fn, [job, token, curves], outputs, api_name="poll_training", show_progress="hidden",
+               queue=False)
+    tab.select(look_fn, [job, token], outputs, api_visibility="private", show_progress="hidden", queue=False)
     resume.click(resume_fn, [job, token], outputs, api_name="resume_training")
     shown.change(resume_button, shown, resume, api_visibility="private", show_progress="hidden")
-    stop.click(stop_fn, [job, token], status, api_name="stop_training")
+    stop.click(stop_fn, [job, token], status, api_name="stop_training", queue=False)
     show_cli.click(cli_fn, [token, *form], cli, api_name="training_command").success(
         lambda: gr.Code(visible=True), None, cli, api_visibility="private")
     model.input(model_defaults, model, [epochs, lr, batch], api_visibility="private")
