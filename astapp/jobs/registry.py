@@ -75,6 +75,7 @@ class RunInfo:
     resumable: bool = False
     path: Path = Path()
     readonly: bool = False  # another session's run, visible because sharing is on
+    setup: str = ""  # how it trained, from its config: "full, 3 epochs"
 
     @property
     def accuracy(self) -> float | None:
@@ -85,8 +86,10 @@ class RunInfo:
         return self.metrics.get("f1_macro")
 
     def label(self) -> str:
-        """Short text for a dropdown: name · state · accuracy."""
-        parts = [self.name or self.id, self.state]
+        """Text for a dropdown that tells runs apart: name · how it trained · when · state · accuracy
+        (two runs on one dataset and model read the same without the middle two)."""
+        when = time.strftime("%b %d %H:%M", time.localtime(self.created)) if self.created else ""
+        parts = [p for p in (self.name or self.id, self.setup, when, self.state) if p]
         if self.accuracy is not None:
             parts.append(f"{'CV acc' if self.metrics.get('cv') else 'acc'} {fmt_score(self.accuracy)}")
         if self.readonly:
@@ -120,11 +123,14 @@ class RunInfo:
         resumable = ((run_dir / CONFIG).is_file() and not readonly
                      and (state == "interrupted" or (state == "stopped" and ck is not None)))
         err = status.get("error")
+        cfg = read_json(run_dir / CONFIG)
+        epochs = number(cfg.get("epochs"))
+        setup = ", ".join(p for p in (str(cfg.get("mode") or ""), f"{epochs:g} epoch{'' if epochs == 1 else 's'}" if epochs else "") if p)
         return cls(id=run_dir.name, name=str(meta.get("name") or run_dir.name), owner=owner, state=state,
                    created=created, updated=updated, metrics=metrics_summary(run_dir),
                    has_model=has_model(run_dir), error=str(err) if err else None,
                    last_checkpoint=str(ck) if ck else None, resumable=resumable, path=run_dir,
-                   readonly=readonly)
+                   readonly=readonly, setup=setup)
 
 
 def _owner_dirs(root: Path) -> list[Path]:

@@ -28,7 +28,7 @@ from astapp.service.evaluation import Evaluating
 from astapp.service.predicting import Predicting, PredictorCache
 from astapp.service.publishing import Publishing
 from astapp.service.recording import Recording
-from astapp.service.state import SessionState, StateStore
+from astapp.service.state import SessionState, StateStore, followed_run
 from astapp.service.thresholds import Thresholds
 from astapp.service.training import Training
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 OFFLINE_DEFAULT = "scratch:tiny"  # trains the example to ~0.85 accuracy in under a minute on 2 CPU cores
 SECRET_FILE = ".browser_secret"
+PICKERS = {"evaluate": {"need_metrics": True}, "predict": {"need_model": True}}  # the run pickers' lists
 
 
 def default_model(hub_online: bool) -> str:
@@ -117,6 +118,21 @@ class Service:
         return [r for r in self.manager.list_runs(session.owner)
                 if (not need_model or r.has_model) and (not need_metrics or (r.path / METRICS).is_file()
                                                         or (r.path / CV).is_file())]
+
+    def picker(self, session: Session, tab: str) -> tuple[list[RunInfo], str | None]:
+        """The runs `tab` ("evaluate": with metrics, "predict": with a model) lists, newest first, and the
+        one it shows: the user's pick until a newer run finishes, else the newest."""
+        runs = self.runs(session, **PICKERS[tab])
+        state = self.store.load(session)
+        return runs, followed_run(getattr(state, f"{tab}_run"), state.picked_over.get(tab), [r.id for r in runs])
+
+    def pick_run(self, session: Session, tab: str, run_id: str | None) -> None:
+        """Remember the run the user picked in `tab` as they pick it, and the newest run then: a run
+        newer than that (one that finishes later) ends the pick."""
+        runs = self.runs(session, **PICKERS[tab])
+        with self.store.edit(session) as state:
+            setattr(state, f"{tab}_run", run_id)
+            state.picked_over[tab] = runs[0].id if runs else None
 
     def browser_secret(self) -> str:
         """A stable per-installation secret for the browser's owner token (so it survives restarts)."""

@@ -36,8 +36,9 @@ class SessionState:
     augment: dict[str, Any] = field(default_factory=lambda: AugmentConfig().to_dict())  # = the CLI's default
     preview: dict[str, Any] = field(default_factory=lambda: {"clip": None, "seed": 0})
     form: dict[str, Any] = field(default_factory=dict)  # Train form values, by field name
-    evaluate_run: str | None = None
-    predict_run: str | None = None
+    evaluate_run: str | None = None  # the run the user picked in Evaluate (see `followed_run`)
+    predict_run: str | None = None  # ... and in Predict
+    picked_over: dict[str, str | None] = field(default_factory=dict)  # tab -> the newest run when they picked
     top_k: int = 3
     cv: dict[str, Any] = field(default_factory=lambda: {"folds": "auto", "final": False})  # the CV controls
     corrections: dict[str, dict[str, str]] = field(default_factory=dict)  # run id -> {clip: "drop" | label}
@@ -72,6 +73,14 @@ def newest(state: SessionState, key: str, stamp: Stamp | None) -> bool:
         return False
     state.stamps[key] = [page, at]
     return True
+
+
+def followed_run(pick: str | None, over: str | None, ids: list[str]) -> str | None:
+    """The run a picker shows (`ids` newest first): the user's pick while no newer run has appeared
+    since they made it (`over`: the newest then), else the newest, so a run that just finished is
+    what Evaluate and Predict show, after a reload too."""
+    newest = ids[0] if ids else None
+    return pick if pick in ids and over == newest else newest
 
 
 class StateStore:

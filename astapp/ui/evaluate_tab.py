@@ -64,9 +64,14 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
 
     @guarded
     def refresh_fn(current: str | None, tok: str | None, request: gr.Request) -> Any:
-        sess = session(svc, tok, request)
-        return picker_update(run_choices(svc.runs(sess, need_metrics=True)),
-                             current or svc.state(sess).evaluate_run)
+        """The runs, showing the user's pick until a newer run finishes, else the newest (`current`, what
+        the page showed, counts only when the picker cannot decide)."""
+        runs, shown = svc.picker(session(svc, tok, request), "evaluate")
+        return picker_update(run_choices(runs), shown or current)
+
+    def pick_fn(run_id: str | None, tok: str | None, request: gr.Request) -> None:
+        """The user chose a run: remembered now (not only once it has been shown)."""
+        svc.pick_run(session(svc, tok, request), "evaluate", run_id)
 
     @guard
     def evaluate_fn(run_id: str | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
@@ -82,7 +87,6 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
                     gr.Dataframe(value=pd.DataFrame(columns=THRESHOLDS), visible=False), gr.Button(visible=False))
         sess = session(svc, tok, request)
         ev = svc.evaluation.load(sess, run_id, players=N_PLAYERS)
-        svc.remember(sess, evaluate_run=run_id)
         head = (f"### {ev.run.name} · {ev.run.state}\n**Accuracy {fmt_score(ev.accuracy)}** · macro F1 "
                 f"{fmt_score(ev.f1_macro)} · {plural(len(ev.predictions), 'validation clip')}, "
                 f"{plural(len(ev.mistakes), 'mistake')}")
@@ -115,6 +119,7 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
 
     refresh.click(refresh_fn, [run, token], run, api_name="list_runs")
     tab.select(refresh_fn, [run, token], run, api_visibility="private")
+    run.input(guarded(pick_fn), [run, token], None, api_visibility="private", show_progress="hidden")
     outputs = [summary, standard, matrix, per_class, mistakes, *players, thresholds, save]
     shown = run.change(evaluate_fn, [run, token], outputs, api_name="evaluate_run", **heavy())
     guard.keep(shown, outputs, notice, say=lambda message, *_: f"This run cannot be shown: {message}")

@@ -85,15 +85,20 @@ def build(svc: Service, token: gr.State) -> PredictTab:
 
     @guard
     def refresh_fn(current: str | None, tok: str | None, request: gr.Request) -> Any:
-        sess = session(svc, tok, request)
-        return picker_update(run_choices(svc.runs(sess, need_model=True)), current or svc.state(sess).predict_run)
+        """The models, showing the user's pick until a newer run finishes, else the newest."""
+        runs, shown = svc.picker(session(svc, tok, request), "predict")
+        return picker_update(run_choices(runs), shown or current)
+
+    def pick_fn(run_id: str | None, tok: str | None, request: gr.Request) -> None:
+        """The user chose a model: remembered now, not only when they press Predict."""
+        svc.pick_run(session(svc, tok, request), "predict", run_id)
 
     @guard
     def predict_fn(run_id: str | None, path: str | None, k: float, tok: str | None,
                    request: gr.Request) -> tuple[Any, Any]:
         sess = session(svc, tok, request)
         pred = svc.predicting.predict(sess, run_id, path, int(k))
-        svc.remember(sess, predict_run=run_id, top_k=int(k))
+        svc.remember(sess, top_k=int(k))
         label = {name: float(p) for name, p in pred.top}
         if pred.multi_label and pred.above:  # every label over its threshold, not only the top one
             label = {name: float(p) for name, p in pred.above}
@@ -148,6 +153,7 @@ def build(svc: Service, token: gr.State) -> PredictTab:
 
     refresh.click(refresh_fn, [run, token], run, api_name="list_models")
     tab.select(refresh_fn, [run, token], run, api_visibility="private")
+    run.input(guard(pick_fn), [run, token], None, api_visibility="private", show_progress="hidden")
     run.change(lambda r: snippet_md(svc, r), run, snippet, api_visibility="private", show_progress="hidden")
     run.change(suggest_fn, [run, repo, token], repo, api_visibility="private", show_progress="hidden")
     guard.keep(preview_card.click(card_fn, [run, repo, license_id, token], card, api_name="model_card"), [card],

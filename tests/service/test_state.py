@@ -8,6 +8,7 @@ import threading
 
 import pytest
 from fake_train import make_fake_train
+from jobs.test_sessions import make_run
 
 from astapp.core.config import AugmentConfig
 from astapp.jobs.manager import JobManager
@@ -73,3 +74,35 @@ def test_concurrent_stamped_edits_end_with_the_newest(svc):
     for t in threads:
         t.join()
     assert svc.training.form(s)["epochs"] == 40
+
+
+def _run(svc, session, run_id: str, created: float, accuracy: float = 0.412) -> None:
+    make_run(svc.root, session.owner, run_id, created=created, metrics={"accuracy": accuracy, "f1_macro": 0.3})
+
+
+def test_pickers_follow_the_newest_run_unless_the_user_picked_one_since(svc):
+    """Issue 24 item 3: Evaluate and Predict show a run that just finished (after a reload too), unless
+    the user picked another after it; a pick counts when it is made, not when Predict is pressed."""
+    s = svc.open("tok")
+    _run(svc, s, "20240101-000000-aaaaaa", created=1_000)
+    assert svc.picker(s, "evaluate")[1] == "20240101-000000-aaaaaa"
+    _run(svc, s, "20240101-000000-bbbbbb", created=2_000)
+    assert svc.picker(s, "evaluate")[1] == "20240101-000000-bbbbbb"  # no pick: the newest
+
+    svc.pick_run(s, "evaluate", "20240101-000000-aaaaaa")
+    for again in (svc, Service(svc.manager, hub_online=False)):  # the same page, and after a restart
+        runs, shown = again.picker(s, "evaluate")
+        assert shown == "20240101-000000-aaaaaa" and [r.id for r in runs][0] == "20240101-000000-bbbbbb"
+    assert svc.picker(s, "predict")[1] == "20240101-000000-bbbbbb"  # each tab has its own pick
+
+    _run(svc, s, "20240101-000000-cccccc", created=3_000)  # a new run finishes after the pick
+    assert svc.picker(s, "evaluate")[1] == "20240101-000000-cccccc"
+
+
+def test_run_labels_tell_two_runs_of_one_dataset_and_model_apart(svc):
+    s = svc.open("tok")
+    _run(svc, s, "20240101-000000-aaaaaa", created=1_000)
+    _run(svc, s, "20240101-000000-bbbbbb", created=2_000)
+    labels = [r.label() for r in svc.runs(s, need_metrics=True)]
+    assert len(set(labels)) == 2, labels
+    assert all("finished" in text and "acc 0.412" in text and "epoch" in text for text in labels), labels
