@@ -47,14 +47,14 @@ STAMP_JS = "(...args) => [...args.slice(0, -1), performance.timeOrigin + perform
 
 
 def stamp_box() -> Any:
-    """The hidden input `STAMP_JS` fills (API callers leave it empty: their calls are not stamped)."""
-    return gr.Number(None, label="stamp", visible="hidden", interactive=False)
+    """The hidden input `STAMP_JS` fills (API callers leave its 0: their calls are not stamped)."""
+    return gr.Number(0, label="stamp", visible="hidden", interactive=False)
 
 
 def page_stamp(value: Any, request: gr.Request | None) -> tuple[str, float] | None:
     """(page, ms) of a stamped event for the service's `stamp=` arguments; None when not stamped."""
     page = getattr(request, "session_hash", None)
-    if isinstance(value, int | float) and not isinstance(value, bool) and value == value and page:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and page:
         return str(page), float(value)
     return None
 
