@@ -134,8 +134,9 @@ def _saved_state(root: Path, done) -> dict:
     import json
     import time
 
-    deadline = time.monotonic() + 30
+    deadline, seen = time.monotonic() + 30, []
     while True:
+        seen = []
         for f in (root / "workspaces").glob("*/state.json"):
             try:
                 state = json.loads(f.read_text())
@@ -143,7 +144,8 @@ def _saved_state(root: Path, done) -> dict:
                 continue
             if done(state):
                 return state
-        assert time.monotonic() < deadline, "the page's changes never reached the server"
+            seen.append({k: state.get(k) for k in ("augment", "preview", "form", "stamps")})
+        assert time.monotonic() < deadline, f"the page's changes never reached the server: {seen}"
         time.sleep(0.2)
 
 
