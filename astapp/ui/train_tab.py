@@ -283,14 +283,14 @@ def build(svc: Service, token: gr.State) -> TrainTab:
         if poll.snapshot is None:
             return (None, new_curves(), None, poll.idle or gr.update(), _progress_html(None), None, None, None, "",
                     gr.Timer(active=False))
-        if poll.reset or drawn.get("job") != poll.job_id:
-            drawn = new_curves(poll.job_id)
-        drawn = add_events(drawn, poll.events)
+        fresh = poll.reset or drawn.get("job") != poll.job_id  # plots are redrawn only when they change:
+        drawn = add_events(new_curves(poll.job_id) if fresh else drawn, poll.events)  # cheap ticks on a busy CPU
         drawn["cursor"] = poll.cursor
         snap = poll.snapshot
         on_screen = {"job": poll.job_id, "state": snap.get("state"), "resumable": bool(snap.get("resumable"))}
         return (poll.job_id, drawn, on_screen, _status_md(snap, drawn["max_length"], drawn["split"]), _progress_html(snap),
-                *frames(drawn), "\n".join(snap.get("log") or []), gr.Timer(active=snap.get("state") in ACTIVE))
+                *(frames(drawn) if fresh or poll.events else [gr.update()] * 3), "\n".join(snap.get("log") or []),
+                gr.Timer(active=snap.get("state") in ACTIVE))
 
     @guarded
     def start_fn(tok: str | None, model: str, mode: str, epochs: float, lr: float, batch_size: float,

@@ -4,7 +4,7 @@ updating and Stop answers at once.
 
 The cause was not the server: every tab of the app holds a /heartbeat stream, and a tab with a queued
 event pending holds its /queue/data stream too (the Listen live stream keeps one open for minutes, the
-Train tab's 1 s Timer nearly always). Chromium allows 6 connections per host, so with three tabs the
+Train tab's 1 s Timer nearly always). Chromium allows 6 connections per host, so with four tabs the
 Timer's ticks and the Stop click waited in the browser for a stream to close. The poll and Stop now skip
 the queue: plain requests that need no stream. Skipped without /usr/bin/chromium, except under CI.
 """
@@ -22,6 +22,7 @@ from test_browser_listen import MIC, _dataset, _microphone
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 GAP_S, STOP_S, WATCH_S = 3.0, 2.0, 15.0
+FOLLOWERS = 2  # with Listen live and the Train tab: 4 tabs, 4 heartbeats
 
 
 def _train(page, epochs: str) -> None:
@@ -67,19 +68,20 @@ def test_train_tab_updates_and_stop_answers_with_listen_live_open_and_a_busy_cpu
         expect(listen.locator("#predict-run input")).not_to_have_value("", timeout=60_000)
         listen.get_by_text("Listen live (microphone)").click()
         listen.locator("#listen-mic .record-button").click()
-        expect(listen.locator("#listen-info")).to_contain_text("heard", timeout=60_000)
+        expect(listen.locator("#listen-info")).to_contain_text(re.compile("Listening|heard"), timeout=120_000)
 
         try:
-            hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+            hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])]  # a CPU hog, beside the training
             train.bring_to_front()
             _train(train, "200")  # a long run: it ends on the Stop request
             status = train.locator("#train-status")
             expect(status).to_contain_text("Running", timeout=60_000)
-            follower = context.new_page()  # a third tab, following the same run
-            follower.goto(url)
-            expect(follower.locator("#data-summary")).to_contain_text("tones.zip", timeout=60_000)
-            follower.get_by_role("tab", name=re.compile("Train")).click()
-            expect(follower.locator("#train-status")).to_contain_text("Running", timeout=60_000)
+            for _ in range(FOLLOWERS):  # more tabs of the app, following the same run
+                follower = context.new_page()
+                follower.goto(url)
+                expect(follower.locator("#data-summary")).to_contain_text("tones.zip", timeout=60_000)
+                follower.get_by_role("tab", name=re.compile("Train")).click()
+                expect(follower.locator("#train-status")).to_contain_text("Running", timeout=60_000)
             train.bring_to_front()
 
             seen, last, gaps = None, time.monotonic(), []
@@ -97,11 +99,13 @@ def test_train_tab_updates_and_stop_answers_with_listen_live_open_and_a_busy_cpu
 
             run_id = re.search(r"run (\d{8}-\d{6}-\w+)", status.inner_text()).group(1)
             before = _evals(root, run_id)
+            timing: list[dict] = []  # where a slow Stop spent its time: the browser's wait, or the server's
+            train.on("requestfinished", lambda r: timing.append(r.timing) if "stop_training" in r.url else None)
             clicked = time.monotonic()
             train.locator("#stop-btn").click()
             expect(status).to_contain_text("Stopping", timeout=10_000)
             answered = time.monotonic() - clicked
-            assert answered <= STOP_S, f"Stop answered after {answered:.1f} s"
+            assert answered <= STOP_S, f"Stop answered after {answered:.1f} s; request timing (ms): {timing}"
             expect(status).to_contain_text("Stopped", timeout=120_000)
             assert _evals(root, run_id) <= before + 1, "the stop was not honoured before the next epoch"
         finally:
