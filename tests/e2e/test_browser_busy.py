@@ -64,6 +64,7 @@ def test_train_tab_updates_and_stop_answers_with_listen_live_open_and_a_busy_cpu
         listen = context.new_page()  # a second tab of the same browser: Listen live, streaming
         listen.set_default_timeout(60_000)
         listen.goto(url)
+        expect(listen.locator("#data-summary")).to_contain_text("tones.zip", timeout=60_000)  # loaded: its owner
         listen.get_by_role("tab", name=re.compile("Predict")).click()
         expect(listen.locator("#predict-run input")).not_to_have_value("", timeout=60_000)
         listen.get_by_text("Listen live (microphone)").click()
