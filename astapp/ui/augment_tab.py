@@ -138,11 +138,11 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
     def restore_fn(tok: str | None, request: gr.Request) -> list[Any]:
         """The saved settings back into every control (and the dataset's clips into the list)."""
         sess = session(svc, tok, request)
-        cfg = svc.augment(sess)
+        cfg = svc.augmenting.settings(sess)
         saved = svc.state(sess).preview
         return [clip_list(svc, tok, request, saved.get("clip")), cfg.preset, cfg.freq_mask, cfg.time_mask,
                 cfg.mixup, *preset_values(cfg, specs), cfg.preset, int(saved.get("seed") or 0),
-                svc.noise_summary(sess)]
+                svc.augmenting.noise_summary(sess)]
 
     return AugmentTab(tab, restore_fn, [clip, *page.controls, shown, seed, noise[2]], dataset_fn, [clip, noise[2]])
 
@@ -207,7 +207,7 @@ def _wire_preview(svc: Service, token: gr.State, p: _Page, specs: list[dict[str,
     def preview_fn(tok: str | None, shown_v: str | None, clip: str | None, preset: str, freq_mask: float,
                    time_mask: float, mixup: float, seed: float, request: gr.Request, *values: Any) -> tuple[Any, ...]:
         cfg = make_augment(preset, freq_mask, time_mask, mixup, specs, values, shown_v)
-        pv = svc.preview(session(svc, tok, request), clip, cfg, int(seed or 0))
+        pv = svc.augmenting.preview(session(svc, tok, request), clip, cfg, int(seed or 0))
         sr = int(pv.sample_rate)
         return pv.figure, pcm16((sr, pv.original)), pcm16((sr, pv.augmented)), _summary(cfg, pv.applied)
 
@@ -215,7 +215,7 @@ def _wire_preview(svc: Service, token: gr.State, p: _Page, specs: list[dict[str,
                 request: gr.Request, *values: Any) -> None:
         """Keep the saved training settings in step with the controls, even without a preview."""
         try:
-            svc.save_augment(session(svc, tok, request), make_augment(preset_v, fm, tm, mx, specs, values, shown_v),
+            svc.augmenting.save(session(svc, tok, request), make_augment(preset_v, fm, tm, mx, specs, values, shown_v),
                              seed=int(seed_v or 0))
         except Exception:  # noqa: BLE001 - a half-typed value is saved with the next good one
             return
@@ -236,7 +236,7 @@ def _wire_preview(svc: Service, token: gr.State, p: _Page, specs: list[dict[str,
 def clip_list(svc: Service, tok: str | None, request: gr.Request, keep: str | None = None) -> Any:
     """The dataset's clips, keeping `keep` chosen when it is one of them."""
     try:
-        choices = svc.clip_choices(session(svc, tok, request))
+        choices = svc.datasets.clip_choices(session(svc, tok, request))
     except Exception:  # noqa: BLE001 - a list we cannot read just stays empty
         choices = []
     return gr.Dropdown(choices=choices, value=keep if keep in choices else (choices[0] if choices else None))
@@ -249,15 +249,15 @@ def _wire_noise(svc: Service, token: gr.State, p: _Page) -> Callable[..., tuple[
     @guarded
     def add_noise_fn(tok: str | None, files: list[Any] | None, request: gr.Request) -> str:
         paths = [str(getattr(f, "name", f)) for f in (files or []) if f]
-        return svc.add_noise(session(svc, tok, request), paths)
+        return svc.augmenting.add_noise(session(svc, tok, request), paths)
 
     @guarded
     def forget_noise_fn(tok: str | None, request: gr.Request) -> str:
-        return svc.clear_noise(session(svc, tok, request))
+        return svc.augmenting.clear_noise(session(svc, tok, request))
 
     def dataset_fn(tok: str | None, request: gr.Request) -> tuple[Any, str]:
         try:
-            summary = svc.noise_summary(session(svc, tok, request))
+            summary = svc.augmenting.noise_summary(session(svc, tok, request))
         except Exception:  # noqa: BLE001 - the summary is a hint; the clip list matters
             summary = ""
         return clip_list(svc, tok, request), summary
@@ -266,7 +266,7 @@ def _wire_noise(svc: Service, token: gr.State, p: _Page) -> Callable[..., tuple[
     def record_noise_fn(tok: str | None, path: str | None, request: gr.Request) -> str:
         if not path:
             raise gr.Error("Nothing was recorded: allow the microphone when the browser asks, or upload files.")
-        return svc.add_noise(session(svc, tok, request), [path])
+        return svc.augmenting.add_noise(session(svc, tok, request), [path])
 
     files.upload(add_noise_fn, [token, files], info, api_name="add_noise", **heavy())
     mic.stop_recording(record_noise_fn, [token, mic], info, api_visibility="private", **heavy()).then(

@@ -38,7 +38,7 @@ def wire(svc: Service, token: gr.State, c: CVControls, form: dict[str, Any]) -> 
 
     def estimate_fn(tok: str | None, folds: str, request: gr.Request, **values: Any) -> str:
         try:
-            return svc.cv_estimate(session(svc, tok, request), values, folds)
+            return svc.crossval.estimate(session(svc, tok, request), values, folds)
         except Exception:  # noqa: BLE001 - only a hint
             return ""
 

@@ -109,7 +109,7 @@ def _wire(svc: Service, token: gr.State, tab: gr.Tab, run: gr.Dropdown, refresh:
                     *[gr.Audio(value=None, visible=False)] * N_PLAYERS,
                     gr.Dataframe(value=pd.DataFrame(columns=THRESHOLDS), visible=False), gr.Button(visible=False))
         sess = session(svc, tok, request)
-        ev = svc.evaluation(sess, run_id, players=N_PLAYERS)
+        ev = svc.evaluation.load(sess, run_id, players=N_PLAYERS)
         svc.remember(sess, evaluate_run=run_id)
         fig = confusion_matrix(ev.confusion, ev.labels) if ev.confusion else pr_curves(ev.curves) if ev.multi_label \
             else None
@@ -127,7 +127,7 @@ def _wire(svc: Service, token: gr.State, tab: gr.Tab, run: gr.Dropdown, refresh:
     def save_fn(run_id: str | None, table: Any, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         rows = table.to_dict("records") if hasattr(table, "to_dict") else [
             dict(zip(table.get("headers") or [], r, strict=False)) for r in (table or {}).get("data") or []]
-        svc.set_thresholds(session(svc, tok, request), str(run_id or ""),
+        svc.thresholds.save(session(svc, tok, request), str(run_id or ""),
                            {str(r.get("label")): r.get("threshold") for r in rows if r.get("label")})
         return evaluate_fn.__wrapped__(run_id, tok, request)  # the same view, under this guard
 

@@ -62,11 +62,11 @@ def build(svc: Service, token: gr.State, data_outputs: list[Any], present: Calla
 
     @guard
     def use_fn(tok: str | None, request: gr.Request) -> tuple[Any, ...]:
-        return present(svc.use_recordings(session(svc, tok, request)))
+        return present(svc.recording.use(session(svc, tok, request)))
 
     def restore_fn(tok: str | None, request: gr.Request) -> list[Any]:
         try:
-            rows = svc.recording_table(session(svc, tok, request))
+            rows = svc.recording.table(session(svc, tok, request))
             names, clips = pickers(tok, None, request)
         except Exception:  # noqa: BLE001 - recordings we cannot read just show as none
             return ["", [], gr.Dropdown(choices=[]), gr.Dropdown(choices=[])]
@@ -124,9 +124,9 @@ def _pickers(svc: Service) -> Callable[..., tuple[Any, Any]]:
 
     def pickers(tok: str | None, name: str | None, request: gr.Request) -> tuple[Any, Any]:
         s = session(svc, tok, request)
-        names = [row[0] for row in svc.recording_table(s)]
+        names = [row[0] for row in svc.recording.table(s)]
         name = name if name in names else (names[-1] if names else None)
-        clips = svc.recording_clips(s, name)
+        clips = svc.recording.clips(s, name)
         return gr.Dropdown(choices=names, value=name), gr.Dropdown(choices=clips, value=clips[-1] if clips else None)
 
     return pickers
@@ -141,24 +141,24 @@ def _wire_classes(svc: Service, token: gr.State, p: _Panel, pickers: Callable[..
     @guarded
     def add_fn(tok: str | None, name: str, request: gr.Request) -> tuple[str, list[list[Any]]]:
         s = session(svc, tok, request)
-        message = svc.record_add_class(s, name)
-        return message, svc.recording_table(s)
+        message = svc.recording.add_class(s, name)
+        return message, svc.recording.table(s)
 
     def picked(tok: str | None, name: str, request: gr.Request) -> tuple[Any, Any, str]:
         """After adding: the new class is the one to record into (and the name box is free again)."""
-        names = [row[0] for row in svc.recording_table(session(svc, tok, request))]
+        names = [row[0] for row in svc.recording.table(session(svc, tok, request))]
         new = next((n for n in names if n.casefold() == str(name or "").strip().casefold()), None)
         return (*pickers(tok, new, request), "")
 
     @guarded
     def rename_fn(tok: str | None, name: str, new: str, request: gr.Request) -> tuple[str, list[list[Any]]]:
         s = session(svc, tok, request)
-        return svc.record_rename_class(s, name, new), svc.recording_table(s)
+        return svc.recording.rename_class(s, name, new), svc.recording.table(s)
 
     @guarded
     def delete_fn(tok: str | None, name: str, request: gr.Request) -> tuple[str, list[list[Any]]]:
         s = session(svc, tok, request)
-        return svc.record_delete_class(s, name), svc.recording_table(s)
+        return svc.recording.delete_class(s, name), svc.recording.table(s)
 
     shown = [p.status, p.table]
     add = p.add_btn.click(add_fn, [token, p.new_name], shown, api_name="record_add_class")
@@ -178,30 +178,30 @@ def _wire_clips(svc: Service, token: gr.State, p: _Panel, pickers: Callable[...,
     def take_fn(tok: str | None, name: str, audio: Any, how: str, seconds: float, level: float,
                 request: gr.Request) -> tuple[str, list[list[Any]]]:
         s = session(svc, tok, request)
-        message = svc.record_take(s, name, audio, 0.0 if how == SINGLE else float(seconds or 1.0), float(level))
-        return message, svc.recording_table(s)
+        message = svc.recording.take(s, name, audio, 0.0 if how == SINGLE else float(seconds or 1.0), float(level))
+        return message, svc.recording.table(s)
 
     @guarded
     def files_fn(tok: str | None, name: str, paths: list[Any] | None, request: gr.Request) -> tuple[str, Any]:
         s = session(svc, tok, request)
-        message = svc.record_files(s, name, [str(getattr(f, "name", f)) for f in (paths or [])])
-        return message, svc.recording_table(s)
+        message = svc.recording.add_files(s, name, [str(getattr(f, "name", f)) for f in (paths or [])])
+        return message, svc.recording.table(s)
 
     @guarded
     def del_clip_fn(tok: str | None, name: str, clip_name: str, request: gr.Request) -> tuple[str, Any]:
         s = session(svc, tok, request)
-        return svc.record_delete_clip(s, name, clip_name), svc.recording_table(s)
+        return svc.recording.delete_clip(s, name, clip_name), svc.recording.table(s)
 
     def play_fn(tok: str | None, name: str | None, clip_name: str | None, request: gr.Request) -> Any:
         try:
-            return pcm16(svc.recording_audio(session(svc, tok, request), name, clip_name)) \
+            return pcm16(svc.recording.audio(session(svc, tok, request), name, clip_name)) \
                 if name and clip_name else None
         except Exception:  # noqa: BLE001 - a clip deleted in another tab just plays nothing
             return None
 
     @guarded
     def zip_fn(tok: str | None, request: gr.Request) -> str:
-        return str(svc.recordings_zip(session(svc, tok, request)))
+        return str(svc.recording.to_zip(session(svc, tok, request)))
 
     def clips_of(tok: str | None, name: str | None, request: gr.Request) -> Any:
         return pickers(tok, name, request)[1]

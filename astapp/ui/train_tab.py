@@ -183,7 +183,7 @@ HUB_NOTICE = ("**The Hugging Face Hub can't be reached from this machine**, so t
 
 
 def build(svc: Service, token: gr.State) -> TrainTab:
-    d = svc.form_defaults()
+    d = svc.training.form_defaults()
     with gr.Tab("3 · Train", id="train") as tab:
         if not svc.hub_online:
             gr.Markdown(HUB_NOTICE, elem_classes=["astapp-notice"], elem_id="hub-notice")
@@ -252,8 +252,8 @@ def _wire_runs(svc: Service, token: gr.State, p: _Page) -> None:
     @guarded
     def start_fn(tok: str | None, request: gr.Request, **values: Any) -> tuple[Any, ...]:
         sess = session(svc, tok, request)
-        job_id = svc.start(sess, values)
-        return render(svc.poll(sess, job_id), new_curves(job_id))
+        job_id = svc.training.start(sess, values)
+        return render(svc.training.poll(sess, job_id), new_curves(job_id))
 
     def poll_fn(job_id: str | None, tok: str | None, drawn: dict[str, Any] | None,
                 request: gr.Request) -> tuple[Any, ...]:
@@ -261,7 +261,7 @@ def _wire_runs(svc: Service, token: gr.State, p: _Page) -> None:
         drawn = drawn or new_curves()
         try:
             cursor = drawn["cursor"] if job_id and drawn.get("job") == job_id else 0
-            return render(svc.poll(session(svc, tok, request), job_id, cursor), drawn)
+            return render(svc.training.poll(session(svc, tok, request), job_id, cursor), drawn)
         except Exception as exc:  # noqa: BLE001
             return (job_id, drawn, gr.update(), f"**Problem:** {friendly(exc)}", gr.update(), gr.update(),
                     gr.update(), gr.update(), gr.update(), gr.Timer(active=False))
@@ -270,12 +270,12 @@ def _wire_runs(svc: Service, token: gr.State, p: _Page) -> None:
     def cv_fn(tok: str | None, folds: str, final: bool, request: gr.Request, **values: Any) -> tuple[Any, ...]:
         """Cross-validate with the form's settings: a job like a training, followed here the same way."""
         sess = session(svc, tok, request)
-        job_id = svc.start_cv(sess, values, folds, bool(final))
-        return render(svc.poll(sess, job_id), new_curves(job_id))
+        job_id = svc.crossval.start(sess, values, folds, bool(final))
+        return render(svc.training.poll(sess, job_id), new_curves(job_id))
 
     @guarded
     def stop_fn(job_id: str | None, tok: str | None, request: gr.Request) -> str:
-        if not svc.stop(session(svc, tok, request), job_id):
+        if not svc.training.stop(session(svc, tok, request), job_id):
             return "Nothing is training right now."
         return f"{STOPPING_BADGE} run `{job_id or ''}`\n\n{STOPPING_TEXT}" if job_id else \
             f"{STOPPING_BADGE}\n\n{STOPPING_TEXT}"
@@ -284,8 +284,8 @@ def _wire_runs(svc: Service, token: gr.State, p: _Page) -> None:
     def resume_fn(job_id: str | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         """Continue the run on screen when it can, else the newest one that can."""
         sess = session(svc, tok, request)
-        job_id = svc.resume(sess, job_id)
-        return render(svc.poll(sess, job_id), new_curves(job_id))
+        job_id = svc.training.resume(sess, job_id)
+        return render(svc.training.poll(sess, job_id), new_curves(job_id))
 
     p.start.click(start_fn, [token], p.outputs, inputs_kwargs=p.form, api_name="start_training")
     p.cvc.start.click(cv_fn, [token, p.cvc.folds, p.cvc.final], p.outputs, inputs_kwargs=p.form,
@@ -303,27 +303,27 @@ def _wire_form(svc: Service, token: gr.State, p: _Page) -> tuple[Any, Any]:
 
     @guarded
     def cli_fn(tok: str | None, request: gr.Request, **values: Any) -> str:
-        return svc.cli_command(session(svc, tok, request), values)
+        return svc.training.cli_command(session(svc, tok, request), values)
 
     def save_fn(tok: str | None, request: gr.Request, **values: Any) -> None:
         """Every form change is saved on the server (a reload or a second tab shows the same form)."""
         try:
-            svc.save_form(session(svc, tok, request), values)
+            svc.training.save_form(session(svc, tok, request), values)
         except Exception:  # noqa: BLE001 - saving a form must never bother the user
             return
 
     @guarded
     def restore_fn(tok: str | None, view: dict[str, Any] | None, request: gr.Request) -> list[Any]:
         """The saved form, and the dataset's split controls (the saved fold, when the dataset has it)."""
-        return restored(svc.form(session(svc, tok, request)), view)
+        return restored(svc.training.form(session(svc, tok, request)), view)
 
     def hint_fn(model_v: str, mode_v: str) -> tuple[str, str]:
-        return (f"<small>Model: {svc.model_info(model_v)}</small>",
+        return (f"<small>Model: {svc.training.model_info(model_v)}</small>",
                 mode_hint(str(model_v or ""), str(mode_v or "full"), svc.hardware))
 
     def model_defaults(model_v: str) -> tuple[Any, ...]:
         """A newly typed or picked model brings its own starting values (from scratch: more epochs...)."""
-        dd = svc.form_defaults(model_v)
+        dd = svc.training.form_defaults(model_v)
         return tuple(gr.update(value=dd[name]) for name in DEPENDENT)
 
     form = p.form
