@@ -72,6 +72,8 @@ def test_train_tab_updates_and_stop_answers_with_listen_live_open_and_a_busy_cpu
         train.on("pageerror", lambda e: errors.append(str(e)))
         train.goto(url)
         expect(train.locator("#data-summary")).to_contain_text("tones.zip", timeout=60_000)
+        train.get_by_role("tab", name=re.compile("Train")).click()
+        expect(train.get_by_label("Epochs")).to_have_value("1")  # the form is restored: typing now sticks
 
         try:
             hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])]  # a CPU hog, beside the training
