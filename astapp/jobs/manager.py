@@ -212,12 +212,14 @@ class JobManager:
         return runfolder.read_tail(rd / runfolder.LOG, n)
 
     def snapshot(self, job_id: str, owner: str | None = None, log_lines: int = 20) -> dict[str, Any]:
-        """Everything a progress panel shows: state, position, progress (0..1), elapsed and eta
-        (seconds), message, log tail, error, queue length."""
+        """Everything a progress panel shows: state, position, jobs ahead (the running one counts), progress
+        (0..1), elapsed and eta (seconds), message, log tail, error, queue length."""
         with self._cond:
             job = self._job(job_id, owner)
             if job is not None:
-                snap = {**job.snapshot(), "position": self.position(job.id), "queue_length": len(self._queue)}
+                position = self.position(job.id)
+                ahead = None if not position else position - 1 + (self._running is not None)
+                snap = {**job.snapshot(), "position": position, "ahead": ahead, "queue_length": len(self._queue)}
                 rd = job.run_dir
             else:
                 rd = self._run_dir(job_id, owner)

@@ -15,7 +15,7 @@ import gradio as gr
 from astapp.core.config import DEFAULT_MODEL, is_scratch, setting
 from astapp.service import AUTO, FORM_FIELDS, Poll, Service, fmt_score
 from astapp.ui import cv_controls
-from astapp.ui.common import fmt_seconds, friendly, guarded, session
+from astapp.ui.common import fmt_seconds, friendly, guarded, plural, session
 
 POLL_SECONDS = 1.0
 MAX_EPOCH_LABELS = 9  # single digits: as categories they also sort right ("10" would come after "1")
@@ -93,7 +93,11 @@ def _status_md(snap: dict[str, Any], length: int | None, split: str | None = Non
                      + (f" ({metrics['best_why']})" if best is not None and metrics.get("best_why") else "")
                      + (" (the best weights before the stop)" if state == "stopped" else ""))
     if state == "queued" and snap.get("position"):
-        lines.append(f"You are **#{snap['position']}** in the queue; training starts when the jobs ahead "
+        ahead = snap.get("ahead")
+        lines.append("Starting: nothing is ahead of you in the queue." if ahead == 0 else
+                     f"You are **#{snap['position']}** in the queue, behind {plural(ahead, 'job')}; training "
+                     "starts when they finish." if ahead else
+                     f"You are **#{snap['position']}** in the queue; training starts when the jobs ahead "
                      "of you finish.")
     if snap.get("slice") and not snap.get("stopping"):
         lines.append(f"Training in slices of {snap['slice_seconds']:g} s (ZeroGPU): slice **{snap['slice']}**, "

@@ -93,6 +93,7 @@ def test_fifo_order_positions_and_limits(tmp_path, managers):
     b = jm.submit("b", tiny_cfg("/d/b"))
     c = jm.submit("c", tiny_cfg("/d/c"))
     assert (jm.position(b), jm.position(c)) == (1, 2)
+    assert (jm.snapshot(b)["ahead"], jm.snapshot(c)["ahead"]) == (1, 2)  # the running job is ahead of #1
     assert jm.snapshot(c)["state"] == "queued" and registry.get_run(tmp_path, "c", c).state == "queued"
     with pytest.raises(QueueFullError, match="queue is full"):
         jm.submit("d", tiny_cfg())

@@ -257,3 +257,12 @@ def test_lora_through_the_app(app):
     client.predict(**lora, api_name="/start_training")
     done = _wait(client, ("Finished", "Failed"), timeout=120)
     assert "Finished" in done["status"] and "Accuracy" in done["status"], done["log"]
+
+
+def test_the_queue_line_says_what_is_ahead():
+    from astapp.ui.train_tab import _status_md
+
+    first = _status_md({"state": "queued", "run_id": "r", "position": 1, "ahead": 0}, None)
+    assert "nothing is ahead of you" in first and "#1" not in first
+    second = _status_md({"state": "queued", "run_id": "r", "position": 1, "ahead": 1}, None)
+    assert "#1** in the queue, behind 1 job" in second
