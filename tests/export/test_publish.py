@@ -171,8 +171,10 @@ def test_hub_errors_become_sentences(finished_run):
             push(finished_run, "alice/sounds", "t", api=hub)
     offline = FakeHub()
     offline.whoami = lambda **k: (_ for _ in ()).throw(ConnectionError("Name or service not known"))
-    with pytest.raises(PublishError, match="Could not reach the Hugging Face Hub"):
+    with pytest.raises(PublishError, match="Could not reach the Hugging Face Hub") as offline_error:
         push(finished_run, "alice/sounds", "t", api=offline)
+    said = str(offline_error.value)  # advice for publishing, said once (not the training advice)
+    assert "scratch" not in said and "checkpoint folder" not in said and said.count("reach") == 1
 
 
 def test_a_run_without_a_model_cannot_be_published(tmp_path):
