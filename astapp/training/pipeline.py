@@ -160,13 +160,12 @@ class _Run:
         """The stages before training: dataset and split, input length, statistics, model, features."""
         from transformers import set_seed
 
-        from astapp.data.dataset import describe_split
-        from astapp.features.noise import noise_for_run
-        from astapp.model.loading import load_model
-
         args = self.args
         self.stage("dataset", "Reading and checking the dataset")
         bundle = self._dataset(args)
+        from astapp.data.dataset import describe_split
+        from astapp.features.noise import noise_for_run
+
         with args.main_process_first(local=False, desc="noise"):  # real noise, copied into the run
             cfg = self.cfg = noise_for_run(self.cfg, bundle.noise, self.run, cache_root(self.cfg), self.is_main,
                                            lambda m: self.emit(make_event("log", message=m)))
@@ -185,6 +184,8 @@ class _Run:
         mean, std = self._stats(args, train_split, max_length)
 
         self.stage("model", f"Loading the model {cfg.model}")
+        from astapp.model.loading import load_model
+
         set_seed(cfg.seed)
         model = load_model(cfg.model, labels, max_length)
 
