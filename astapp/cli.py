@@ -1,4 +1,5 @@
-"""`python -m astapp inspect | train | predict | export | push`: the headless interface (benchmarks rely on it).
+"""`python -m astapp inspect | train | cv | label-issues | predict | export | push`: the headless interface
+(benchmarks rely on it).
 
 Every user-facing problem prints one plain sentence on stderr and exits with status 2; a run stopped
 with Ctrl+C (graceful: the current step finishes, a checkpoint and the best model so far are saved)
@@ -118,9 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     pu = sub.add_parser("push", help="publish a run's model with a model card to the Hugging Face Hub")
     pu.add_argument("--run", required=True, help="run folder")
     pu.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the model repository")
-    vis = pu.add_mutually_exclusive_group()
-    vis.add_argument("--private", action="store_true", default=True, help="a private repo (the default)")
-    vis.add_argument("--public", action="store_true", help="a public repo")
+    pu.add_argument("--public", action="store_true", help="a public repo (without it: private)")
     pu.add_argument("--license", default="other", help="license id for the card (default: other)")
     pu.add_argument("--dry-run", metavar="OUTDIR", help="write the folder that would be uploaded, upload nothing")
     return p

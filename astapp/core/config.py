@@ -312,10 +312,6 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     int8_pass: bool = True  # frozen/last-N pass in int8 where bf16 is not native and it is faithful (BENCHMARKS §12)
 
-    def last_n(self) -> int | None:
-        """N for mode "last-N", else None."""
-        return _last_n(self.mode) if isinstance(self.mode, str) else None
-
     def validate(self) -> list[str]:
         """Every problem with the settings as plain sentences; empty when the config is usable."""
         problems = [p for s in SETTINGS if (p := s.check(_get(self, s.path)))]

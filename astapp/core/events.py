@@ -2,17 +2,16 @@
 
 Every event has `type` ("stage" | "log" | "eval" | "done" | "error" | "warning") and `time` (epoch
 seconds). The run folder's `history.jsonl` (JsonlSink) is the durable record the UI re-reads after a
-restart; QueueSink feeds a live UI thread; the CLI prints them. A broken sink never stops training.
+restart; the job manager keeps a job's recent ones for the live Train tab
+(`astapp.jobs.job.Job.add_event`); the CLI prints them. A broken sink never stops training.
 `describe(event)` is the one line an event becomes in log.txt, on the terminal and in the Train tab.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -61,29 +60,6 @@ class JsonlSink:
     def close(self) -> None:
         with self._lock:
             self._file.close()
-
-
-class QueueSink:
-    """Thread-safe buffer a UI thread drains with `drain()`; bounded so a stalled reader can't grow memory."""
-
-    def __init__(self, maxsize: int = 10_000):
-        self.queue: queue.Queue[dict] = queue.Queue(maxsize=maxsize)
-
-    def __call__(self, event: dict) -> None:
-        try:
-            self.queue.put_nowait(dict(event))
-        except queue.Full:  # drop the oldest, keep the newest
-            with contextlib.suppress(queue.Empty):
-                self.queue.get_nowait()
-            self.queue.put_nowait(dict(event))
-
-    def drain(self) -> list[dict]:
-        out: list[dict] = []
-        while True:
-            try:
-                out.append(self.queue.get_nowait())
-            except queue.Empty:
-                return out
 
 
 def fanout(*sinks: EventSink | None) -> EventSink:

@@ -2,7 +2,7 @@
 
 A job id is the id of its run folder, so a page reloaded after an app restart can still read the
 run's history and log. Every per-job method takes `owner=`, which makes a job of another session
-invisible (AccessError). A job runs through `astapp.jobs.record.train`, so its run folder is recorded
+invisible (AccessError). A job runs through `astapp.jobs.record.run_job`, so its run folder is recorded
 exactly as a CLI run's is (`RunRecord` writes status, config, meta and log; the engine answers by
 return value). A job that raises (bad settings, out of memory, a full disk, any bug) is recorded as
 failed with the sentence `astapp.core.errors.explain` gives, and the worker keeps serving the queue.
@@ -43,7 +43,7 @@ class JobManager:
                  max_events: int = 20_000, cleanup_interval_s: float = 0.0, slice_seconds: float | None = None):
         self.root = Path(root).resolve() if root is not None else data_root()
         runs_dir(self.root).mkdir(parents=True, exist_ok=True)
-        self.train_fn: TrainFn = train_fn or record.engine_train
+        self.train_fn: TrainFn = train_fn or record.run_engine
         self.max_queue = env_int("ASTAPP_MAX_QUEUE", 8) if max_queue is None else max_queue
         self.max_per_user = env_int("ASTAPP_MAX_JOBS_PER_USER", 1) if max_per_user is None else max_per_user
         self.max_events = max_events
@@ -333,8 +333,8 @@ class JobManager:
         stop = job.clock.engine_stop if job.clock is not None else job.stop_event
         train_fn = slicing.gpu_slices(self.train_fn, budget) if budget > 0 else self.train_fn
         try:
-            result = record.train(job.cfg, lambda ev: self._on_event(job, ev), stop, train_fn=train_fn,
-                                  record=job.record, record_result=False)
+            result = record.run_job(job.cfg, lambda ev: self._on_event(job, ev), stop, train_fn=train_fn,
+                                    record=job.record, record_result=False)
         except BaseException as e:  # noqa: BLE001 - recorded as a failed run, never re-raised
             if budget > 0 and slicing.is_quota_error(e):
                 msg = (f"ZeroGPU's GPU quota is used up ({str(e)[:200]}). The run is kept: continue it later "

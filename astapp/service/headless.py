@@ -24,18 +24,18 @@ def inspect_data(data: str, long_clips: str = "crop") -> Any:
 def train_run(cfg: TrainConfig, events: EventSink | None = None,
               stop: threading.Event | None = None) -> RunResult:
     """Train into `cfg.output`, recorded exactly as the app records a job (status, config, log)."""
-    from astapp.jobs.record import train
+    from astapp.jobs.record import run_job
 
-    return train(cfg, events, stop)
+    return run_job(cfg, events, stop)
 
 
 def cv_run(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Event | None = None) -> RunResult:
     """Cross-validate into `cfg.output` (task "cv"), recorded like a training run."""
     import dataclasses
 
-    from astapp.jobs.record import train
+    from astapp.jobs.record import run_job
 
-    return train(dataclasses.replace(cfg, task="cv"), events, stop)
+    return run_job(dataclasses.replace(cfg, task="cv"), events, stop)
 
 
 def cv_summary(run: str | Path) -> dict[str, Any]:

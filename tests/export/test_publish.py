@@ -25,7 +25,7 @@ def finished_run(tmp_path_factory, small_dataset) -> Path:
     import os
 
     from astapp.core.config import TrainConfig
-    from astapp.jobs.record import RunRecord, train
+    from astapp.jobs.record import RunRecord, run_job
 
     work = tmp_path_factory.mktemp("publish")
     ckpt = build_tiny_ast(work / "ckpt", max_length=128)
@@ -34,7 +34,7 @@ def finished_run(tmp_path_factory, small_dataset) -> Path:
     cfg = TrainConfig(data=str(small_dataset), model=str(ckpt), output=str(run), epochs=1, batch_size=4, lr=1e-3,
                       max_length=64, threads=1, precision="fp32")
     RunRecord(run).create(cfg, "Your dataset: sounds.zip · tiny-ast", "owner")
-    train(cfg)
+    run_job(cfg)
     saved = json.loads((run / runfolder.CONFIG).read_text())  # as if it had come from the Hub
     RunRecord(run).config(TrainConfig.from_dict({**saved, "model": "MIT/ast-finetuned-audioset-10-10-0.4593"}))
     return run

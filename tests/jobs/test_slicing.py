@@ -118,14 +118,14 @@ def test_early_stopping_counts_on_across_a_resume(tmp_path, tiny_ast, small_data
     """Patience survives a stop (a slice end): evaluations since the best one are kept with the best weights."""
     import threading
 
-    from astapp.jobs.record import train
+    from astapp.jobs.record import run_job
 
     cfg = _cfg(tiny_ast, small_dataset, epochs=12, lr=1e-9, early_stopping=2, output=str(tmp_path / "run"))
     stop = threading.Event()
-    first = train(cfg, events=lambda ev: ev["type"] == "eval" and ev["epoch"] >= 2 and stop.set(), stop=stop)
+    first = run_job(cfg, events=lambda ev: ev["type"] == "eval" and ev["epoch"] >= 2 and stop.set(), stop=stop)
     assert first.state == "stopped"
-    resumed = train(TrainConfig.from_dict({**cfg.to_dict(), "resume": "latest"}))
-    straight = train(_cfg(tiny_ast, small_dataset, epochs=12, lr=1e-9, early_stopping=2,
+    resumed = run_job(TrainConfig.from_dict({**cfg.to_dict(), "resume": "latest"}))
+    straight = run_job(_cfg(tiny_ast, small_dataset, epochs=12, lr=1e-9, early_stopping=2,
                           output=str(tmp_path / "straight")))
     assert straight.metrics["early_stopped"] and resumed.metrics["early_stopped"]
     assert resumed.metrics["epochs"] == straight.metrics["epochs"] == 3.0
