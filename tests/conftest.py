@@ -33,6 +33,21 @@ def build_tiny_ast(path: Path, max_length: int = 128, num_labels: int = 2, seed:
     return Path(path)
 
 
+@pytest.fixture(autouse=True)
+def _transformers_verbosity_restored():
+    """The in-process CLI quiets transformers for its process (as it should for a user); a later test that
+    reads transformers' warnings must not depend on which tests ran before it (test order follows folders)."""
+    import sys
+
+    hf = sys.modules.get("transformers.utils.logging")
+    level = hf.get_verbosity() if hf else None
+    yield
+    hf = sys.modules.get("transformers.utils.logging")
+    if hf is not None:
+        hf.set_verbosity(level if level is not None else hf.WARNING)
+        hf.enable_progress_bar()
+
+
 @pytest.fixture(scope="session")
 def tiny_ast(tmp_path_factory) -> Path:
     """A tiny AST checkpoint folder (max_length 128 frames) loadable with from_pretrained."""
