@@ -60,12 +60,22 @@ def label_issues_of(run: str | Path) -> list[dict[str, Any]]:
         return []
 
 
+def _check_prediction_args(model: str, top_k: int) -> None:
+    """Prediction needs a trained model on disk: a missing one gets prediction's advice (a run folder or an
+    exported model), not training's (a Hub id or scratch:small, which have no trained classes)."""
+    if top_k < 1:
+        raise ModelLoadError("--top-k must be at least 1.")
+    if not Path(model).expanduser().exists():
+        raise ModelLoadError(f"The model {model!r} does not exist. Give a trained model: a run folder (what "
+                             "`astapp train --output` wrote) or an exported model folder (an unzipped "
+                             "`astapp export` zip).")
+
+
 def predict_files(model: str, files: list[str], top_k: int) -> list[dict[str, Any]]:
     """One row per audio file (a folder or a zip expands to its files; a missing file is a row too)."""
     from astapp.predict.predictor import Predictor
 
-    if top_k < 1:
-        raise ModelLoadError("--top-k must be at least 1.")
+    _check_prediction_args(model, top_k)
     return Predictor(model).predict_many(list(files), top_k=top_k)
 
 
@@ -96,8 +106,7 @@ def predict_files_onnx(model: str, files: list[str], top_k: int, int8: bool = Fa
     """`predict_files` with the exported ONNX model in onnxruntime: torch is never imported."""
     from astapp.predict.onnx_predictor import OnnxPredictor
 
-    if top_k < 1:
-        raise ModelLoadError("--top-k must be at least 1.")
+    _check_prediction_args(model, top_k)
     return OnnxPredictor(model, quantized=int8).predict_many(list(files), top_k=top_k)
 
 
