@@ -72,9 +72,10 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
     commands = quick_start_commands()
     assert len(commands) == 2 and all("\n" not in c for c in commands), commands
     launch, test = commands
-    assert "requirements.txt" in launch and launch.endswith("app.py")
-    # A CPU machine gets the CPU wheel by default; the tests' command (what CI runs) needs no extra index.
-    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in launch and "pytorch.org" not in test
+    assert launch == "python3 install.py && python3 app.py"
+    # A CPU machine gets the CPU wheel by default (install.py); the tests' command (what CI runs) needs no index.
+    assert 'CPU_INDEX = "https://download.pytorch.org/whl/cpu"' in (ROOT / "install.py").read_text(encoding="utf-8")
+    assert "pytorch.org" not in test
     m = re.search(r'^TEST_CMD="([^"]+)"$', CI_RUN, re.M)
     assert m, ".ci/run must define TEST_CMD"
     assert test == m.group(1)
@@ -84,7 +85,7 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
 def test_the_cpu_index_is_only_in_the_launch_command() -> None:
     """GPU installs keep PyPI's CUDA wheel: no requirements file names the CPU index, and the README's GPU
     section gives the command without it."""
-    for name in ("requirements.txt", "requirements-dev.txt", "Dockerfile"):
+    for name in ("requirements.txt", "requirements-dev.txt", "Dockerfile"):  # (install.py adds it on a CPU machine)
         text = (ROOT / name).read_text(encoding="utf-8")
         assert "download.pytorch.org" not in text or name == "Dockerfile", name
     gpu = README.split("## GPU and multiple GPUs", 1)[1].split("\n## ", 1)[0]
@@ -137,3 +138,52 @@ def test_cli_entry_point_runs() -> None:
     assert done.returncode == 0, done.stderr
     for command in ("inspect", "train", "predict", "export", "push"):
         assert command in done.stdout
+
+
+def _install_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("astapp_install", ROOT / "install.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_install_asks_the_cpu_index_once_and_leaves_it_out_when_it_does_not_answer() -> None:
+    """The unreachable case costs one probe, not pip's five retries per package."""
+    install = _install_module()
+    asked: list[str] = []
+
+    def probe(url: str) -> bool:
+        asked.append(url)
+        return False
+
+    index, why = install.choose_index(install.CPU_INDEX, "Linux", gpu=False, probe=probe)
+    assert index is None and asked == [install.CPU_INDEX] and "did not answer" in why
+    assert "--extra-index-url" not in install.pip_command("requirements.txt", index)
+    index, _ = install.choose_index(install.CPU_INDEX, "Linux", gpu=False, probe=lambda url: True)
+    assert install.pip_command("requirements.txt", index)[-2:] == ["--extra-index-url", install.CPU_INDEX]
+    for system, gpu in (("Darwin", False), ("Windows", False), ("Linux", True)):
+        index, _ = install.choose_index(install.CPU_INDEX, system, gpu=gpu, probe=lambda url: 1 / 0)
+        assert index is None  # never even asked
+
+
+def test_install_probe_answers_for_a_live_server_and_fails_fast_on_a_closed_port() -> None:
+    import http.server
+    import socket
+    import threading
+
+    install = _install_module()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert install.reachable(f"http://127.0.0.1:{server.server_address[1]}/whl/cpu", timeout=5)
+    finally:
+        server.shutdown()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    assert not install.reachable(f"http://127.0.0.1:{closed}/whl/cpu", timeout=5)
+    out = subprocess.run([sys.executable, "install.py", "--dry-run", "--index", f"http://127.0.0.1:{closed}/x"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "pip install -r requirements.txt" in out.stdout

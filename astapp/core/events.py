@@ -134,7 +134,8 @@ def fmt_score(x: float | None) -> str:
 
 
 def describe_outcome(metrics: dict[str, Any]) -> str:
-    """The result of a run in a few words: "accuracy 0.8500, macro F1 0.8400 (best epoch 3)", or ""."""
+    """The result of a run in a few words: "accuracy 0.8500, macro F1 0.8400 (best epoch 3: highest accuracy)",
+    or "". The reason matters when scores tie: the user sees that the later, lower-loss epoch was kept."""
     acc, f1 = _num(metrics, "accuracy"), _num(metrics, "f1_macro")
     if acc is None:
         return ""
@@ -142,4 +143,5 @@ def describe_outcome(metrics: dict[str, Any]) -> str:
     if _num(metrics, "map") is not None:  # multi-label: mAP first (accuracy is then exact-match)
         text = f"mAP {_num(metrics, 'map'):.4f}, exact-match {text}"
     best = _num(metrics, "best_epoch")
-    return text + (f" (best epoch {best:g})" if best is not None else "")
+    why = metrics.get("best_why")
+    return text + (f" (best epoch {best:g}{': ' + why if why else ''})" if best is not None else "")

@@ -24,6 +24,8 @@ from astapp.crossval.clips import (
 from astapp.data.folds import FoldPlan
 from astapp.training.stages import Stages
 
+BACKBONE_SHARE = 0.9  # of a frozen CV run's time: the head fits after the pass take seconds
+
 
 def _rows_of(clip_of_row: np.ndarray, clips: list[int]) -> np.ndarray:
     return np.flatnonzero(np.isin(clip_of_row, np.asarray(clips, dtype=np.int64)))
@@ -66,7 +68,7 @@ def frozen_cv(cfg: TrainConfig, stages: Stages, clips: Clips, plan: FoldPlan) ->
     t0 = time.time()
     emb_rows = _cached(path, len(feats), model.config.hidden_size)
     if emb_rows is None:
-        report = stages.progress("features")
+        report = stages.progress("features", span=(0.0, BACKBONE_SHARE))
         model.to(device).eval()
         emb_rows = compute_cache(frozen_part(model, 0), ArrayDataset(feats, [0] * len(feats)),
                                  (model.config.hidden_size,), path, device,

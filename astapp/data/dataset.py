@@ -24,7 +24,14 @@ from astapp.core.config import AudioConfig, IngestLimits
 from astapp.core.errors import AudioDecodeError, DatasetError, user_error
 from astapp.core.fsutil import atomic_write_text
 from astapp.data.audio import decode
-from astapp.data.folds import check_fold, describe_split, fold_order, split_files, validation_fold  # noqa: F401 - API
+from astapp.data.folds import (  # noqa: F401 - API
+    check_fold,
+    describe_split,
+    fold_order,
+    source_groups,
+    split_files,
+    validation_fold,
+)
 from astapp.data.ingest import Item, Listing, rel_path, resolve, scan
 from astapp.data.ingest import labels as multilabels
 from astapp.data.ingest.labels import summary as label_summary
@@ -130,6 +137,10 @@ def _make_report(listing: Listing, stats: list[ClipStat], failures: list[dict[st
                           else None, multilabel=label_summary(listing.items) if multi else None)
     if listing.noise_folder:
         report.noise = noise_summary(listing, cfg)
+    if folds:
+        report.folds_from = listing.folds_from or ("the split folders" if listing.layout == "folders:splits"
+                                                   else "the manifest")
+    report.grouping = source_groups([s.path for s in stats]).how if stats else ""
     return report
 
 

@@ -19,10 +19,11 @@ import numpy as np
 
 from astapp.core.errors import DatasetError
 from astapp.data.ingest import VALIDATION_NAMES
+from astapp.data.ingest.layout import ESC50_NAME
 
 # (name, pattern on the file stem, group number): the first convention most names follow wins
 CONVENTIONS: tuple[tuple[str, re.Pattern[str], int], ...] = (
-    ("ESC-50 source recording", re.compile(r"^\d+-(\d+)-[A-Za-z]-\d+$"), 1),
+    ("ESC-50 source recording", ESC50_NAME, 2),
     ("UrbanSound8K recording", re.compile(r"^(\d+)-\d+-\d+-\d+$"), 1),
     ("Speech Commands speaker", re.compile(r"^([0-9a-f]{8})_nohash_\d+$"), 1),
     ("recording (…_take/part/seg/chunk/clip N)",

@@ -51,6 +51,8 @@ class ValidationReport:
     long: int = 0  # clips longer than AudioConfig.max_seconds (cropped or split)
     silent: int = 0
     folds: dict[str, int] = field(default_factory=dict)  # manifest fold/split value -> clips
+    folds_from: str = ""  # "the manifest", "the split folders", or the file-name convention that gave them
+    grouping: str = ""  # how clips are kept together in splits: "by file" or a source-recording convention
     # the top-level background-noise folder: {"folder", "files", "seconds", "skipped": [{path, reason}]}
     noise: dict[str, Any] = field(default_factory=dict)
     suggestions: list[str] = field(default_factory=list)  # advice that neither blocks nor warns
@@ -111,7 +113,10 @@ class ValidationReport:
             rates = ", ".join(f"{k} Hz x{v}" for k, v in sorted(self.sample_rates.items(), key=lambda kv: -kv[1]))
             lines.append(f"Sample rates: {rates}")
         if self.folds:
-            lines.append("Folds: " + ", ".join(f"{k} ({v})" for k, v in self.folds.items()))
+            lines.append("Folds" + (f" (from {self.folds_from})" if self.folds_from else "") + ": "
+                         + ", ".join(f"{k} ({v})" for k, v in self.folds.items()))
+        if self.grouping and self.grouping != "by file":
+            lines.append(f"Grouping: {self.grouping}; takes of one recording stay on one side of every split")
         if self.noise:
             n = self.noise
             lines.append(f"Background noise ({n.get('folder', '')}/, not a class): {n.get('files', 0)} file(s), "

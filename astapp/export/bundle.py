@@ -3,7 +3,8 @@
 The ONNX files are made once per trained model and kept in `<run>/onnx/` (its `check.json` records which
 model they came from, so a re-exported model gets new ones); an exported folder that is not a run gets
 them in a temporary folder. They are checked on the run's validation clips (metrics.json's paths under
-the run's dataset folder), or on generated clips when those are gone. A failed check, or onnx packages
+the run's dataset, a folder or a zip/manifest resolved as training resolved it), or on generated clips
+when those are gone; check.json then says so, and int8 is recommended only on enough real clips. A failed check, or onnx packages
 that are not installed, still gives the complete transformers model, with the reason in its README.
 """
 
@@ -42,18 +43,38 @@ def model_stamp(model_folder: Path) -> str:
     return ";".join(f"{s.st_mtime_ns}:{s.st_size}" for s in stats)
 
 
+def dataset_root(run: Path) -> Path | None:
+    """The folder of the run's dataset, whatever it was trained from: a folder as it is; a zip or manifest
+    resolved the way training resolved it (the zip's extraction in the run's cache is reused, else redone
+    safely); None when it is gone or cannot be had (a Hub dataset offline)."""
+    data = str(read_json(run / CONFIG).get("data", "")).strip()
+    if not data:
+        return None
+    if Path(data).is_dir():
+        return Path(data)
+    from astapp.core.config import TrainConfig
+    from astapp.data.ingest import resolve_source
+    from astapp.training.pipeline import cache_root
+
+    try:
+        cfg = TrainConfig.from_dict({**read_json(run / CONFIG), "output": str(run)})
+        return resolve_source(data, cache_root(cfg))
+    except Exception:  # noqa: BLE001 - no dataset: the check falls back to generated clips and says so
+        return None
+
+
 def validation_clips(run: Path, labels: list[str], limit: int = MAX_CLIPS) -> tuple[list[np.ndarray], list[int]]:
     """The run's validation clips that are still on disk (16 kHz mono) and their label indices."""
     from astapp.data.audio import load_audio
     from astapp.data.ingest import scan
 
     preds = read_json(run / METRICS).get("predictions") or []
-    data = str(read_json(run / CONFIG).get("data", ""))
-    if not data or not Path(data).is_dir():
+    root = dataset_root(run)
+    if root is None:
         return [], []
-    bases = [Path(data)]
+    bases = [root]
     with contextlib.suppress(UploadError):
-        bases.append(scan(Path(data)).root)
+        bases.append(scan(root).root)
     index = {name: i for i, name in enumerate(labels)}
     clips, truth = [], []
     for p in preds:

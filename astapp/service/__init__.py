@@ -1,17 +1,21 @@
 """The service layer: the one API of the web app (`Service`) and of the CLI (the headless functions).
 
-    Face     app.py, astapp/cli.py            parse, launch, print
-    UI       astapp/ui/                       Gradio tabs: layout and thin handlers
-    Service  astapp/service/                  this package
-    App      jobs, jobstate, runner, slicing, runs, publish, sessions, paths
-    Train    train, trainer_setup, trainer_utils, fastmodes, lora, devices, events, metrics
-    Data     ingest/, dataset, report, audio, examples, recordings
-    Signal   features, featcache, figures, augment, augment_spec, preview, synth, noise
-    Model    model, checkpoints, infer, export, hub
-    Base     config, errors, fsutil, rundir
+`Service` (app.py) opens sessions (`open`), keeps their choices (`state`, `remember`) and lists
+their runs (`runs`); it holds one part per job of the app, each a small class built with the
+collaborators it needs:
 
-The UI imports only this package, `astapp.core.config` and `astapp.core.errors`. Importing it loads no torch:
-engine modules are imported when an operation needs them.
+    svc.datasets      the session's chosen dataset (example, upload, Hub id), its report and clips
+    svc.augmenting    augmentation settings, previews, uploaded background noise
+    svc.training      the Train form -> TrainConfig; start, stop, resume, attach, poll a job
+    svc.evaluation    a finished run's metrics as tables, a matrix and playable mistakes
+    svc.thresholds    a multi-label run's per-label thresholds, edited into its exported model
+    svc.crossval      cross-validation: start, folds and map, label corrections -> a new dataset
+    svc.predicting    a run's model on clips, the live listener, the model download
+    svc.publishing    a run's model and card to the Hugging Face Hub
+    svc.recording     classes of clips recorded in the browser, and using them as the dataset
+
+The session's choices live in `state.StateStore`; `headless.py` has what the CLI runs. Importing
+this package loads no torch: engine modules are imported when an operation needs them.
 """
 
 from astapp.core.events import fmt_score

@@ -1,8 +1,10 @@
 """`Service`: the one object the web app talks to (one per process, over the job queue).
 
-Sessions are opened from a token (`open`); every method then takes the `Session`, so a run, a file
-or a state of another session is never reachable. Caches (the example's report, loaded predictors)
-live here, not in module globals of the UI.
+Sessions are opened from a token (`open`); every method of it and of its parts then takes the
+`Session`, so a run, a file or a state of another session is never reachable. The parts are plain
+objects built here, each handed the collaborators it uses (the job queue, the state store, the
+datasets part ...), so who calls whom reads off the constructor. Caches (the example's report,
+loaded predictors) live in the parts, not in module globals of the UI.
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ from typing import Any
 
 from astapp.core.config import DEFAULT_MODEL, SCRATCH_SIZES, env_flag
 from astapp.core.fsutil import atomic_write_text
+from astapp.core.runfolder import CV, METRICS
+from astapp.jobs.registry import RunInfo
 from astapp.jobs.sessions import Session
-from astapp.service.augmenting import AugmentingMixin
-from astapp.service.crossval import CrossValidationMixin
-from astapp.service.datasets import DatasetsMixin
-from astapp.service.evaluation import EvaluationMixin
-from astapp.service.predicting import PredictingMixin, PredictorCache
-from astapp.service.publishing import PublishingMixin
-from astapp.service.recording import RecordingMixin
+from astapp.service.augmenting import Augmenting
+from astapp.service.crossval import CrossValidating
+from astapp.service.datasets import Datasets
+from astapp.service.evaluation import Evaluating
+from astapp.service.predicting import Predicting, PredictorCache
+from astapp.service.publishing import Publishing
+from astapp.service.recording import Recording
 from astapp.service.state import SessionState, StateStore
-from astapp.service.thresholds import ThresholdsMixin
-from astapp.service.training import TrainingMixin
+from astapp.service.thresholds import Thresholds
+from astapp.service.training import Training
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +70,12 @@ def hf_login_enabled() -> bool:
     return env_flag("ASTAPP_HF_LOGIN") or bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"))
 
 
-class Service(DatasetsMixin, AugmentingMixin, TrainingMixin, EvaluationMixin, PredictingMixin, PublishingMixin,
-              CrossValidationMixin, RecordingMixin, ThresholdsMixin):
-    """Datasets, previews, training jobs, runs, evaluation, prediction, publishing and session state."""
+class Service:
+    """The sessions, their state and runs, and one part per job of the app, each given what it needs:
+
+    `datasets` (the chosen dataset and its clips), `augmenting`, `training` (the Train form and its jobs),
+    `evaluation`, `thresholds` (multi-label runs), `crossval`, `predicting` (and the model download),
+    `publishing` (to the Hub) and `recording` (clips recorded in the browser)."""
 
     def __init__(self, manager: Any = None, hub_online: bool | None = None, hub_api: Any = None):
         from astapp.core.hub import hub_reachable
@@ -80,10 +87,18 @@ class Service(DatasetsMixin, AugmentingMixin, TrainingMixin, EvaluationMixin, Pr
         self.default_model = default_model(self.hub_online)
         self.model_choices = model_choices(self.default_model, self.hub_online)
         self.hardware = hardware()
-        self.store = StateStore()
-        self.predictors = PredictorCache()
-        self.hub_api = hub_api  # huggingface_hub.HfApi for publishing (None: its default; tests inject one)
         self.hf_login = hf_login_enabled()
+        self.store = StateStore()
+        self.datasets = Datasets(self.root, self.store)
+        self.augmenting = Augmenting(self.store, self.datasets)
+        self.training = Training(self.manager, self.store, self.datasets, self.augmenting, self.default_model,
+                                 self.hub_online)
+        self.evaluation = Evaluating(self.manager)
+        self.thresholds = Thresholds(self.manager)
+        self.crossval = CrossValidating(self.manager, self.store, self.datasets, self.training)
+        self.predicting = Predicting(self.root, PredictorCache())
+        self.publishing = Publishing(self.root, self.manager, hub_api)
+        self.recording = Recording(self.datasets)
 
     def open(self, token: str) -> Session:
         """The session of an owner token: validated, its workspace created and marked as in use."""
@@ -96,6 +111,12 @@ class Service(DatasetsMixin, AugmentingMixin, TrainingMixin, EvaluationMixin, Pr
     def remember(self, session: Session, **changes: Any) -> None:
         """Save some of the session's choices (names of `SessionState` fields)."""
         self.store.update(session, **changes)
+
+    def runs(self, session: Session, need_model: bool = False, need_metrics: bool = False) -> list[RunInfo]:
+        """The session's visible runs, newest first (only those with a model, or with metrics, if asked)."""
+        return [r for r in self.manager.list_runs(session.owner)
+                if (not need_model or r.has_model) and (not need_metrics or (r.path / METRICS).is_file()
+                                                        or (r.path / CV).is_file())]
 
     def browser_secret(self) -> str:
         """A stable per-installation secret for the browser's owner token (so it survives restarts)."""

@@ -14,6 +14,8 @@ from typing import Any
 from astapp.core.config import AugmentConfig, setting
 from astapp.core.errors import TrainingError, UploadError
 from astapp.jobs.sessions import Session
+from astapp.service.datasets import Datasets
+from astapp.service.state import StateStore
 
 
 def transform_specs() -> list[dict[str, Any]]:
@@ -45,15 +47,18 @@ def check_augment(cfg: AugmentConfig) -> None:
 NOISE_DIR = "noise"  # in the session workspace
 
 
-class AugmentingMixin:
-    """Part of `Service`: needs `self.store` and the datasets mixin's `clip_path`."""
+class Augmenting:
+    """The session's augmentation: its settings, previews of them, and the uploaded background noise."""
 
-    store: Any
+    def __init__(self, store: StateStore, datasets: Datasets):
+        self.store = store
+        self.datasets = datasets  # the clip a preview plays, and the dataset's own noise folder
 
-    def augment(self, session: Session) -> AugmentConfig:
+    def settings(self, session: Session) -> AugmentConfig:
+        """The augmentation the next training run uses (what the Augment tab shows)."""
         return AugmentConfig.from_dict(self.store.load(session).augment)
 
-    def save_augment(self, session: Session, cfg: AugmentConfig, clip: str | None = None,
+    def save(self, session: Session, cfg: AugmentConfig, clip: str | None = None,
                      seed: int | None = None) -> None:
         """Remember the settings (and the previewed clip and seed) for training and for a reload."""
         check_augment(cfg)
@@ -71,9 +76,9 @@ class AugmentingMixin:
         from astapp.features.preview import preview
 
         check_augment(cfg)
-        path = self.clip_path(session, clip)  # type: ignore[attr-defined]
+        path = self.datasets.clip_path(session, clip)
         pv = preview(load_audio(path, max_seconds=30), self.noise_for_preview(session, cfg), int(seed))
-        self.save_augment(session, cfg, clip=clip, seed=seed)
+        self.save(session, cfg, clip=clip, seed=seed)
         return pv
 
     # --- real background noise (AddBackgroundNoise, AddShortNoises) -------------------------------
@@ -110,11 +115,11 @@ class AugmentingMixin:
         """Which noise the noise transforms mix in, in one line."""
         from astapp.features.noise import load_bank
 
-        bank = load_bank(self.noise_folder(session)) if self.augment(session).noise else None
+        bank = load_bank(self.noise_folder(session)) if self.settings(session).noise else None
         if bank is not None and bank.files:
             skipped = f" ({len(bank.skipped)} file(s) skipped: undecodable or silent)" if bank.skipped else ""
             return f"Your noise clips: {len(bank.files)} clip(s), {bank.seconds:.1f} s{skipped}."
-        noise = (self.dataset(session).report or {}).get("noise") or {}  # type: ignore[attr-defined]
+        noise = (self.datasets.current(session).report or {}).get("noise") or {}
         if noise.get("files"):
             return (f"The dataset's {noise['folder']}/ folder: {noise['files']} clip(s), {noise['seconds']:.1f} s. "
                     "Upload clips here to use others.")
@@ -127,10 +132,10 @@ class AugmentingMixin:
 
         if not uses_noise(cfg) or (cfg.noise and Path(cfg.noise).is_dir()):
             return cfg
-        own = self.augment(session).noise
+        own = self.settings(session).noise
         if own and Path(own).is_dir():
             return dataclasses.replace(cfg, noise=own)
-        listing = self._listing(self.dataset(session))  # type: ignore[attr-defined]
+        listing = self.datasets.listing(self.datasets.current(session))
         if not listing.noise:
             return cfg  # the augmenter says which clips are missing
         bank = prepare(listing.noise, session.workspace / "noise-dataset", listing.root)

@@ -17,10 +17,13 @@ import numpy as np
 
 from astapp.core.errors import AccessError, DatasetError
 from astapp.core.runfolder import CONFIG, CV, LABEL_ISSUES, MAP, read_json
+from astapp.jobs.manager import JobManager
 from astapp.jobs.registry import RunInfo
 from astapp.jobs.sessions import Session
-from astapp.service.datasets import play_audio
+from astapp.service.datasets import Datasets, DatasetView, play_audio
 from astapp.service.evaluation import clip_path
+from astapp.service.state import StateStore
+from astapp.service.training import Training
 
 DROP = "drop"
 
@@ -47,27 +50,30 @@ class CVView:
                 "mistake" if self.labels[int(np.argmax(c["probs"]))] != c["label"] else "" for c in self.clips]
 
 
-class CrossValidationMixin:
-    """Part of `Service`: needs `self.manager`, `self.store` and the training and dataset mixins."""
+class CrossValidating:
+    """Cross-validation runs: starting one, its folds and map, and the user's corrections of its labels."""
 
-    manager: Any
-    store: Any
+    def __init__(self, manager: JobManager, store: StateStore, datasets: Datasets, training: Training):
+        self.manager = manager
+        self.store = store
+        self.datasets = datasets  # what is cross-validated; a corrected dataset becomes the session's
+        self.training = training  # the Train form's settings
 
-    def start_cv(self, session: Session, values: dict[str, Any], folds: str = "auto", final: bool = False) -> str:
+    def start(self, session: Session, values: dict[str, Any], folds: str = "auto", final: bool = False) -> str:
         """Queue a cross-validation of the session's dataset with the Train form's settings."""
         folds = str(folds or "auto").strip().lower()
         if folds != "auto" and not (folds.isdigit() and int(folds) >= 2):
             raise DatasetError(f"Folds must be 'auto' or a whole number of 2 or more (got {folds!r}).")
-        cfg = self.config_from_form(session, values)  # type: ignore[attr-defined]
+        cfg = self.training.config_from_form(session, values)
         cfg.task, cfg.cv_folds, cfg.cv_final = "cv", folds, bool(final)
-        self.save_form(session, values)  # type: ignore[attr-defined]
-        self.remember(session, cv={"folds": folds, "final": bool(final)})  # type: ignore[attr-defined]
-        name = f"CV · {self.dataset(session).name} · {cfg.model.rstrip('/').split('/')[-1]}"  # type: ignore[attr-defined]
+        self.training.save_form(session, values)
+        self.store.update(session, cv={"folds": folds, "final": bool(final)})
+        name = f"CV · {self.datasets.current(session).name} · {cfg.model.rstrip('/').split('/')[-1]}"
         return self.manager.submit(session.owner, cfg, name=name)
 
-    def cv_estimate(self, session: Session, values: dict[str, Any], folds: str = "auto") -> str:
+    def estimate(self, session: Session, values: dict[str, Any], folds: str = "auto") -> str:
         """How long the cross-validation will take, said before it starts (from this session's runs)."""
-        view = self.dataset(session)  # type: ignore[attr-defined]
+        view = self.datasets.current(session)
         n = len(view.report.get("durations") or []) if isinstance(view.report, dict) else 0
         k = len(view.folds) if str(folds).lower() == "auto" and len(view.folds) >= 2 else \
             (int(folds) if str(folds).isdigit() else 5)
@@ -86,7 +92,7 @@ class CrossValidationMixin:
         return (f"Mode {mode}: {k} real trainings, each about as long as one training run on "
                 f"{(k - 1) * 100 // k}% of the data. Frozen mode cross-validates in about one run's time.")
 
-    def cv_view(self, session: Session, run_id: str) -> CVView | None:
+    def view(self, session: Session, run_id: str) -> CVView | None:
         """The CV results of a run, or None when the run is no cross-validation (or has not finished)."""
         info = self.manager.get_run(session.owner, run_id)
         doc = read_json(info.path / CV)
@@ -105,7 +111,7 @@ class CrossValidationMixin:
                       str(read_json(info.path / MAP).get("method", "")), xy, doc["clips"], list(doc.get("labels", [])),
                       issues, str(doc.get("embedding_source", "")))
 
-    def cv_clip(self, session: Session, run_id: str, index: int) -> tuple[tuple[int, Any] | None, str]:
+    def clip(self, session: Session, run_id: str, index: int) -> tuple[tuple[int, Any] | None, str]:
         """A clip of a CV run: (playable audio, its label, out-of-fold prediction and top probabilities)."""
         view = self._cv_or_fail(session, run_id)
         if not 0 <= index < len(view.clips):
@@ -163,7 +169,7 @@ class CrossValidationMixin:
         out.write_text(buf.getvalue(), encoding="utf-8")
         return out
 
-    def use_corrected(self, session: Session, run_id: str) -> Any:
+    def use_corrected(self, session: Session, run_id: str) -> DatasetView:
         """Make the corrected dataset the session's dataset: the clips linked (not copied) into a folder
         with a manifest, inspected through the same pipeline as an upload. Returns its DatasetView."""
         info = self.manager.get_run(session.owner, run_id)
@@ -197,16 +203,16 @@ class CrossValidationMixin:
                 writer.writerows(kept)
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(tmp, folder)
-        view = self._inspected(f"Corrected: {self.dataset(session).name.removeprefix('Corrected: ')}",  # type: ignore[attr-defined]
-                               "corrected", folder, session.workspace)
+        current = self.datasets.current(session).name.removeprefix("Corrected: ")
+        view = self.datasets.inspect(f"Corrected: {current}", "corrected", folder, session.workspace)
         view.source = f"corrected labels of run {run_id}"
-        return self._choose(session, view)  # type: ignore[attr-defined]
+        return self.datasets.choose(session, view)
 
     def _manifest_folds(self, info: RunInfo) -> bool:
         return str(read_json(info.path / CV).get("grouping", "")).startswith("leave-one-fold-out")
 
     def _cv_or_fail(self, session: Session, run_id: str) -> CVView:
-        view = self.cv_view(session, run_id)
+        view = self.view(session, run_id)
         if view is None:
             raise AccessError(f"Run {run_id} is not a finished cross-validation.")
         return view

@@ -17,7 +17,9 @@ import numpy as np
 from astapp.core.config import AudioConfig, IngestLimits
 from astapp.core.errors import AccessError, AudioDecodeError, DatasetError, UploadError
 from astapp.core.paths import inside, shared_dir
+from astapp.data.ingest.layout import Listing
 from astapp.jobs.sessions import Session
+from astapp.service.state import StateStore
 
 PLAY_SECONDS = 10.0  # clips are trimmed for the players
 MAX_CLIP_CHOICES = 300
@@ -89,16 +91,18 @@ def play_audio(path: Path) -> tuple[int, np.ndarray] | None:
         return None
 
 
-class DatasetsMixin:
-    """Part of `Service`: needs `self.root` and `self.store`."""
+class Datasets:
+    """The session's dataset: choosing one (example, upload, Hub id), reading it back, its clips."""
 
-    root: Path
-    store: Any
-    _example_lock = threading.Lock()
+    def __init__(self, root: Path, store: StateStore):
+        self.root = root  # the data root (the example is extracted once under its shared folder)
+        self.store = store
+        self._example: DatasetView | None = None
+        self._example_lock = threading.Lock()
 
     # --- choosing a dataset ------------------------------------------------------------------
     def use_example(self, session: Session) -> DatasetView:
-        return self._choose(session, self._example_view())
+        return self.choose(session, self._example_view())
 
     def upload(self, session: Session, file: str | Path | None) -> DatasetView:
         """Extract (checked, reused when the same zip comes again) and inspect an uploaded zip."""
@@ -108,9 +112,9 @@ class DatasetsMixin:
 
         src = Path(file)
         root = resolve_source(src, session.workspace, IngestLimits())
-        view = self._inspected(f"Your dataset: {src.name}", "upload", root, session.workspace)
+        view = self.inspect(f"Your dataset: {src.name}", "upload", root, session.workspace)
         view.source = src.name
-        return self._choose(session, view)
+        return self.choose(session, view)
 
     def from_hub(self, session: Session, dataset_id: str) -> DatasetView:
         dataset_id = str(dataset_id or "").strip().removeprefix("hf:")
@@ -119,23 +123,25 @@ class DatasetsMixin:
         from astapp.data.ingest import resolve_source
 
         root = resolve_source("hf:" + dataset_id, session.workspace, IngestLimits())
-        view = self._inspected(f"Hub dataset: {dataset_id}", "hub", root, session.workspace)
+        view = self.inspect(f"Hub dataset: {dataset_id}", "hub", root, session.workspace)
         view.source = "hf:" + dataset_id
-        return self._choose(session, view)
+        return self.choose(session, view)
 
-    def dataset(self, session: Session) -> DatasetView:
+    def current(self, session: Session) -> DatasetView:
         """The session's chosen dataset, or the example before any choice (first visit, API clients)."""
         saved = self.store.dataset(session)
         return DatasetView.from_dict(saved) if saved else self._example_view()
 
-    def trainable_dataset(self, session: Session) -> DatasetView:
-        view = self.dataset(session)
+    def trainable(self, session: Session) -> DatasetView:
+        """The chosen dataset when it can be trained on; DatasetError naming the way out when not."""
+        view = self.current(session)
         if not view.trainable:
             raise DatasetError(f"The chosen dataset ({view.name}) has blocking problems (see the Data tab); "
                                "fix them and upload it again, or pick another dataset.")
         return view
 
-    def _choose(self, session: Session, view: DatasetView) -> DatasetView:
+    def choose(self, session: Session, view: DatasetView) -> DatasetView:
+        """Make `view` the session's dataset (recordings and corrected labels arrive here too)."""
         self.store.set_dataset(session, view.to_dict())
         return view
 
@@ -143,7 +149,7 @@ class DatasetsMixin:
     def sample_clips(self, view: DatasetView, n: int) -> list[tuple[str, tuple[int, np.ndarray] | None]]:
         """A few clips per class, round-robin over classes, as (caption, playable audio)."""
         by_class: dict[str, list[Path]] = {}
-        for item in self._listing(view).items:
+        for item in self.listing(view).items:
             by_class.setdefault(item.label, []).append(Path(item.path))
         picked: list[tuple[str, tuple[int, np.ndarray] | None]] = []
         depth = 0
@@ -157,11 +163,11 @@ class DatasetsMixin:
 
     def clip_choices(self, session: Session) -> list[str]:
         """Clips of the chosen dataset as paths relative to its root (the first few per class)."""
-        view = self.dataset(session)
+        view = self.current(session)
         root = Path(view.clip_root).resolve()
         per_class: dict[str, int] = {}
         out: list[str] = []
-        for it in self._listing(view).items:
+        for it in self.listing(view).items:
             if per_class.get(it.label, 0) < PER_CLASS_CHOICES and len(out) < MAX_CLIP_CHOICES:
                 per_class[it.label] = per_class.get(it.label, 0) + 1
                 out.append(Path(it.path).resolve().relative_to(root).as_posix())
@@ -169,7 +175,7 @@ class DatasetsMixin:
 
     def clip_path(self, session: Session, clip: str | None) -> Path:
         """A clip of the chosen dataset on disk; refuses anything outside the dataset folder."""
-        view = self.dataset(session)
+        view = self.current(session)
         if not clip:
             choices = self.clip_choices(session)
             if not choices:
@@ -180,13 +186,15 @@ class DatasetsMixin:
             raise AccessError(f"There is no clip {clip!r} in this dataset; pick one from the list.")
         return path
 
-    # --- helpers ------------------------------------------------------------------------------
-    def _listing(self, view: DatasetView) -> Any:
+    # --- for the other parts (augmenting, recording, cross-validation) ----------------------
+    def listing(self, view: DatasetView) -> Listing:
+        """The dataset's folder scanned again: its labelled items, noise clips and clip root."""
         from astapp.data.ingest import scan
 
         return scan(Path(view.clip_root))
 
-    def _inspected(self, name: str, kind: str, root: Path, workspace: Path) -> DatasetView:
+    def inspect(self, name: str, kind: str, root: Path, workspace: Path) -> DatasetView:
+        """A dataset folder inspected through the upload pipeline (the report the Data tab shows)."""
         from astapp.data.dataset import inspect_source
         from astapp.data.ingest import scan
 
@@ -200,12 +208,11 @@ class DatasetsMixin:
     def _example_view(self) -> DatasetView:
         """The example dataset, extracted and inspected once per installation (it never changes)."""
         with self._example_lock:
-            cached = getattr(self, "_example", None)
-            if cached is not None and Path(cached.root).is_dir():
-                return cached
+            if self._example is not None and Path(self._example.root).is_dir():
+                return self._example
             from astapp.data import examples
 
             root = examples.example_dir(shared_dir(self.root))
-            self._example = self._inspected(EXAMPLE_NAME, "example", root, root.parent)
+            self._example = self.inspect(EXAMPLE_NAME, "example", root, root.parent)
             self._example.source = examples.EXAMPLE_SOURCE
             return self._example

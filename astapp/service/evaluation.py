@@ -12,6 +12,7 @@ import numpy as np
 from astapp.core.errors import AccessError, UploadError
 from astapp.core.paths import inside
 from astapp.core.runfolder import CONFIG, CV, METRICS, read_json
+from astapp.jobs.manager import JobManager
 from astapp.jobs.registry import RunInfo
 from astapp.jobs.sessions import Session
 from astapp.service.datasets import play_audio
@@ -41,18 +42,14 @@ class Evaluation:
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # label -> precision/recall curve
 
 
-class EvaluationMixin:
-    """Part of `Service`: needs `self.manager`."""
+class Evaluating:
+    """What the Evaluate tab shows of a finished run."""
 
-    manager: Any
+    def __init__(self, manager: JobManager):
+        self.manager = manager
 
-    def runs(self, session: Session, need_model: bool = False, need_metrics: bool = False) -> list[RunInfo]:
-        """The session's visible runs, newest first (only those with a model, or with metrics, if asked)."""
-        return [r for r in self.manager.list_runs(session.owner)
-                if (not need_model or r.has_model) and (not need_metrics or (r.path / METRICS).is_file()
-                                                        or (r.path / CV).is_file())]
-
-    def evaluation(self, session: Session, run_id: str, players: int = 6) -> Evaluation:
+    def load(self, session: Session, run_id: str, players: int = 6) -> Evaluation:
+        """The run's metrics.json as an `Evaluation` (with up to `players` of its mistakes to play)."""
         info = self.manager.get_run(session.owner, run_id)
         metrics = read_json(info.path / METRICS)
         cv = read_json(info.path / CV) if not metrics else {}

@@ -49,13 +49,15 @@ class PredictorCache:
         return predictor
 
 
-class PredictingMixin:
-    """Part of `Service`: needs `self.root` and `self.predictors`."""
+class Predicting:
+    """A trained run's model: predictions, the live listener, and its download."""
 
-    root: Path
-    predictors: PredictorCache
+    def __init__(self, root: Path, predictors: PredictorCache):
+        self.root = root  # the data root the runs live under
+        self.predictors = predictors
 
     def model_folder(self, session: Session, run_id: str | None) -> Path:
+        """The exported model of one of the session's runs (AccessError before there is one)."""
         if not run_id:
             raise AccessError("No trained model yet: train one in the Train tab, then pick it here.")
         return model_dir(self.root, session.owner, run_id)

@@ -6,15 +6,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from astapp.jobs.manager import JobManager
 from astapp.jobs.registry import run_dir
 from astapp.jobs.sessions import Session
 
 
-class PublishingMixin:
-    """Part of `Service`: needs `self.root` and `self.hub_api` (None: huggingface_hub's own HfApi)."""
+class Publishing:
+    """A run's model and card to the Hub: the card's preview, the push, a suggested repository name."""
 
-    root: Path
-    hub_api: Any
+    def __init__(self, root: Path, manager: JobManager, hub_api: Any = None):
+        self.root = root  # the data root the runs live under
+        self.manager = manager
+        self.hub_api = hub_api  # huggingface_hub.HfApi (None: its default; tests inject one)
 
     def _own_run(self, session: Session, run_id: str | None) -> Path:
         from astapp.export.publish import PublishError
@@ -43,4 +46,4 @@ class PublishingMixin:
 
         if not username or not run_id:
             return ""
-        return f"{username}/{slug(self.manager.get_run(session.owner, run_id).name)}"  # type: ignore[attr-defined]
+        return f"{username}/{slug(self.manager.get_run(session.owner, run_id).name)}"

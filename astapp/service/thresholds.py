@@ -16,6 +16,7 @@ import numpy as np
 
 from astapp.core.errors import AccessError, UploadError
 from astapp.core.runfolder import METRICS, MODEL, read_json
+from astapp.jobs.manager import JobManager
 from astapp.jobs.sessions import Session
 
 MULTI_LABEL = "multi_label_classification"
@@ -56,12 +57,13 @@ def label_table(metrics: dict[str, Any], thresholds: dict[str, float]) -> tuple[
     return rows, micro
 
 
-class ThresholdsMixin:
-    """Part of `Service`: needs `self.manager`."""
+class Thresholds:
+    """Editing a multi-label run's per-label thresholds."""
 
-    manager: Any
+    def __init__(self, manager: JobManager):
+        self.manager = manager
 
-    def set_thresholds(self, session: Session, run_id: str, thresholds: dict[str, Any]) -> dict[str, float]:
+    def save(self, session: Session, run_id: str, thresholds: dict[str, Any]) -> dict[str, float]:
         """Save edited per-label thresholds (each in (0, 1)) into the run's exported model; returns them."""
         from astapp.model.folder import save_thresholds
 

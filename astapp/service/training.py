@@ -13,7 +13,11 @@ from typing import Any
 from astapp.core.config import TrainConfig, defaults_for, set_setting
 from astapp.core.errors import AccessError, TrainingError
 from astapp.core.runfolder import ACTIVE
+from astapp.jobs.manager import JobManager
 from astapp.jobs.sessions import Session
+from astapp.service.augmenting import Augmenting
+from astapp.service.datasets import Datasets
+from astapp.service.state import StateStore
 
 # The Train form's fields, in the order the form shows them (names are TrainConfig settings).
 FORM_FIELDS = ("model", "mode", "epochs", "lr", "batch_size", "max_length", "val_split", "val_fold", "seed",
@@ -36,12 +40,17 @@ class Poll:
     reset: bool = False  # the events start again from the first (another job, or the app restarted)
 
 
-class TrainingMixin:
-    """Part of `Service`: needs `self.manager`, `self.store`, `self.default_model` and the other mixins."""
+class Training:
+    """The Train form and the training jobs it starts (start, stop, resume, attach, poll)."""
 
-    manager: Any
-    store: Any
-    default_model: str
+    def __init__(self, manager: JobManager, store: StateStore, datasets: Datasets, augmenting: Augmenting,
+                 default_model: str, hub_online: bool):
+        self.manager = manager
+        self.store = store
+        self.datasets = datasets  # a run trains the session's chosen dataset ...
+        self.augmenting = augmenting  # ... with the session's augmentation
+        self.default_model = default_model
+        self.hub_online = hub_online  # whether a model hint may ask the Hub
 
     # --- the form ------------------------------------------------------------------------------
     def form_defaults(self, model: str | None = None) -> dict[str, Any]:
@@ -66,8 +75,8 @@ class TrainingMixin:
     def config_from_form(self, session: Session, values: dict[str, Any]) -> TrainConfig:
         """The run the form describes, on the session's dataset and augmentation; TrainingError when a
         value is wrong (every problem named), DatasetError when the dataset cannot be trained on."""
-        view = self.trainable_dataset(session)  # type: ignore[attr-defined]
-        cfg = TrainConfig(data=view.root, augment=self.augment(session))  # type: ignore[attr-defined]
+        view = self.datasets.trainable(session)
+        cfg = TrainConfig(data=view.root, augment=self.augmenting.settings(session))
         cfg.model = str(values.get("model") or "").strip() or self.default_model
         cfg.mode = str(values.get("mode") or "full")
         try:
@@ -98,7 +107,7 @@ class TrainingMixin:
         """The same run as a terminal command, naming the data as the user knows it (their zip's name,
         the example's path, hf:<id>), with a note on where this server keeps the uploaded copy."""
         cfg = self.config_from_form(session, values)
-        view = self.dataset(session)  # type: ignore[attr-defined]
+        view = self.datasets.current(session)
         cfg.output, cfg.data = CLI_OUTPUT, view.source or view.root
         note = {"upload": f"# {view.source} is your zip. This server keeps the uploaded copy, extracted, at "
                           f"{view.root}: give that path as --data to rerun it on this machine.",
@@ -110,7 +119,7 @@ class TrainingMixin:
         try:
             from astapp.model.sources import describe_source
 
-            return describe_source(str(model or ""), check_hub=self.hub_online)  # type: ignore[attr-defined]
+            return describe_source(str(model or ""), check_hub=self.hub_online)
         except Exception as exc:  # noqa: BLE001 - only a hint
             return str(exc)
 
@@ -119,7 +128,7 @@ class TrainingMixin:
         """Queue the run the form describes; returns its job id."""
         cfg = self.config_from_form(session, values)
         self.save_form(session, values)
-        name = f"{self.dataset(session).name} · {cfg.model.rstrip('/').split('/')[-1]}"  # type: ignore[attr-defined]
+        name = f"{self.datasets.current(session).name} · {cfg.model.rstrip('/').split('/')[-1]}"
         return self.manager.submit(session.owner, cfg, name=name)
 
     def stop(self, session: Session, job_id: str | None) -> bool:

@@ -204,6 +204,7 @@ class _Run:
         metrics.update({
             "best_epoch": best.best["epoch"] if best.best else None,
             "best_step": best.best["step"] if best.best else None,
+            "best_why": best.best.get("why") if best.best else None,
             "selection_metric": best.metric, "restored_best": restored,
             "epochs": float(trainer.state.epoch or 0.0), "global_step": trainer.state.global_step,
             "train_seconds": train_seconds,

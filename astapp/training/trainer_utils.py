@@ -212,8 +212,11 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
 class BestKeeper(TrainerCallback):
     """Keeps the best evaluation's weights (same key names, restored strictly) and does early stopping.
 
-    Ties keep the earlier epoch. With `save_dir` (rank 0 only) the best weights and their record are
-    also written there, so a resumed run still knows its best epoch.
+    A tie on the selection metric goes to the lower validation loss, then to the later epoch: accuracy
+    saturates early on small validation sets (1.0 from epoch 2 while the loss still falls from 0.66 to
+    0.21), and keeping the first of equals kept an undertrained model. `best["why"]` says which rule
+    chose the epoch. With `save_dir` (rank 0 only) the best weights and their record are also written
+    there, so a resumed run still knows its best epoch.
     """
 
     def __init__(self, module: nn.Module, metric: str = "accuracy", patience: int = 0,
@@ -243,17 +246,27 @@ class BestKeeper(TrainerCallback):
         self.bad_evals = int(json.loads(patience.read_text())["bad_evals"]) if patience.is_file() else 0
         return True
 
-    def improved(self, value: float) -> bool:
+    def improved(self, value: float, loss: float | None = None) -> str | None:
+        """Why this evaluation beats the best so far (a short phrase), or None when it does not."""
         if self.best is None:
-            return True
-        return value > self.best["value"] if self.greater else value < self.best["value"]
+            return f"{'highest' if self.greater else 'lowest'} {self.metric}"
+        old = self.best["value"]
+        if value != old:
+            better = value > old if self.greater else value < old
+            return f"{'highest' if self.greater else 'lowest'} {self.metric}" if better else None
+        old_loss = self.best.get("metrics", {}).get("loss")
+        if self.metric != "loss" and loss is not None and old_loss is not None and loss != old_loss:
+            return f"tied on {self.metric}, lower validation loss" if loss < old_loss else None
+        return f"tied on {self.metric}, the later epoch"
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         value = (metrics or {}).get(f"eval_{self.metric}")
         if value is None:
             return
-        if self.improved(float(value)):
-            self.best = {"value": float(value), "epoch": state.epoch, "step": state.global_step,
+        loss = metrics.get("eval_loss")
+        why = self.improved(float(value), None if loss is None else float(loss))
+        if why:
+            self.best = {"value": float(value), "epoch": state.epoch, "step": state.global_step, "why": why,
                          "metrics": {k[5:]: v for k, v in metrics.items() if k.startswith("eval_")}}
             self.state = _cpu_state(self.module)
             self.bad_evals = 0

@@ -111,7 +111,7 @@ def build_app(manager: Any = None, hub_online: bool | None = None, service: Serv
             sess, job_id, top_k = None, None, gr.update()
             try:
                 sess = session(svc, tok, request)
-                job_id = svc.attach(sess)
+                job_id = svc.training.attach(sess)
                 top_k = svc.state(sess).top_k
             except Exception:  # noqa: BLE001 - a bad token just means nothing to re-attach
                 log.exception("re-attach failed")

@@ -137,7 +137,7 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
     def preview_fn(tok: str | None, shown_v: str | None, clip: str | None, preset: str, freq_mask: float,
                    time_mask: float, mixup: float, seed: float, request: gr.Request, *values: Any) -> tuple[Any, ...]:
         cfg = make_augment(preset, freq_mask, time_mask, mixup, specs, values, shown_v)
-        pv = svc.preview(session(svc, tok, request), clip, cfg, int(seed or 0))
+        pv = svc.augmenting.preview(session(svc, tok, request), clip, cfg, int(seed or 0))
         sr = int(pv.sample_rate)
         applied = ", ".join(_pretty(n) for n in pv.applied) or (
             "nothing this time (re-roll to draw again)" if cfg.preset != "none" or cfg.transforms else "no augmentation")
@@ -153,7 +153,7 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
                 request: gr.Request, *values: Any) -> None:
         """Keep the saved training settings in step with the controls, even without a preview."""
         try:
-            svc.save_augment(session(svc, tok, request), make_augment(preset_v, fm, tm, mx, specs, values, shown_v),
+            svc.augmenting.save(session(svc, tok, request), make_augment(preset_v, fm, tm, mx, specs, values, shown_v),
                              seed=int(seed_v or 0))
         except Exception:  # noqa: BLE001 - a half-typed value is saved with the next good one
             return
@@ -162,15 +162,15 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
     def restore_fn(tok: str | None, request: gr.Request) -> list[Any]:
         """The saved settings back into every control (and the dataset's clips into the list)."""
         sess = session(svc, tok, request)
-        cfg = svc.augment(sess)
+        cfg = svc.augmenting.settings(sess)
         saved = svc.state(sess).preview
         return [on_dataset(tok, request, saved.get("clip")), cfg.preset, cfg.freq_mask, cfg.time_mask,
                 cfg.mixup, *preset_values(cfg, specs), cfg.preset, int(saved.get("seed") or 0),
-                svc.noise_summary(sess)]
+                svc.augmenting.noise_summary(sess)]
 
     def on_dataset(tok: str | None, request: gr.Request, keep: str | None = None) -> Any:
         try:
-            choices = svc.clip_choices(session(svc, tok, request))
+            choices = svc.datasets.clip_choices(session(svc, tok, request))
         except Exception:  # noqa: BLE001 - a list we cannot read just stays empty
             choices = []
         return gr.Dropdown(choices=choices, value=keep if keep in choices else (choices[0] if choices else None))
@@ -191,15 +191,15 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
     @guarded
     def add_noise_fn(tok: str | None, files: list[Any] | None, request: gr.Request) -> str:
         paths = [str(getattr(f, "name", f)) for f in (files or []) if f]
-        return svc.add_noise(session(svc, tok, request), paths)
+        return svc.augmenting.add_noise(session(svc, tok, request), paths)
 
     @guarded
     def forget_noise_fn(tok: str | None, request: gr.Request) -> str:
-        return svc.clear_noise(session(svc, tok, request))
+        return svc.augmenting.clear_noise(session(svc, tok, request))
 
     def dataset_fn(tok: str | None, request: gr.Request) -> tuple[Any, str]:
         try:
-            summary = svc.noise_summary(session(svc, tok, request))
+            summary = svc.augmenting.noise_summary(session(svc, tok, request))
         except Exception:  # noqa: BLE001 - the summary is a hint; the clip list matters
             summary = ""
         return on_dataset(tok, request), summary
@@ -208,7 +208,7 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
     def record_noise_fn(tok: str | None, path: str | None, request: gr.Request) -> str:
         if not path:
             raise gr.Error("Nothing was recorded: allow the microphone when the browser asks, or upload files.")
-        return svc.add_noise(session(svc, tok, request), [path])
+        return svc.augmenting.add_noise(session(svc, tok, request), [path])
 
     noise_files.upload(add_noise_fn, [token, noise_files], noise_info, api_name="add_noise", **heavy())
     noise_mic.stop_recording(record_noise_fn, [token, noise_mic], noise_info, api_visibility="private", **heavy()).then(

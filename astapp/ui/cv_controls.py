@@ -37,7 +37,7 @@ def wire(svc: Service, token: gr.State, c: CVControls, form: list[Any]) -> None:
 
     def estimate_fn(tok: str | None, folds: str, request: gr.Request, *vals: Any) -> str:
         try:
-            return svc.cv_estimate(session(svc, tok, request), dict(zip(FORM_FIELDS, vals, strict=True)), folds)
+            return svc.crossval.estimate(session(svc, tok, request), dict(zip(FORM_FIELDS, vals, strict=True)), folds)
         except Exception:  # noqa: BLE001 - only a hint
             return ""
 

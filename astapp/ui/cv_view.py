@@ -63,7 +63,7 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown) -> CVSection:
     def show(run_id: str | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         import pandas as pd
 
-        view = svc.cv_view(session(svc, tok, request), run_id) if run_id else None
+        view = svc.crossval.view(session(svc, tok, request), run_id) if run_id else None
         if view is None:
             return (gr.Column(visible=False), "", pd.DataFrame(columns=FOLDS), None, None, None,
                     pd.DataFrame(columns=ISSUES), None, "Click a dot on the map, or a row of the list below.", None)
@@ -80,19 +80,19 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown) -> CVSection:
 
     def pick(run_id: str, tok: str | None, index: int, request: gr.Request) -> tuple[Any, ...]:
         sess = session(svc, tok, request)
-        audio, info = svc.cv_clip(sess, run_id, index)
-        return index, pcm16(audio), info, image(svc.cv_view(sess, run_id), index)
+        audio, info = svc.crossval.clip(sess, run_id, index)
+        return index, pcm16(audio), info, image(svc.crossval.view(sess, run_id), index)
 
     @guarded
     def map_click(run_id: str, tok: str | None, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
-        view = svc.cv_view(session(svc, tok, request), run_id)
+        view = svc.crossval.view(session(svc, tok, request), run_id)
         px, py = evt.index
         size = image(view).shape
         x, y = map_point(float(px), float(py), size[1], size[0])
         return pick(run_id, tok, nearest_point(view.xy, x, y), request)
 
     def issue_pick(run_id: str, rank: int, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
-        view = svc.cv_view(session(svc, tok, request), run_id)
+        view = svc.crossval.view(session(svc, tok, request), run_id)
         if view is None or not 0 <= rank < len(view.issues):
             raise gr.Error("There is no such row in the list of suspects.")
         path = view.issues[rank]["path"]
@@ -114,22 +114,22 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown) -> CVSection:
         @guarded
         def fn(run_id: str, index: int | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
             sess = session(svc, tok, request)
-            view = svc.cv_view(sess, run_id)
+            view = svc.crossval.view(sess, run_id)
             if view is None or index is None:
                 raise gr.Error("Pick a suspect clip first: click a row of the list, or a × on the map.")
-            svc.correct(sess, run_id, view.clips[int(index)]["path"], action)
-            return issue_rows(svc.cv_view(sess, run_id))
+            svc.crossval.correct(sess, run_id, view.clips[int(index)]["path"], action)
+            return issue_rows(svc.crossval.view(sess, run_id))
         return fn
 
     @guarded
     def manifest_fn(run_id: str, tok: str | None, request: gr.Request) -> str:
-        return str(svc.corrected_manifest(session(svc, tok, request), run_id))
+        return str(svc.crossval.corrected_manifest(session(svc, tok, request), run_id))
 
     @guarded
     def retrain_fn(run_id: str, tok: str | None, request: gr.Request) -> str:
         sess = session(svc, tok, request)
-        view = svc.use_corrected(sess, run_id)
-        job_id = svc.start(sess, svc.form(sess))
+        view = svc.crossval.use_corrected(sess, run_id)
+        job_id = svc.training.start(sess, svc.training.form(sess))
         return (f"Training on **{view.name}** ({plural(len(view.report.get('durations') or []), 'clip')}) as job "
                 f"`{job_id}`: follow it in the *Train* tab.")
 

@@ -1,7 +1,7 @@
 """Data tab: pick the example, upload a zip (or a Hub dataset id), and read the validation report.
 
 The chosen dataset lives on the server (the session's state), so a reload shows it again; the tab
-only draws what `Service.dataset` returns.
+only draws what `Service.datasets.current` returns.
 """
 
 from __future__ import annotations
@@ -51,10 +51,13 @@ def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
                f"{total / 60:.1f} min of audio · layout: `{rep.get('layout', '?')}`")
     if view.folds:
         listed = " · ".join(f"{name}: {plural(n, 'clip')}" for name, n in view.folds.items())
-        summary += (f"\n\n**Folds** (from the manifest): {listed}. Folds decide the split: "
+        summary += (f"\n\n**Folds** (from {rep.get('folds_from') or 'the manifest'}): {listed}. Folds decide the split: "
                     + (f"fold **{view.auto_fold}** validates unless you pick another in *Train*."
                        if view.auto_fold else "with a single fold there is nothing to hold out, so a share "
                        "of each class validates."))
+    if rep.get("grouping") and rep["grouping"] != "by file":
+        summary += (f"\n\n**Grouping** {rep['grouping']}: takes of one source recording stay on one side of "
+                    "every split, so validation measures new recordings, not memory.")
     noise = rep.get("noise") or {}
     if noise:
         summary += (f"\n\n**Background noise** (`{noise.get('folder', '')}/`, not a class): "
@@ -85,7 +88,7 @@ def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
         parts.append(f"#### Skipped files ({len(skipped)})\n" + "\n".join(f"- {s}" for s in shown) + more)
     issues = "\n\n".join(parts) or "No warnings: every file decoded and every class has enough clips."
     players: list[Any] = [gr.Audio(value=pcm16(audio), label=caption, visible=True)
-                          for caption, audio in (svc.sample_clips(view, N_CLIPS) if classes else [])]
+                          for caption, audio in (svc.datasets.sample_clips(view, N_CLIPS) if classes else [])]
     players += [gr.Audio(value=None, visible=False)] * (N_CLIPS - len(players))
     mirror = {"name": view.name, "root": view.root, "auto_length": view.auto_length, "folds": list(view.folds),
               "auto_fold": view.auto_fold}
@@ -103,22 +106,22 @@ def build(svc: Service, token: gr.State) -> DataTab:
 
     @guard
     def use_example_fn(tok: str | None, request: gr.Request) -> tuple[Any, ...]:
-        return present(svc, svc.use_example(session(svc, tok, request)))
+        return present(svc, svc.datasets.use_example(session(svc, tok, request)))
 
     @guard
     def upload_fn(file: str | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
-        return present(svc, svc.upload(session(svc, tok, request), file))
+        return present(svc, svc.datasets.upload(session(svc, tok, request), file))
 
     @guard
     def hub_fn(dataset_id: str, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
-        return present(svc, svc.from_hub(session(svc, tok, request), dataset_id))
+        return present(svc, svc.datasets.from_hub(session(svc, tok, request), dataset_id))
 
     @guard
     def restore_fn(tok: str | None, request: gr.Request) -> tuple[Any, ...]:
-        return present(svc, svc.dataset(session(svc, tok, request)))
+        return present(svc, svc.datasets.current(session(svc, tok, request)))
 
     def rejected(message: str, tok: str | None, request: gr.Request) -> str:
-        in_use = svc.dataset(session(svc, tok, request)).name
+        in_use = svc.datasets.current(session(svc, tok, request)).name
         return (f"This upload was rejected: {message} The dataset in use is still {in_use}; training uses "
                 "that one until another upload succeeds.")
 

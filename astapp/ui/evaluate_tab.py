@@ -81,7 +81,7 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
                     *[gr.Audio(value=None, visible=False)] * N_PLAYERS,
                     gr.Dataframe(value=pd.DataFrame(columns=THRESHOLDS), visible=False), gr.Button(visible=False))
         sess = session(svc, tok, request)
-        ev = svc.evaluation(sess, run_id, players=N_PLAYERS)
+        ev = svc.evaluation.load(sess, run_id, players=N_PLAYERS)
         svc.remember(sess, evaluate_run=run_id)
         head = (f"### {ev.run.name} · {ev.run.state}\n**Accuracy {fmt_score(ev.accuracy)}** · macro F1 "
                 f"{fmt_score(ev.f1_macro)} · {plural(len(ev.predictions), 'validation clip')}, "
@@ -109,7 +109,7 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
     def save_fn(run_id: str | None, table: Any, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         rows = table.to_dict("records") if hasattr(table, "to_dict") else [
             dict(zip(table.get("headers") or [], r, strict=False)) for r in (table or {}).get("data") or []]
-        svc.set_thresholds(session(svc, tok, request), str(run_id or ""),
+        svc.thresholds.save(session(svc, tok, request), str(run_id or ""),
                            {str(r.get("label")): r.get("threshold") for r in rows if r.get("label")})
         return evaluate_fn.__wrapped__(run_id, tok, request)  # the same view, under this guard
 

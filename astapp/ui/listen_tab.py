@@ -47,7 +47,7 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown, notice: Any) -> None:
         with _lock:
             listener = _listeners.get(k or "")
         if listener is None or getattr(listener, "key", None) != settings:
-            listener = svc.listener(sess, run_id, ListenSettings(hop=float(hop_s), smoothing=float(smooth)))
+            listener = svc.predicting.listener(sess, run_id, ListenSettings(hop=float(hop_s), smoothing=float(smooth)))
             listener.key = settings
             k = f"{request.session_hash}:{id(listener)}"
             with _lock:

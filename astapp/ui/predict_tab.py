@@ -22,7 +22,7 @@ class PredictTab:
 def snippet_md(svc: Service, run_id: str | None) -> str:
     """How to use the downloaded model without astapp (and without ffmpeg or torchaudio)."""
     return ("The zip unpacks into one folder that plain `transformers` loads. With only "
-            "`pip install transformers torch soundfile`:\n\n```python\n" + svc.usage_snippet(run_id).rstrip()
+            "`pip install transformers torch soundfile`:\n\n```python\n" + svc.predicting.usage_snippet(run_id).rstrip()
             + "\n```\n\nWith ffmpeg installed, the pipeline also reads files itself: "
             "`clf(\"my_clip.wav\", top_k=3)`.\n\nThe zip also holds `onnx/model.onnx` (fp32) and "
             "`onnx/model_quantized.onnx` (int8), checked against PyTorch on the validation clips (its README "
@@ -92,7 +92,7 @@ def build(svc: Service, token: gr.State) -> PredictTab:
     def predict_fn(run_id: str | None, path: str | None, k: float, tok: str | None,
                    request: gr.Request) -> tuple[Any, Any]:
         sess = session(svc, tok, request)
-        pred = svc.predict(sess, run_id, path, int(k))
+        pred = svc.predicting.predict(sess, run_id, path, int(k))
         svc.remember(sess, predict_run=run_id, top_k=int(k))
         label = {name: float(p) for name, p in pred.top}
         if pred.multi_label and pred.above:  # every label over its threshold, not only the top one
@@ -108,7 +108,7 @@ def build(svc: Service, token: gr.State) -> PredictTab:
                  progress: gr.Progress = gr.Progress()) -> tuple[Any, Any]:
         import pandas as pd
 
-        csv_path, rows = svc.predict_batch(session(svc, tok, request), run_id, zip_path, int(k),
+        csv_path, rows = svc.predicting.predict_batch(session(svc, tok, request), run_id, zip_path, int(k),
                                            progress=lambda f, msg: progress(f, desc=msg))
         table = pd.DataFrame([{"file": r["file"], "label": r["label"] or "",
                                "prob": round(r["prob"], 3) if r["prob"] is not None else None,
@@ -118,22 +118,22 @@ def build(svc: Service, token: gr.State) -> PredictTab:
 
     @guard
     def download_fn(run_id: str | None, tok: str | None, request: gr.Request) -> str:
-        return str(svc.download(session(svc, tok, request), run_id))
+        return str(svc.predicting.download(session(svc, tok, request), run_id))
 
     @guard
     def browser_fn(run_id: str | None, tok: str | None, request: gr.Request) -> str:
-        return str(svc.download_browser(session(svc, tok, request), run_id))
+        return str(svc.predicting.download_browser(session(svc, tok, request), run_id))
 
     @guard
     def card_fn(run_id: str | None, repo_id: str, license_v: str, tok: str | None, request: gr.Request) -> str:
-        return svc.card_preview(session(svc, tok, request), run_id, repo_id, license_v)
+        return svc.publishing.card_preview(session(svc, tok, request), run_id, repo_id, license_v)
 
     @guard
     def publish_fn(run_id: str | None, repo_id: str, private_v: bool, license_v: str, token_v: str | None,
                    tok: str | None, request: gr.Request, oauth: gr.OAuthToken | None = None,
                    progress: gr.Progress = gr.Progress()) -> str:
         token = (oauth.token if oauth is not None else None) or (token_v or "").strip() or None
-        url = svc.publish(session(svc, tok, request), run_id, repo_id, token, private=bool(private_v),
+        url = svc.publishing.publish(session(svc, tok, request), run_id, repo_id, token, private=bool(private_v),
                           license=license_v, progress=lambda msg: progress(None, desc=msg))
         return f"Published: [{url}]({url}) ({'private' if private_v else 'public'})."
 
@@ -141,7 +141,7 @@ def build(svc: Service, token: gr.State) -> PredictTab:
         """On a Space, the signed-in user's name plus the run's name as the repository to publish to."""
         if current:
             return gr.update()
-        return svc.repo_suggestion(session(svc, tok, request), run_id, hf_username(request)) or gr.update()
+        return svc.publishing.repo_suggestion(session(svc, tok, request), run_id, hf_username(request)) or gr.update()
 
     def failed(message: str, *_: Any) -> str:
         return f"That did not work: {message}"

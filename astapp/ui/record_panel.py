@@ -1,6 +1,6 @@
 """Record in the browser (Data tab): name classes, record takes from the microphone, use them as the dataset.
 
-Thin glue over `Service.record_*` (the clips live in the session workspace, so a reload keeps them).
+Thin glue over `Service.recording` (the clips live in the session workspace, so a reload keeps them).
 "Use these recordings" goes through the upload path: the same report as a zip. Every endpoint with
 an API name returns plain values; the pickers follow in private `.then` steps.
 """
@@ -71,68 +71,68 @@ def build(svc: Service, token: gr.State, data_outputs: list[Any], present: Calla
 
     def pickers(tok: str | None, name: str | None, request: gr.Request) -> tuple[Any, Any]:
         s = sess(tok, request)
-        names = [row[0] for row in svc.recording_table(s)]
+        names = [row[0] for row in svc.recording.table(s)]
         name = name if name in names else (names[-1] if names else None)
-        clips = svc.recording_clips(s, name)
+        clips = svc.recording.clips(s, name)
         return gr.Dropdown(choices=names, value=name), gr.Dropdown(choices=clips, value=clips[-1] if clips else None)
 
     @guarded
     def add_fn(tok: str | None, name: str, request: gr.Request) -> tuple[str, list[list[Any]]]:
         s = sess(tok, request)
-        message = svc.record_add_class(s, name)
-        return message, svc.recording_table(s)
+        message = svc.recording.add_class(s, name)
+        return message, svc.recording.table(s)
 
     def picked(tok: str | None, name: str, request: gr.Request) -> tuple[Any, Any, str]:
         """After adding: the new class is the one to record into (and the name box is free again)."""
-        names = [row[0] for row in svc.recording_table(sess(tok, request))]
+        names = [row[0] for row in svc.recording.table(sess(tok, request))]
         new = next((n for n in names if n.casefold() == str(name or "").strip().casefold()), None)
         return (*pickers(tok, new, request), "")
 
     @guarded
     def rename_fn(tok: str | None, name: str, new: str, request: gr.Request) -> tuple[str, list[list[Any]]]:
         s = sess(tok, request)
-        return svc.record_rename_class(s, name, new), svc.recording_table(s)
+        return svc.recording.rename_class(s, name, new), svc.recording.table(s)
 
     @guarded
     def delete_fn(tok: str | None, name: str, request: gr.Request) -> tuple[str, list[list[Any]]]:
         s = sess(tok, request)
-        return svc.record_delete_class(s, name), svc.recording_table(s)
+        return svc.recording.delete_class(s, name), svc.recording.table(s)
 
     @guarded
     def take_fn(tok: str | None, name: str, audio: Any, how: str, seconds: float, level: float,
                 request: gr.Request) -> tuple[str, list[list[Any]]]:
         s = sess(tok, request)
-        message = svc.record_take(s, name, audio, 0.0 if how == SINGLE else float(seconds or 1.0), float(level))
-        return message, svc.recording_table(s)
+        message = svc.recording.take(s, name, audio, 0.0 if how == SINGLE else float(seconds or 1.0), float(level))
+        return message, svc.recording.table(s)
 
     @guarded
     def files_fn(tok: str | None, name: str, paths: list[Any] | None, request: gr.Request) -> tuple[str, Any]:
         s = sess(tok, request)
-        message = svc.record_files(s, name, [str(getattr(p, "name", p)) for p in (paths or [])])
-        return message, svc.recording_table(s)
+        message = svc.recording.add_files(s, name, [str(getattr(p, "name", p)) for p in (paths or [])])
+        return message, svc.recording.table(s)
 
     @guarded
     def del_clip_fn(tok: str | None, name: str, clip_name: str, request: gr.Request) -> tuple[str, Any]:
         s = sess(tok, request)
-        return svc.record_delete_clip(s, name, clip_name), svc.recording_table(s)
+        return svc.recording.delete_clip(s, name, clip_name), svc.recording.table(s)
 
     def play_fn(tok: str | None, name: str | None, clip_name: str | None, request: gr.Request) -> Any:
         try:
-            return pcm16(svc.recording_audio(sess(tok, request), name, clip_name)) if name and clip_name else None
+            return pcm16(svc.recording.audio(sess(tok, request), name, clip_name)) if name and clip_name else None
         except Exception:  # noqa: BLE001 - a clip deleted in another tab just plays nothing
             return None
 
     @guarded
     def zip_fn(tok: str | None, request: gr.Request) -> str:
-        return str(svc.recordings_zip(sess(tok, request)))
+        return str(svc.recording.to_zip(sess(tok, request)))
 
     @guard
     def use_fn(tok: str | None, request: gr.Request) -> tuple[Any, ...]:
-        return present(svc.use_recordings(sess(tok, request)))
+        return present(svc.recording.use(sess(tok, request)))
 
     def restore_fn(tok: str | None, request: gr.Request) -> list[Any]:
         try:
-            rows = svc.recording_table(sess(tok, request))
+            rows = svc.recording.table(sess(tok, request))
             names, clips = pickers(tok, None, request)
         except Exception:  # noqa: BLE001 - recordings we cannot read just show as none
             return ["", [], gr.Dropdown(choices=[]), gr.Dropdown(choices=[])]

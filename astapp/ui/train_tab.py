@@ -90,6 +90,7 @@ def _status_md(snap: dict[str, Any], length: int | None, split: str | None = Non
         best = metrics.get("best_epoch")
         lines.append(f"**Accuracy {fmt_score(metrics['accuracy'])}** · macro F1 {fmt_score(metrics.get('f1_macro'))}"
                      + (f" · best epoch {best:g}" if best is not None else "")
+                     + (f" ({metrics['best_why']})" if best is not None and metrics.get("best_why") else "")
                      + (" (the best weights before the stop)" if state == "stopped" else ""))
     if state == "queued" and snap.get("position"):
         lines.append(f"You are **#{snap['position']}** in the queue; training starts when the jobs ahead "
@@ -202,7 +203,7 @@ def _number(path: str, value: Any, **kw: Any) -> gr.Number:
 
 def build(svc: Service, token: gr.State) -> TrainTab:
     hw = svc.hardware
-    d = svc.form_defaults()
+    d = svc.training.form_defaults()
     with gr.Tab("3 · Train", id="train") as tab:
         if not svc.hub_online:
             gr.Markdown(
@@ -296,10 +297,10 @@ def build(svc: Service, token: gr.State) -> TrainTab:
                  class_weighted: bool, lora_rank: float, lora_alpha: float, lora_dropout: float, lora_targets: str,
                  request: gr.Request) -> tuple[Any, ...]:
         sess = session(svc, tok, request)
-        job_id = svc.start(sess, values(model, mode, epochs, lr, batch_size, max_length, val_split, val_fold,
-                                        seed, early_stopping, class_weighted, lora_rank, lora_alpha, lora_dropout,
-                                        lora_targets))
-        return render(svc.poll(sess, job_id), new_curves(job_id))
+        job_id = svc.training.start(sess, values(model, mode, epochs, lr, batch_size, max_length, val_split,
+                                                 val_fold, seed, early_stopping, class_weighted, lora_rank,
+                                                 lora_alpha, lora_dropout, lora_targets))
+        return render(svc.training.poll(sess, job_id), new_curves(job_id))
 
     def poll_fn(job_id: str | None, tok: str | None, drawn: dict[str, Any] | None,
                 request: gr.Request) -> tuple[Any, ...]:
@@ -307,7 +308,7 @@ def build(svc: Service, token: gr.State) -> TrainTab:
         drawn = drawn or new_curves()
         try:
             cursor = drawn["cursor"] if job_id and drawn.get("job") == job_id else 0
-            return render(svc.poll(session(svc, tok, request), job_id, cursor), drawn)
+            return render(svc.training.poll(session(svc, tok, request), job_id, cursor), drawn)
         except Exception as exc:  # noqa: BLE001
             return (job_id, drawn, gr.update(), f"**Problem:** {friendly(exc)}", gr.update(), gr.update(),
                     gr.update(), gr.update(), gr.update(), gr.Timer(active=False))
@@ -316,12 +317,12 @@ def build(svc: Service, token: gr.State) -> TrainTab:
     def cv_fn(tok: str | None, folds: str, final: bool, request: gr.Request, *vals: Any) -> tuple[Any, ...]:
         """Cross-validate with the form's settings: a job like a training, followed here the same way."""
         sess = session(svc, tok, request)
-        job_id = svc.start_cv(sess, values(*vals), folds, bool(final))
-        return render(svc.poll(sess, job_id), new_curves(job_id))
+        job_id = svc.crossval.start(sess, values(*vals), folds, bool(final))
+        return render(svc.training.poll(sess, job_id), new_curves(job_id))
 
     @guarded
     def stop_fn(job_id: str | None, tok: str | None, request: gr.Request) -> str:
-        if not svc.stop(session(svc, tok, request), job_id):
+        if not svc.training.stop(session(svc, tok, request), job_id):
             return "Nothing is training right now."
         return f"{STOPPING_BADGE} run `{job_id or ''}`\n\n{STOPPING_TEXT}" if job_id else \
             f"{STOPPING_BADGE}\n\n{STOPPING_TEXT}"
@@ -330,41 +331,41 @@ def build(svc: Service, token: gr.State) -> TrainTab:
     def resume_fn(job_id: str | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         """Continue the run on screen when it can, else the newest one that can."""
         sess = session(svc, tok, request)
-        job_id = svc.resume(sess, job_id)
-        return render(svc.poll(sess, job_id), new_curves(job_id))
+        job_id = svc.training.resume(sess, job_id)
+        return render(svc.training.poll(sess, job_id), new_curves(job_id))
 
     @guarded
     def cli_fn(tok: str | None, model: str, mode: str, epochs: float, lr: float, batch_size: float,
                max_length: str, val_split: float, val_fold: str, seed: float, early_stopping: float,
                class_weighted: bool, lora_rank: float, lora_alpha: float, lora_dropout: float, lora_targets: str,
                request: gr.Request) -> str:
-        return svc.cli_command(session(svc, tok, request), values(model, mode, epochs, lr, batch_size, max_length,
-                                                                  val_split, val_fold, seed, early_stopping,
-                                                                  class_weighted, lora_rank, lora_alpha,
-                                                                  lora_dropout, lora_targets))
+        return svc.training.cli_command(session(svc, tok, request),
+                                        values(model, mode, epochs, lr, batch_size, max_length, val_split, val_fold,
+                                               seed, early_stopping, class_weighted, lora_rank, lora_alpha,
+                                               lora_dropout, lora_targets))
 
     def save_fn(tok: str | None, request: gr.Request, *vals: Any) -> None:
         """Every form change is saved on the server (a reload or a second tab shows the same form)."""
         try:
-            svc.save_form(session(svc, tok, request), values(*vals))
+            svc.training.save_form(session(svc, tok, request), values(*vals))
         except Exception:  # noqa: BLE001 - saving a form must never bother the user
             return
 
     @guarded
     def restore_fn(tok: str | None, view: dict[str, Any] | None, request: gr.Request) -> list[Any]:
         """The saved form, and the dataset's split controls (the saved fold, when the dataset has it)."""
-        saved = svc.form(session(svc, tok, request))
+        saved = svc.training.form(session(svc, tok, request))
         saved["max_length"] = str(saved["max_length"])
         controls = dict(zip(("max_length", "val_split", "val_fold"),
                             split_controls(view, str(saved.get("val_fold") or AUTO)), strict=True))
         return [gr.update(**{"value": saved[name], **controls.get(name, {})}) for name in FORM_FIELDS]
 
     def form_hint(model_v: str, mode_v: str) -> tuple[str, str]:
-        return f"<small>Model: {svc.model_info(model_v)}</small>", mode_hint(str(model_v or ""),
+        return f"<small>Model: {svc.training.model_info(model_v)}</small>", mode_hint(str(model_v or ""),
                                                                           str(mode_v or "full"), hw)
 
     def model_defaults(model_v: str) -> tuple[Any, ...]:
-        dd = svc.form_defaults(model_v)
+        dd = svc.training.form_defaults(model_v)
         return gr.update(value=dd["epochs"]), gr.update(value=dd["lr"]), gr.update(value=dd["batch_size"])
 
     outputs = [job, curves, shown, *poll_outputs]

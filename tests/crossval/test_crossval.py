@@ -167,3 +167,26 @@ def test_cv_in_full_mode_trains_every_fold(tmp_path, tiny_ast):
         assert json.loads((fold / "metrics.json").read_text())["num_validation"] == 4
     clips = json.loads((tmp_path / "run" / "cv.json").read_text())["clips"]
     assert all(abs(sum(c["probs"]) - 1) < 1e-4 for c in clips)
+
+
+def test_cv_progress_moves_through_the_backbone_pass_and_across_folds(tmp_path, tiny_ast):
+    """A CV job's bar moves during frozen CV's one backbone pass (it stayed at 0 %), and a trained CV's folds
+    each take their share of it instead of starting again from 0."""
+    from astapp.core.config import TrainConfig
+    from astapp.crossval.task import run_cv
+
+    data = tmp_path / "tones"
+    make_tone_classes(data, per_class=4, classes={"low": 300.0, "high": 3000.0}, seed=2)
+    base = {"data": str(data), "model": str(tiny_ast), "cv_folds": "2", "max_length": 128, "batch_size": 2}
+    events: list[dict] = []
+    assert run_cv(TrainConfig(**base, output=str(tmp_path / "frozen"), mode="frozen"), events.append).state \
+        == "finished"
+    moved = [e["progress"] for e in events if e.get("stage") == "features" and "progress" in e]
+    assert moved and moved == sorted(moved) and 0 < moved[-1] <= 0.9
+    events.clear()
+    assert run_cv(TrainConfig(**base, output=str(tmp_path / "full"), mode="full", epochs=1),
+                  events.append).state == "finished"
+    by_fold = [(e["fold"], e["progress"]) for e in events if e.get("type") == "log" and "progress" in e]
+    assert {f for f, _ in by_fold} == {"1", "2"}
+    assert [p for _, p in by_fold] == sorted(p for _, p in by_fold)
+    assert max(p for f, p in by_fold if f == "1") <= 0.5 < max(p for f, p in by_fold if f == "2") <= 1.0

@@ -96,15 +96,15 @@ def test_use_recordings_goes_through_the_upload_report(tmp_path):
     try:
         svc = Service(manager)
         sess = svc.open("a" * 32)
-        svc.record_add_class(sess, "clap")
-        svc.record_add_class(sess, "whistle")
-        assert "Added 4 clip(s)" in svc.record_take(sess, "clap", (48_000, _take("xx.xx")), 1.0, -45.0)
-        msg = svc.record_take(sess, "whistle", (48_000, _take("x" * 60)), 1.0, -45.0)  # a 60 s take
+        svc.recording.add_class(sess, "clap")
+        svc.recording.add_class(sess, "whistle")
+        assert "Added 4 clip(s)" in svc.recording.take(sess, "clap", (48_000, _take("xx.xx")), 1.0, -45.0)
+        msg = svc.recording.take(sess, "whistle", (48_000, _take("x" * 60)), 1.0, -45.0)  # a 60 s take
         assert "Added 60 clip(s)" in msg
-        view = svc.use_recordings(sess)
+        view = svc.recording.use(sess)
         assert view.name == "Your recordings" and view.trainable and view.labels == ["clap", "whistle"]
         assert any("none of these" in t for t in view.report["suggestions"])  # no background class yet
-        assert svc.dataset(svc.open("a" * 32)).name == "Your recordings"  # a reload finds it
-        assert svc.recording_table(svc.open("a" * 32)) == [["clap", 4, 4.0], ["whistle", 60, 60.0]]
+        assert svc.datasets.current(svc.open("a" * 32)).name == "Your recordings"  # a reload finds it
+        assert svc.recording.table(svc.open("a" * 32)) == [["clap", 4, 4.0], ["whistle", 60, 60.0]]
     finally:
         manager.shutdown(timeout=10)

@@ -186,7 +186,7 @@ def test_auth_from_environment_requires_login(tmp_path, monkeypatch):
             assert call(c, None, api_name="/list_runs")["choices"] == []
 
             # Logged in, runs belong to the user: alice sees hers from any browser session, bob doesn't.
-            from test_sessions import make_run
+            from jobs.test_sessions import make_run
 
             from astapp.jobs.sessions import owner_id
             from astapp.ui.common import user_token

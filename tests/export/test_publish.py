@@ -223,8 +223,8 @@ def test_signed_in_users_own_their_runs_on_any_browser_and_see_no_one_elses(tmp_
         assert jm.wait(job, 15) == "finished"
         assert [r.id for r in svc.runs(alice_elsewhere, need_model=True)] == [job]
         assert svc.runs(bob) == []
-        for attempt in (lambda: svc.download(bob, job), lambda: svc.evaluation(bob, job),
-                        lambda: svc.publish(bob, job, "bob/x", "t")):
+        for attempt in (lambda: svc.predicting.download(bob, job), lambda: svc.evaluation.load(bob, job),
+                        lambda: svc.publishing.publish(bob, job, "bob/x", "t")):
             with pytest.raises(AccessError, match="no run"):
                 attempt()
     finally:

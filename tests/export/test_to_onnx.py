@@ -180,3 +180,31 @@ def test_failed_check_keeps_the_transformers_model_and_says_so(run, tmp_path, mo
     assert check["passed"] is False and "disagrees with PyTorch" in check["error"]
     assert "No ONNX model in this export" in z.read("bad/README.md").decode()
     capsys.readouterr()
+
+
+def test_a_zip_trained_run_is_checked_on_its_own_validation_clips(run, small_dataset, tmp_path):
+    """A run trained from a zip (`astapp train --data X.zip`) checks ONNX on that zip's validation clips,
+    extracted the way training extracted them, not on generated signals."""
+    import shutil
+
+    from astapp.export.bundle import ensure_onnx
+
+    zipped = Path(shutil.make_archive(str(tmp_path / "sounds"), "zip", small_dataset))
+    zrun = tmp_path / "zip-run"
+    shutil.copytree(run / "model", zrun / "model")
+    shutil.copy(run / "metrics.json", zrun / "metrics.json")
+    (zrun / "config.json").write_text(json.dumps({"data": str(zipped), "output": str(zrun)}))
+    check = ensure_onnx(zrun / "model", zrun / "onnx")
+    assert check["passed"] and check["source"] == "validation" and check["clips"] == 9
+    assert check["int8"]["recommended"] is False  # 9 clips cannot vouch for int8
+    assert "only 9 validation clips" in check["int8"]["why_not"]
+    assert json.loads((zrun / "onnx" / "check.json").read_text())["int8"]["recommended"] is False
+
+
+def test_int8_is_recommended_only_on_enough_real_clips_that_agree():
+    good = {"top1_agreement": 0.99}
+    assert to_onnx.int8_advice(good, 40, "validation") == {"recommended": True}
+    assert "generated clips" in to_onnx.int8_advice(good, 40, "generated")["why_not"]
+    assert "only 12 validation clips" in to_onnx.int8_advice(good, 12, "validation")["why_not"]
+    low = to_onnx.int8_advice({"top1_agreement": 22 / 32}, 32, "validation")
+    assert low["recommended"] is False and "68.8%" in low["why_not"] and "fp32" in low["why_not"]

@@ -97,7 +97,7 @@ def test_thresholds_from_validation():
 
 def test_service_listener_over_an_exported_model(tiny_ast, tmp_path):
     """The Service's listener runs the run's real model every hop on exactly one window."""
-    from astapp.service.predicting import PredictingMixin, PredictorCache
+    from astapp.service.predicting import Predicting, PredictorCache
 
     torch.manual_seed(0)
     run = tmp_path / "run"
@@ -105,13 +105,11 @@ def test_service_listener_over_an_exported_model(tiny_ast, tmp_path):
     (run / "metrics.json").write_text(json.dumps({"predictions": [
         {"true": "tone", "pred": "tone", "prob": 0.55}]}))
 
-    class Svc(PredictingMixin):
-        predictors = PredictorCache()
-
+    class OneModel(Predicting):
         def model_folder(self, session, run_id):
             return run / "model"
 
-    listener = Svc().listener(None, "r", ListenSettings(hop=0.25))
+    listener = OneModel(tmp_path, PredictorCache()).listener(None, "r", ListenSettings(hop=0.25))
     assert listener.background == "background" and listener.settings.thresholds["tone"] == 0.55
     stream(listener, recording(), 48_000, chunk_s=0.5)
     view = listener.view()

@@ -42,43 +42,43 @@ def _restart(svc: Service) -> Service:
 def test_state_survives_a_reload_and_a_restart_and_is_private(svc, tmp_path):
     alice, bob = svc.open("alice-token"), svc.open("bob-token")
     upload = make_zip(tmp_path / "birds.zip", class_members(n_classes=3, per_class=3))
-    view = svc.upload(alice, upload)
+    view = svc.datasets.upload(alice, upload)
     assert view.name == "Your dataset: birds.zip" and view.trainable and len(view.labels) == 3
     cfg = AugmentConfig(preset="classic", transforms={"PitchShift": {"enabled": False}}, mixup=0.5)
-    svc.save_augment(alice, cfg, clip="tone/0.wav", seed=7)
-    svc.save_form(alice, {"epochs": 3, "lr": 0.002, "model": "scratch:small", "not_a_field": 1})
+    svc.augmenting.save(alice, cfg, clip="tone/0.wav", seed=7)
+    svc.training.save_form(alice, {"epochs": 3, "lr": 0.002, "model": "scratch:small", "not_a_field": 1})
     svc.remember(alice, evaluate_run="r1", top_k=5)
 
     for again in (svc, _restart(svc)):  # a reload (same process) and a restart (new process)
         s = again.open("alice-token")
-        assert again.dataset(s).root == view.root and again.dataset(s).name == view.name
-        assert again.augment(s) == cfg
+        assert again.datasets.current(s).root == view.root and again.datasets.current(s).name == view.name
+        assert again.augmenting.settings(s) == cfg
         state = again.state(s)
         assert state.preview == {"clip": "tone/0.wav", "seed": 7} and (state.evaluate_run, state.top_k) == ("r1", 5)
-        form = again.form(s)
+        form = again.training.form(s)
         assert (form["epochs"], form["lr"], form["model"]) == (3, 0.002, "scratch:small")
         assert form["batch_size"] == 16 and "not_a_field" not in form  # the rest: scratch defaults
     # Bob sees none of it: the example, the default settings, the default form.
-    assert svc.dataset(bob).kind == "example" and svc.augment(bob) == AugmentConfig()
-    assert svc.form(bob) == svc.form_defaults()
+    assert svc.datasets.current(bob).kind == "example" and svc.augmenting.settings(bob) == AugmentConfig()
+    assert svc.training.form(bob) == svc.training.form_defaults()
 
 
 def test_rejected_upload_changes_nothing_and_a_vanished_folder_falls_back(svc, tmp_path):
     s = svc.open("tok")
-    good = svc.upload(s, make_zip(tmp_path / "good.zip", class_members()))
+    good = svc.datasets.upload(s, make_zip(tmp_path / "good.zip", class_members()))
     bad = tmp_path / "bad.zip"
     bad.write_text("not a zip")
     with pytest.raises(UploadError, match="not a valid zip"):
-        svc.upload(s, bad)
-    assert svc.dataset(s).root == good.root
-    one = svc.upload(s, make_zip(tmp_path / "one.zip", class_members(n_classes=1)))
-    assert not one.trainable and svc.dataset(s).root == one.root  # shown, with its problems
+        svc.datasets.upload(s, bad)
+    assert svc.datasets.current(s).root == good.root
+    one = svc.datasets.upload(s, make_zip(tmp_path / "one.zip", class_members(n_classes=1)))
+    assert not one.trainable and svc.datasets.current(s).root == one.root  # shown, with its problems
     with pytest.raises(DatasetError, match="blocking problems"):
-        svc.start(s, svc.form_defaults())
+        svc.training.start(s, svc.training.form_defaults())
     import shutil
 
     shutil.rmtree(one.root)
-    assert svc.dataset(s).kind == "example"
+    assert svc.datasets.current(s).kind == "example"
 
 
 def test_cli_and_app_defaults_are_the_same_settings(svc):
@@ -86,7 +86,7 @@ def test_cli_and_app_defaults_are_the_same_settings(svc):
     cli = config_from_args(build_parser().parse_args(["train", "--data", "d", "--model", "scratch:tiny",
                                                       "--output", "o"]))
     s = svc.open("tok")
-    app = svc.config_from_form(s, svc.form_defaults("scratch:tiny"))
+    app = svc.training.config_from_form(s, svc.training.form_defaults("scratch:tiny"))
     assert (cli.epochs, cli.lr, cli.batch_size) == (20.0, 1e-3, 16)
     cli.data, cli.output, app.data, app.output = "", "", "", ""
     assert cli.to_dict() == app.to_dict()
@@ -98,27 +98,27 @@ def test_cli_and_app_defaults_are_the_same_settings(svc):
 
 def test_attach_and_poll_with_a_cursor(svc):
     s = svc.open("tok")
-    assert svc.attach(s) is None and svc.poll(s, None).snapshot is None
-    job = svc.start(s, svc.form_defaults())
-    first = svc.poll(s, job)
+    assert svc.training.attach(s) is None and svc.training.poll(s, None).snapshot is None
+    job = svc.training.start(s, svc.training.form_defaults())
+    first = svc.training.poll(s, job)
     assert first.reset and first.job_id == job
     deadline = time.monotonic() + TIMEOUT
     while first.cursor == 0:  # until the held job has said something
         assert time.monotonic() < deadline
-        first = svc.poll(s, job)
+        first = svc.training.poll(s, job)
     svc.hold.set()
     assert svc.manager.wait(job, TIMEOUT) == "finished"
-    rest = svc.poll(s, job, first.cursor)
+    rest = svc.training.poll(s, job, first.cursor)
     assert not rest.reset and rest.cursor == first.cursor + len(rest.events)
     assert [e["type"] for e in first.events + rest.events].count("log") == 4
-    assert svc.poll(s, job, rest.cursor).events == []
+    assert svc.training.poll(s, job, rest.cursor).events == []
     # After the run, a reloaded page shows it (finished, with its accuracy), not "no training yet".
-    assert svc.attach(s) == job
-    snap = _restart(svc).poll(svc.open("tok"), None).snapshot
+    assert svc.training.attach(s) == job
+    snap = _restart(svc).training.poll(svc.open("tok"), None).snapshot
     assert snap["state"] == "finished" and snap["run_id"] == job
     assert svc.runs(s, need_model=True)[0].accuracy == 0.75
     with pytest.raises(AccessError):
-        svc.poll(svc.open("other"), job)
+        svc.training.poll(svc.open("other"), job)
 
 
 def test_disk_full_is_one_plain_sentence_with_the_folder_and_the_fix(svc, tmp_path):

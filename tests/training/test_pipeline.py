@@ -32,7 +32,8 @@ def test_full_run_restores_the_best_epoch_exactly(tmp_path, tiny_ast, small_data
     assert result.state == "finished"
     evals = [e for e in history(run) if e["type"] == "eval"]
     assert [e["epoch"] for e in evals] == [1.0, 2.0, 3.0, 4.0]
-    best = max(evals, key=lambda e: e["accuracy"])  # first of equals wins, as in BestKeeper
+    # ties on accuracy go to the lower loss, then the later epoch, as in BestKeeper
+    best = max(evals, key=lambda e: (e["accuracy"], -e["loss"], e["epoch"]))
     m = json.loads((run / "metrics.json").read_text())
     assert m["best_epoch"] == best["epoch"]
     for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "loss"):

@@ -29,6 +29,8 @@ FILE_COLUMNS = ("file", "filename", "file_name", "filepath", "file_path", "path"
 LABEL_COLUMNS = ("label", "labels", "category", "class", "class_name", "classname", "label_name", "tag",
                  "species", "genre", "target")
 FOLD_COLUMNS = ("fold", "split", "set", "subset", "partition")
+# ESC-50's file names: {fold}-{Freesound clip id}-{take}-{class id}.wav
+ESC50_NAME = re.compile(r"^(\d+)-(\d+)-[A-Za-z]-\d+$")
 # a top-level folder of background noise (Speech Commands' convention), not a class
 NOISE_FOLDERS = ("_background_noise_", "_noise_", "background_noise")
 WARNINGS_FILE = ".astapp-warnings.txt"  # what materialising a table noticed, shown in the report
@@ -57,6 +59,7 @@ class Listing:
     layout: str = "folders"
     noise: list[Path] = field(default_factory=list)  # clips of a top-level noise folder (not a class)
     noise_folder: str = ""
+    folds_from: str = ""  # where the items' folds come from, when they have any
     label_mode: str = "single"  # "multi" when a manifest gives clips several labels
 
 
@@ -195,7 +198,20 @@ def _scan_folders(root: Path) -> Listing:
                                         "folder and were ignored.")
         return listing
     _collect_classes(listing, root, dirs, fold=None)
+    _folds_from_names(listing)
     return listing
+
+
+def _folds_from_names(listing: Listing) -> None:
+    """Class folders of ESC-50 clips carry the official folds in their names: when every file follows
+    `fold-source-take-target`, its fold is the first number, as the dataset's own manifest would say. A
+    validation fold then keeps the published protocol (and `--val-fold 4` works on a folder zip)."""
+    hits = [ESC50_NAME.match(i.path.stem) for i in listing.items]
+    if len(hits) < 2 or not all(hits) or len({h.group(1) for h in hits}) < 2:
+        return
+    for item, h in zip(listing.items, hits, strict=True):
+        item.fold = str(int(h.group(1)))
+    listing.folds_from = "file names (ESC-50: fold-source-take-target)"
 
 
 def _collect_classes(listing: Listing, root: Path, dirs: list[Path], fold: str | None) -> None:
