@@ -12,13 +12,13 @@ import torch
 
 from astapp.core import runfolder
 from astapp.core.config import TrainConfig
+from astapp.core.scores import softmax
 from astapp.crossval.clips import (
     Clips,
     embeddings_key,
     fit_head,
     fold_scores,
     per_clip,
-    softmax_np,
     summarise,
 )
 from astapp.data.folds import FoldPlan
@@ -33,7 +33,7 @@ def _rows_of(clip_of_row: np.ndarray, clips: list[int]) -> np.ndarray:
 
 @torch.no_grad()
 def _probs(head: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    return softmax_np(head(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy())
+    return softmax(head(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy())
 
 
 def frozen_cv(cfg: TrainConfig, stages: Stages, clips: Clips, plan: FoldPlan) -> dict[str, Any]:

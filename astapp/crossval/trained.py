@@ -10,7 +10,8 @@ import torch
 
 from astapp.core.config import TrainConfig
 from astapp.core.runfolder import RunResult
-from astapp.crossval.clips import Clips, fold_scores, per_clip, softmax_np
+from astapp.core.scores import softmax
+from astapp.crossval.clips import Clips, fold_scores, per_clip
 from astapp.data.folds import FoldPlan
 from astapp.training.stages import Stages, within
 
@@ -33,7 +34,7 @@ def forward_rows(model: Any, rows: Any, max_length: int, mean: float, std: float
                          for i in range(start, min(len(feats), start + batch_size))])
         pooled = base(x).pooler_output
         embs.append(pooled.numpy())
-        probs.append(softmax_np(model.classifier(pooled).numpy()))
+        probs.append(softmax(model.classifier(pooled).numpy()))
     hidden = model.config.hidden_size
     return (np.concatenate(embs) if embs else np.zeros((0, hidden), np.float32),
             np.concatenate(probs) if probs else np.zeros((0, model.config.num_labels)))

@@ -104,10 +104,10 @@ def export_run(run: str, output: str, adapter: bool = False, onnx: bool = True, 
 
 def predict_files_onnx(model: str, files: list[str], top_k: int, int8: bool = False) -> list[dict[str, Any]]:
     """`predict_files` with the exported ONNX model in onnxruntime: torch is never imported."""
-    from astapp.predict.onnx_predictor import OnnxPredictor
+    from astapp.predict.predictor import Predictor
 
     _check_prediction_args(model, top_k)
-    return OnnxPredictor(model, quantized=int8).predict_many(list(files), top_k=top_k)
+    return Predictor(model, backend="onnx", quantized=int8).predict_many(list(files), top_k=top_k)
 
 
 def push_run(run: str, repo: str, public: bool = False, license: str = "other", dry_run: str | None = None,

@@ -33,7 +33,8 @@ from astapp.core.errors import explain
 from astapp.core.events import EventSink, JsonlSink, fanout, make_event
 from astapp.core.fsutil import atomic_write_text
 from astapp.core.runfolder import RunResult
-from astapp.evaluation.metrics import classification_metrics, softmax
+from astapp.core.scores import softmax
+from astapp.evaluation.metrics import classification_metrics
 from astapp.evaluation.multilabel import evaluate as evaluate_multilabel
 from astapp.training.devices import resolve_precision, use_cuda
 from astapp.training.stages import Stages, Stopped

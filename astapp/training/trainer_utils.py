@@ -24,12 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
+from astapp.core.config import SAMPLE_RATE
 from astapp.core.errors import TrainingError
 from astapp.core.events import EventSink, make_event
 from astapp.core.fsutil import atomic_dir, atomic_write_text
 
 log = logging.getLogger(__name__)
-SAMPLE_RATE = 16_000
 
 
 # --- datasets -----------------------------------------------------------------------------------
