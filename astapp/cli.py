@@ -229,6 +229,8 @@ def _cv(ns: argparse.Namespace) -> int:
 def _predict(ns: argparse.Namespace) -> int:
     if ns.onnx:  # onnxruntime and numpy only: torch is never imported
         rows = service.headless.predict_files_onnx(ns.model, ns.files, ns.top_k, int8=ns.int8)
+        if ns.int8 and (caution := service.headless.int8_caution(ns.model)):
+            print(f"Note: {caution} (leave out --int8).", file=sys.stderr)
     else:
         _quiet_libraries()
         rows = service.predict_files(ns.model, ns.files, ns.top_k)

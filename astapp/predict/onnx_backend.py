@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from astapp.core.errors import ModelLoadError
+from astapp.core.errors import AstappError, ModelLoadError
 from astapp.features.fbank_numpy import features
 from astapp.predict.settings import ModelSettings
 
@@ -55,6 +55,24 @@ def locate_onnx(path: Path, zip_name: str | None = None) -> tuple[Path, Path]:
         found = sorted(p.parent.parent for p in path.rglob(f"{ONNX_DIR}/{FP32}"))
         path = found[0] if found else path
     return find_onnx_folder(path)
+
+
+def int8_caution(path: str | Path) -> str | None:
+    """Why the export's check does not recommend its int8 file (onnx/check.json), or None: recommended, or
+    a folder or zip without that verdict (an export from before it was recorded)."""
+    import json
+
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    try:
+        _, onnx = find_onnx_folder(path)
+        int8 = json.loads((onnx / "check.json").read_text(encoding="utf-8")).get("int8") or {}
+    except (AstappError, OSError, ValueError):
+        return None
+    if int8.get("recommended") is False:
+        return f"int8 is not recommended for this model: {int8.get('why_not', 'its check failed')}"
+    return None
 
 
 class OnnxBackend:

@@ -110,6 +110,13 @@ def predict_files_onnx(model: str, files: list[str], top_k: int, int8: bool = Fa
     return Predictor(model, backend="onnx", quantized=int8).predict_many(list(files), top_k=top_k)
 
 
+def int8_caution(model: str) -> str | None:
+    """Why the model's ONNX check advises against its int8 file, or None (torch-free)."""
+    from astapp.predict.onnx_backend import int8_caution as caution
+
+    return caution(model)
+
+
 def push_run(run: str, repo: str, public: bool = False, license: str = "other", dry_run: str | None = None,
              api: Any = None, progress: Any = None) -> str:
     """Publish a run folder to the Hub (token from HF_TOKEN or the local login), or with `dry_run` write

@@ -182,7 +182,7 @@ def test_failed_check_keeps_the_transformers_model_and_says_so(run, tmp_path, mo
     capsys.readouterr()
 
 
-def test_a_zip_trained_run_is_checked_on_its_own_validation_clips(run, small_dataset, tmp_path):
+def test_a_zip_trained_run_is_checked_on_its_own_validation_clips(run, small_dataset, tmp_path, capsys):
     """A run trained from a zip (`astapp train --data X.zip`) checks ONNX on that zip's validation clips,
     extracted the way training extracted them, not on generated signals."""
     import shutil
@@ -199,6 +199,9 @@ def test_a_zip_trained_run_is_checked_on_its_own_validation_clips(run, small_dat
     assert check["int8"]["recommended"] is False  # 9 clips cannot vouch for int8
     assert "only 9 validation clips" in check["int8"]["why_not"]
     assert json.loads((zrun / "onnx" / "check.json").read_text())["int8"]["recommended"] is False
+    clip = next(small_dataset.rglob("*.wav"))
+    assert main(["predict", "--onnx", "--int8", "--model", str(zrun), str(clip)]) == 0
+    assert "int8 is not recommended for this model: only 9 validation clips" in capsys.readouterr().err
 
 
 def test_int8_is_recommended_only_on_enough_real_clips_that_agree():
