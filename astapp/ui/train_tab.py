@@ -111,7 +111,10 @@ def _status_md(snap: dict[str, Any], length: int | None, split: str | None = Non
                      + (f" {split}" if split else ""))
     if state == "failed" and snap.get("error"):
         lines.append(f"**Error:** {snap['error']}")
-    if state == "finished":
+    if state == "finished" and metrics.get("folds") and not metrics.get("final_model"):
+        lines.append("See the folds, the map and the label issues in **Evaluate**. No final model was trained, so "
+                     "there is nothing to try in **Predict**: tick *Then train the final model* to get one.")
+    elif state == "finished":
         lines.append("See the mistakes in **Evaluate**, try the model in **Predict**.")
     if state == "interrupted":
         if snap.get("error"):

@@ -253,6 +253,8 @@ def test_publishing_through_the_app(tmp_path):
             assert manager.wait(run, 15) == "finished"
             card = call(alice, run, "alice/birds", "mit", api_name="/model_card")
             assert card.startswith("---") and "license: mit" in card and "# birds" in card
+            unnamed = call(alice, run, "", "mit", api_name="/model_card")  # before a name is chosen
+            assert unnamed.startswith("---") and "your-name/your-model" in unnamed
             done = call(alice, run, "alice/birds", True, "mit", "hf_token_typed_in", api_name="/publish_model")
             assert done.startswith("Published: [https://huggingface.co/alice/birds]") and "(private)" in done
             assert ("create_repo", "alice/birds", True, True, "model") in hub.calls

@@ -266,3 +266,14 @@ def test_the_queue_line_says_what_is_ahead():
     assert "nothing is ahead of you" in first and "#1" not in first
     second = _status_md({"state": "queued", "run_id": "r", "position": 1, "ahead": 1}, None)
     assert "#1** in the queue, behind 1 job" in second
+
+
+def test_a_cv_run_without_a_final_model_does_not_send_the_user_to_predict():
+    from astapp.ui.train_tab import _status_md
+
+    cv = _status_md({"state": "finished", "run_id": "r", "metrics": {"accuracy": 0.9, "folds": 5}}, None)
+    assert "nothing to try in **Predict**" in cv and "Then train the final model" in cv
+    final = _status_md({"state": "finished", "run_id": "r",
+                        "metrics": {"accuracy": 0.9, "folds": 5, "final_model": "/r/model"}}, None)
+    plain = _status_md({"state": "finished", "run_id": "r", "metrics": {"accuracy": 0.9}}, None)
+    assert "try the model in **Predict**" in final and "try the model in **Predict**" in plain
