@@ -15,6 +15,7 @@ from astapp.core.errors import AccessError, TrainingError
 from astapp.core.runfolder import ACTIVE
 from astapp.jobs.manager import JobManager
 from astapp.jobs.sessions import Session
+from astapp.model.sources import require_usable_offline
 from astapp.service.augmenting import Augmenting
 from astapp.service.datasets import Datasets
 from astapp.service.state import StateStore
@@ -78,6 +79,8 @@ class Training:
         view = self.datasets.trainable(session)
         cfg = TrainConfig(data=view.root, augment=self.augmenting.settings(session))
         cfg.model = str(values.get("model") or "").strip() or self.default_model
+        if not self.hub_online:
+            require_usable_offline(cfg.model)
         cfg.mode = str(values.get("mode") or "full")
         try:
             for name in _INTS:
