@@ -1,7 +1,8 @@
 """Live training events: one small dict per happening, sent to any number of sinks, and their words.
 
-Every event has `type` ("stage" | "log" | "eval" | "done" | "error" | "warning") and `time` (epoch
-seconds). The run folder's `history.jsonl` (JsonlSink) is the durable record the UI re-reads after a
+Every event has `type` ("stage" | "log" | "eval" | "done" | "error" | "warning" | "slice") and `time`
+(epoch seconds); a "slice" event marks where training in slices (or a time limit) cut the run, to be
+resumed. The run folder's `history.jsonl` (JsonlSink) is the durable record the UI re-reads after a
 restart; the job manager keeps a job's recent ones for the live Train tab
 (`astapp.jobs.job.Job.add_event`); the CLI prints them. A broken sink never stops training.
 `describe(event)` is the one line an event becomes in log.txt, on the terminal and in the Train tab.
@@ -97,6 +98,11 @@ def describe(ev: dict[str, Any]) -> str | None:
             if _num(ev, key) is not None:
                 parts.append(fmt.format(_num(ev, key)))
         return ", ".join(parts)
+    if kind == "slice":
+        where = ev.get("checkpoint") or "the start"
+        if ev.get("reason") == "time limit":
+            return f"Time limit ({_num(ev, 'seconds') or 0:g} s) reached: stopped, resumable from {where}."
+        return f"Slice {ev.get('slice')} used its {_num(ev, 'seconds') or 0:g} s; the next resumes from {where}."
     if kind == "eval":
         shown = ", ".join(f"{k} {_num(ev, k):.4f}" for k in ("map", "accuracy", "f1_macro", "loss")
                           if _num(ev, k) is not None)

@@ -328,13 +328,14 @@ class JobManager:
     def _run(self, job: Job) -> None:
         """Train through the runner (which records the run folder); keep the in-memory job in step. With
         slices on, a slice whose time ran out queues the next one instead of ending the run."""
-        budget = self.slice_seconds
+        budget, sink = self.slice_seconds, (lambda ev: self._on_event(job, ev))
         job.clock = slicing.SliceClock(job.stop_event, budget) if budget > 0 else None
-        stop = job.clock.engine_stop if job.clock is not None else job.stop_event
-        train_fn = slicing.gpu_slices(self.train_fn, budget) if budget > 0 else self.train_fn
         try:
-            result = record.run_job(job.cfg, lambda ev: self._on_event(job, ev), stop, train_fn=train_fn,
-                                    record=job.record, record_result=False)
+            if job.clock is None:
+                result, ended = record.run_job(job.cfg, sink, job.stop_event, train_fn=self.train_fn,
+                                               record=job.record, record_result=False), False
+            else:
+                result, ended = slicing.run_slice(job.clock, job.cfg, sink, job.record, self.train_fn)
         except BaseException as e:  # noqa: BLE001 - recorded as a failed run, never re-raised
             if budget > 0 and slicing.is_quota_error(e):
                 msg = (f"ZeroGPU's GPU quota is used up ({str(e)[:200]}). The run is kept: continue it later "
@@ -344,11 +345,7 @@ class JobManager:
                 return
             self._finish(job, "failed", explain(e, job.run_dir))
             return
-        finally:
-            if job.clock is not None:
-                job.clock.close()
-        ended = job.clock is not None and job.clock.ended and not job.stop_event.is_set()
-        if ended and result.state == "stopped":
+        if ended:
             self._next_slice(job)
             return
         job.record.finished(result)
@@ -356,11 +353,10 @@ class JobManager:
 
     def _next_slice(self, job: Job) -> None:
         """Queue the run again (last in line) to resume from the checkpoint its slice just saved."""
-        ck = runfolder.last_checkpoint(job.run_dir)
-        job.cfg.resume = str(ck) if ck else ""
         job.slices += 1
+        ev = slicing.end_slice(job.record, job.cfg, job.slices, self.slice_seconds, lambda e: self._on_event(job, e))
         job.record.queued(job.cfg, f"Slice {job.slices} used its {self.slice_seconds:g} s; slice {job.slices + 1} "
-                                   f"queued, resuming from {ck.name if ck else 'the start'}.")
+                                   f"queued, resuming from {ev['checkpoint'] or 'the start'}.")
         with self._cond:
             job.state, job.clock = "queued", None
             job.message = f"Slice {job.slices} done; slice {job.slices + 1} is waiting for its turn."

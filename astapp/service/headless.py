@@ -21,12 +21,21 @@ def inspect_data(data: str, long_clips: str = "crop") -> Any:
         return inspect_source(data, Path(ws), AudioConfig(long_clips=long_clips))
 
 
-def train_run(cfg: TrainConfig, events: EventSink | None = None,
-              stop: threading.Event | None = None) -> RunResult:
-    """Train into `cfg.output`, recorded exactly as the app records a job (status, config, log)."""
+def train_run(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Event | None = None,
+              time_limit: float | None = None, started: float | None = None) -> RunResult:
+    """Train into `cfg.output`, recorded exactly as the app records a job (status, config, log).
+
+    With a slice budget (`ASTAPP_SLICE_SECONDS`, or ZeroGPU) the run trains in slices, here one after
+    another, each resuming the last exactly, as the app's queue runs them. `time_limit` (seconds from
+    `started`, default now): stop there less a slice's margin, resumable; the result then says
+    `time_limit_reached`."""
+    from astapp.jobs import slicing
     from astapp.jobs.record import run_job
 
-    return run_job(cfg, events, stop)
+    budget = slicing.slice_seconds()
+    if budget <= 0 and time_limit is None:
+        return run_job(cfg, events, stop)
+    return slicing.train_in_slices(cfg, events, stop, budget=budget, time_limit=time_limit, started=started)
 
 
 def cv_run(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Event | None = None) -> RunResult:

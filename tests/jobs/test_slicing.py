@@ -56,6 +56,8 @@ def test_a_run_in_slices_ends_like_the_same_run_in_one_go(tmp_path, tiny_ast, sm
             if jm is not None:
                 jm.shutdown(timeout=10)
     assert len(_slice_lines(run_b)) >= 1, "the budget must really have cut the run into slices"
+    cuts = [e for e in runfolder.read_history(run_b) if e["type"] == "slice"]  # the record a CLI run keeps too
+    assert len(cuts) == len(_slice_lines(run_b)) and all(e["reason"] == "budget" and e["checkpoint"] for e in cuts)
     ma, mb = (json.loads((r / runfolder.METRICS).read_text()) for r in (run_a, run_b))
     for key in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "best_epoch", "global_step", "epochs",
                 "confusion_matrix"):
