@@ -190,3 +190,18 @@ def test_cv_progress_moves_through_the_backbone_pass_and_across_folds(tmp_path, 
     assert {f for f, _ in by_fold} == {"1", "2"}
     assert [p for _, p in by_fold] == sorted(p for _, p in by_fold)
     assert max(p for f, p in by_fold if f == "1") <= 0.5 < max(p for f, p in by_fold if f == "2") <= 1.0
+
+
+def test_the_map_legend_leaves_the_dots_visible():
+    from astapp.evaluation.figures import embedding_map, map_figure
+
+    rng = np.random.default_rng(0)
+    xy = np.vstack([rng.uniform(0.55, 1.0, (40, 2)), rng.uniform(0.0, 0.3, (10, 2)) * [1, 0] + [0, 0.7]])
+    labels = ["dog"] * 25 + ["rain"] * 25
+    fig = map_figure(xy.tolist(), labels, [""] * 50)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    box = ax.get_legend().get_window_extent()
+    covered = [p for p in ax.transData.transform(xy) if box.contains(*p)]
+    assert covered == []  # the upper right (a fixed corner before) is full of dots: the legend goes elsewhere
+    assert embedding_map(xy.tolist(), labels, [""] * 50, size=200).shape == (200, 200, 3)
