@@ -27,15 +27,16 @@ EVAL_KEYS = {"type", "time", "epoch", "step", "accuracy", "precision_macro", "re
 # --- the full pipeline ------------------------------------------------------------------------
 def test_full_run_restores_the_best_epoch_exactly(tmp_path, tiny_ast, small_dataset):
     run = tmp_path / "run"
-    # lr 1e-2, seed 1: accuracy peaks at epoch 2 of 4, so the last epoch's weights are NOT the best
-    result = run_job(cfg_for(run, tiny_ast, small_dataset, epochs=4, lr=1e-2, seed=1, warmup_ratio=0.0))
+    # lr 1e-2, seed 4: epochs 2-4 tie on accuracy and epoch 3 has the lowest loss, so the last epoch's weights
+    # are NOT the best (and the tie-break is what chose them)
+    result = run_job(cfg_for(run, tiny_ast, small_dataset, epochs=4, lr=1e-2, seed=4, warmup_ratio=0.0))
     assert result.state == "finished"
     evals = [e for e in history(run) if e["type"] == "eval"]
     assert [e["epoch"] for e in evals] == [1.0, 2.0, 3.0, 4.0]
     # ties on accuracy go to the lower loss, then the later epoch, as in BestKeeper
     best = max(evals, key=lambda e: (e["accuracy"], -e["loss"], e["epoch"]))
     m = json.loads((run / "metrics.json").read_text())
-    assert m["best_epoch"] == best["epoch"]
+    assert m["best_epoch"] == best["epoch"] and m["best_why"] == "tied on accuracy, lower validation loss"
     for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "loss"):
         assert m[k] == best[k], k  # exactly: the returned model IS the best epoch's model
     assert best["epoch"] != evals[-1]["epoch"], "pinned case: the best epoch should not be the last"
@@ -182,7 +183,10 @@ def test_stop_before_training_saves_nothing(tmp_path, tiny_ast, small_dataset):
 def test_early_stopping_stops_when_the_metric_stalls(tmp_path, tiny_ast, small_dataset):
     result = run_job(cfg_for(tmp_path / "run", tiny_ast, small_dataset, epochs=5, lr=1e-9, early_stopping=1))
     assert result.metrics["early_stopped"] is True
-    assert result.metrics["epochs"] == 2.0 and result.best_epoch == 1.0
+    evals = [e for e in history(tmp_path / "run") if e["type"] == "eval"]
+    assert result.metrics["epochs"] == 2.0 and len(evals) == 2
+    # the stalled metric ties: the tie goes to the lower loss, then the later epoch (BestKeeper)
+    assert result.best_epoch == max(evals, key=lambda e: (e["accuracy"], -e["loss"], e["epoch"]))["epoch"]
 
 
 # --- failures -------------------------------------------------------------------------------------
