@@ -1,9 +1,10 @@
 """One typed configuration that flows from the web form or the CLI into the engine, and its settings table.
 
 `SETTINGS` describes every training setting once: its flag, type, range, the sentence shown when a
-value is wrong, its default for a model trained from scratch, and its form range. The CLI's argparse
-flags, `TrainConfig.to_cli`, the Train tab's defaults and ranges, and `TrainConfig.validate` are all
-generated from it. Every run saves its config as `config.json`, so it can be reproduced or resumed.
+value is wrong, its default for a model trained from scratch, and its form label, hint and range. The
+CLI's argparse flags, `TrainConfig.to_cli`, the Train form (its fields in `FORM_ROWS`: controls, defaults,
+ranges, the app's API parameters) and `TrainConfig.validate` are all generated from it. Every run saves
+its config as `config.json`, so it can be reproduced or resumed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+# the environment readers live in core.env; importers of them from here keep working
+from astapp.core.env import env_flag, env_float, env_int, env_number, launch_rank, launch_world  # noqa: F401
+
 DEFAULT_MODEL = "MIT/ast-finetuned-audioset-10-10-0.4593"
 SAMPLE_RATE = 16_000
 NUM_MEL_BINS = 128
@@ -27,44 +31,6 @@ MODES = ("full", "frozen", "lora")  # plus "last-N", e.g. "last-2"
 AUGMENT_PRESETS = ("none", "light", "classic")
 SCALAR_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
 METRICS = (*SCALAR_METRICS, "loss")  # what can pick the best epoch
-
-
-def env_number(name: str, default: float, kind: type = float) -> Any:
-    """A numeric setting from the environment; unset, blank or malformed gives the default."""
-    raw = os.environ.get(name, "").strip()
-    try:
-        return kind(raw) if raw else default
-    except ValueError:
-        return default
-
-
-def env_int(name: str, default: int) -> int:
-    return env_number(name, default, int)
-
-
-def env_float(name: str, default: float) -> float:
-    return env_number(name, default, float)
-
-
-def env_flag(name: str) -> bool:
-    """An on/off setting from the environment: 1, true, yes or on (any case) mean on."""
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def launch_rank() -> int:
-    """This process's rank under torchrun / accelerate launch / MPI (0 when not launched)."""
-    for var in ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
-        if os.environ.get(var, "").strip().isdigit():
-            return int(os.environ[var])
-    return 0
-
-
-def launch_world() -> int:
-    """Processes the launcher started (1 when not launched)."""
-    for var in ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
-        if os.environ.get(var, "").strip().isdigit():
-            return int(os.environ[var])
-    return 1
 
 
 def is_scratch(model: str) -> bool:
@@ -138,6 +104,7 @@ class Setting:
     scratch: Any = None  # default for a model trained from scratch, when it differs
     form: tuple[float, float, float] | None = None  # (min, max, step) of the form's control
     label: str = ""
+    info: str = ""  # the form's hint under its control
 
     def check(self, value: Any) -> str | None:
         """The problem with `value`, or None when it is acceptable."""
@@ -179,8 +146,9 @@ _CHOICE = "{name} must be {options}, not {{value!r}}."
 SETTINGS: tuple[Setting, ...] = (
     Setting("data", "--data", "str", "dataset folder, zip or manifest", required=True, basic=True,
             problem="No dataset given: choose a folder, a zip or a manifest."),
-    Setting("model", "--model", "str", "Hub id, local checkpoint folder, or scratch:tiny|small|base",
-            required=True, basic=True, problem="No model given: use a Hub id, a local checkpoint folder or scratch:small."),
+    Setting("model", "--model", "str", "Hub id, local checkpoint folder, or scratch:tiny|small|base", required=True,
+            basic=True, label="Model", info="A Hub id, a local checkpoint folder, or scratch:tiny|small|base",
+            problem="No model given: use a Hub id, a local checkpoint folder or scratch:small."),
     Setting("output", "--output", "str", "run folder to write", required=True, basic=True,
             problem="No output folder given: name the run folder to write (e.g. runs/my-run)."),
     Setting("epochs", "--epochs", "float", "passes over the training clips", low=0, low_open=True, basic=True,
@@ -195,18 +163,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("warmup_ratio", "--warmup-ratio", "float", "share of steps with a rising learning rate", low=0,
             high=1, high_open=True, problem="Warm-up ratio must be at least 0 and below 1 (typical: 0.1)."),
     Setting("max_length", "--max-length", "frames", "input frames (100 per second), or auto", basic=True,
-            label="Input length (frames)",
+            label="Input length (frames)", info="auto = fits 95% of your clips",
             problem=f"Input length must be 'auto' or a number of frames between {MIN_LENGTH} and {MAX_LENGTH}."),
     Setting("mode", "--mode", "mode", "full, frozen, last-N (e.g. last-2) or lora", basic=True,
-            problem="Mode must be full, frozen, last-N (e.g. last-2) or lora, not {value!r}."),
-    Setting("lora_rank", "--lora-rank", "int", "LoRA: rank of the adapters", low=1, label="LoRA rank",
-            form=(1, 256, 1), problem="The LoRA rank must be a whole number of 1 or more (typical: 4 to 16)."),
+            label="What to train", problem="Mode must be full, frozen, last-N (e.g. last-2) or lora, not {value!r}."),
+    Setting("lora_rank", "--lora-rank", "int", "LoRA: rank of the adapters", low=1, form=(1, 256, 1),
+            label="LoRA rank", info="mode LoRA: adapter rank (4 to 16 is typical)",
+            problem="The LoRA rank must be a whole number of 1 or more (typical: 4 to 16)."),
     Setting("lora_alpha", "--lora-alpha", "float", "LoRA: scaling (alpha; the update is scaled by alpha/rank)",
-            low=0, low_open=True, label="LoRA alpha", problem="LoRA alpha must be above 0 (typical: twice the rank)."),
+            low=0, low_open=True, label="LoRA alpha", info="usually twice the rank",
+            problem="LoRA alpha must be above 0 (typical: twice the rank)."),
     Setting("lora_dropout", "--lora-dropout", "float", "LoRA: dropout on the adapters' input", low=0, high=1,
             high_open=True, label="LoRA dropout", problem="LoRA dropout must be at least 0 and below 1 (typical: 0 to 0.1)."),
-    Setting("lora_targets", "--lora-targets", "str", "LoRA: comma-separated module names to adapt",
-            required=True, label="LoRA target modules",
+    Setting("lora_targets", "--lora-targets", "str", "LoRA: comma-separated module names to adapt", required=True,
+            label="LoRA target modules", info="attention.q_proj/k_proj/v_proj/o_proj, mlp.fc1/fc2",
             problem="Name the modules LoRA adapts, comma-separated (default: q_proj,v_proj)."),
     Setting("augment.preset", "--augment", "str", "waveform augmentation preset", choices=AUGMENT_PRESETS,
             basic=True, problem=f"Augmentation preset must be one of {', '.join(AUGMENT_PRESETS)}."),
@@ -226,15 +196,15 @@ SETTINGS: tuple[Setting, ...] = (
             low_open=True, high_open=True, basic=True, form=(0.05, 0.5, 0.05), label="Validation share",
             problem="Validation split must be between 0 and 1 (typical: 0.2)."),
     Setting("val_fold", "--val-fold", "str", "the manifest fold that validates (empty: the one named val/valid/"
-            "test, else the last)", label="Validation fold", problem="The validation fold must be a fold name."),
+            "test, else the last)", label="Validation fold", info="the fold held out to validate",
+            problem="The validation fold must be a fold name."),
     Setting("seed", "--seed", "int", "random seed", low=0, high=2**32 - 1, basic=True, label="Seed",
             problem="Seed must be a whole number between 0 and 4294967295."),
     Setting("early_stopping", "--early-stopping", "int", "stop after this many evaluations without progress",
             low=0, label="Early stopping patience (epochs, 0 = off)",
             problem="Early stopping patience must be 0 (off) or a whole number of evaluations."),
     Setting("class_weighted", "--class-weighted", "bool", "weight the loss by inverse class frequency",
-            label="Weight classes by rarity (unbalanced data)",
-            problem="Class weighting must be on or off."),
+            label="Weight classes by rarity (unbalanced data)", problem="Class weighting must be on or off."),
     Setting("multi_label", "--multi-label", "bool", "train multi-label (a sigmoid per label, BCE) even when the "
             "data has one label per clip; detected from the manifest otherwise",
             label="Multi-label (clips may have several labels)", problem="Multi-label must be on or off."),
@@ -262,6 +232,10 @@ SETTINGS: tuple[Setting, ...] = (
             label="int8 one-off pass (CPU without bf16)", problem="The int8 pass must be on or off."),
 )
 _BY_PATH = {s.path: s for s in SETTINGS}
+# The Train form row by row (rows after the 2nd fold under "More settings"); built from the entries above.
+FORM_ROWS = (("model", "mode"), ("epochs", "lr", "batch_size", "max_length", "val_split", "val_fold"),
+             ("seed", "early_stopping", "class_weighted"), ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets"))
+FORM_FIELDS = tuple(name for row in FORM_ROWS for name in row)
 
 
 def setting(path: str) -> Setting:

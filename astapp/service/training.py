@@ -7,10 +7,11 @@ page shows, even after a reload. Polling takes a cursor and returns only the new
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from astapp.core.config import TrainConfig, defaults_for, set_setting
+from astapp.core.config import FORM_FIELDS, Setting, TrainConfig, defaults_for, set_setting, setting
 from astapp.core.errors import AccessError, TrainingError
 from astapp.core.runfolder import ACTIVE
 from astapp.jobs.manager import JobManager
@@ -20,12 +21,7 @@ from astapp.service.augmenting import Augmenting
 from astapp.service.datasets import Datasets
 from astapp.service.state import StateStore
 
-# The Train form's fields, in the order the form shows them (names are TrainConfig settings).
-FORM_FIELDS = ("model", "mode", "epochs", "lr", "batch_size", "max_length", "val_split", "val_fold", "seed",
-               "early_stopping", "class_weighted", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets")
 AUTO = "auto"  # the form's word for "let astapp choose" (input length, validation fold)
-_INTS = ("batch_size", "seed", "early_stopping", "lora_rank")
-_FLOATS = ("epochs", "lr", "val_split", "lora_alpha", "lora_dropout")
 CLI_OUTPUT = "runs/my-run"
 LOG_LINES = 14
 
@@ -58,7 +54,7 @@ class Training:
         """The form's starting values for `model` (the app's default model when None)."""
         model = str(model or self.default_model)
         base = TrainConfig(model=model)
-        values = {name: getattr(base, name) for name in FORM_FIELDS}
+        values = {name: _get(base, name) for name in FORM_FIELDS}
         values.update(defaults_for(model), val_fold=base.val_fold or AUTO)
         return values
 
@@ -77,28 +73,11 @@ class Training:
         """The run the form describes, on the session's dataset and augmentation; TrainingError when a
         value is wrong (every problem named), DatasetError when the dataset cannot be trained on."""
         view = self.datasets.trainable(session)
-        cfg = TrainConfig(data=view.root, augment=self.augmenting.settings(session))
-        cfg.model = str(values.get("model") or "").strip() or self.default_model
+        cfg = TrainConfig(data=view.root, augment=self.augmenting.settings(session), model=self.default_model)
+        for name in FORM_FIELDS:
+            set_setting(cfg, name, form_value(setting(name), values.get(name), _get(cfg, name)))
         if not self.hub_online:
             require_usable_offline(cfg.model)
-        cfg.mode = str(values.get("mode") or "full")
-        try:
-            for name in _INTS:
-                set_setting(cfg, name, int(values.get(name) or 0))
-            for name in _FLOATS:
-                set_setting(cfg, name, float(values.get(name) or 0))
-        except (TypeError, ValueError) as e:
-            raise TrainingError(f"Some settings are not numbers ({e}).") from None
-        cfg.class_weighted = bool(values.get("class_weighted"))
-        cfg.lora_targets = str(values.get("lora_targets") or cfg.lora_targets).strip()
-        fold = str(values.get("val_fold") or "").strip()
-        cfg.val_fold = "" if fold.lower() == AUTO else fold
-        length = str(values.get("max_length") or AUTO).strip().lower()
-        if length != AUTO:
-            try:
-                cfg.max_length = int(float(length))
-            except ValueError:
-                raise TrainingError("Input length must be 'auto' or a number of frames, e.g. 512.") from None
         cfg.require_valid()
         if cfg.val_fold:
             from astapp.data.dataset import check_fold
@@ -171,3 +150,27 @@ class Training:
         events, end = self.manager.events(job_id, since=cursor, owner=session.owner)
         return Poll(snap, events, end, job_id, reset=cursor == 0 or end < cursor)
 
+
+def form_value(s: Setting, raw: Any, default: Any) -> Any:
+    """One form value typed as its setting's kind: numbers from number boxes (blank = 0, which the check then
+    names), "auto" or a number of frames, and text where blank keeps the default ("auto" = the empty choice).
+    TrainingError names a value that is not a number."""
+    try:
+        if s.kind in ("int", "float"):
+            return (int if s.kind == "int" else float)(raw or 0)
+        if s.kind == "bool":
+            return bool(raw)
+        text = str(raw or "").strip()
+        if s.kind == "frames":
+            return AUTO if text.lower() in ("", AUTO) else int(float(text))
+    except (TypeError, ValueError) as e:
+        if s.kind == "frames":
+            raise TrainingError("Input length must be 'auto' or a number of frames, e.g. 512.") from None
+        raise TrainingError(f"Some settings are not numbers ({e}).") from None
+    if text.lower() == AUTO and default == "":
+        return ""
+    return text or default
+
+
+def _get(cfg: Any, path: str) -> Any:
+    return functools.reduce(getattr, path.split("."), cfg)

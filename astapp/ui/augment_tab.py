@@ -77,9 +77,32 @@ def _slider(path: str, info: str, **kw: Any) -> gr.Slider:
     return gr.Slider(lo, hi, value=0, step=step, label=s.label, info=info, **kw)
 
 
+@dataclass
+class _Page:
+    """The Augment tab's components, for the functions that wire them."""
+
+    shown: gr.State  # the preset the transform controls show
+    clip: gr.Dropdown
+    preset: gr.Radio
+    toggles: list[Any]  # per transform: its on/off checkbox, then a slider per parameter
+    freq_mask: gr.Slider
+    time_mask: gr.Slider
+    mixup: gr.Slider
+    seed: gr.Number
+    reroll: gr.Button
+    noise: list[Any]  # files, microphone, info, forget button
+    go: gr.Button
+    notice: gr.Markdown
+    views: list[Any]  # figure, original, augmented, summary
+
+    @property
+    def controls(self) -> list[Any]:
+        """What makes the AugmentConfig, in `make_augment`'s order."""
+        return [self.preset, self.freq_mask, self.time_mask, self.mixup, *self.toggles]
+
+
 def build(svc: Service, token: gr.State) -> AugmentTab:
     specs = transform_specs()
-    guard = Guard()
     with gr.Tab("2 · Augment", id="augment") as tab:
         # The preset the transform controls show. It must live inside the Tab: a State placed directly
         # under gr.Tabs shifts the tab labels in the Gradio 6.31 frontend.
@@ -93,16 +116,7 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
                 clip = gr.Dropdown(label="Clip", choices=[], allow_custom_value=True, elem_id="augment-clip")
                 preset = gr.Radio(list(AUGMENT_PRESETS), value=default.preset, label="Preset", elem_id="augment-preset",
                                   info="none = off · light = gentle gain/shift/noise · classic = stronger")
-                toggles: list[Any] = []
-                initial = iter(preset_values(default, specs))
-                with gr.Accordion("Waveform transforms", open=False):
-                    for spec in specs:
-                        toggles.append(gr.Checkbox(next(initial), label=_pretty(spec["name"]), info=spec["help"]))
-                        with gr.Row():
-                            for k, ps in spec["params"].items():
-                                label = "probability" if k == "p" else k.replace("_", " ")
-                                toggles.append(gr.Slider(ps["min"], ps["max"], value=next(initial), step=ps["step"],
-                                                         label=label, min_width=110))
+                toggles = _transform_controls(specs, default)
                 with gr.Accordion("Spectrogram (SpecAugment) and mixup", open=False):
                     freq_mask = _slider("augment.freq_mask", "AST recipe: 48")
                     time_mask = _slider("augment.time_mask", "AST recipe: 192 at 10 s; keep it below your clip length")
@@ -111,27 +125,83 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
                 with gr.Row():
                     seed = gr.Number(0, label="Random seed", precision=0, min_width=100, elem_id="augment-seed")
                     reroll = gr.Button("Re-roll", min_width=100)
-                with gr.Accordion("Background noise clips (Add background noise, Add short noises)", open=False):
-                    noise_files = gr.File(label="Noise clips: audio files or a zip (recordings of the places your "
-                                          "sounds will be heard)", file_count="multiple", file_types=["audio", ".zip"],
-                                          elem_id="noise-files")
-                    noise_mic = gr.Audio(sources=["microphone"], type="filepath", label="…or record the place "
-                                         "(a few seconds of its background sound)", elem_id="noise-mic")
-                    noise_info = gr.Markdown(elem_id="noise-info", elem_classes=["astapp-hint"])
-                    forget_noise = gr.Button("Forget these noise clips", size="sm", elem_id="noise-clear")
+                noise = _noise_controls()
                 go = gr.Button("Preview", variant="primary", elem_id="preview-btn")
                 notice = notice_card("augment-notice")
             with gr.Column(scale=2):
-                figure = gr.Plot(label="Waveform and log-mel spectrogram", show_label=False,
-                                 elem_id="augment-plot")
-                with gr.Row():
-                    original = gr.Audio(label="Original", interactive=False, buttons=[])
-                    augmented = gr.Audio(label="Augmented (what training hears)", interactive=False, buttons=[])
-                summary = gr.Markdown(elem_classes=["astapp-hint"])
-    controls = [preset, freq_mask, time_mask, mixup, *toggles]
+                views = _views()
+    page = _Page(shown, clip, preset, toggles, freq_mask, time_mask, mixup, seed, reroll, noise, go, notice, views)
+    _wire_preview(svc, token, page, specs)
+    dataset_fn = _wire_noise(svc, token, page)
 
-    def on_preset(p: str) -> list[Any]:
-        return [*(gr.update(value=v) for v in preset_values(AugmentConfig(preset=p), specs)), p]
+    @guarded
+    def restore_fn(tok: str | None, request: gr.Request) -> list[Any]:
+        """The saved settings back into every control (and the dataset's clips into the list)."""
+        sess = session(svc, tok, request)
+        cfg = svc.augmenting.settings(sess)
+        saved = svc.state(sess).preview
+        return [clip_list(svc, tok, request, saved.get("clip")), cfg.preset, cfg.freq_mask, cfg.time_mask,
+                cfg.mixup, *preset_values(cfg, specs), cfg.preset, int(saved.get("seed") or 0),
+                svc.augmenting.noise_summary(sess)]
+
+    return AugmentTab(tab, restore_fn, [clip, *page.controls, shown, seed, noise[2]], dataset_fn, [clip, noise[2]])
+
+
+def _transform_controls(specs: list[dict[str, Any]], default: AugmentConfig) -> list[Any]:
+    """Per transform of the catalogue: its on/off checkbox, then a slider per parameter."""
+    toggles: list[Any] = []
+    initial = iter(preset_values(default, specs))
+    with gr.Accordion("Waveform transforms", open=False):
+        for spec in specs:
+            toggles.append(gr.Checkbox(next(initial), label=_pretty(spec["name"]), info=spec["help"]))
+            with gr.Row():
+                for k, ps in spec["params"].items():
+                    label = "probability" if k == "p" else k.replace("_", " ")
+                    toggles.append(gr.Slider(ps["min"], ps["max"], value=next(initial), step=ps["step"],
+                                             label=label, min_width=110))
+    return toggles
+
+
+def _noise_controls() -> list[Any]:
+    """[files, microphone, info, forget button] of the background-noise clips."""
+    with gr.Accordion("Background noise clips (Add background noise, Add short noises)", open=False):
+        files = gr.File(label="Noise clips: audio files or a zip (recordings of the places your "
+                        "sounds will be heard)", file_count="multiple", file_types=["audio", ".zip"],
+                        elem_id="noise-files")
+        mic = gr.Audio(sources=["microphone"], type="filepath", label="…or record the place "
+                       "(a few seconds of its background sound)", elem_id="noise-mic")
+        info = gr.Markdown(elem_id="noise-info", elem_classes=["astapp-hint"])
+        forget = gr.Button("Forget these noise clips", size="sm", elem_id="noise-clear")
+    return [files, mic, info, forget]
+
+
+def _views() -> list[Any]:
+    """[figure, original, augmented, summary]: what a preview shows."""
+    figure = gr.Plot(label="Waveform and log-mel spectrogram", show_label=False, elem_id="augment-plot")
+    with gr.Row():
+        original = gr.Audio(label="Original", interactive=False, buttons=[])
+        augmented = gr.Audio(label="Augmented (what training hears)", interactive=False, buttons=[])
+    summary = gr.Markdown(elem_classes=["astapp-hint"])
+    return [figure, original, augmented, summary]
+
+
+def _summary(cfg: AugmentConfig, applied_names: list[str]) -> str:
+    applied = ", ".join(_pretty(n) for n in applied_names) or (
+        "nothing this time (re-roll to draw again)" if cfg.preset != "none" or cfg.transforms else "no augmentation")
+    return (f"Preset **{cfg.preset}** · this draw applied: {applied}"
+            + (f", {len(cfg.transforms)} change(s) to it" if cfg.transforms else "")
+            + (f" · SpecAugment {cfg.freq_mask} bins / {cfg.time_mask} frames" if cfg.freq_mask or cfg.time_mask
+               else "")
+            + (f" · mixup {cfg.mixup:g}" if cfg.mixup else "")
+            + " — saved for training.")
+
+
+def _wire_preview(svc: Service, token: gr.State, p: _Page, specs: list[dict[str, Any]]) -> None:
+    """Preview (button, re-roll, another clip) and keep the saved settings in step with the controls."""
+    guard = Guard()
+
+    def on_preset(preset: str) -> list[Any]:
+        return [*(gr.update(value=v) for v in preset_values(AugmentConfig(preset=preset), specs)), preset]
 
     @guard
     def preview_fn(tok: str | None, shown_v: str | None, clip: str | None, preset: str, freq_mask: float,
@@ -139,15 +209,7 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
         cfg = make_augment(preset, freq_mask, time_mask, mixup, specs, values, shown_v)
         pv = svc.augmenting.preview(session(svc, tok, request), clip, cfg, int(seed or 0))
         sr = int(pv.sample_rate)
-        applied = ", ".join(_pretty(n) for n in pv.applied) or (
-            "nothing this time (re-roll to draw again)" if cfg.preset != "none" or cfg.transforms else "no augmentation")
-        text = (f"Preset **{cfg.preset}** · this draw applied: {applied}"
-                + (f", {len(cfg.transforms)} change(s) to it" if cfg.transforms else "")
-                + (f" · SpecAugment {cfg.freq_mask} bins / {cfg.time_mask} frames" if cfg.freq_mask or cfg.time_mask
-                   else "")
-                + (f" · mixup {cfg.mixup:g}" if cfg.mixup else "")
-                + " — saved for training.")
-        return pv.figure, pcm16((sr, pv.original)), pcm16((sr, pv.augmented)), text
+        return pv.figure, pcm16((sr, pv.original)), pcm16((sr, pv.augmented)), _summary(cfg, pv.applied)
 
     def sync_fn(tok: str | None, shown_v: str, seed_v: float, preset_v: str, fm: float, tm: float, mx: float,
                 request: gr.Request, *values: Any) -> None:
@@ -158,35 +220,31 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
         except Exception:  # noqa: BLE001 - a half-typed value is saved with the next good one
             return
 
-    @guarded
-    def restore_fn(tok: str | None, request: gr.Request) -> list[Any]:
-        """The saved settings back into every control (and the dataset's clips into the list)."""
-        sess = session(svc, tok, request)
-        cfg = svc.augmenting.settings(sess)
-        saved = svc.state(sess).preview
-        return [on_dataset(tok, request, saved.get("clip")), cfg.preset, cfg.freq_mask, cfg.time_mask,
-                cfg.mixup, *preset_values(cfg, specs), cfg.preset, int(saved.get("seed") or 0),
-                svc.augmenting.noise_summary(sess)]
-
-    def on_dataset(tok: str | None, request: gr.Request, keep: str | None = None) -> Any:
-        try:
-            choices = svc.datasets.clip_choices(session(svc, tok, request))
-        except Exception:  # noqa: BLE001 - a list we cannot read just stays empty
-            choices = []
-        return gr.Dropdown(choices=choices, value=keep if keep in choices else (choices[0] if choices else None))
-
-    gr.on([c.change for c in [*controls, seed]], sync_fn, [token, shown, seed, *controls], None,
+    gr.on([c.change for c in [*p.controls, p.seed]], sync_fn, [token, p.shown, p.seed, *p.controls], None,
           api_visibility="private", show_progress="hidden", trigger_mode="always_last")
-    if toggles:
-        preset.input(on_preset, preset, [*toggles, shown], api_visibility="private")
-    inputs = [token, shown, clip, preset, freq_mask, time_mask, mixup, seed, *toggles]
-    outputs = [figure, original, augmented, summary]
-    previews = [go.click(preview_fn, inputs, outputs, api_name="preview_augment", **heavy()),
-                reroll.click(lambda: random.randint(1, 1_000_000), None, seed, api_visibility="private").then(
-                    preview_fn, inputs, outputs, api_visibility="private", **heavy()),
-                clip.change(preview_fn, inputs, outputs, api_visibility="private", **heavy())]
+    if p.toggles:
+        p.preset.input(on_preset, p.preset, [*p.toggles, p.shown], api_visibility="private")
+    inputs = [token, p.shown, p.clip, p.preset, p.freq_mask, p.time_mask, p.mixup, p.seed, *p.toggles]
+    previews = [p.go.click(preview_fn, inputs, p.views, api_name="preview_augment", **heavy()),
+                p.reroll.click(lambda: random.randint(1, 1_000_000), None, p.seed, api_visibility="private").then(
+                    preview_fn, inputs, p.views, api_visibility="private", **heavy()),
+                p.clip.change(preview_fn, inputs, p.views, api_visibility="private", **heavy())]
     for event in previews:
-        guard.keep(event, outputs, notice, say=lambda message, *_: f"The preview failed: {message}")
+        guard.keep(event, p.views, p.notice, say=lambda message, *_: f"The preview failed: {message}")
+
+
+def clip_list(svc: Service, tok: str | None, request: gr.Request, keep: str | None = None) -> Any:
+    """The dataset's clips, keeping `keep` chosen when it is one of them."""
+    try:
+        choices = svc.datasets.clip_choices(session(svc, tok, request))
+    except Exception:  # noqa: BLE001 - a list we cannot read just stays empty
+        choices = []
+    return gr.Dropdown(choices=choices, value=keep if keep in choices else (choices[0] if choices else None))
+
+
+def _wire_noise(svc: Service, token: gr.State, p: _Page) -> Callable[..., tuple[Any, str]]:
+    """Noise clips from files or the microphone; returns what a newly chosen dataset refreshes."""
+    files, mic, info, forget = p.noise
 
     @guarded
     def add_noise_fn(tok: str | None, files: list[Any] | None, request: gr.Request) -> str:
@@ -202,7 +260,7 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
             summary = svc.augmenting.noise_summary(session(svc, tok, request))
         except Exception:  # noqa: BLE001 - the summary is a hint; the clip list matters
             summary = ""
-        return on_dataset(tok, request), summary
+        return clip_list(svc, tok, request), summary
 
     @guarded
     def record_noise_fn(tok: str | None, path: str | None, request: gr.Request) -> str:
@@ -210,8 +268,8 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
             raise gr.Error("Nothing was recorded: allow the microphone when the browser asks, or upload files.")
         return svc.augmenting.add_noise(session(svc, tok, request), [path])
 
-    noise_files.upload(add_noise_fn, [token, noise_files], noise_info, api_name="add_noise", **heavy())
-    noise_mic.stop_recording(record_noise_fn, [token, noise_mic], noise_info, api_visibility="private", **heavy()).then(
-        lambda: None, None, noise_mic, api_visibility="private", show_progress="hidden")
-    forget_noise.click(forget_noise_fn, [token], noise_info, api_name="forget_noise")
-    return AugmentTab(tab, restore_fn, [clip, *controls, shown, seed, noise_info], dataset_fn, [clip, noise_info])
+    files.upload(add_noise_fn, [token, files], info, api_name="add_noise", **heavy())
+    mic.stop_recording(record_noise_fn, [token, mic], info, api_visibility="private", **heavy()).then(
+        lambda: None, None, mic, api_visibility="private", show_progress="hidden")
+    forget.click(forget_noise_fn, [token], info, api_name="forget_noise")
+    return dataset_fn

@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from astapp.service import FORM_FIELDS, Service
+from astapp.service import Service
 from astapp.ui.common import session
 
 
@@ -32,14 +32,15 @@ def build() -> CVControls:
     return CVControls(folds, final, start, estimate)
 
 
-def wire(svc: Service, token: gr.State, c: CVControls, form: list[Any]) -> None:
-    """The estimate follows the mode, the folds and the dataset; it is said before anything starts."""
+def wire(svc: Service, token: gr.State, c: CVControls, form: dict[str, Any]) -> None:
+    """The estimate follows the mode, the folds and the dataset; it is said before anything starts.
+    `form` is the Train form's {field: control}."""
 
-    def estimate_fn(tok: str | None, folds: str, request: gr.Request, *vals: Any) -> str:
+    def estimate_fn(tok: str | None, folds: str, request: gr.Request, **values: Any) -> str:
         try:
-            return svc.crossval.estimate(session(svc, tok, request), dict(zip(FORM_FIELDS, vals, strict=True)), folds)
+            return svc.crossval.estimate(session(svc, tok, request), values, folds)
         except Exception:  # noqa: BLE001 - only a hint
             return ""
 
-    gr.on([c.folds.change, form[1].change, c.start.click], estimate_fn, [token, c.folds, *form], c.estimate,
-          api_visibility="private", show_progress="hidden")
+    gr.on([c.folds.change, form["mode"].change, c.start.click], estimate_fn, [token, c.folds], c.estimate,
+          inputs_kwargs=form, api_visibility="private", show_progress="hidden")

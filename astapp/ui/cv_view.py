@@ -24,6 +24,30 @@ class CVSection:
     show: Any  # (run_id, tok, request) -> outputs
 
 
+@dataclass
+class _Section:
+    """The section's components, for the functions that wire them."""
+
+    box: gr.Column
+    summary: gr.Markdown
+    table: gr.Dataframe
+    plot: gr.Plot
+    picture: gr.Image
+    clip_info: gr.Markdown
+    player: gr.Audio
+    buttons: dict[str, gr.Button]  # drop, accept, undo
+    issues: gr.Dataframe
+    manifest: gr.DownloadButton
+    retrain: gr.Button
+    after: gr.Markdown
+    picked: gr.State  # index of the clip on screen (cv.json order)
+
+    @property
+    def outputs(self) -> list[Any]:
+        return [self.box, self.summary, self.table, self.plot, self.picture, self.player, self.issues, self.picked,
+                self.clip_info, self.after]
+
+
 def build(svc: Service, token: gr.State, run: gr.Dropdown) -> CVSection:
     with gr.Column(visible=False, elem_id="cv-section") as box:
         gr.Markdown("### Cross-validation")
@@ -36,29 +60,42 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown) -> CVSection:
             picture = gr.Image(label="Embedding map", interactive=False, type="numpy", scale=3, elem_id="cv-map",
                                buttons=[])
             with gr.Column(scale=2):
-                clip_info = gr.Markdown("Click a dot on the map, or a row of the list below.", elem_id="cv-clip-info")
+                clip_info = gr.Markdown(PICK_HINT, elem_id="cv-clip-info")
                 player = gr.Audio(label="Selected clip", interactive=False, elem_id="cv-player", buttons=[])
                 with gr.Row():
-                    drop = gr.Button("Drop this clip", size="sm", elem_id="cv-drop")
-                    accept = gr.Button("Accept the suggested label", size="sm", elem_id="cv-accept")
-                    undo = gr.Button("Undo", size="sm", elem_id="cv-undo")
+                    buttons = {"drop": gr.Button("Drop this clip", size="sm", elem_id="cv-drop"),
+                               "accept": gr.Button("Accept the suggested label", size="sm", elem_id="cv-accept"),
+                               "undo": gr.Button("Undo", size="sm", elem_id="cv-undo")}
         gr.Markdown("#### Label issues (most suspect first)")
         issues = gr.Dataframe(headers=ISSUES, interactive=False, max_height=300, elem_id="cv-issues")
         with gr.Row():
             manifest = gr.DownloadButton("Download the corrected manifest (CSV)", elem_id="cv-manifest")
             retrain = gr.Button("Use the corrected data and retrain", variant="primary", elem_id="cv-retrain")
         after = gr.Markdown(elem_id="cv-after")
-    picked = gr.State(None)  # index of the clip on screen (cv.json order)
+    s = _Section(box, summary, table, plot, picture, clip_info, player, buttons, issues, manifest, retrain, after,
+                 gr.State(None))
+    _wire_picks(svc, token, run, s)
+    _wire_fixes(svc, token, run, s)
+    return CVSection(box, s.outputs, _show(svc))
 
-    def issue_rows(view: Any) -> Any:
-        import pandas as pd
 
-        return pd.DataFrame([{"#": i + 1, "file": d["path"], "given": d["given"], "suggested": d["suggested"],
-                              "score": round(float(d["score"]), 3), "why": d["kind"], "your decision": d["action"]}
-                             for i, d in enumerate(view.issues)], columns=ISSUES)
+PICK_HINT = "Click a dot on the map, or a row of the list below."
 
-    def image(view: Any, selected: int | None = None) -> Any:
-        return embedding_map(view.xy, [c["label"] for c in view.clips], view.marks(), selected)
+
+def issue_rows(view: Any) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame([{"#": i + 1, "file": d["path"], "given": d["given"], "suggested": d["suggested"],
+                          "score": round(float(d["score"]), 3), "why": d["kind"], "your decision": d["action"]}
+                         for i, d in enumerate(view.issues)], columns=ISSUES)
+
+
+def image(view: Any, selected: int | None = None) -> Any:
+    return embedding_map(view.xy, [c["label"] for c in view.clips], view.marks(), selected)
+
+
+def _show(svc: Service) -> Any:
+    """The section's outputs for a run: hidden unless it is a cross-validation run."""
 
     def show(run_id: str | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         import pandas as pd
@@ -66,7 +103,7 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown) -> CVSection:
         view = svc.crossval.view(session(svc, tok, request), run_id) if run_id else None
         if view is None:
             return (gr.Column(visible=False), "", pd.DataFrame(columns=FOLDS), None, None, None,
-                    pd.DataFrame(columns=ISSUES), None, "Click a dot on the map, or a row of the list below.", None)
+                    pd.DataFrame(columns=ISSUES), None, PICK_HINT, None)
         m, s = view.mean, view.std
         text = (f"**Mean accuracy {fmt_score(m.get('accuracy'))} ± {fmt_score(s.get('accuracy'))}** · macro F1 "
                 f"{fmt_score(m.get('f1_macro'))} ± {fmt_score(s.get('f1_macro'))} over {plural(len(view.folds), 'fold')} "
@@ -76,7 +113,13 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown) -> CVSection:
                               "macro F1": round(f["f1_macro"], 3), "clips": f["clips"]} for f in view.folds],
                             columns=FOLDS)
         return (gr.Column(visible=True), text, rows, fold_scores(view.folds), image(view), None, issue_rows(view),
-                None, "Click a dot on the map, or a row of the list below.", None)
+                None, PICK_HINT, None)
+
+    return show
+
+
+def _wire_picks(svc: Service, token: gr.State, run: gr.Dropdown, s: _Section) -> None:
+    """A clip picked on the map or in the list (or by the API, by index or rank) plays and is ringed."""
 
     def pick(run_id: str, tok: str | None, index: int, request: gr.Request) -> tuple[Any, ...]:
         sess = session(svc, tok, request)
@@ -110,6 +153,17 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown) -> CVSection:
     def issue_api(run_id: str, rank: float, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
         return issue_pick(run_id, int(rank) - 1, tok, request)
 
+    pick_out = [s.picked, s.player, s.clip_info, s.picture]
+    s.picture.select(map_click, [run, token], pick_out, api_visibility="private", **heavy())
+    s.issues.select(issue_click, [run, token], pick_out, api_visibility="private", **heavy())
+    dummy = gr.Number(visible=False)
+    dummy.submit(clip_api, [run, dummy, token], pick_out, api_name="cv_clip")  # by index in cv.json
+    dummy.blur(issue_api, [run, dummy, token], pick_out, api_name="cv_suspect")  # by rank (#) in the list
+
+
+def _wire_fixes(svc: Service, token: gr.State, run: gr.Dropdown, s: _Section) -> None:
+    """Drop, relabel or undo the picked clip; download the corrected manifest, or retrain on it."""
+
     def decide(action: str):
         @guarded
         def fn(run_id: str, index: int | None, tok: str | None, request: gr.Request) -> tuple[Any, ...]:
@@ -133,15 +187,7 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown) -> CVSection:
         return (f"Training on **{view.name}** ({plural(len(view.report.get('durations') or []), 'clip')}) as job "
                 f"`{job_id}`: follow it in the *Train* tab.")
 
-    outputs = [box, summary, table, plot, picture, player, issues, picked, clip_info, after]
-    pick_out = [picked, player, clip_info, picture]
-    picture.select(map_click, [run, token], pick_out, api_visibility="private", **heavy())
-    issues.select(issue_click, [run, token], pick_out, api_visibility="private", **heavy())
-    dummy = gr.Number(visible=False)
-    dummy.submit(clip_api, [run, dummy, token], pick_out, api_name="cv_clip")  # by index in cv.json
-    dummy.blur(issue_api, [run, dummy, token], pick_out, api_name="cv_suspect")  # by rank (#) in the list
-    for button, action, name in ((drop, "drop", "cv_drop"), (accept, "accept", "cv_accept"), (undo, "undo", "cv_undo")):
-        button.click(decide(action), [run, picked, token], issues, api_name=name)
-    manifest.click(manifest_fn, [run, token], manifest, api_name="cv_manifest")
-    retrain.click(retrain_fn, [run, token], after, api_name="cv_retrain")
-    return CVSection(box, outputs, show)
+    for action, button in s.buttons.items():
+        button.click(decide(action), [run, s.picked, token], s.issues, api_name=f"cv_{action}")
+    s.manifest.click(manifest_fn, [run, token], s.manifest, api_name="cv_manifest")
+    s.retrain.click(retrain_fn, [run, token], s.after, api_name="cv_retrain")

@@ -35,7 +35,6 @@ class EvaluateTab:
 
 
 def build(svc: Service, token: gr.State) -> EvaluateTab:
-    guard = Guard()
     with gr.Tab("4 · Evaluate", id="evaluate") as tab:
         with gr.Row():
             run = gr.Dropdown(label="Run", choices=[], scale=4, elem_id="eval-run", allow_custom_value=True)
@@ -53,14 +52,43 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
             save = gr.Button("Save thresholds", visible=False, size="md", elem_id="eval-save-thresholds")
             gr.Markdown("#### Mistakes on the validation clips")
             mistakes = gr.Dataframe(label="Misclassified", interactive=False, max_height=260, headers=MISTAKES)
-            players: list[gr.Audio] = []
-            for row in range(N_PLAYERS // PER_ROW):
-                with gr.Row(elem_classes=["astapp-players"]):
-                    for i in range(PER_ROW):
-                        players.append(gr.Audio(label=f"mistake {row * PER_ROW + i + 1}", visible=False,
-                                                interactive=False, buttons=[], min_width=300,
-                                                elem_classes=["astapp-mistake"]))
+            players = _players()
         cv = cv_view.build(svc, token, run)
+    outputs = [summary, standard, matrix, per_class, mistakes, *players, thresholds, save]
+    _wire(svc, token, tab, run, refresh, notice, outputs, save)
+    run.change(guarded(cv.show), [run, token], cv.outputs, api_name="cv_view", **heavy())
+    return EvaluateTab(tab, run)
+
+
+def _players() -> list[gr.Audio]:
+    """Players for the first mistakes, a few per row (hidden until a run has them)."""
+    players: list[gr.Audio] = []
+    for row in range(N_PLAYERS // PER_ROW):
+        with gr.Row(elem_classes=["astapp-players"]):
+            for i in range(PER_ROW):
+                players.append(gr.Audio(label=f"mistake {row * PER_ROW + i + 1}", visible=False,
+                                        interactive=False, buttons=[], min_width=300,
+                                        elem_classes=["astapp-mistake"]))
+    return players
+
+
+def _head(ev: Any) -> str:
+    """The run's headline scores: accuracy and F1, mAP for a multi-label run, a note for cross-validation."""
+    title = f"### {ev.run.name} · {ev.run.state}\n"
+    if ev.cross_validation:
+        return title + "A cross-validation run: its folds, map and label issues follow."
+    if ev.multi_label:
+        return (f"{title}**mAP {fmt_score(ev.map)}** · micro mAP {fmt_score(ev.map_micro)} · micro F1 "
+                f"{fmt_score(ev.f1_micro)} at the thresholds below · {plural(len(ev.predictions), 'validation clip')}, "
+                f"{plural(len(ev.mistakes), 'clip')} with a wrong label set")
+    return (f"{title}**Accuracy {fmt_score(ev.accuracy)}** · macro F1 {fmt_score(ev.f1_macro)} · "
+            f"{plural(len(ev.predictions), 'validation clip')}, {plural(len(ev.mistakes), 'mistake')}")
+
+
+def _wire(svc: Service, token: gr.State, tab: gr.Tab, run: gr.Dropdown, refresh: gr.Button, notice: Any,
+          outputs: list[Any], save: gr.Button) -> None:
+    """The run picker, a run's evaluation (`outputs`), and saving edited multi-label thresholds."""
+    guard = Guard()
 
     @guarded
     def refresh_fn(current: str | None, tok: str | None, request: gr.Request) -> Any:
@@ -83,16 +111,6 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
         sess = session(svc, tok, request)
         ev = svc.evaluation.load(sess, run_id, players=N_PLAYERS)
         svc.remember(sess, evaluate_run=run_id)
-        head = (f"### {ev.run.name} · {ev.run.state}\n**Accuracy {fmt_score(ev.accuracy)}** · macro F1 "
-                f"{fmt_score(ev.f1_macro)} · {plural(len(ev.predictions), 'validation clip')}, "
-                f"{plural(len(ev.mistakes), 'mistake')}")
-        if ev.cross_validation:
-            head = f"### {ev.run.name} · {ev.run.state}\nA cross-validation run: its folds, map and label issues follow."
-        elif ev.multi_label:
-            head = (f"### {ev.run.name} · {ev.run.state}\n**mAP {fmt_score(ev.map)}** · micro mAP "
-                    f"{fmt_score(ev.map_micro)} · micro F1 {fmt_score(ev.f1_micro)} at the thresholds below · "
-                    f"{plural(len(ev.predictions), 'validation clip')}, "
-                    f"{plural(len(ev.mistakes), 'clip')} with a wrong label set")
         fig = confusion_matrix(ev.confusion, ev.labels) if ev.confusion else pr_curves(ev.curves) if ev.multi_label \
             else None
         mist = pd.DataFrame([{"file": p.get("path", ""), "true": p.get("true", ""), "predicted": p.get("pred", ""),
@@ -100,8 +118,8 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
                             columns=MISTAKES)
         outs: list[Any] = [gr.Audio(value=pcm16(audio), visible=True, label=label) for label, audio in ev.players]
         outs += [gr.Audio(value=None, visible=False)] * (N_PLAYERS - len(outs))
-        return (head, gr.Column(visible=not ev.cross_validation), fig, pd.DataFrame(ev.per_class, columns=PER_CLASS),
-                mist, *outs,
+        return (_head(ev), gr.Column(visible=not ev.cross_validation), fig,
+                pd.DataFrame(ev.per_class, columns=PER_CLASS), mist, *outs,
                 gr.Dataframe(value=pd.DataFrame(ev.label_rows, columns=THRESHOLDS), visible=ev.multi_label),
                 gr.Button(visible=ev.multi_label))
 
@@ -113,12 +131,10 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
                            {str(r.get("label")): r.get("threshold") for r in rows if r.get("label")})
         return evaluate_fn.__wrapped__(run_id, tok, request)  # the same view, under this guard
 
+    thresholds = outputs[-2]
     refresh.click(refresh_fn, [run, token], run, api_name="list_runs")
     tab.select(refresh_fn, [run, token], run, api_visibility="private")
-    outputs = [summary, standard, matrix, per_class, mistakes, *players, thresholds, save]
     shown = run.change(evaluate_fn, [run, token], outputs, api_name="evaluate_run", **heavy())
     guard.keep(shown, outputs, notice, say=lambda message, *_: f"This run cannot be shown: {message}")
     saved = save.click(save_fn, [run, thresholds, token], outputs, api_name="save_thresholds")
     guard.keep(saved, outputs, notice, say=lambda message, *_: f"The thresholds were not saved: {message}")
-    run.change(guarded(cv.show), [run, token], cv.outputs, api_name="cv_view", **heavy())
-    return EvaluateTab(tab, run)

@@ -30,8 +30,24 @@ def snippet_md(svc: Service, run_id: str | None) -> str:
             "torch, and the browser bundle's `demo.html` runs them in a web page (Transformers.js).")
 
 
+@dataclass
+class _Page:
+    """The Predict tab's components, for the functions that wire them."""
+
+    run: gr.Dropdown
+    refresh: gr.Button
+    notice: gr.Markdown
+    clip: gr.Audio
+    top_k: gr.Slider
+    go: gr.Button
+    result: gr.Label
+    timeline: gr.Plot
+    batch: list[Any]  # zip, button, CSV, table
+    downloads: list[Any]  # model button, model zip, browser button, browser zip, snippet
+    publish: list[Any]  # repo, private, license, token, card button, publish button, result, card
+
+
 def build(svc: Service, token: gr.State) -> PredictTab:
-    guard = Guard()
     with gr.Tab("5 · Predict", id="predict") as tab:
         with gr.Row():
             run = gr.Dropdown(label="Model (a finished run)", choices=[], scale=4, elem_id="predict-run",
@@ -49,39 +65,66 @@ def build(svc: Service, token: gr.State) -> PredictTab:
                 result = gr.Label(label="Top classes", elem_id="predict-label")
                 timeline = gr.Plot(label="Per-window timeline (long clips)", visible=False)
         listen_tab.build(svc, token, run, notice)
-        with gr.Accordion("Batch prediction on a zip of clips", open=False):
-            with gr.Row():
-                batch_zip = gr.File(label="Zip of audio files", file_types=[".zip"], height=110)
-                with gr.Column():
-                    batch_go = gr.Button("Predict all")
-                    batch_csv = gr.File(label="Predictions (CSV)", interactive=False, visible=False)
-            batch_table = gr.Dataframe(label="Preview", interactive=False, max_height=260)
-        with gr.Accordion("Download the model", open=True):
-            download = gr.Button("Prepare model zip", elem_id="download-btn")
-            model_zip = gr.File(label="Model (.zip)", interactive=False, visible=False, elem_id="model-zip")
-            browser = gr.Button("Prepare browser bundle (+ the ~7 MB runtime: open demo.html from any static "
-                                "server, offline)", elem_id="browser-btn")
-            browser_zip = gr.File(label="Browser bundle (.zip)", interactive=False, visible=False,
-                                  elem_id="browser-zip")
-            snippet = gr.Markdown(snippet_md(svc, None), elem_id="model-snippet")
-        with gr.Accordion("Publish to the Hugging Face Hub", open=False):
-            gr.Markdown("Uploads the model with a model card (labels, data, settings, scores, confusion matrix, "
-                        "a working snippet). " + ("Sign in with Hugging Face at the top of the page first."
-                                                  if svc.hf_login else "Use a token with write access "
-                                                  "(https://huggingface.co/settings/tokens); it is used for this "
-                                                  "upload only and never stored."))
-            with gr.Row():
-                repo = gr.Textbox(label="Repository (owner/name)", placeholder="alice/dog-barks", scale=3,
-                                  elem_id="publish-repo")
-                private = gr.Checkbox(True, label="Private", scale=1)
-                license_id = gr.Textbox("other", label="License", scale=1, info="e.g. apache-2.0, mit, other")
-            hf_token = gr.Textbox(label="Hugging Face token (write access)", type="password",
-                                  visible=not svc.hf_login, elem_id="publish-token")
-            with gr.Row():
-                preview_card = gr.Button("Preview the model card")
-                publish = gr.Button("Publish", variant="primary", elem_id="publish-btn")
-            published = gr.Markdown(elem_id="publish-result")
-            card = gr.Code(language="markdown", visible=False, interactive=False, label="README.md (model card)")
+        page = _Page(run, refresh, notice, clip, top_k, go, result, timeline, _batch_controls(),
+                     _download_controls(svc), _publish_controls(svc))
+    guard = Guard()
+    _wire_predict(svc, token, page, guard, tab)
+    _wire_downloads(svc, token, page, guard)
+    _wire_publish(svc, token, page, guard)
+    return PredictTab(tab, run, top_k)
+
+
+def _batch_controls() -> list[Any]:
+    with gr.Accordion("Batch prediction on a zip of clips", open=False):
+        with gr.Row():
+            batch_zip = gr.File(label="Zip of audio files", file_types=[".zip"], height=110)
+            with gr.Column():
+                batch_go = gr.Button("Predict all")
+                batch_csv = gr.File(label="Predictions (CSV)", interactive=False, visible=False)
+        batch_table = gr.Dataframe(label="Preview", interactive=False, max_height=260)
+    return [batch_zip, batch_go, batch_csv, batch_table]
+
+
+def _download_controls(svc: Service) -> list[Any]:
+    with gr.Accordion("Download the model", open=True):
+        download = gr.Button("Prepare model zip", elem_id="download-btn")
+        model_zip = gr.File(label="Model (.zip)", interactive=False, visible=False, elem_id="model-zip")
+        browser = gr.Button("Prepare browser bundle (+ the ~7 MB runtime: open demo.html from any static "
+                            "server, offline)", elem_id="browser-btn")
+        browser_zip = gr.File(label="Browser bundle (.zip)", interactive=False, visible=False,
+                              elem_id="browser-zip")
+        snippet = gr.Markdown(snippet_md(svc, None), elem_id="model-snippet")
+    return [download, model_zip, browser, browser_zip, snippet]
+
+
+def _publish_controls(svc: Service) -> list[Any]:
+    with gr.Accordion("Publish to the Hugging Face Hub", open=False):
+        gr.Markdown("Uploads the model with a model card (labels, data, settings, scores, confusion matrix, "
+                    "a working snippet). " + ("Sign in with Hugging Face at the top of the page first."
+                                              if svc.hf_login else "Use a token with write access "
+                                              "(https://huggingface.co/settings/tokens); it is used for this "
+                                              "upload only and never stored."))
+        with gr.Row():
+            repo = gr.Textbox(label="Repository (owner/name)", placeholder="alice/dog-barks", scale=3,
+                              elem_id="publish-repo")
+            private = gr.Checkbox(True, label="Private", scale=1)
+            license_id = gr.Textbox("other", label="License", scale=1, info="e.g. apache-2.0, mit, other")
+        hf_token = gr.Textbox(label="Hugging Face token (write access)", type="password",
+                              visible=not svc.hf_login, elem_id="publish-token")
+        with gr.Row():
+            preview_card = gr.Button("Preview the model card")
+            publish = gr.Button("Publish", variant="primary", elem_id="publish-btn")
+        published = gr.Markdown(elem_id="publish-result")
+        card = gr.Code(language="markdown", visible=False, interactive=False, label="README.md (model card)")
+    return [repo, private, license_id, hf_token, preview_card, publish, published, card]
+
+
+def failed(message: str, *_: Any) -> str:
+    return f"That did not work: {message}"
+
+
+def _wire_predict(svc: Service, token: gr.State, p: _Page, guard: Guard, tab: gr.Tab) -> None:
+    """The run picker, one clip, and a zip of clips."""
 
     @guard
     def refresh_fn(current: str | None, tok: str | None, request: gr.Request) -> Any:
@@ -116,6 +159,21 @@ def build(svc: Service, token: gr.State) -> PredictTab:
                                "error": r["error"] or ""} for r in rows[:200]])
         return str(csv_path), table
 
+    p.refresh.click(refresh_fn, [p.run, token], p.run, api_name="list_models")
+    tab.select(refresh_fn, [p.run, token], p.run, api_visibility="private")
+    guard.keep(p.go.click(predict_fn, [p.run, p.clip, p.top_k, token], [p.result, p.timeline],
+                          api_name="predict_clip", **heavy()), [p.result, p.timeline], p.notice, say=failed)
+    batch_zip, batch_go, batch_csv, batch_table = p.batch
+    event = batch_go.click(batch_fn, [p.run, batch_zip, p.top_k, token], [batch_csv, batch_table],
+                           api_name="predict_batch", **heavy())
+    guard.keep(event, [batch_csv, batch_table], p.notice, say=failed)
+    event.success(lambda: gr.File(visible=True), None, batch_csv, api_visibility="private")
+
+
+def _wire_downloads(svc: Service, token: gr.State, p: _Page, guard: Guard) -> None:
+    """The model zip and the browser bundle, and the snippet that uses the chosen run."""
+    download, model_zip, browser, browser_zip, snippet = p.downloads
+
     @guard
     def download_fn(run_id: str | None, tok: str | None, request: gr.Request) -> str:
         return str(svc.predicting.download(session(svc, tok, request), run_id))
@@ -123,6 +181,19 @@ def build(svc: Service, token: gr.State) -> PredictTab:
     @guard
     def browser_fn(run_id: str | None, tok: str | None, request: gr.Request) -> str:
         return str(svc.predicting.download_browser(session(svc, tok, request), run_id))
+
+    p.run.change(lambda r: snippet_md(svc, r), p.run, snippet, api_visibility="private", show_progress="hidden")
+    for event, output in ((download.click(download_fn, [p.run, token], model_zip, api_name="download_model",
+                                          **heavy()), model_zip),
+                          (browser.click(browser_fn, [p.run, token], browser_zip, api_name="download_browser",
+                                         **heavy()), browser_zip)):
+        guard.keep(event, [output], p.notice, say=failed)
+        event.success(lambda: gr.File(visible=True), None, output, api_visibility="private")
+
+
+def _wire_publish(svc: Service, token: gr.State, p: _Page, guard: Guard) -> None:
+    """Preview the model card, publish to the Hub, and suggest a repository name."""
+    repo, private, license_id, hf_token, preview_card, publish, published, card = p.publish
 
     @guard
     def card_fn(run_id: str | None, repo_id: str, license_v: str, tok: str | None, request: gr.Request) -> str:
@@ -143,26 +214,9 @@ def build(svc: Service, token: gr.State) -> PredictTab:
             return gr.update()
         return svc.publishing.repo_suggestion(session(svc, tok, request), run_id, hf_username(request)) or gr.update()
 
-    def failed(message: str, *_: Any) -> str:
-        return f"That did not work: {message}"
-
-    refresh.click(refresh_fn, [run, token], run, api_name="list_models")
-    tab.select(refresh_fn, [run, token], run, api_visibility="private")
-    run.change(lambda r: snippet_md(svc, r), run, snippet, api_visibility="private", show_progress="hidden")
-    run.change(suggest_fn, [run, repo, token], repo, api_visibility="private", show_progress="hidden")
-    guard.keep(preview_card.click(card_fn, [run, repo, license_id, token], card, api_name="model_card"), [card],
-               notice, say=failed)
-    guard.keep(publish.click(publish_fn, [run, repo, private, license_id, hf_token, token], published,
-                             api_name="publish_model"), [published], notice, say=failed)
-    guard.keep(go.click(predict_fn, [run, clip, top_k, token], [result, timeline], api_name="predict_clip",
-                        **heavy()), [result, timeline], notice, say=failed)
-    for event, outputs in ((batch_go.click(batch_fn, [run, batch_zip, top_k, token], [batch_csv, batch_table],
-                                           api_name="predict_batch", **heavy()), [batch_csv, batch_table]),
-                           (download.click(download_fn, [run, token], model_zip, api_name="download_model",
-                                           **heavy()), [model_zip]),
-                           (browser.click(browser_fn, [run, token], browser_zip, api_name="download_browser",
-                                          **heavy()), [browser_zip])):
-        guard.keep(event, outputs, notice, say=failed)
-        event.success(lambda: gr.File(visible=True), None, outputs[0], api_visibility="private")
+    p.run.change(suggest_fn, [p.run, repo, token], repo, api_visibility="private", show_progress="hidden")
+    guard.keep(preview_card.click(card_fn, [p.run, repo, license_id, token], card, api_name="model_card"), [card],
+               p.notice, say=failed)
+    guard.keep(publish.click(publish_fn, [p.run, repo, private, license_id, hf_token, token], published,
+                             api_name="publish_model"), [published], p.notice, say=failed)
     preview_card.click(lambda: gr.Code(visible=True), None, card, api_visibility="private")
-    return PredictTab(tab, run, top_k)

@@ -12,17 +12,17 @@ from typing import Any
 
 import gradio as gr
 
-from astapp.core.config import DEFAULT_MODEL, is_scratch, setting
-from astapp.service import AUTO, FORM_FIELDS, Poll, Service, fmt_score
+from astapp.core.config import FORM_ROWS
+from astapp.service import Poll, Service, fmt_score
 from astapp.ui import cv_controls
 from astapp.ui.common import fmt_seconds, friendly, guarded, plural, session
+from astapp.ui.train_form import DEPENDENT, OPEN_ROWS, SPLIT_FIELDS, mode_hint, overrides, restored, rows
+from astapp.ui.train_form import dataset_info as dataset_info  # the app's dataset chain calls it here
 
 POLL_SECONDS = 1.0
 MAX_EPOCH_LABELS = 9  # single digits: as categories they also sort right ("10" would come after "1")
 LOG_LINES = 14
 ACTIVE = ("queued", "running")
-MODES = [("full — every layer learns", "full"), ("LoRA — small adapters in every layer", "lora"),
-         ("last-2 — last 2 layers + classifier", "last-2"), ("frozen — classifier only", "frozen")]
 
 
 @dataclass
@@ -31,37 +31,11 @@ class TrainTab:
     job: gr.State
     timer: gr.Timer
     dataset_outputs: list[Any]  # what follows the chosen dataset: input length hint, split controls
-    form: list[Any]
+    form: list[Any]  # the form's controls in FORM_FIELDS order (what `restore` fills)
     restore: Any
     hint_fn: Any
     hint_inputs: list[Any]
     hint_outputs: list[Any]
-
-
-def mode_hint(model: str, mode: str, hw: str) -> str:
-    """Plain-language speed hint for the chosen mode on the hardware we found."""
-    where = "your GPU" if hw == "cuda" else "this computer's CPU (no GPU found)"
-    scratch = is_scratch(model)
-    if scratch and mode != "full":
-        return ("**Note:** a model trained **from scratch** knows nothing yet: choose mode **full**, otherwise "
-                "only the classifier on top of random features learns.")
-    size = ("a small from-scratch model" if scratch else "the full-size AST (87M parameters)"
-            if model.strip() == DEFAULT_MODEL else "this checkpoint")
-    if mode == "full":
-        speed = ("fast on a GPU" if hw == "cuda" else
-                 ("fine on a CPU" if scratch else "slow on a CPU: expect minutes per epoch even for a few "
-                  "hundred clips; *frozen* is several times faster"))
-        return f"**Training on {where}.** *full* trains every layer of {size}: best accuracy, {speed}."
-    if mode == "frozen":
-        return (f"**Training on {where}.** *frozen* trains only the final classifier: several times faster "
-                "than full and light on memory — a good first try on a CPU or with few clips.")
-    if mode == "lora":
-        return (f"**Training on {where}.** *LoRA* adds small low-rank adapters to the attention of every layer "
-                "and trains them with the classifier: 0.35% of the base AST's weights learn, so it overfits "
-                "less on small datasets and needs 285× less optimizer memory; each step still runs the whole "
-                "network (measured on 2 CPU cores: 1.7× faster per step than *full* for the base AST).")
-    return (f"**Training on {where}.** *{mode}* trains the last layers and the classifier: "
-            "a middle ground between *frozen* (fastest) and *full* (most accurate).")
 
 
 def _progress_html(snap: dict[str, Any] | None) -> str:
@@ -180,77 +154,55 @@ def frames(curves: dict[str, Any]) -> tuple[Any, Any, Any]:
             if metrics else None)
 
 
-def split_controls(view: dict[str, Any] | None, fold: str | None = None) -> tuple[dict, dict, dict]:
-    """Updates (as keyword dicts) of the input length, the validation share and the validation fold for a
-    dataset: what 'auto' length means, and who decides the split (the share slider without folds; a fold
-    picker, with the slider disabled, when the manifest has folds)."""
-    view = view or {}
-    auto = view.get("auto_length")
-    length = {"info": f"auto = {auto} frames ({auto / 100:.2f} s) for this dataset, fits 95% of clips"
-              if isinstance(auto, int) else "auto = fits 95% of your clips"}
-    folds, auto_fold = list(view.get("folds") or []), view.get("auto_fold")
-    if len(folds) < 2:
-        return length, {"interactive": True, "info": None}, {"visible": False, "value": AUTO}
-    choices = [(f"auto (fold {auto_fold})", AUTO), *((f"fold {f}", f) for f in folds)]
-    value = fold if fold in folds else AUTO
-    note = "Not used: the manifest's folds decide the split (pick the fold that validates beside)"
-    return length, {"interactive": False, "info": note}, {"choices": choices, "value": value, "visible": True}
+@dataclass
+class _Page:
+    """The Train tab's components, for the functions that wire them."""
+
+    form: dict[str, Any]  # {field: control}, in FORM_FIELDS order
+    model_info: gr.Markdown
+    hint: gr.Markdown
+    start: gr.Button
+    stop: gr.Button
+    show_cli: gr.Button
+    resume: gr.Button
+    cvc: cv_controls.CVControls
+    cli: gr.Code
+    status: gr.Markdown
+    progress: gr.HTML
+    plots: list[Any]  # loss, learning rate, metrics
+    log_tail: gr.Textbox
+    job: gr.State
+    curves: gr.State
+    shown: gr.State  # {state, resumable} of the run on screen: drives the resume button
+    timer: gr.Timer
+
+    @property
+    def outputs(self) -> list[Any]:
+        """What a poll fills: the job, the curves drawn, the run on screen, and the visible parts."""
+        return [self.job, self.curves, self.shown, self.status, self.progress, self.plots[0], self.plots[1],
+                self.plots[2], self.log_tail, self.timer]
 
 
-def dataset_info(view: dict[str, Any] | None) -> tuple[Any, Any, Any]:
-    """The split controls for a newly chosen dataset (its folds start on auto)."""
-    return tuple(gr.update(**kw) for kw in split_controls(view))
-
-
-def _number(path: str, value: Any, **kw: Any) -> gr.Number:
-    s = setting(path)
-    lo, hi, _ = s.form or (None, None, None)
-    return gr.Number(value, label=s.label, minimum=lo, maximum=hi, **kw)
+HUB_NOTICE = ("**The Hugging Face Hub can't be reached from this machine**, so the pretrained AST can't be "
+              "downloaded. A small model trained **from scratch** is preselected so the example still trains "
+              "end to end (fine for clearly different sounds, weaker than fine-tuning). To fine-tune a real AST "
+              "offline, type the path of a local checkpoint folder (with `config.json` and `model.safetensors`) "
+              "in *Model*.")
 
 
 def build(svc: Service, token: gr.State) -> TrainTab:
-    hw = svc.hardware
     d = svc.training.form_defaults()
     with gr.Tab("3 · Train", id="train") as tab:
         if not svc.hub_online:
-            gr.Markdown(
-                "**The Hugging Face Hub can't be reached from this machine**, so the pretrained AST "
-                "can't be downloaded. A small model trained **from scratch** is preselected so the "
-                "example still trains end to end (fine for clearly different sounds, weaker than "
-                "fine-tuning). To fine-tune a real AST offline, type the path of a local checkpoint "
-                "folder (with `config.json` and `model.safetensors`) in *Model*.",
-                elem_classes=["astapp-notice"], elem_id="hub-notice")
-        with gr.Row():
-            model = gr.Dropdown(label="Model", choices=svc.model_choices, value=d["model"],
-                                allow_custom_value=True, scale=3, elem_id="model-choice",
-                                info="A Hub id, a local checkpoint folder, or scratch:tiny|small|base")
-            mode = gr.Radio(MODES, value=d["mode"], label="What to train", scale=3, elem_id="mode-choice")
+            gr.Markdown(HUB_NOTICE, elem_classes=["astapp-notice"], elem_id="hub-notice")
+        over = overrides(svc.model_choices)
+        form = rows(FORM_ROWS[:1], d, over)  # model and mode, with their hints below
         model_info = gr.Markdown(elem_classes=["astapp-hint"])
-        hint = gr.Markdown(mode_hint(d["model"], d["mode"], hw), elem_classes=["astapp-hint"], elem_id="mode-hint")
-        with gr.Row():
-            epochs = _number("epochs", d["epochs"], precision=None, min_width=100, elem_id="epochs")
-            lr = _number("lr", d["lr"], min_width=120, elem_id="lr")
-            batch = _number("batch_size", d["batch_size"], precision=0, min_width=100, elem_id="batch-size")
-            max_length = gr.Textbox(str(d["max_length"]), label=setting("max_length").label, min_width=140,
-                                    info="auto = fits 95% of your clips", elem_id="max-length")
-            lo, hi, step = setting("val_split").form or (0.05, 0.5, 0.05)
-            val_split = gr.Slider(lo, hi, value=d["val_split"], step=step, label=setting("val_split").label,
-                                  min_width=160, elem_id="val-split")
-            val_fold = gr.Dropdown([("auto", AUTO)], value=AUTO, label=setting("val_fold").label, visible=False,
-                                   min_width=160, elem_id="val-fold", allow_custom_value=True,
-                                   info="the fold held out to validate")
+        hint = gr.Markdown(mode_hint(d["model"], d["mode"], svc.hardware), elem_classes=["astapp-hint"],
+                           elem_id="mode-hint")
+        form |= rows(FORM_ROWS[1:OPEN_ROWS], d, over)
         with gr.Accordion("More settings", open=False):
-            with gr.Row():
-                seed = gr.Number(d["seed"], label=setting("seed").label, precision=0, min_width=100)
-                early = gr.Number(d["early_stopping"], label=setting("early_stopping").label, precision=0)
-                weighted = gr.Checkbox(d["class_weighted"], label=setting("class_weighted").label)
-            with gr.Row():  # used by mode LoRA only
-                lora_rank = _number("lora_rank", d["lora_rank"], precision=0, min_width=100,
-                                    info="mode LoRA: adapter rank (4 to 16 is typical)")
-                lora_alpha = _number("lora_alpha", d["lora_alpha"], min_width=100, info="usually twice the rank")
-                lora_dropout = _number("lora_dropout", d["lora_dropout"], min_width=100)
-                lora_targets = gr.Textbox(d["lora_targets"], label=setting("lora_targets").label, min_width=200,
-                                          info="attention.q_proj/k_proj/v_proj/o_proj, mlp.fc1/fc2")
+            form |= rows(FORM_ROWS[OPEN_ROWS:], d, over)
         with gr.Row():
             start = gr.Button("Start training", variant="primary", elem_id="start-btn", scale=2)
             stop = gr.Button("Stop", variant="stop", elem_id="stop-btn", scale=1)
@@ -261,52 +213,54 @@ def build(svc: Service, token: gr.State) -> TrainTab:
         status = gr.Markdown("No training yet. Press **Start training** — the example dataset is ready.",
                              elem_id="train-status")
         progress = gr.HTML(_progress_html(None), elem_id="train-progress")
-        with gr.Row():
-            loss_plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=240, elem_id="loss-plot",
-                                    x_title="step", y_title="loss")
-            # A fixed color_map: the legend's domain is otherwise taken from the (empty) first value.
-            metric_plot = gr.LinePlot(x="epoch", y="value", color="metric", title="Validation accuracy & F1",
-                                      height=240, y_lim=[0, 1], elem_id="metric-plot",
-                                      color_map={"accuracy": "#f97316", "macro F1": "#0ea5e9"})
-            lr_plot = gr.LinePlot(x="step", y="learning rate", title="Learning rate", height=240,
-                                  elem_id="lr-plot")
+        plots = _plots()
         log_tail = gr.Textbox(label="Log", lines=LOG_LINES, max_lines=LOG_LINES, interactive=False,
                               autoscroll=True, elem_id="train-log")
-        job = gr.State(None)
-        curves = gr.State(new_curves())
-        shown = gr.State(None)  # {state, resumable} of the run on screen: drives the resume button
-        timer = gr.Timer(POLL_SECONDS, active=False)
+        page = _Page(form, model_info, hint, start, stop, show_cli, resume, cvc, cli, status, progress, plots,
+                     log_tail, gr.State(None), gr.State(new_curves()), gr.State(None),
+                     gr.Timer(POLL_SECONDS, active=False))
+    _wire_runs(svc, token, page)
+    restore_fn, hint_fn = _wire_form(svc, token, page)
+    return TrainTab(tab, page.job, page.timer, [form[name] for name in SPLIT_FIELDS], list(form.values()),
+                    restore_fn, hint_fn, [form["model"], form["mode"]], [model_info, hint])
 
-    form = [model, mode, epochs, lr, batch, max_length, val_split, val_fold, seed, early, weighted, lora_rank,
-            lora_alpha, lora_dropout, lora_targets]
-    poll_outputs = [status, progress, loss_plot, lr_plot, metric_plot, log_tail, timer]
 
-    def values(*vals: Any) -> dict[str, Any]:
-        return dict(zip(FORM_FIELDS, vals, strict=True))
+def _plots() -> list[Any]:
+    """The loss, learning-rate and accuracy/F1 curves, side by side."""
+    with gr.Row():
+        loss = gr.LinePlot(x="step", y="loss", title="Training loss", height=240, elem_id="loss-plot",
+                           x_title="step", y_title="loss")
+        # A fixed color_map: the legend's domain is otherwise taken from the (empty) first value.
+        metric = gr.LinePlot(x="epoch", y="value", color="metric", title="Validation accuracy & F1", height=240,
+                             y_lim=[0, 1], elem_id="metric-plot",
+                             color_map={"accuracy": "#f97316", "macro F1": "#0ea5e9"})
+        lr = gr.LinePlot(x="step", y="learning rate", title="Learning rate", height=240, elem_id="lr-plot")
+    return [loss, lr, metric]
 
-    def render(poll: Poll, drawn: dict[str, Any]) -> tuple[Any, ...]:
-        """(job, curves, shown run, *poll outputs) for one poll result."""
-        if poll.snapshot is None:
-            return (None, new_curves(), None, gr.update(), _progress_html(None), None, None, None, "",
-                    gr.Timer(active=False))
-        if poll.reset or drawn.get("job") != poll.job_id:
-            drawn = new_curves(poll.job_id)
-        drawn = add_events(drawn, poll.events)
-        drawn["cursor"] = poll.cursor
-        snap = poll.snapshot
-        on_screen = {"job": poll.job_id, "state": snap.get("state"), "resumable": bool(snap.get("resumable"))}
-        return (poll.job_id, drawn, on_screen, _status_md(snap, drawn["max_length"], drawn["split"]), _progress_html(snap),
-                *frames(drawn), "\n".join(snap.get("log") or []), gr.Timer(active=snap.get("state") in ACTIVE))
+
+def render(poll: Poll, drawn: dict[str, Any]) -> tuple[Any, ...]:
+    """(job, curves, shown run, *poll outputs) for one poll result."""
+    if poll.snapshot is None:
+        return (None, new_curves(), None, gr.update(), _progress_html(None), None, None, None, "",
+                gr.Timer(active=False))
+    if poll.reset or drawn.get("job") != poll.job_id:
+        drawn = new_curves(poll.job_id)
+    drawn = add_events(drawn, poll.events)
+    drawn["cursor"] = poll.cursor
+    snap = poll.snapshot
+    on_screen = {"job": poll.job_id, "state": snap.get("state"), "resumable": bool(snap.get("resumable"))}
+    return (poll.job_id, drawn, on_screen, _status_md(snap, drawn["max_length"], drawn["split"]),
+            _progress_html(snap), *frames(drawn), "\n".join(snap.get("log") or []),
+            gr.Timer(active=snap.get("state") in ACTIVE))
+
+
+def _wire_runs(svc: Service, token: gr.State, p: _Page) -> None:
+    """Start, cross-validate, poll, stop and resume: each answers with the run it now shows."""
 
     @guarded
-    def start_fn(tok: str | None, model: str, mode: str, epochs: float, lr: float, batch_size: float,
-                 max_length: str, val_split: float, val_fold: str, seed: float, early_stopping: float,
-                 class_weighted: bool, lora_rank: float, lora_alpha: float, lora_dropout: float, lora_targets: str,
-                 request: gr.Request) -> tuple[Any, ...]:
+    def start_fn(tok: str | None, request: gr.Request, **values: Any) -> tuple[Any, ...]:
         sess = session(svc, tok, request)
-        job_id = svc.training.start(sess, values(model, mode, epochs, lr, batch_size, max_length, val_split,
-                                                 val_fold, seed, early_stopping, class_weighted, lora_rank,
-                                                 lora_alpha, lora_dropout, lora_targets))
+        job_id = svc.training.start(sess, values)
         return render(svc.training.poll(sess, job_id), new_curves(job_id))
 
     def poll_fn(job_id: str | None, tok: str | None, drawn: dict[str, Any] | None,
@@ -321,10 +275,10 @@ def build(svc: Service, token: gr.State) -> TrainTab:
                     gr.update(), gr.update(), gr.update(), gr.Timer(active=False))
 
     @guarded
-    def cv_fn(tok: str | None, folds: str, final: bool, request: gr.Request, *vals: Any) -> tuple[Any, ...]:
+    def cv_fn(tok: str | None, folds: str, final: bool, request: gr.Request, **values: Any) -> tuple[Any, ...]:
         """Cross-validate with the form's settings: a job like a training, followed here the same way."""
         sess = session(svc, tok, request)
-        job_id = svc.crossval.start(sess, values(*vals), folds, bool(final))
+        job_id = svc.crossval.start(sess, values, folds, bool(final))
         return render(svc.training.poll(sess, job_id), new_curves(job_id))
 
     @guarded
@@ -341,54 +295,51 @@ def build(svc: Service, token: gr.State) -> TrainTab:
         job_id = svc.training.resume(sess, job_id)
         return render(svc.training.poll(sess, job_id), new_curves(job_id))
 
-    @guarded
-    def cli_fn(tok: str | None, model: str, mode: str, epochs: float, lr: float, batch_size: float,
-               max_length: str, val_split: float, val_fold: str, seed: float, early_stopping: float,
-               class_weighted: bool, lora_rank: float, lora_alpha: float, lora_dropout: float, lora_targets: str,
-               request: gr.Request) -> str:
-        return svc.training.cli_command(session(svc, tok, request),
-                                        values(model, mode, epochs, lr, batch_size, max_length, val_split, val_fold,
-                                               seed, early_stopping, class_weighted, lora_rank, lora_alpha,
-                                               lora_dropout, lora_targets))
+    p.start.click(start_fn, [token], p.outputs, inputs_kwargs=p.form, api_name="start_training")
+    p.cvc.start.click(cv_fn, [token, p.cvc.folds, p.cvc.final], p.outputs, inputs_kwargs=p.form,
+                      api_name="start_cv")
+    cv_controls.wire(svc, token, p.cvc, p.form)
+    p.timer.tick(poll_fn, [p.job, token, p.curves], p.outputs, api_name="poll_training", show_progress="hidden")
+    p.resume.click(resume_fn, [p.job, token], p.outputs, api_name="resume_training")
+    p.shown.change(resume_button, p.shown, p.resume, api_visibility="private", show_progress="hidden")
+    p.stop.click(stop_fn, [p.job, token], p.status, api_name="stop_training")
 
-    def save_fn(tok: str | None, request: gr.Request, *vals: Any) -> None:
+
+def _wire_form(svc: Service, token: gr.State, p: _Page) -> tuple[Any, Any]:
+    """The form is saved as it changes and restored on load; the model and mode explain themselves; the
+    CLI command shows the same run. Returns (restore, hint) for the app's load chain."""
+
+    @guarded
+    def cli_fn(tok: str | None, request: gr.Request, **values: Any) -> str:
+        return svc.training.cli_command(session(svc, tok, request), values)
+
+    def save_fn(tok: str | None, request: gr.Request, **values: Any) -> None:
         """Every form change is saved on the server (a reload or a second tab shows the same form)."""
         try:
-            svc.training.save_form(session(svc, tok, request), values(*vals))
+            svc.training.save_form(session(svc, tok, request), values)
         except Exception:  # noqa: BLE001 - saving a form must never bother the user
             return
 
     @guarded
     def restore_fn(tok: str | None, view: dict[str, Any] | None, request: gr.Request) -> list[Any]:
         """The saved form, and the dataset's split controls (the saved fold, when the dataset has it)."""
-        saved = svc.training.form(session(svc, tok, request))
-        saved["max_length"] = str(saved["max_length"])
-        controls = dict(zip(("max_length", "val_split", "val_fold"),
-                            split_controls(view, str(saved.get("val_fold") or AUTO)), strict=True))
-        return [gr.update(**{"value": saved[name], **controls.get(name, {})}) for name in FORM_FIELDS]
+        return restored(svc.training.form(session(svc, tok, request)), view)
 
-    def form_hint(model_v: str, mode_v: str) -> tuple[str, str]:
-        return f"<small>Model: {svc.training.model_info(model_v)}</small>", mode_hint(str(model_v or ""),
-                                                                          str(mode_v or "full"), hw)
+    def hint_fn(model_v: str, mode_v: str) -> tuple[str, str]:
+        return (f"<small>Model: {svc.training.model_info(model_v)}</small>",
+                mode_hint(str(model_v or ""), str(mode_v or "full"), svc.hardware))
 
     def model_defaults(model_v: str) -> tuple[Any, ...]:
+        """A newly typed or picked model brings its own starting values (from scratch: more epochs...)."""
         dd = svc.training.form_defaults(model_v)
-        return gr.update(value=dd["epochs"]), gr.update(value=dd["lr"]), gr.update(value=dd["batch_size"])
+        return tuple(gr.update(value=dd[name]) for name in DEPENDENT)
 
-    outputs = [job, curves, shown, *poll_outputs]
-    start.click(start_fn, [token, *form], outputs, api_name="start_training")
-    cvc.start.click(cv_fn, [token, cvc.folds, cvc.final, *form], outputs, api_name="start_cv")
-    cv_controls.wire(svc, token, cvc, form)
-    timer.tick(poll_fn, [job, token, curves], outputs, api_name="poll_training", show_progress="hidden")
-    resume.click(resume_fn, [job, token], outputs, api_name="resume_training")
-    shown.change(resume_button, shown, resume, api_visibility="private", show_progress="hidden")
-    stop.click(stop_fn, [job, token], status, api_name="stop_training")
-    show_cli.click(cli_fn, [token, *form], cli, api_name="training_command").success(
-        lambda: gr.Code(visible=True), None, cli, api_visibility="private")
-    model.input(model_defaults, model, [epochs, lr, batch], api_visibility="private")
-    gr.on([c.change for c in form], save_fn, [token, *form], None, api_visibility="private",
+    form = p.form
+    p.show_cli.click(cli_fn, [token], p.cli, inputs_kwargs=form, api_name="training_command").success(
+        lambda: gr.Code(visible=True), None, p.cli, api_visibility="private")
+    form["model"].input(model_defaults, form["model"], [form[name] for name in DEPENDENT], api_visibility="private")
+    gr.on([c.change for c in form.values()], save_fn, [token], None, inputs_kwargs=form, api_visibility="private",
           show_progress="hidden", trigger_mode="always_last")
-    gr.on([model.change, mode.change], form_hint, [model, mode], [model_info, hint], api_visibility="private",
-          show_progress="hidden")
-    return TrainTab(tab, job, timer, [max_length, val_split, val_fold], form, restore_fn, form_hint, [model, mode],
-                    [model_info, hint])
+    gr.on([form["model"].change, form["mode"].change], hint_fn, [form["model"], form["mode"]],
+          [p.model_info, p.hint], api_visibility="private", show_progress="hidden")
+    return restore_fn, hint_fn

@@ -96,6 +96,25 @@ def test_cli_and_app_defaults_are_the_same_settings(svc):
     assert (typed.epochs, typed.lr) == (2.0, 1e-3)
 
 
+def test_form_values_are_typed_by_their_settings_kind():
+    """Every form field becomes its setting's type; "auto" keeps meaning "let astapp choose"."""
+    from astapp.core.config import setting
+    from astapp.core.errors import TrainingError
+    from astapp.service.training import form_value
+
+    assert form_value(setting("max_length"), " Auto ", "auto") == "auto"
+    assert form_value(setting("max_length"), "512", "auto") == 512
+    assert form_value(setting("val_fold"), "auto", "") == "" and form_value(setting("val_fold"), " 2 ", "") == "2"
+    assert form_value(setting("model"), "  ", "scratch:tiny") == "scratch:tiny"
+    batch = form_value(setting("batch_size"), 16.0, 8)
+    assert batch == 16 and isinstance(batch, int)
+    assert form_value(setting("class_weighted"), 1, False) is True
+    with pytest.raises(TrainingError, match="Input length must be 'auto'"):
+        form_value(setting("max_length"), "long", "auto")
+    with pytest.raises(TrainingError, match="not numbers"):
+        form_value(setting("lr"), "fast", 5e-5)
+
+
 def test_attach_and_poll_with_a_cursor(svc):
     s = svc.open("tok")
     assert svc.training.attach(s) is None and svc.training.poll(s, None).snapshot is None

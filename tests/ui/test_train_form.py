@@ -1,0 +1,58 @@
+"""The Train form is built from the settings table: its fields, their controls and the API's parameters."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from astapp.core.config import FORM_FIELDS, SETTINGS, setting
+from astapp.ui.train_form import SLIDER_STEPS, control, restored
+
+
+def test_every_form_field_is_a_labelled_setting_listed_once():
+    paths = {s.path for s in SETTINGS}
+    assert len(set(FORM_FIELDS)) == len(FORM_FIELDS) and set(FORM_FIELDS) <= paths
+    assert all(setting(name).label for name in FORM_FIELDS)
+
+
+def test_a_control_follows_its_settings_kind_range_label_and_hint():
+    with gr.Blocks():
+        share = control("val_split", 0.2)  # a form range of few steps: a slider
+        epochs = control("epochs", 5.0)  # a wide range: a number box
+        rank = control("lora_rank", 8)
+        weighted = control("class_weighted", False)
+        metric = control("metric", "accuracy")  # fixed choices: a dropdown of exactly those
+        fold = control("val_fold", "auto", choices=[("auto", "auto")])  # choices found at run time
+        length = control("max_length", "auto")
+        mode = control("mode", "full")
+    lo, hi, step = setting("val_split").form
+    assert isinstance(share, gr.Slider) and (share.minimum, share.maximum, share.step) == (lo, hi, step)
+    assert (hi - lo) / step <= SLIDER_STEPS
+    assert isinstance(epochs, gr.Number) and epochs.precision is None and epochs.label == "Epochs"
+    assert isinstance(rank, gr.Number) and rank.precision == 0 and (rank.minimum, rank.maximum) == (1, 256)
+    assert rank.info == setting("lora_rank").info and rank.elem_id == "lora-rank"
+    assert isinstance(weighted, gr.Checkbox) and weighted.label == setting("class_weighted").label
+    assert isinstance(metric, gr.Dropdown) and [v for _, v in metric.choices] == list(setting("metric").choices)
+    assert not metric.allow_custom_value
+    assert isinstance(fold, gr.Dropdown) and fold.allow_custom_value and fold.elem_id == "val-fold"
+    assert isinstance(length, gr.Textbox) and length.value == "auto" and length.elem_id == "max-length"
+    assert isinstance(mode, gr.Radio) and "lora" in [v for _, v in mode.choices]
+
+
+def test_restored_fills_every_field_in_form_order():
+    saved = {name: f"v-{name}" for name in FORM_FIELDS}
+    updates = restored(saved, {"folds": ["1", "2"], "auto_fold": "2"})
+    expected = {**saved, "val_fold": "auto"}  # a fold the dataset lacks falls back to auto
+    assert [u["value"] for u in updates] == [expected[name] for name in FORM_FIELDS]
+    assert updates[FORM_FIELDS.index("val_fold")]["visible"] is True
+
+
+def test_the_apps_training_endpoints_take_the_form_fields_by_name(tmp_path):
+    from astapp.jobs.manager import JobManager
+    from astapp.ui.app import build_app
+
+    manager = JobManager(tmp_path, start=False)
+    api = build_app(manager, hub_online=False).get_api_info()["named_endpoints"]
+    names = {n: [p["parameter_name"] for p in api[n]["parameters"]] for n in
+             ("/start_training", "/training_command", "/start_cv")}
+    assert names["/start_training"] == names["/training_command"] == list(FORM_FIELDS)
+    assert names["/start_cv"] == ["folds", "final", *FORM_FIELDS]
