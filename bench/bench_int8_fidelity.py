@@ -34,7 +34,7 @@ def add_outliers(model: Any, scale: float = 30.0) -> Any:
     import torch
 
     with torch.no_grad():
-        for layer in model.audio_spectrogram_transformer.encoder.layer:
+        for layer in model.audio_spectrogram_transformer.layers:
             for norm in (layer.layernorm_before, layer.layernorm_after):
                 norm.weight[:2] *= scale
     return model
