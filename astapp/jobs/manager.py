@@ -312,6 +312,8 @@ class JobManager:
                 job = self._queue.popleft()
                 self._running = job
                 job.state, job.started, job.message = "running", job.started or time.time(), "Starting..."
+                # with the state, under the lock: a running sliced job always shows its slice
+                job.clock = slicing.SliceClock(job.stop_event, self.slice_seconds) if self.slice_seconds > 0 else None
             try:
                 self._run(job)
             except BaseException as e:  # noqa: BLE001 - the worker must survive anything
@@ -327,7 +329,6 @@ class JobManager:
         """Train through the runner (which records the run folder); keep the in-memory job in step. With
         slices on, a slice whose time ran out queues the next one instead of ending the run."""
         budget = self.slice_seconds
-        job.clock = slicing.SliceClock(job.stop_event, budget) if budget > 0 else None
         stop = job.clock.engine_stop if job.clock is not None else job.stop_event
         train_fn = slicing.gpu_slices(self.train_fn, budget) if budget > 0 else self.train_fn
         try:
