@@ -45,6 +45,7 @@ def test_inspect_reports_and_exit_codes(small_dataset, tmp_path, capsys):
     assert err.startswith("Error: ") and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_train_predict_export(tiny_ast, small_dataset, tmp_path, capsys):
     run = tmp_path / "run"
     code = main(["train", "--data", str(small_dataset), "--model", str(tiny_ast), "--output", str(run),

@@ -314,6 +314,8 @@ class JobManager:
                 job = self._queue.popleft()
                 self._running = job
                 job.state, job.started, job.message = "running", job.started or time.time(), "Starting..."
+                # with the state, under the lock: a running sliced job always shows its slice
+                job.clock = slicing.SliceClock(job.stop_event, self.slice_seconds) if self.slice_seconds > 0 else None
             try:
                 self._run(job)
             except BaseException as e:  # noqa: BLE001 - the worker must survive anything
@@ -329,7 +331,6 @@ class JobManager:
         """Train through the runner (which records the run folder); keep the in-memory job in step. With
         slices on, a slice whose time ran out queues the next one instead of ending the run."""
         budget, sink = self.slice_seconds, (lambda ev: self._on_event(job, ev))
-        job.clock = slicing.SliceClock(job.stop_event, budget) if budget > 0 else None
         try:
             if job.clock is None:
                 result, ended = record.run_job(job.cfg, sink, job.stop_event, train_fn=self.train_fn,

@@ -109,6 +109,7 @@ def cli(capsys):
     return run
 
 
+@pytest.mark.slow
 def test_cli_cv_and_label_issues_find_flipped_labels(tmp_path, cli):
     data = tmp_path / "tones"
     flipped = make_tone_classes(data, per_class=20, flip=0.1, seed=0)
@@ -149,6 +150,7 @@ def test_cli_cv_and_label_issues_find_flipped_labels(tmp_path, cli):
     assert bad.returncode == 2 and "too few for 50-fold" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_cv_in_full_mode_trains_every_fold(tmp_path, tiny_ast):
     from astapp.core.config import TrainConfig
     from astapp.service import cv_run, cv_summary

@@ -233,6 +233,7 @@ def test_signed_in_users_own_their_runs_on_any_browser_and_see_no_one_elses(tmp_
         jm.shutdown(timeout=5)
 
 
+@pytest.mark.slow
 def test_publishing_through_the_app(tmp_path):
     """The Predict tab's card preview and Publish, with a token typed in (off a Space), on the session's own
     run only; the Hub is the stand-in above."""

@@ -56,6 +56,7 @@ def test_numpy_features_equal_the_feature_extractor():
         assert np.abs(ours - ref).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_export_zip_onnx_check_and_torch_free_predict(run, small_dataset, tmp_path, capsys):
     zpath = tmp_path / "m.zip"
     assert main(["export", "--run", str(run), "--output", str(zpath)]) == 0
@@ -167,6 +168,7 @@ def test_demo_page_in_chromium_agrees_with_onnxruntime(run, small_dataset, tmp_p
     assert outside == []  # nothing fetched from the network: it works offline
 
 
+@pytest.mark.slow
 def test_failed_check_keeps_the_transformers_model_and_says_so(run, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(to_onnx, "TOLERANCE", -1.0)  # no ONNX file can pass: the failure path
     (run / "model" / "config.json").touch()  # a "new" model: the cached check does not apply

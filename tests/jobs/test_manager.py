@@ -310,6 +310,7 @@ def test_recover_spares_live_processes_but_not_reused_pids(tmp_path):
         sleeper.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("astapp.training.pipeline") is None, reason="astapp.training.pipeline not written yet")
 @pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
 def test_real_train_stops_and_resumes_through_the_queue(tmp_path, managers, tiny_ast, small_dataset):

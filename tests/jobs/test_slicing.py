@@ -38,6 +38,7 @@ def _slice_lines(run: Path) -> list[str]:
     return [ln for ln in (run / runfolder.LOG).read_text().splitlines() if "queued, resuming from" in ln]
 
 
+@pytest.mark.slow
 def test_a_run_in_slices_ends_like_the_same_run_in_one_go(tmp_path, tiny_ast, small_dataset):
     whole, sliced = JobManager(tmp_path / "whole", slice_seconds=0), None
     try:
@@ -116,6 +117,7 @@ def test_the_slice_budget_comes_from_the_environment(tmp_path, monkeypatch):
     assert slicing.margin(120) == 18.0 and slicing.margin(600) == 30.0
 
 
+@pytest.mark.slow
 def test_early_stopping_counts_on_across_a_resume(tmp_path, tiny_ast, small_dataset):
     """Patience survives a stop (a slice end): evaluations since the best one are kept with the best weights."""
     import threading
@@ -133,6 +135,7 @@ def test_early_stopping_counts_on_across_a_resume(tmp_path, tiny_ast, small_data
     assert resumed.metrics["epochs"] == straight.metrics["epochs"] == 3.0
 
 
+@pytest.mark.slow
 def test_one_step_slices_still_evaluate_every_epoch(tmp_path, tiny_ast, small_dataset):
     """A slice that stops on an epoch's last step evaluates that epoch (the resumed slice starts the next
     one and would never make it up): the best epoch survives even when every slice is a single step."""

@@ -74,6 +74,7 @@ def test_lora_trains_adapters_and_head_and_exports_a_merged_plain_model(tmp_path
                                    rtol=0)
 
 
+@pytest.mark.slow
 def test_lora_stop_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_ast, small_dataset):
     stop = threading.Event()
     run = tmp_path / "run"
@@ -133,6 +134,7 @@ def test_missing_peft_names_the_install_command(tmp_path, tiny_ast, small_datase
     assert json.loads((run / runfolder.STATUS).read_text())["state"] == "failed"
 
 
+@pytest.mark.slow
 def test_cli_lora_run_exports_the_model_and_the_adapter(tmp_path, tiny_ast, small_dataset, capsys):
     import zipfile
 

@@ -184,6 +184,7 @@ def test_astapp_builds_feature_extractors_without_transformers_mel_warning(tmp_p
     assert not [w for w in caught if MEL_WARNING in str(w.message)]
 
 
+@pytest.mark.slow
 def test_the_model_cards_snippet_runs_with_only_transformers_torch_and_soundfile(exported, tmp_path):
     """Issue 11.7: the README inside the model folder gives code that works without ffmpeg (and without
     torchaudio): a 44.1 kHz stereo file is decoded and resampled by the snippet itself."""

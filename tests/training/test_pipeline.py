@@ -116,6 +116,7 @@ def test_augmented_fast_mode_falls_back_and_trains_with_soft_weighted_loss(tmp_p
 
 
 # --- resume and stop ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_stop_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_ast, small_dataset):
     stop = threading.Event()
 
@@ -274,6 +275,7 @@ def test_precision_resolution(monkeypatch):
         tr.resolve_precision("int8", use_cuda=False)
 
 
+@pytest.mark.slow
 def test_cpu_bf16_trains_in_bf16_and_evaluates_in_fp32(tmp_path, tiny_ast, small_dataset):
     """bf16 autocast changes the training numerics, yet metrics.json still describes the fp32 export."""
     runs = {p: tmp_path / p for p in ("fp32", "bf16")}

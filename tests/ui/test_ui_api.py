@@ -94,6 +94,7 @@ def test_bad_upload_gets_a_readable_message(app, tmp_path):
     assert "zip" in msg.lower() and "Traceback" not in msg
 
 
+@pytest.mark.slow
 def test_end_to_end_journey(app, tmp_path):
     url, ckpt, root = app
     client = _client(url)
@@ -201,6 +202,7 @@ def test_end_to_end_journey(app, tmp_path):
     assert (root / "runs").is_dir()
 
 
+@pytest.mark.slow
 def test_folds_are_shown_chosen_and_logged(app, tmp_path):
     """Issue 11.3: the manifest's folds are listed, a chosen fold validates, the run logs its split."""
     from hostile import esc_like_zip
@@ -246,6 +248,7 @@ def test_training_command_names_the_users_file_and_the_servers_copy(app):
     assert from_form.to_dict() == typed_by_hand.to_dict()
 
 
+@pytest.mark.slow
 def test_lora_through_the_app(app):
     """Issue 17: mode lora with its settings from the Train form, to a finished run the API can use."""
     url, ckpt, _ = app
