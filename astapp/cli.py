@@ -1,19 +1,27 @@
-"""`python -m astapp inspect | train | predict | export | push`: the headless interface (benchmarks rely on it).
+"""`python -m astapp inspect | train | cv | label-issues | predict | export | push`: the headless interface
+(benchmarks rely on it).
 
 Every user-facing problem prints one plain sentence on stderr and exits with status 2; a run stopped
 with Ctrl+C (graceful: the current step finishes, a checkpoint and the best model so far are saved)
-exits with 130; a second Ctrl+C aborts. Works under `torchrun` and `accelerate launch` (only rank 0
-prints and writes).
+exits with 130; a second Ctrl+C aborts. `train --time-limit SECONDS` (batch hosts such as SLURM) stops
+the same way at the limit less a safety margin (15 %, at most 30 s), keeps the checkpoint, prints on
+stderr the command that continues the run (the same one with `--resume latest`) and exits with 75
+(EX_TEMPFAIL: run it again). With `ASTAPP_SLICE_SECONDS` set (or on ZeroGPU), `train` runs in slices one
+after another in this process, each resuming the last exactly, as the app's queue does. Works under
+`torchrun` and `accelerate launch` (only rank 0 prints and writes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import shlex
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +34,7 @@ from astapp.core.events import describe, describe_outcome
 
 EXIT_USER_ERROR = 2
 EXIT_STOPPED = 130
+EXIT_TIME_LIMIT = 75  # EX_TEMPFAIL: stopped at --time-limit, resumable; run the printed command to continue
 
 
 def _frames(value: str) -> int | str:
@@ -35,6 +44,17 @@ def _frames(value: str) -> int | str:
         return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError("must be a number of frames or 'auto'") from None
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0 (e.g. 3300 for a one-hour job), "
+                                         f"not {value!r}")
+    return seconds
 
 
 def _json_object(value: str) -> dict[str, Any]:
@@ -89,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", type=Path, help="a config.json to start from (flags override it)")
     _add_settings(tr)
     tr.add_argument("--quiet", action="store_true", help="only print the final summary")
+    # CLI-only, not in SETTINGS: a limit belongs to this process's host, not to the run's recipe (saved
+    # in config.json, it would follow the run into the app's "Continue" and into every resume).
+    tr.add_argument("--time-limit", type=_seconds, metavar="SECONDS",
+                    help="stop (resumable) before this many seconds have passed, print the command that "
+                         f"continues, exit {EXIT_TIME_LIMIT} (batch hosts such as SLURM)")
 
     for name, text in (("cv", "cross-validate: scores per fold, mean and std; also finds label issues"),
                        ("label-issues", "rank the clips whose label looks wrong (out-of-fold, cleanlab)")):
@@ -118,9 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     pu = sub.add_parser("push", help="publish a run's model with a model card to the Hugging Face Hub")
     pu.add_argument("--run", required=True, help="run folder")
     pu.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the model repository")
-    vis = pu.add_mutually_exclusive_group()
-    vis.add_argument("--private", action="store_true", default=True, help="a private repo (the default)")
-    vis.add_argument("--public", action="store_true", help="a public repo")
+    pu.add_argument("--public", action="store_true", help="a public repo (without it: private)")
     pu.add_argument("--license", default="other", help="license id for the card (default: other)")
     pu.add_argument("--dry-run", metavar="OUTDIR", help="write the folder that would be uploaded, upload nothing")
     return p
@@ -153,8 +176,11 @@ def config_from_args(ns: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = _process_start() if argv is None else time.time()  # where a --time-limit counts from
     warnings.filterwarnings("ignore", message="At least one mel filter has all zero values")
-    ns = build_parser().parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    ns = build_parser().parse_args(args)
+    ns.argv, ns.started = args, started
     try:
         return {"inspect": _inspect, "train": _train, "predict": _predict, "export": _export,
                 "push": _push, "cv": _cv, "label-issues": _cv}[ns.command](ns)
@@ -187,16 +213,37 @@ def _train(ns: argparse.Namespace) -> int:
     _quiet_libraries()
     main_rank = launch_rank() == 0
     printer = ProgressPrinter(quiet=getattr(ns, "quiet", False)) if main_rank else None
-    result = _with_printer(service.train_run, cfg, printer)
+    limit = getattr(ns, "time_limit", None)
+    result = _with_printer(service.train_run, cfg, printer, time_limit=limit, started=ns.started)
+    code = EXIT_TIME_LIMIT if result.time_limit_reached else EXIT_STOPPED if result.state == "stopped" else 0
     if main_rank:
         m = result.metrics
         if result.state == "stopped" and not m:
             print("Stopped before training began; nothing was saved.")
             return EXIT_STOPPED
-        print(f"{'Stopped' if result.state == 'stopped' else 'Finished'}: {describe_outcome(m)}, "
+        how = "Stopped at the time limit" if result.time_limit_reached else result.state.capitalize()
+        print(f"{how}: {describe_outcome(m)}, "
               f"{m['train_samples_per_second']:.2f} train samples/s over {m['train_seconds']:.1f} s.")
         print(f"Model: {result.model_dir}\nMetrics: {result.output / 'metrics.json'}")
-    return EXIT_STOPPED if result.state == "stopped" else 0
+        if result.time_limit_reached:
+            print(f"The --time-limit of {limit:g} s was reached; the checkpoint is kept. Continue with:\n"
+                  f"{continue_command(ns.argv)}", file=sys.stderr)
+    return code
+
+
+def continue_command(args: Sequence[str]) -> str:
+    """The same `train` command with `--resume latest` (any --resume given is replaced)."""
+    kept: list[str] = []
+    skip = False
+    for a in args:
+        if skip or a.startswith("--resume="):
+            skip = False
+            continue
+        if a == "--resume":
+            skip = True
+            continue
+        kept.append(a)
+    return shlex.join([sys.executable, "-m", "astapp", *kept, "--resume", "latest"])
 
 
 def _cv(ns: argparse.Namespace) -> int:
@@ -230,6 +277,8 @@ def _cv(ns: argparse.Namespace) -> int:
 def _predict(ns: argparse.Namespace) -> int:
     if ns.onnx:  # onnxruntime and numpy only: torch is never imported
         rows = service.headless.predict_files_onnx(ns.model, ns.files, ns.top_k, int8=ns.int8)
+        if ns.int8 and (caution := service.headless.int8_caution(ns.model)):
+            print(f"Note: {caution} (leave out --int8).", file=sys.stderr)
     else:
         _quiet_libraries()
         rows = service.predict_files(ns.model, ns.files, ns.top_k)
@@ -250,6 +299,19 @@ def _push(ns: argparse.Namespace) -> int:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+def _process_start() -> float:
+    """When this process started (Linux; at most a minute ago), else now: a batch host's time limit
+    counts the interpreter's and the imports' seconds too."""
+    now = time.time()
+    try:
+        ticks = float(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        btime = next(float(ln.split()[1]) for ln in Path("/proc/stat").read_text().splitlines()
+                     if ln.startswith("btime "))
+        return min(now, max(now - 60.0, btime + ticks / os.sysconf("SC_CLK_TCK")))
+    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
+        return now
+
+
 def _quiet_libraries() -> None:
     """No library progress bars or info chatter in our output."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -264,12 +326,12 @@ def _quiet_libraries() -> None:
         pass
 
 
-def _with_printer(run: Any, cfg: TrainConfig, printer: ProgressPrinter | None) -> Any:
-    """`run(cfg, events, stop)` printing progress, with Ctrl+C as a graceful stop."""
+def _with_printer(run: Any, cfg: TrainConfig, printer: ProgressPrinter | None, **kw: Any) -> Any:
+    """`run(cfg, events, stop, **kw)` printing progress, with Ctrl+C as a graceful stop."""
     stop = threading.Event()
     restore = _graceful_sigint(stop, printer)
     try:
-        return run(cfg, events=printer, stop=stop)
+        return run(cfg, events=printer, stop=stop, **kw)
     finally:
         restore()
         if printer:

@@ -58,7 +58,7 @@ def main() -> int:
     clip = write_wav(work / "clip.wav", wav)
 
     predictor = Predictor(export_dir)
-    bare = predictor.model if hasattr(predictor, "model") else model
+    bare = getattr(predictor.backend, "model", model)  # the torch backend's own AST
     bare.eval()
     feats = Fbank(max_length=frames, mean=-4.27, std=4.57)([wav])
 

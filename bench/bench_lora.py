@@ -166,7 +166,7 @@ def write_task(root: Path, kinds: tuple[str, ...], per_class: int, seconds: floa
 
 def train_for(cfg, budget: float | None) -> dict:
     """astapp's engine (recorded like any run), stopped after `budget` seconds of training when given."""
-    from astapp.jobs.record import train
+    from astapp.jobs.record import run_job
 
     stop, started = threading.Event(), {}
 
@@ -177,7 +177,7 @@ def train_for(cfg, budget: float | None) -> dict:
             stop.set()
 
     t0 = time.perf_counter()
-    result = train(cfg, events, stop)
+    result = run_job(cfg, events, stop)
     m = result.metrics
     return {"mode": cfg.mode, "budget_seconds": budget, "epochs_done": m["epochs"], "accuracy": m["accuracy"],
             "f1_macro": m["f1_macro"], "best_epoch": m["best_epoch"], "train_seconds": m["train_seconds"],

@@ -40,7 +40,7 @@ def main() -> int:
     from astapp.core.config import TrainConfig
     from astapp.data.synth import make_multilabel_dataset
     from astapp.evaluation.multilabel import at_thresholds, mean_ap
-    from astapp.jobs.record import train
+    from astapp.jobs.record import run_job
     from astapp.predict.predictor import Predictor
 
     torch.set_num_threads(args.threads)
@@ -52,7 +52,7 @@ def main() -> int:
                                  "epochs": args.epochs, "batch_size": 16, "lr": 5e-4, "max_length": 112,
                                  "seed": 0, "precision": "fp32", "threads": args.threads})
     t0 = time.perf_counter()
-    result = train(cfg)
+    result = run_job(cfg)
     seconds = time.perf_counter() - t0
     m = result.metrics
     pred = Predictor(work / "run" / "model")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Issue 14: one 5-second clip through PyTorch fp32 (`Predictor`), onnxruntime fp32 and onnxruntime int8
-(`OnnxPredictor`, numpy features), side by side in one run on the same clip, model and threads; the
+(`Predictor(backend="onnx")`, numpy features), side by side in one run on the same clip, model and threads; the
 file sizes; the top-1 agreement of the ONNX files with PyTorch over many clips (`astapp.export.to_onnx`'s
 own check). The checkpoint is randomly initialised (no Hub); its head is scaled up so that its
 predictions are not near-ties that any rounding flips (a trained head is similarly decisive).
@@ -61,7 +61,6 @@ def main() -> int:
     from astapp.features.fbank import choose_max_length
     from astapp.model.folder import export_model
     from astapp.model.loading import load_model
-    from astapp.predict.onnx_predictor import OnnxPredictor
     from astapp.predict.predictor import Predictor
 
     torch.set_num_threads(args.threads)
@@ -84,11 +83,11 @@ def main() -> int:
 
     wav = make_signal("chirp", args.seconds, rng=np.random.default_rng(0))
     pt = Predictor(export_dir)
-    o32 = OnnxPredictor(export_dir, threads=args.threads)
-    o8 = OnnxPredictor(export_dir, quantized=True, threads=args.threads)
+    o32 = Predictor(export_dir, backend="onnx", threads=args.threads)
+    o8 = Predictor(export_dir, backend="onnx", quantized=True, threads=args.threads)
     pt_ms = median_ms(lambda: pt.predict(wav, top_k=5), args.repeats)
-    o32_ms = median_ms(lambda: o32.probs(wav), args.repeats)
-    o8_ms = median_ms(lambda: o8.probs(wav), args.repeats)
+    o32_ms = median_ms(lambda: o32.predict(wav, top_k=5), args.repeats)
+    o8_ms = median_ms(lambda: o8.predict(wav, top_k=5), args.repeats)
     weights_mb = (export_dir / "model.safetensors").stat().st_size / 1e6
     result = {
         "benchmark": "onnx", "model": args.size, "clip_seconds": args.seconds, "max_length": frames,

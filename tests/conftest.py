@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -33,6 +34,21 @@ def build_tiny_ast(path: Path, max_length: int = 128, num_labels: int = 2, seed:
     return Path(path)
 
 
+@pytest.fixture(autouse=True)
+def _transformers_verbosity_restored():
+    """The in-process CLI quiets transformers for its process (as it should for a user); a later test that
+    reads transformers' warnings must not depend on which tests ran before it (test order follows folders)."""
+    import sys
+
+    hf = sys.modules.get("transformers.utils.logging")
+    level = hf.get_verbosity() if hf else None
+    yield
+    hf = sys.modules.get("transformers.utils.logging")
+    if hf is not None:
+        hf.set_verbosity(level if level is not None else hf.WARNING)
+        hf.enable_progress_bar()
+
+
 @pytest.fixture(scope="session")
 def tiny_ast(tmp_path_factory) -> Path:
     """A tiny AST checkpoint folder (max_length 128 frames) loadable with from_pretrained."""
@@ -45,3 +61,41 @@ def small_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data") / "sounds"
     make_class_folders(root, n_classes=3, per_class=8, seconds=1.0, seed=1)
     return root
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every real-browser journey is also `slow` (Chromium start-up plus a whole page journey), so the fast
+    lane `pytest -m "not slow"` leaves them out without each file having to say so twice."""
+    for item in items:
+        if item.get_closest_marker("browser") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
+
+
+
+def _freeze_the_heap() -> None:
+    """Collect what is garbage now, then freeze what survives out of the garbage collector's sight.
+
+    Every training run pays full collections (`astapp.jobs.record.release_memory` after each job, and
+    accelerate's `free_memory` at the start of every `Trainer.train`), and a full collection walks every
+    tracked object: what importing torch, transformers, gradio and datasets leaves (over half a million
+    objects, about 0.3 s of CPU per collection, seconds of wall time on a loaded machine) plus whatever the
+    session has built up since. A run trained in slices pays that twice per slice, inside the slice's time
+    budget, which left slices one step long and made tests/jobs/test_slicing.py 15 times slower inside the
+    whole suite than alone. Frozen objects are still freed when their last reference goes (only reference
+    cycles among them are never collected), so freezing the long-lived heap changes no test's behaviour.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The test modules are imported (and with them the whole stack): freeze that before any test runs."""
+    _freeze_the_heap()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """After a test module's last test (its module fixtures are gone), freeze what the module imported lazily."""
+    yield
+    if nextitem is None or getattr(nextitem, "module", None) is not getattr(item, "module", None):
+        _freeze_the_heap()

@@ -209,6 +209,7 @@ def test_status_config_meta_and_log_have_one_writer() -> None:
     assert spelled <= {RUN_FILE_NAMES}, f"run file names spelled outside {RUN_FILE_NAMES}: {spelled}"
 
 
+@pytest.mark.slow
 def test_the_app_is_built_without_loading_torch(tmp_path) -> None:
     code = ("import os, sys; os.environ['GRADIO_ANALYTICS_ENABLED'] = 'False'\n"
             "from astapp.jobs.manager import JobManager\nfrom astapp.ui.app import build_app\n"

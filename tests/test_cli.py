@@ -45,6 +45,7 @@ def test_inspect_reports_and_exit_codes(small_dataset, tmp_path, capsys):
     assert err.startswith("Error: ") and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_train_predict_export(tiny_ast, small_dataset, tmp_path, capsys):
     run = tmp_path / "run"
     code = main(["train", "--data", str(small_dataset), "--model", str(tiny_ast), "--output", str(run),
@@ -137,3 +138,11 @@ def test_progress_printer_plain_lines():
     assert s.text.splitlines() == ["[model] Loading", "step 2/4, epoch 0.50, loss 0.2500, lr 1.00e-04, eta 3s",
                                    "epoch 1.00: accuracy 0.5000, f1_macro 0.4000, loss 0.9000"]
 
+
+
+def test_predict_with_a_missing_model_gives_prediction_advice(tmp_path, capsys):
+    for extra in ([], ["--onnx"]):
+        assert main(["predict", *extra, "--model", str(tmp_path / "nope"), str(tmp_path / "x.wav")]) == 2
+        err = capsys.readouterr().err
+        assert "does not exist" in err and "run folder" in err and "exported model" in err
+        assert "scratch:small" not in err and "Hub id" not in err and "Traceback" not in err

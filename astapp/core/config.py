@@ -24,6 +24,7 @@ DEFAULT_MODEL = "MIT/ast-finetuned-audioset-10-10-0.4593"
 SAMPLE_RATE = 16_000
 NUM_MEL_BINS = 128
 MAX_FRAMES = 1024  # the pretrained checkpoints' input length (10.24 s)
+AUDIOSET_MEAN, AUDIOSET_STD = -4.2677393, 4.5689974  # the pretrained checkpoints' feature statistics
 MIN_LENGTH, MAX_LENGTH = 16, 4096  # input lengths (frames) a model can be adapted to
 SCRATCH_SIZES = ("tiny", "small", "base")
 MODES = ("full", "frozen", "lora")  # plus "last-N", e.g. "last-2"
@@ -285,10 +286,6 @@ class TrainConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     int8_pass: bool = True  # frozen/last-N pass in int8 where bf16 is not native and it is faithful (BENCHMARKS §12)
-
-    def last_n(self) -> int | None:
-        """N for mode "last-N", else None."""
-        return _last_n(self.mode) if isinstance(self.mode, str) else None
 
     def validate(self) -> list[str]:
         """Every problem with the settings as plain sentences; empty when the config is usable."""

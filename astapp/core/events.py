@@ -1,18 +1,18 @@
 """Live training events: one small dict per happening, sent to any number of sinks, and their words.
 
-Every event has `type` ("stage" | "log" | "eval" | "done" | "error" | "warning") and `time` (epoch
-seconds). The run folder's `history.jsonl` (JsonlSink) is the durable record the UI re-reads after a
-restart; QueueSink feeds a live UI thread; the CLI prints them. A broken sink never stops training.
+Every event has `type` ("stage" | "log" | "eval" | "done" | "error" | "warning" | "slice") and `time`
+(epoch seconds); a "slice" event marks where training in slices (or a time limit) cut the run, to be
+resumed. The run folder's `history.jsonl` (JsonlSink) is the durable record the UI re-reads after a
+restart; the job manager keeps a job's recent ones for the live Train tab
+(`astapp.jobs.job.Job.add_event`); the CLI prints them. A broken sink never stops training.
 `describe(event)` is the one line an event becomes in log.txt, on the terminal and in the Train tab.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -63,29 +63,6 @@ class JsonlSink:
             self._file.close()
 
 
-class QueueSink:
-    """Thread-safe buffer a UI thread drains with `drain()`; bounded so a stalled reader can't grow memory."""
-
-    def __init__(self, maxsize: int = 10_000):
-        self.queue: queue.Queue[dict] = queue.Queue(maxsize=maxsize)
-
-    def __call__(self, event: dict) -> None:
-        try:
-            self.queue.put_nowait(dict(event))
-        except queue.Full:  # drop the oldest, keep the newest
-            with contextlib.suppress(queue.Empty):
-                self.queue.get_nowait()
-            self.queue.put_nowait(dict(event))
-
-    def drain(self) -> list[dict]:
-        out: list[dict] = []
-        while True:
-            try:
-                out.append(self.queue.get_nowait())
-            except queue.Empty:
-                return out
-
-
 def fanout(*sinks: EventSink | None) -> EventSink:
     """One sink that forwards to each given sink; a failing sink is logged and skipped."""
     active = [s for s in sinks if s is not None]
@@ -121,6 +98,11 @@ def describe(ev: dict[str, Any]) -> str | None:
             if _num(ev, key) is not None:
                 parts.append(fmt.format(_num(ev, key)))
         return ", ".join(parts)
+    if kind == "slice":
+        where = ev.get("checkpoint") or "the start"
+        if ev.get("reason") == "time limit":
+            return f"Time limit ({_num(ev, 'seconds') or 0:g} s) reached: stopped, resumable from {where}."
+        return f"Slice {ev.get('slice')} used its {_num(ev, 'seconds') or 0:g} s; the next resumes from {where}."
     if kind == "eval":
         shown = ", ".join(f"{k} {_num(ev, k):.4f}" for k in ("map", "accuracy", "f1_macro", "loss")
                           if _num(ev, k) is not None)

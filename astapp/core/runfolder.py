@@ -4,7 +4,8 @@
     <run>/config.json     TrainConfig.to_dict()                 RunRecord (submitted, then resolved)
     <run>/meta.json       {id, name, owner, created}            RunRecord (once, when the run is created)
     <run>/log.txt         "HH:MM:SS line" per line              RunRecord (event lines, captured logs)
-    <run>/history.jsonl   one event per line                    the engine (astapp.training.pipeline, JsonlSink)
+    <run>/history.jsonl   one event per line                    the engine (astapp.training.pipeline, JsonlSink);
+                                                                a slice's end: astapp.jobs.slicing (between slices)
     <run>/metrics.json    final validation metrics              the engine
     <run>/report.json     the dataset's ValidationReport        the engine
     <run>/model/          the exported model (complete only)    the engine (export_model, atomic)
@@ -58,6 +59,7 @@ class RunResult:
     resumed_from: str | None = None
     model: Any = field(default=None, repr=False)  # the trained ASTForAudioClassification (best weights)
     config: Any = None  # the TrainConfig with what "auto" resolved to (input length), for config.json
+    time_limit_reached: bool = False  # stopped at the CLI's --time-limit (astapp.jobs.slicing), resumable
 
 
 def read_json(path: Path) -> dict[str, Any]:

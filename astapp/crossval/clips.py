@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from astapp.core.config import TrainConfig
-from astapp.evaluation.metrics import scalar_metrics, softmax
+from astapp.evaluation.metrics import scalar_metrics
 
 
 @dataclasses.dataclass
@@ -120,6 +120,3 @@ def embeddings_key(cfg: TrainConfig, feature_key: str, precision: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def softmax_np(logits: np.ndarray) -> np.ndarray:
-    """Probabilities in float64 (fold scores and out-of-fold averages are summed over many clips)."""
-    return softmax(np.asarray(logits, dtype=np.float64))

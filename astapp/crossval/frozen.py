@@ -12,17 +12,19 @@ import torch
 
 from astapp.core import runfolder
 from astapp.core.config import TrainConfig
+from astapp.core.scores import softmax
 from astapp.crossval.clips import (
     Clips,
     embeddings_key,
     fit_head,
     fold_scores,
     per_clip,
-    softmax_np,
     summarise,
 )
 from astapp.data.folds import FoldPlan
 from astapp.training.stages import Stages
+
+BACKBONE_SHARE = 0.9  # of a frozen CV run's time: the head fits after the pass take seconds
 
 
 def _rows_of(clip_of_row: np.ndarray, clips: list[int]) -> np.ndarray:
@@ -31,7 +33,7 @@ def _rows_of(clip_of_row: np.ndarray, clips: list[int]) -> np.ndarray:
 
 @torch.no_grad()
 def _probs(head: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    return softmax_np(head(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy())
+    return softmax(head(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy())
 
 
 def frozen_cv(cfg: TrainConfig, stages: Stages, clips: Clips, plan: FoldPlan) -> dict[str, Any]:
@@ -66,7 +68,7 @@ def frozen_cv(cfg: TrainConfig, stages: Stages, clips: Clips, plan: FoldPlan) ->
     t0 = time.time()
     emb_rows = _cached(path, len(feats), model.config.hidden_size)
     if emb_rows is None:
-        report = stages.progress("features")
+        report = stages.progress("features", span=(0.0, BACKBONE_SHARE))
         model.to(device).eval()
         emb_rows = compute_cache(frozen_part(model, 0), ArrayDataset(feats, [0] * len(feats)),
                                  (model.config.hidden_size,), path, device,

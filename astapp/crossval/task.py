@@ -33,7 +33,7 @@ from astapp.core.events import EventSink, make_event
 from astapp.core.fsutil import atomic_write_text
 from astapp.core.runfolder import RunResult
 from astapp.crossval.clips import Clips, load_clips, summarise
-from astapp.training.stages import Stages, Stopped
+from astapp.training.stages import Stages, Stopped, within
 
 
 def run_cv(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Event | None = None) -> RunResult:
@@ -114,8 +114,9 @@ class _CV:
         self.emit(make_event("done", state="finished", metrics=metrics))
         return RunResult(self.run, "finished", metrics, final, config=self.cfg)
 
-    def subrun(self, name: str, val_fold: str) -> RunResult:
-        """One fold as a real training into folds/<name>/ (the engine's files; no status: not a run of its own)."""
+    def subrun(self, name: str, val_fold: str, span: tuple[float, float] | None = None) -> RunResult:
+        """One fold as a real training into folds/<name>/ (the engine's files; no status: not a run of its own).
+        Its training progress is `span` of the whole CV run's."""
         from astapp.training.pipeline import train
 
         folder = self.run / "folds" / name
@@ -125,7 +126,8 @@ class _CV:
 
         def relay(ev: dict[str, Any]) -> None:
             if ev.get("type") in ("log", "eval"):
-                self.emit({**ev, "fold": name})
+                scaled = {"progress": within(span, float(ev["progress"]))} if "progress" in ev else {}
+                self.emit({**ev, "fold": name, **scaled})
             elif ev.get("type") == "stage" and ev.get("stage") == "training":
                 self.emit(make_event("stage", stage="training", message=f"Fold {name}: {ev.get('message')}"))
 

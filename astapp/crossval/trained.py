@@ -10,9 +10,12 @@ import torch
 
 from astapp.core.config import TrainConfig
 from astapp.core.runfolder import RunResult
-from astapp.crossval.clips import Clips, fold_scores, per_clip, softmax_np
+from astapp.core.scores import softmax
+from astapp.crossval.clips import Clips, fold_scores, per_clip
 from astapp.data.folds import FoldPlan
-from astapp.training.stages import Stages
+from astapp.training.stages import Stages, within
+
+FOLDS_SHARE = 0.8  # of a CV run with a final model: the folds' trainings; the final model takes the rest
 
 
 @torch.no_grad()
@@ -31,14 +34,14 @@ def forward_rows(model: Any, rows: Any, max_length: int, mean: float, std: float
                          for i in range(start, min(len(feats), start + batch_size))])
         pooled = base(x).pooler_output
         embs.append(pooled.numpy())
-        probs.append(softmax_np(model.classifier(pooled).numpy()))
+        probs.append(softmax(model.classifier(pooled).numpy()))
     hidden = model.config.hidden_size
     return (np.concatenate(embs) if embs else np.zeros((0, hidden), np.float32),
             np.concatenate(probs) if probs else np.zeros((0, model.config.num_labels)))
 
 
 def trained_cv(cfg: TrainConfig, stages: Stages, clips: Clips, plan: FoldPlan,
-               subrun: Callable[[str, str], RunResult]) -> dict[str, Any]:
+               subrun: Callable[[str, str, tuple[float, float]], RunResult]) -> dict[str, Any]:
     import dataclasses
 
     from astapp.training.pipeline import cache_root, train
@@ -52,7 +55,8 @@ def trained_cv(cfg: TrainConfig, stages: Stages, clips: Clips, plan: FoldPlan,
     last: Any = None
     for f, name in enumerate(plan.names):
         stages.stage("training", f"Fold {name} of {k}: training ({cfg.mode})")
-        res = subrun(name, name if manifest else f"cv:{f + 1}/{k}")
+        share = FOLDS_SHARE if cfg.cv_final else 1.0  # the final model's training takes the rest
+        res = subrun(name, name if manifest else f"cv:{f + 1}/{k}", (share * f / k, share * (f + 1) / k))
         _, val = plan.split(f)
         rows = np.flatnonzero(np.isin(clips.clip_of_row, np.asarray(val)))
         m = res.metrics
@@ -67,8 +71,12 @@ def trained_cv(cfg: TrainConfig, stages: Stages, clips: Clips, plan: FoldPlan,
     out: dict[str, Any] = {"oof": oof, "folds": folds}
     if cfg.cv_final:
         stages.stage("training", "Training the final model (the usual validation split picks its best epoch)")
-        final = train(dataclasses.replace(cfg, task="train", cv_final=False, resume=""),
-                      lambda ev: stages.emit(ev) if ev.get("type") in ("log", "eval", "warning") else None, stages.stop)
+        def relay(ev: dict[str, Any]) -> None:
+            if ev.get("type") in ("log", "eval", "warning"):
+                scaled = {"progress": within((FOLDS_SHARE, 1.0), float(ev["progress"]))} if "progress" in ev else {}
+                stages.emit({**ev, **scaled})
+
+        final = train(dataclasses.replace(cfg, task="train", cv_final=False, resume=""), relay, stages.stop)
         model, source, m = final.model, "the final model", final.metrics
         out["final"] = final.model_dir
     else:

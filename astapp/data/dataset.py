@@ -35,7 +35,7 @@ from astapp.data.folds import (  # noqa: F401 - API
 from astapp.data.ingest import Item, Listing, rel_path, resolve, scan
 from astapp.data.ingest import labels as multilabels
 from astapp.data.ingest.labels import summary as label_summary
-from astapp.data.report import ClipStat, ValidationReport, build_report
+from astapp.data.report import ClipStat, UntrainableDatasetError, ValidationReport, build_report
 
 Progress = Callable[[float, str], None]
 CACHE_VERSION = 2
@@ -226,12 +226,11 @@ def _load_cached(cache: Path, root: Path) -> DatasetBundle:
 def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioConfig | None = None,
                   val_split: float = 0.2, seed: int = 0, limits: IngestLimits | None = None,
                   progress: Progress | None = None, val_fold: str = "", multi_label: bool = False) -> DatasetBundle:
-    """Decode, validate and split a source into a DatasetDict; raises DatasetError if not trainable.
+    """Decode, validate and split a source into a DatasetDict; raises DatasetError if not trainable
+    (`UntrainableDatasetError`, with the report, when the report has blocking errors).
 
     Multi-label (detected from the manifest, or `multi_label`): the classes are the single labels and
     the bundle's `targets` hold each row's 0/1 labels."""
-    from datasets.arrow_writer import ArrowWriter
-
     cfg = audio_cfg or AudioConfig()
     workspace = Path(workspace)
     if progress:
@@ -242,84 +241,32 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
     multi = listing.label_mode == "multi"
     cache_root = workspace / "datasets"
     cache = cache_root / _cache_key(listing, cfg, val_split, seed, val_fold)
-    if (cache / SPLIT_FILE).is_file() and (cache / "data.arrow").is_file():
-        try:
-            bundle = _load_cached(cache, listing.root)
-            bundle.noise = list(listing.noise)
-            if progress:
-                progress(1.0, "Reused the decoded dataset from the cache")
-            return bundle
-        except (OSError, ValueError, KeyError):
-            shutil.rmtree(cache, ignore_errors=True)
+    reused = _reuse_cached(cache, listing, progress)
+    if reused is not None:
+        return reused
 
     labels = sorted({lab for i in listing.items for lab in i.labels} if multi else {i.label for i in listing.items})
-    label_id = {lab: i for i, lab in enumerate(labels)}
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_root))
     try:
-        n_max = int(round(cfg.max_seconds * cfg.sample_rate))
-        batch = max(8, int((64 << 20) // max(n_max * 4, 1)))  # ~64 MB of audio per Arrow batch
-        writer = ArrowWriter(features=_features(labels or ["_"]), path=str(tmp / "data.arrow"),
-                             writer_batch_size=batch)
-        stats: list[ClipStat] = []
-        failures: list[dict[str, str]] = []
-        rows_of_file: list[list[int]] = []
-        hot_rows: list[list[int]] = []
-        file_sets: list[tuple[str, ...]] = []
-        file_labels: list[str] = []
-        file_folds: list[str | None] = []
-        file_paths: list[str] = []
-        folds: Counter = Counter()
-        row = 0
-        try:
-            for d in _decode_all(listing, cfg, progress and (lambda f, m: progress(0.9 * f, m))):
-                if d.stat is None or d.wav is None:
-                    failures.append({"path": d.rel, "reason": d.reason or "could not decode"})
-                    continue
-                stats.append(d.stat)
-                if d.item.fold is not None:
-                    folds[d.item.fold] += 1
-                rows = []
-                for w in to_windows(d.wav, cfg):
-                    ids = [label_id[lab] for lab in d.item.labels] if multi else [label_id[d.item.label]]
-                    writer.write({"audio": w, "label": ids[0] if ids else 0, "path": d.rel,
-                                  "duration": len(w) / cfg.sample_rate})
-                    hot_rows.append(ids)
-                    rows.append(row)
-                    row += 1
-                rows_of_file.append(rows)
-                file_labels.append(d.item.label)
-                file_sets.append(d.item.labels)
-                file_folds.append(d.item.fold)
-                file_paths.append(d.rel)
-        finally:
-            writer.finalize()
-            writer.close()
-        report = _make_report(listing, stats, failures, cfg, folds)
-        train_f, val_f, how = split_files(file_labels, file_folds, val_split, seed, val_fold,
-                                            file_paths)
+        files = _write_arrow(listing, cfg, labels, tmp / "data.arrow",
+                             progress and (lambda f, m: progress(0.9 * f, m)))
+        report = _make_report(listing, files.stats, files.failures, cfg, files.folds)
+        train_f, val_f, how = split_files(files.labels, files.folds_of, val_split, seed, val_fold, files.paths)
         if not multi:
-            _check_split(report, file_labels, train_f, val_f, how)
+            _check_split(report, files.labels, train_f, val_f, how)
         elif report.trainable:
-            multilabels.check_split(report.errors, report.warnings, [file_sets[i] for i in train_f],
-                                    [file_sets[i] for i in val_f], how)
+            multilabels.check_split(report.errors, report.warnings, [files.label_sets[i] for i in train_f],
+                                    [files.label_sets[i] for i in val_f], how)
         if not report.trainable:
-            err = DatasetError(" ".join(report.errors))
-            err.report = report  # type: ignore[attr-defined]  # the UI shows the full report
-            raise err
-        train_rows = [r for i in train_f for r in rows_of_file[i]]
-        val_rows = [r for i in val_f for r in rows_of_file[i]]
+            raise UntrainableDatasetError(report)
+        train_rows = [r for i in train_f for r in files.rows[i]]
+        val_rows = [r for i in val_f for r in files.rows[i]]
         meta = {"labels": labels, "train_rows": train_rows, "val_rows": val_rows, "split": how,
-                "report": report.to_dict(), "file_folds": dict(zip(file_paths, file_folds, strict=True)),
-                **({"multi_hot": hot_rows} if multi else {})}
+                "report": report.to_dict(), "file_folds": dict(zip(files.paths, files.folds_of, strict=True)),
+                **({"multi_hot": files.hot_rows} if multi else {})}
         atomic_write_text(tmp / SPLIT_FILE, json.dumps(meta, ensure_ascii=False))
-        shutil.rmtree(cache, ignore_errors=True)
-        try:
-            os.replace(tmp, cache)
-        except OSError:  # another job built the same cache at the same moment: use theirs
-            if not (cache / SPLIT_FILE).is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        _publish(tmp, cache)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if user_error(exc, cache_root) is not None:
@@ -334,6 +281,86 @@ def build_dataset(source: str | Path, workspace: str | Path, audio_cfg: AudioCon
     bundle = _load_cached(cache, listing.root)
     bundle.noise = list(listing.noise)
     return bundle
+
+
+def _reuse_cached(cache: Path, listing: Listing, progress: Progress | None) -> DatasetBundle | None:
+    """The bundle an earlier build of the same source and settings left in `cache`, or None (a broken one
+    is removed)."""
+    if (cache / SPLIT_FILE).is_file() and (cache / "data.arrow").is_file():
+        try:
+            bundle = _load_cached(cache, listing.root)
+            bundle.noise = list(listing.noise)
+            if progress:
+                progress(1.0, "Reused the decoded dataset from the cache")
+            return bundle
+        except (OSError, ValueError, KeyError):
+            shutil.rmtree(cache, ignore_errors=True)
+    return None
+
+
+@dataclass
+class _Files:
+    """What streaming the decoded files into Arrow found; the per-file lists are in decoding order."""
+
+    stats: list[ClipStat] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)  # {path, reason} of undecodable files
+    folds: Counter = field(default_factory=Counter)  # clips per manifest fold
+    rows: list[list[int]] = field(default_factory=list)  # each file's Arrow rows (its windows)
+    labels: list[str] = field(default_factory=list)
+    label_sets: list[tuple[str, ...]] = field(default_factory=list)
+    folds_of: list[str | None] = field(default_factory=list)  # each file's manifest fold
+    paths: list[str] = field(default_factory=list)
+    hot_rows: list[list[int]] = field(default_factory=list)  # each row's label ids
+
+
+def _write_arrow(listing: Listing, cfg: AudioConfig, labels: list[str], path: Path,
+                 progress: Progress | None) -> _Files:
+    """Decode every file and stream its windows into the Arrow file at `path` (memory stays flat)."""
+    from datasets.arrow_writer import ArrowWriter
+
+    multi = listing.label_mode == "multi"
+    label_id = {lab: i for i, lab in enumerate(labels)}
+    n_max = int(round(cfg.max_seconds * cfg.sample_rate))
+    batch = max(8, int((64 << 20) // max(n_max * 4, 1)))  # ~64 MB of audio per Arrow batch
+    writer = ArrowWriter(features=_features(labels or ["_"]), path=str(path), writer_batch_size=batch)
+    files = _Files()
+    row = 0
+    try:
+        for d in _decode_all(listing, cfg, progress):
+            if d.stat is None or d.wav is None:
+                files.failures.append({"path": d.rel, "reason": d.reason or "could not decode"})
+                continue
+            files.stats.append(d.stat)
+            if d.item.fold is not None:
+                files.folds[d.item.fold] += 1
+            rows = []
+            for w in to_windows(d.wav, cfg):
+                ids = [label_id[lab] for lab in d.item.labels] if multi else [label_id[d.item.label]]
+                writer.write({"audio": w, "label": ids[0] if ids else 0, "path": d.rel,
+                              "duration": len(w) / cfg.sample_rate})
+                files.hot_rows.append(ids)
+                rows.append(row)
+                row += 1
+            files.rows.append(rows)
+            files.labels.append(d.item.label)
+            files.label_sets.append(d.item.labels)
+            files.folds_of.append(d.item.fold)
+            files.paths.append(d.rel)
+    finally:
+        writer.finalize()
+        writer.close()
+    return files
+
+
+def _publish(tmp: Path, cache: Path) -> None:
+    """Move the finished build into place; another job that built the same cache at the same moment wins."""
+    shutil.rmtree(cache, ignore_errors=True)
+    try:
+        os.replace(tmp, cache)
+    except OSError:  # another job built the same cache at the same moment: use theirs
+        if not (cache / SPLIT_FILE).is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _check_split(report: ValidationReport, labels: list[str], train: list[int], val: list[int], how: str) -> None:

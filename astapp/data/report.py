@@ -13,9 +13,19 @@ from typing import Any
 import numpy as np
 
 from astapp.core.config import AudioConfig
+from astapp.core.errors import DatasetError
 
 SILENT_PEAK = 1e-4  # below -80 dBFS everywhere counts as silent
 IMBALANCE_RATIO = 5.0
+
+
+class UntrainableDatasetError(DatasetError):
+    """The dataset has blocking problems: the message is the report's errors and `report` the whole
+    validation report, for a caller that shows more than the sentence."""
+
+    def __init__(self, report: ValidationReport):
+        super().__init__(" ".join(report.errors))
+        self.report = report
 
 
 @dataclass

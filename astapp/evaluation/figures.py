@@ -100,6 +100,16 @@ def embedding_map(xy: Sequence[Sequence[float]], labels: Sequence[str], marks: S
     label suspects as crosses, the selected clip circled. The axes fill the image, so a click at pixel
     (px, py) is the map point (`map_point`)."""
     import numpy as np
+
+    fig = map_figure(xy, labels, marks, selected, size)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def map_figure(xy: Sequence[Sequence[float]], labels: Sequence[str], marks: Sequence[str],
+               selected: int | None = None, size: int = 640) -> Any:
+    """The figure `embedding_map` renders (its legend where it covers the fewest dots)."""
+    import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -123,10 +133,9 @@ def embedding_map(xy: Sequence[Sequence[float]], labels: Sequence[str], marks: S
         ax.scatter(pts[suspect, 0], pts[suspect, 1], s=70, c="black", marker="x", linewidths=1.5)
     if selected is not None and 0 <= selected < len(pts):
         ax.scatter([pts[selected, 0]], [pts[selected, 1]], s=260, facecolors="none", edgecolors=ACCENT, linewidths=3)
-    if len(names) <= 12:
-        ax.legend(loc="upper right", fontsize=8, framealpha=0.8, markerscale=1.2)
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    if len(names) <= 12:  # where it covers the fewest dots (a fixed corner hid clips one could click)
+        ax.legend(loc="best", fontsize=8, framealpha=0.6, markerscale=1.2)
+    return fig
 
 
 def map_point(px: float, py: float, width: int, height: int) -> tuple[float, float]:

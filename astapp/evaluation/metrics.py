@@ -44,14 +44,6 @@ def classification_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[
     return out
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (stable)."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def make_compute_metrics(num_labels: int):
     """A `Trainer(compute_metrics=...)` function returning the scalar metrics."""
 

@@ -16,13 +16,11 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import average_precision_score, precision_recall_curve, precision_recall_fscore_support
 
+from astapp.core.scores import sigmoid
+
 PROBLEM_TYPE = "multi_label_classification"
 DEFAULT_THRESHOLD = 0.5
 CURVE_POINTS = 50  # points kept per precision/recall curve in metrics.json
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
 
 
 def bce_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ import numpy as np
 from astapp.core.errors import AccessError, AstappError, UploadError
 from astapp.core.paths import inside
 from astapp.core.runfolder import CONFIG, METRICS, MODEL, read_json
-from astapp.predict.onnx_predictor import ONNX_DIR
+from astapp.predict.onnx_backend import ONNX_DIR
 
 MAX_CLIPS = 64  # validation clips the ONNX check runs at most (bounds the export time of a big model)
 DEMO = "demo.html"

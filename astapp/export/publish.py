@@ -193,6 +193,11 @@ def prepare(run: Path, repo_id: str, out_dir: Path, license: str = "other") -> P
     return out_dir
 
 
+HUB_OFFLINE = ("Could not reach the Hugging Face Hub from this machine, so nothing was published. The model is "
+               "safe in its run folder: download it as a zip from the Predict tab (or `python3 -m astapp export`), "
+               "or publish again when the machine is online.")
+
+
 def _hub_problem(exc: BaseException, repo_id: str) -> PublishError:
     """The user's sentence for an error from the Hub."""
     status = getattr(getattr(exc, "response", None), "status_code", None)
@@ -203,11 +208,13 @@ def _hub_problem(exc: BaseException, repo_id: str) -> PublishError:
         return PublishError(f"The Hub refused to write {repo_id} (403): the name belongs to another account, or the "
                             "token may not write there. Use a repo under your own name or an organisation you can "
                             "write to, with a token that has write access.")
-    from astapp.core.errors import user_error
+    from astapp.core.errors import HUB_UNREACHABLE, user_error
 
     known = user_error(exc)
+    if known is not None and str(known) == HUB_UNREACHABLE:  # that sentence's advice is for training
+        return PublishError(HUB_OFFLINE)
     if known is not None:
-        return PublishError(f"Could not reach the Hugging Face Hub: {known}")
+        return PublishError(f"Could not publish to the Hugging Face Hub: {known}")
     return PublishError(f"The Hub answered with an error ({type(exc).__name__}: {str(exc)[:200]}); try again in a "
                         "moment.")
 

@@ -24,7 +24,9 @@ import numpy as np
 
 from astapp.core.errors import ModelLoadError
 from astapp.core.fsutil import atomic_dir
-from astapp.predict.onnx_predictor import FP32, INT8, ONNX_DIR, OnnxPredictor, softmax
+from astapp.core.scores import softmax
+from astapp.predict.onnx_backend import FP32, INT8, ONNX_DIR, OnnxBackend
+from astapp.predict.predictor import Predictor
 
 CHECK = "check.json"  # onnx/check.json: the validation numbers (or why the export failed)
 PACKAGES = "pip install onnx==1.23.2 onnxruntime==1.32.0 onnxscript==0.7.2"
@@ -85,14 +87,28 @@ def _quantize(src: Path, dst: Path) -> None:
         root.setLevel(level)
 
 
-def _clip_probs(runner: Any, clips: Sequence[np.ndarray], logits_fn: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(per-window probabilities, per-clip mean probabilities) with the predictor's windows."""
-    feats, owner = [], []
+def _batched(fn: Any, x: np.ndarray, size: int = 16) -> np.ndarray:
+    return np.concatenate([np.asarray(fn(x[b:b + size])) for b in range(0, len(x), size)])
+
+
+def _onnx(folder: Path, quantized: bool = False) -> tuple[Predictor, OnnxBackend]:
+    runner = Predictor(folder, backend="onnx", quantized=quantized)
+    assert isinstance(runner.backend, OnnxBackend)
+    return runner, runner.backend
+
+
+def _clip_probs(onnx: tuple[Predictor, OnnxBackend], clips: Sequence[np.ndarray],
+                logits_fn: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(per-window probabilities, per-clip mean probabilities) with the predictor's windows, the ONNX
+    backend's numpy features going through `logits_fn` (onnxruntime, or PyTorch on the same features),
+    so the check compares the two models and nothing else."""
+    runner, backend = onnx
+    windows, owner = [], []
     for ci, wav in enumerate(clips):
         for s in runner.window_starts(len(wav)):
-            feats.append(runner.features(wav[s:s + runner.window]))
+            windows.append(wav[s:s + runner.window_samples])
             owner.append(ci)
-    win = softmax(np.asarray(logits_fn(np.stack(feats)), dtype=np.float64))
+    win = softmax(_batched(logits_fn, backend.features(windows)))
     owner_a = np.asarray(owner)
     per_clip = np.stack([win[owner_a == ci].mean(axis=0) for ci in range(len(clips))])
     return win, per_clip
@@ -105,19 +121,18 @@ def validate(folder: Path, model: Any, clips: Sequence[np.ndarray], truth: Seque
 
     def torch_logits(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return np.concatenate([model(input_values=torch.from_numpy(x[b:b + 16])).logits.numpy()
-                                   for b in range(0, len(x), 16)])
+            return model(input_values=torch.from_numpy(x)).logits.numpy()
 
-    fp32 = OnnxPredictor(folder)
+    fp32 = _onnx(folder)
     ref_win, ref = _clip_probs(fp32, clips, torch_logits)
     out: dict[str, Any] = {"clips": len(clips), "windows": len(ref_win), "tolerance": tol}
     top_ref = ref.argmax(1)
     y = np.asarray(truth) if truth is not None else None
     out["pytorch_accuracy"] = None if y is None else float((top_ref == y).mean())
     for key, quantized in (("fp32", False), ("int8", True)):
-        runner = fp32 if not quantized else OnnxPredictor(folder, quantized=True)
+        onnx = fp32 if not quantized else _onnx(folder, quantized=True)
         t0 = time.perf_counter()
-        win, per = _clip_probs(runner, clips, runner.logits)
+        win, per = _clip_probs(onnx, clips, onnx[1].run)
         top = per.argmax(1)
         out[key] = {"top1_agreement": float((top == top_ref).mean()),
                     "max_prob_diff": float(np.abs(win - ref_win).max()),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import secrets
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -222,17 +221,3 @@ def mixup(features: torch.Tensor, labels_onehot: torch.Tensor, p: float,
     lab_shape = (b,) + (1,) * (labels.dim() - 1)
     y = lam.to(labels.dtype).view(lab_shape) * labels + (1 - lam.to(labels.dtype)).view(lab_shape) * labels[partner]
     return x, y
-
-
-def collate_augment(cfg: AugmentConfig, generator: torch.Generator | None = None
-                    ) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None:
-    """Feature-level augmentation for a training batch (SpecAugment then mixup), or None when off."""
-    if cfg.freq_mask <= 0 and cfg.time_mask <= 0 and cfg.mixup <= 0:
-        return None
-
-    def apply(features: torch.Tensor, labels_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if cfg.freq_mask > 0 or cfg.time_mask > 0:
-            features = spec_augment(features, cfg.freq_mask, cfg.time_mask, generator)
-        return mixup(features, labels_onehot, cfg.mixup, generator)
-
-    return apply

@@ -25,12 +25,18 @@ def _p(default: float) -> dict[str, Any]:
     return {"default": default, "min": 0.0, "max": 1.0, "step": 0.05, "help": "probability of applying it"}
 
 
+def _pair(stem: str, defaults: tuple[float, float], bounds: tuple[float, float], step: float,
+          helps: tuple[str, str]) -> dict[str, dict[str, Any]]:
+    """A transform's `min_<stem>` and `max_<stem>` parameters: the same bounds and step, their own default
+    and help (most transforms draw a value from such a range)."""
+    lo, hi = bounds
+    return {f"{end}_{stem}": {"default": d, "min": lo, "max": hi, "step": step, "help": h}
+            for end, d, h in zip(("min", "max"), defaults, helps, strict=True)}
+
+
 def _gain_range() -> dict[str, dict[str, Any]]:
     """The ±6 dB gain bounds shared by Gain and GainTransition."""
-    return {
-        "min_gain_db": {"default": -6.0, "min": -24.0, "max": 24.0, "step": 0.5, "help": "lowest gain (dB)"},
-        "max_gain_db": {"default": 6.0, "min": -24.0, "max": 24.0, "step": 0.5, "help": "highest gain (dB)"},
-    }
+    return _pair("gain_db", (-6.0, 6.0), (-24.0, 24.0), 0.5, ("lowest gain (dB)", "highest gain (dB)"))
 
 
 # name -> {"help", "params": {param: {"default", "min", "max", "step", "help"}}, "fixed": {...}}.
@@ -40,8 +46,7 @@ CATALOGUE: dict[str, dict[str, Any]] = {
     "AddGaussianSNR": {
         "help": "Adds white noise at a random signal-to-noise ratio.",
         "params": {
-            "min_snr_db": {"default": 10.0, "min": 0.0, "max": 60.0, "step": 1.0, "help": "lowest SNR (dB)"},
-            "max_snr_db": {"default": 20.0, "min": 0.0, "max": 60.0, "step": 1.0, "help": "highest SNR (dB)"},
+            **_pair("snr_db", (10.0, 20.0), (0.0, 60.0), 1.0, ("lowest SNR (dB)", "highest SNR (dB)")),
             "p": _p(0.5),
         },
         "fixed": {},
@@ -58,10 +63,8 @@ CATALOGUE: dict[str, dict[str, Any]] = {
         "help": "Fades the gain up or down over part of the clip.",
         "params": {
             **_gain_range(),
-            "min_duration": {"default": 0.01, "min": 0.01, "max": 1.0, "step": 0.01,
-                             "help": "shortest fade, as a fraction of the clip"},
-            "max_duration": {"default": 0.3, "min": 0.01, "max": 1.0, "step": 0.01,
-                             "help": "longest fade, as a fraction of the clip"},
+            **_pair("duration", (0.01, 0.3), (0.01, 1.0), 0.01,
+                    ("shortest fade, as a fraction of the clip", "longest fade, as a fraction of the clip")),
             "p": _p(0.5),
         },
         "fixed": {"duration_unit": "fraction"},
@@ -69,10 +72,8 @@ CATALOGUE: dict[str, dict[str, Any]] = {
     "ClippingDistortion": {
         "help": "Clips the loudest samples, like an overdriven recorder.",
         "params": {
-            "min_percentile_threshold": {"default": 0, "min": 0, "max": 100, "step": 1,
-                                         "help": "lowest share of samples clipped (%)"},
-            "max_percentile_threshold": {"default": 30, "min": 0, "max": 100, "step": 1,
-                                         "help": "highest share of samples clipped (%)"},
+            **_pair("percentile_threshold", (0, 30), (0, 100), 1,
+                    ("lowest share of samples clipped (%)", "highest share of samples clipped (%)")),
             "p": _p(0.5),
         },
         "fixed": {},
@@ -80,8 +81,7 @@ CATALOGUE: dict[str, dict[str, Any]] = {
     "TimeStretch": {
         "help": "Speeds the sound up or slows it down without changing its pitch (length kept).",
         "params": {
-            "min_rate": {"default": 0.8, "min": 0.5, "max": 2.0, "step": 0.05, "help": "slowest rate"},
-            "max_rate": {"default": 1.2, "min": 0.5, "max": 2.0, "step": 0.05, "help": "fastest rate"},
+            **_pair("rate", (0.8, 1.2), (0.5, 2.0), 0.05, ("slowest rate", "fastest rate")),
             "p": _p(0.5),
         },
         "fixed": {"leave_length_unchanged": True, "method": "signalsmith_stretch"},
@@ -89,8 +89,7 @@ CATALOGUE: dict[str, dict[str, Any]] = {
     "PitchShift": {
         "help": "Shifts the pitch up or down without changing the tempo.",
         "params": {
-            "min_semitones": {"default": -4.0, "min": -12.0, "max": 12.0, "step": 0.5, "help": "lowest shift"},
-            "max_semitones": {"default": 4.0, "min": -12.0, "max": 12.0, "step": 0.5, "help": "highest shift"},
+            **_pair("semitones", (-4.0, 4.0), (-12.0, 12.0), 0.5, ("lowest shift", "highest shift")),
             "p": _p(0.5),
         },
         "fixed": {"method": "signalsmith_stretch"},
@@ -98,8 +97,7 @@ CATALOGUE: dict[str, dict[str, Any]] = {
 }
 
 def _snr(low: float, high: float) -> dict[str, dict[str, Any]]:
-    return {"min_snr_db": {"default": low, "min": -20.0, "max": 60.0, "step": 1.0, "help": "lowest SNR (dB)"},
-            "max_snr_db": {"default": high, "min": -20.0, "max": 60.0, "step": 1.0, "help": "highest SNR (dB)"}}
+    return _pair("snr_db", (low, high), (-20.0, 60.0), 1.0, ("lowest SNR (dB)", "highest SNR (dB)"))
 
 
 # Real noise (`astapp.features.noise`): the dataset's _background_noise_ folder, --noise, or clips uploaded in
@@ -115,10 +113,8 @@ CATALOGUE.update({
         "help": "Drops short bursts of your noise clips at random moments, with fades, at a random SNR.",
         "params": {
             **_snr(0.0, 18.0),
-            "min_time_between_sounds": {"default": 0.5, "min": 0.05, "max": 10.0, "step": 0.05,
-                                        "help": "shortest pause between noises (s)"},
-            "max_time_between_sounds": {"default": 2.0, "min": 0.05, "max": 10.0, "step": 0.05,
-                                        "help": "longest pause between noises (s)"},
+            **_pair("time_between_sounds", (0.5, 2.0), (0.05, 10.0), 0.05,
+                    ("shortest pause between noises (s)", "longest pause between noises (s)")),
             "p": _p(0.5),
         },
         "fixed": {},

@@ -18,11 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from astapp.core.config import MAX_FRAMES, NUM_MEL_BINS, SAMPLE_RATE
+from astapp.core.config import AUDIOSET_MEAN, AUDIOSET_STD, MAX_FRAMES, NUM_MEL_BINS, SAMPLE_RATE
 from astapp.core.errors import AstappError
-
-AUDIOSET_MEAN = -4.2677393
-AUDIOSET_STD = 4.5689974
 
 # Kaldi-style framing used by AST: 25 ms frames, 10 ms hop at 16 kHz, FFT of 512.
 FRAME_LENGTH = 400

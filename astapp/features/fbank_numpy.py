@@ -14,10 +14,11 @@ from functools import lru_cache
 
 import numpy as np
 
+from astapp.core.config import SAMPLE_RATE
+
 FRAME_LENGTH, HOP_LENGTH, FFT_LENGTH = 400, 160, 512
 PREEMPHASIS = 0.97
 MEL_FLOOR = 1.192092955078125e-07
-SAMPLE_RATE = 16000
 
 
 def window_samples(max_length: int) -> int:

@@ -60,8 +60,6 @@ class Job:
             self.progress = min(1.0, max(0.0, float(ev["progress"])))
         if isinstance(ev.get("eta"), (int, float)):
             self.eta = float(ev["eta"])
-        if self.clock is not None and ev.get("type") == "stage" and ev.get("stage") == "training":
-            self.clock.training.set()
         line = describe(ev)
         if line and ev.get("type") in ("stage", "log") and not self.stop_event.is_set():
             self.message = line  # once a stop is asked for, the status keeps saying so

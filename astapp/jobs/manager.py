@@ -2,7 +2,7 @@
 
 A job id is the id of its run folder, so a page reloaded after an app restart can still read the
 run's history and log. Every per-job method takes `owner=`, which makes a job of another session
-invisible (AccessError). A job runs through `astapp.jobs.record.train`, so its run folder is recorded
+invisible (AccessError). A job runs through `astapp.jobs.record.run_job`, so its run folder is recorded
 exactly as a CLI run's is (`RunRecord` writes status, config, meta and log; the engine answers by
 return value). A job that raises (bad settings, out of memory, a full disk, any bug) is recorded as
 failed with the sentence `astapp.core.errors.explain` gives, and the worker keeps serving the queue.
@@ -43,7 +43,7 @@ class JobManager:
                  max_events: int = 20_000, cleanup_interval_s: float = 0.0, slice_seconds: float | None = None):
         self.root = Path(root).resolve() if root is not None else data_root()
         runs_dir(self.root).mkdir(parents=True, exist_ok=True)
-        self.train_fn: TrainFn = train_fn or record.engine_train
+        self.train_fn: TrainFn = train_fn or record.run_engine
         self.max_queue = env_int("ASTAPP_MAX_QUEUE", 8) if max_queue is None else max_queue
         self.max_per_user = env_int("ASTAPP_MAX_JOBS_PER_USER", 1) if max_per_user is None else max_per_user
         self.max_events = max_events
@@ -212,12 +212,14 @@ class JobManager:
         return runfolder.read_tail(rd / runfolder.LOG, n)
 
     def snapshot(self, job_id: str, owner: str | None = None, log_lines: int = 20) -> dict[str, Any]:
-        """Everything a progress panel shows: state, position, progress (0..1), elapsed and eta
-        (seconds), message, log tail, error, queue length."""
+        """Everything a progress panel shows: state, position, jobs ahead (the running one counts), progress
+        (0..1), elapsed and eta (seconds), message, log tail, error, queue length."""
         with self._cond:
             job = self._job(job_id, owner)
             if job is not None:
-                snap = {**job.snapshot(), "position": self.position(job.id), "queue_length": len(self._queue)}
+                position = self.position(job.id)
+                ahead = None if not position else position - 1 + (self._running is not None)
+                snap = {**job.snapshot(), "position": position, "ahead": ahead, "queue_length": len(self._queue)}
                 rd = job.run_dir
             else:
                 rd = self._run_dir(job_id, owner)
@@ -312,6 +314,8 @@ class JobManager:
                 job = self._queue.popleft()
                 self._running = job
                 job.state, job.started, job.message = "running", job.started or time.time(), "Starting..."
+                # with the state, under the lock: a running sliced job always shows its slice
+                job.clock = slicing.SliceClock(job.stop_event, self.slice_seconds) if self.slice_seconds > 0 else None
             try:
                 self._run(job)
             except BaseException as e:  # noqa: BLE001 - the worker must survive anything
@@ -326,13 +330,13 @@ class JobManager:
     def _run(self, job: Job) -> None:
         """Train through the runner (which records the run folder); keep the in-memory job in step. With
         slices on, a slice whose time ran out queues the next one instead of ending the run."""
-        budget = self.slice_seconds
-        job.clock = slicing.SliceClock(job.stop_event, budget) if budget > 0 else None
-        stop = job.clock.engine_stop if job.clock is not None else job.stop_event
-        train_fn = slicing.gpu_slices(self.train_fn, budget) if budget > 0 else self.train_fn
+        budget, sink = self.slice_seconds, (lambda ev: self._on_event(job, ev))
         try:
-            result = record.train(job.cfg, lambda ev: self._on_event(job, ev), stop, train_fn=train_fn,
-                                  record=job.record, record_result=False)
+            if job.clock is None:
+                result, ended = record.run_job(job.cfg, sink, job.stop_event, train_fn=self.train_fn,
+                                               record=job.record, record_result=False), False
+            else:
+                result, ended = slicing.run_slice(job.clock, job.cfg, sink, job.record, self.train_fn)
         except BaseException as e:  # noqa: BLE001 - recorded as a failed run, never re-raised
             if budget > 0 and slicing.is_quota_error(e):
                 msg = (f"ZeroGPU's GPU quota is used up ({str(e)[:200]}). The run is kept: continue it later "
@@ -342,11 +346,7 @@ class JobManager:
                 return
             self._finish(job, "failed", explain(e, job.run_dir))
             return
-        finally:
-            if job.clock is not None:
-                job.clock.close()
-        ended = job.clock is not None and job.clock.ended and not job.stop_event.is_set()
-        if ended and result.state == "stopped":
+        if ended:
             self._next_slice(job)
             return
         job.record.finished(result)
@@ -354,11 +354,10 @@ class JobManager:
 
     def _next_slice(self, job: Job) -> None:
         """Queue the run again (last in line) to resume from the checkpoint its slice just saved."""
-        ck = runfolder.last_checkpoint(job.run_dir)
-        job.cfg.resume = str(ck) if ck else ""
         job.slices += 1
+        ev = slicing.end_slice(job.record, job.cfg, job.slices, self.slice_seconds, lambda e: self._on_event(job, e))
         job.record.queued(job.cfg, f"Slice {job.slices} used its {self.slice_seconds:g} s; slice {job.slices + 1} "
-                                   f"queued, resuming from {ck.name if ck else 'the start'}.")
+                                   f"queued, resuming from {ev['checkpoint'] or 'the start'}.")
         with self._cond:
             job.state, job.clock = "queued", None
             job.message = f"Slice {job.slices} done; slice {job.slices + 1} is waiting for its turn."

@@ -1,7 +1,7 @@
 """Run one training into its run folder and keep the run's record.
 
 `RunRecord` is the only writer of a run's status.json, config.json, meta.json and log.txt (see
-`astapp.core.runfolder` for every file and its writer). `train(cfg, events, stop)` is what the CLI, the job
+`astapp.core.runfolder` for every file and its writer). `run_job(cfg, events, stop)` is what the CLI, the job
 worker and the tests call: it validates, records "running", runs the engine, and records the outcome
 the engine returned, or the plain sentence for the exception it raised (`astapp.core.errors.explain`).
 The engine itself never writes or reads these files.
@@ -152,10 +152,10 @@ class _ThreadLogHandler(logging.Handler):
             self.record.log(f"{rec.levelname.lower()}: {rec.getMessage()}")
 
 
-def engine_train(cfg: TrainConfig, events: EventSink | None = None,
-                 stop: threading.Event | None = None) -> runfolder.RunResult:
-    """The engine (`astapp.training.pipeline.train`, or `astapp.crossval.task.run_cv` for task "cv"), imported only when a run
-    really starts (torch is heavy)."""
+def run_engine(cfg: TrainConfig, events: EventSink | None = None,
+               stop: threading.Event | None = None) -> runfolder.RunResult:
+    """The engine for `cfg.task`: `astapp.training.pipeline.train`, or `astapp.crossval.task.run_cv` for task
+    "cv"; imported only when a run really starts (torch is heavy). The default `TrainFn` of `run_job`."""
     if cfg.task == "cv":
         from astapp.crossval.task import run_cv
 
@@ -165,10 +165,10 @@ def engine_train(cfg: TrainConfig, events: EventSink | None = None,
     return run_engine(cfg, events, stop)
 
 
-def train(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Event | None = None,
-          train_fn: TrainFn | None = None, record: RunRecord | None = None,
-          record_result: bool = True) -> runfolder.RunResult:
-    """Train per `cfg` into `cfg.output`, recording status, config and log; returns the engine's result.
+def run_job(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Event | None = None,
+            train_fn: TrainFn | None = None, record: RunRecord | None = None,
+            record_result: bool = True) -> runfolder.RunResult:
+    """Run the engine per `cfg` into `cfg.output`, recording status, config and log; returns its result.
 
     Raises the plain-English `AstappError` for anything we can explain (bad settings, bad data, out of
     memory, a full disk) after recording it as the run's error; anything else is recorded with its
@@ -181,7 +181,7 @@ def train(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Eve
     sink = fanout(record.event_log(), events)
     try:
         with record.capture_logs():
-            result = (train_fn or engine_train)(cfg, sink, stop)
+            result = (train_fn or run_engine)(cfg, sink, stop)
     except KeyboardInterrupt:
         record.failed("Interrupted; resume from the last checkpoint.", state="interrupted")
         raise

@@ -186,14 +186,6 @@ def model_dir(root: Path, owner: str, run_id: str, shared: bool | None = None) -
     return d / MODEL
 
 
-def run_file(root: Path, owner: str, run_id: str, name: str, shared: bool | None = None) -> Path:
-    """A file inside a visible run folder (e.g. "metrics.json"); AccessError for "../" tricks."""
-    p = inside(run_dir(root, owner, run_id, shared=shared), name)
-    if not p.exists():
-        raise AccessError(f"Run {run_id!r} has no file {name!r}.")
-    return p
-
-
 # --- restart recovery ---------------------------------------------------------------------------
 
 def _boot_time() -> float | None:

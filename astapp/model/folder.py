@@ -63,9 +63,14 @@ def save_thresholds(model_dir: str | Path, thresholds: dict[str, float]) -> None
             data["thresholds"] = {str(k): float(v) for k, v in thresholds.items()}
             atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
 
-SNIPPET = '''import numpy as np
+SNIPPET = '''import warnings
+
+import numpy as np
 import soundfile as sf
 from transformers import pipeline
+
+# AST's own 128-bin filterbank leaves its lowest mel filters empty; transformers warns about it on every load.
+warnings.filterwarnings("ignore", message="At least one mel filter has all zero values")
 
 clf = pipeline("audio-classification", model="{folder}")
 

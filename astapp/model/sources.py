@@ -111,6 +111,28 @@ def _describe_config(cfg: dict[str, Any]) -> str:
             f"{cfg.get('max_length', 1024)} frames")
 
 
+def _cached_config(source: str) -> str | None:
+    """The locally cached config.json of Hub model `source`, or None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source, "config.json")
+    except Exception:  # noqa: BLE001 - a malformed id simply is not cached
+        return None
+    return cached if isinstance(cached, str) else None
+
+
+def require_usable_offline(source: str) -> None:
+    """Refuse, before a job is queued, a Hub model that is neither cached nor reachable: it could only fail
+    minutes later in the worker. Scratch models and local folders are checked when they load."""
+    source = str(source).strip()
+    if not source or source.lower().startswith("scratch:") or looks_like_path(source):
+        return
+    if _cached_config(source) is None:
+        raise hub_error(source, "the Hugging Face Hub cannot be reached from this machine and the model is not "
+                                "in the local cache")
+
+
 def describe_source(source: str, check_hub: bool = True) -> str:
     """One line for the UI saying what `source` is; never raises (problems become the line)."""
     source = str(source).strip()
@@ -126,13 +148,8 @@ def describe_source(source: str, check_hub: bool = True) -> str:
             return f"local checkpoint ({_describe_config(cfg)})"
         if not source:
             return "no model chosen"
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(source, "config.json")
-        except Exception:  # noqa: BLE001 - a malformed id simply is not cached
-            cached = None
-        if isinstance(cached, str):
+        cached = _cached_config(source)
+        if cached is not None:
             cfg = json.loads(Path(cached).read_text(encoding="utf-8"))
             return f"Hub model {source} (cached locally; {_describe_config(cfg)})"
         if check_hub and not hub_reachable():

@@ -21,21 +21,30 @@ def inspect_data(data: str, long_clips: str = "crop") -> Any:
         return inspect_source(data, Path(ws), AudioConfig(long_clips=long_clips))
 
 
-def train_run(cfg: TrainConfig, events: EventSink | None = None,
-              stop: threading.Event | None = None) -> RunResult:
-    """Train into `cfg.output`, recorded exactly as the app records a job (status, config, log)."""
-    from astapp.jobs.record import train
+def train_run(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Event | None = None,
+              time_limit: float | None = None, started: float | None = None) -> RunResult:
+    """Train into `cfg.output`, recorded exactly as the app records a job (status, config, log).
 
-    return train(cfg, events, stop)
+    With a slice budget (`ASTAPP_SLICE_SECONDS`, or ZeroGPU) the run trains in slices, here one after
+    another, each resuming the last exactly, as the app's queue runs them. `time_limit` (seconds from
+    `started`, default now): stop there less a slice's margin, resumable; the result then says
+    `time_limit_reached`."""
+    from astapp.jobs import slicing
+    from astapp.jobs.record import run_job
+
+    budget = slicing.slice_seconds()
+    if budget <= 0 and time_limit is None:
+        return run_job(cfg, events, stop)
+    return slicing.train_in_slices(cfg, events, stop, budget=budget, time_limit=time_limit, started=started)
 
 
 def cv_run(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Event | None = None) -> RunResult:
     """Cross-validate into `cfg.output` (task "cv"), recorded like a training run."""
     import dataclasses
 
-    from astapp.jobs.record import train
+    from astapp.jobs.record import run_job
 
-    return train(dataclasses.replace(cfg, task="cv"), events, stop)
+    return run_job(dataclasses.replace(cfg, task="cv"), events, stop)
 
 
 def cv_summary(run: str | Path) -> dict[str, Any]:
@@ -60,12 +69,22 @@ def label_issues_of(run: str | Path) -> list[dict[str, Any]]:
         return []
 
 
+def _check_prediction_args(model: str, top_k: int) -> None:
+    """Prediction needs a trained model on disk: a missing one gets prediction's advice (a run folder or an
+    exported model), not training's (a Hub id or scratch:small, which have no trained classes)."""
+    if top_k < 1:
+        raise ModelLoadError("--top-k must be at least 1.")
+    if not Path(model).expanduser().exists():
+        raise ModelLoadError(f"The model {model!r} does not exist. Give a trained model: a run folder (what "
+                             "`astapp train --output` wrote) or an exported model folder (an unzipped "
+                             "`astapp export` zip).")
+
+
 def predict_files(model: str, files: list[str], top_k: int) -> list[dict[str, Any]]:
     """One row per audio file (a folder or a zip expands to its files; a missing file is a row too)."""
     from astapp.predict.predictor import Predictor
 
-    if top_k < 1:
-        raise ModelLoadError("--top-k must be at least 1.")
+    _check_prediction_args(model, top_k)
     return Predictor(model).predict_many(list(files), top_k=top_k)
 
 
@@ -94,11 +113,17 @@ def export_run(run: str, output: str, adapter: bool = False, onnx: bool = True, 
 
 def predict_files_onnx(model: str, files: list[str], top_k: int, int8: bool = False) -> list[dict[str, Any]]:
     """`predict_files` with the exported ONNX model in onnxruntime: torch is never imported."""
-    from astapp.predict.onnx_predictor import OnnxPredictor
+    from astapp.predict.predictor import Predictor
 
-    if top_k < 1:
-        raise ModelLoadError("--top-k must be at least 1.")
-    return OnnxPredictor(model, quantized=int8).predict_many(list(files), top_k=top_k)
+    _check_prediction_args(model, top_k)
+    return Predictor(model, backend="onnx", quantized=int8).predict_many(list(files), top_k=top_k)
+
+
+def int8_caution(model: str) -> str | None:
+    """Why the model's ONNX check advises against its int8 file, or None (torch-free)."""
+    from astapp.predict.onnx_backend import int8_caution as caution
+
+    return caution(model)
 
 
 def push_run(run: str, repo: str, public: bool = False, license: str = "other", dry_run: str | None = None,

@@ -10,6 +10,8 @@ from astapp.jobs.manager import JobManager
 from astapp.jobs.registry import run_dir
 from astapp.jobs.sessions import Session
 
+PLACEHOLDER_REPO = "your-name/your-model"
+
 
 class Publishing:
     """A run's model and card to the Hub: the card's preview, the push, a suggested repository name."""
@@ -27,10 +29,12 @@ class Publishing:
         return run_dir(self.root, session.owner, run_id, write=True)  # only your own runs
 
     def card_preview(self, session: Session, run_id: str | None, repo_id: str, license: str = "other") -> str:
-        """The README.md model card the Hub would show (nothing is uploaded)."""
+        """The README.md model card the Hub would show (nothing is uploaded). Without a repository name yet
+        the card shows a placeholder: a preview should not wait for the name it is helping to choose."""
         from astapp.export.publish import card_text, check_repo_id
 
-        return card_text(self._own_run(session, run_id), check_repo_id(repo_id), license or "other")
+        repo = check_repo_id(repo_id) if str(repo_id or "").strip() else PLACEHOLDER_REPO
+        return card_text(self._own_run(session, run_id), repo, license or "other")
 
     def publish(self, session: Session, run_id: str | None, repo_id: str, token: str | None, private: bool = True,
                 license: str = "other", progress: Callable[[str], None] | None = None) -> str:

@@ -16,6 +16,7 @@ from astapp.core.errors import AccessError, TrainingError
 from astapp.core.runfolder import ACTIVE
 from astapp.jobs.manager import JobManager
 from astapp.jobs.sessions import Session
+from astapp.model.sources import require_usable_offline
 from astapp.service.augmenting import Augmenting
 from astapp.service.datasets import Datasets
 from astapp.service.state import Stamp, StateStore, newest
@@ -79,6 +80,8 @@ class Training:
         cfg = TrainConfig(data=view.root, augment=self.augmenting.settings(session), model=self.default_model)
         for name in FORM_FIELDS:
             set_setting(cfg, name, form_value(setting(name), values.get(name), _get(cfg, name)))
+        if not self.hub_online:
+            require_usable_offline(cfg.model)
         cfg.require_valid()
         if cfg.val_fold:
             from astapp.data.dataset import check_fold

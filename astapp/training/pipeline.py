@@ -33,11 +33,12 @@ from astapp.core.errors import explain
 from astapp.core.events import EventSink, JsonlSink, fanout, make_event
 from astapp.core.fsutil import atomic_write_text
 from astapp.core.runfolder import RunResult
-from astapp.evaluation.metrics import classification_metrics, softmax
+from astapp.core.scores import softmax
+from astapp.evaluation.metrics import classification_metrics
 from astapp.evaluation.multilabel import evaluate as evaluate_multilabel
 from astapp.training.devices import resolve_precision, use_cuda
 from astapp.training.stages import Stages, Stopped
-from astapp.training.trainer import build_trainer, training_args
+from astapp.training.trainer import TrainingData, build_trainer, training_args
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,22 @@ def train(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Eve
     """Train per `cfg`, streaming events to `events`; `stop` asks for a graceful stop. See the module doc."""
     cfg.require_valid()
     return _Run(cfg, events, stop or threading.Event()).execute()
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """What the stages before training hand on: the split and its labels, the input length and statistics,
+    the model and the Trainer's data."""
+
+    labels: list[str]
+    train_split: Any
+    val_split: Any
+    train_labels: Any  # class ids, or 0/1 rows when multi-label
+    max_length: int
+    mean: float
+    std: float
+    model: Any
+    data: TrainingData
 
 
 class _Run:
@@ -128,41 +145,41 @@ class _Run:
 
     # --- the pipeline ----------------------------------------------------------------------------
     def pipeline(self) -> RunResult:
-        from transformers import set_seed
-
-        cfg = self.cfg
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
-        checkpoint = runfolder.resume_checkpoint(self.run, cfg.resume)
+        if self.cfg.threads > 0:
+            torch.set_num_threads(self.cfg.threads)
+        checkpoint = runfolder.resume_checkpoint(self.run, self.cfg.resume)
         if checkpoint is not None:
             from astapp.model.lora import check_resume
 
-            check_resume(checkpoint, cfg.mode)
-        args = self.args
+            check_resume(checkpoint, self.cfg.mode)
+        prep = self._prepare()
+        resolved = dataclasses.replace(self.cfg, max_length=prep.max_length)
+        metrics = self._fit(prep, checkpoint)
+        return self._finish(prep, metrics, checkpoint, resolved)
 
+    def _prepare(self) -> _Prepared:
+        """The stages before training: dataset and split, input length, statistics, model, features."""
+        from transformers import set_seed
+
+        args = self.args
         self.stage("dataset", "Reading and checking the dataset")
         bundle = self._dataset(args)
-        from astapp.features.noise import (
-            noise_for_run,  # real noise copied into the run (its config names the copy)
-        )
+        from astapp.data.dataset import describe_split
+        from astapp.features.noise import noise_for_run
 
-        with args.main_process_first(local=False, desc="noise"):
-            cfg = self.cfg = noise_for_run(cfg, bundle.noise, self.run, cache_root(cfg), self.is_main,
+        with args.main_process_first(local=False, desc="noise"):  # real noise, copied into the run
+            cfg = self.cfg = noise_for_run(self.cfg, bundle.noise, self.run, cache_root(self.cfg), self.is_main,
                                            lambda m: self.emit(make_event("log", message=m)))
         train_split, val_split = bundle.dataset["train"], bundle.dataset["validation"]
         labels = list(bundle.labels)
-        train_labels = [int(x) for x in train_split["label"]]
-        val_labels = [int(x) for x in val_split["label"]]
+        train_labels: Any = [int(x) for x in train_split["label"]]
+        val_labels: Any = [int(x) for x in val_split["label"]]
         if bundle.targets is not None:  # multi-label: 0/1 rows per clip
             train_labels, val_labels = bundle.targets["train"], bundle.targets["validation"]
-        from astapp.data.dataset import describe_split
-
         self.stage("split", describe_split(bundle.split, bundle.report.folds, len(train_split), len(val_split),
                                            cfg.val_split), split=bundle.split)
 
         max_length = self._max_length(train_split)
-        resolved = dataclasses.replace(cfg, max_length=max_length)
-
         self.stage("stats", f"Computing dataset statistics at {max_length} frames "
                             f"({max_length / 100:.2f} s per input)", max_length=max_length)
         mean, std = self._stats(args, train_split, max_length)
@@ -175,30 +192,38 @@ class _Run:
 
         self.stage("features", "Computing input features")
         data = self._data(args, model, bundle, max_length, mean, std, train_labels, val_labels)
+        return _Prepared(labels, train_split, val_split, train_labels, max_length, mean, std, model, data)
 
+    def _fit(self, prep: _Prepared, checkpoint: Path | None) -> dict[str, Any]:
+        """The training stage: the Trainer's epochs (resumed from `checkpoint`), the best weights restored and
+        evaluated; returns the run's metrics."""
+        from transformers import set_seed
+
+        cfg, data = self.cfg, prep.data
         set_seed(cfg.seed)
-        trainer, cbs = build_trainer(cfg, args, data, labels, train_labels, self.emit, self.stop, self.run,
-                                     self.is_main, self.cpu_bf16)
+        trainer, cbs = build_trainer(cfg, self.args, data, prep.labels, prep.train_labels, self.emit, self.stop,
+                                     self.run, self.is_main, self.cpu_bf16)
         if checkpoint is not None:
-            cbs["best"].load(self.run / runfolder.BEST)
-        message = data["message"]
+            cbs.best.load(self.run / runfolder.BEST)
+        message = data.message
         if self.cpu_bf16:
             message += " Training steps in bf16 on this CPU (evaluation in fp32)."
         if checkpoint:
             message += f" Resuming from {checkpoint.name}."
-        self.stage("training", message, mode=cfg.mode, cached=data["cached"], num_train=len(train_split),
-                   num_validation=len(val_split))
+        num_train, num_val = len(prep.train_split), len(prep.val_split)
+        self.stage("training", message, mode=cfg.mode, cached=data.cached, num_train=num_train,
+                   num_validation=num_val)
         start_epoch = 0.0
         if checkpoint is not None:
             start_epoch = float(json.loads((checkpoint / "trainer_state.json").read_text())["epoch"] or 0.0)
         t_train = time.time()
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         train_seconds = time.time() - t_train
-        stopped = cbs["stop"].stopped
-        best = cbs["best"]
+        stopped = cbs.stop.stopped
+        best = cbs.best
         restored = best.restore()
 
-        metrics = self._evaluate(trainer, data["val"], labels, val_split)
+        metrics = self._evaluate(trainer, data.val, prep.labels, prep.val_split)
         epochs_run = float(trainer.state.epoch or 0.0) - start_epoch
         metrics.update({
             "best_epoch": best.best["epoch"] if best.best else None,
@@ -207,22 +232,28 @@ class _Run:
             "selection_metric": best.metric, "restored_best": restored,
             "epochs": float(trainer.state.epoch or 0.0), "global_step": trainer.state.global_step,
             "train_seconds": train_seconds,
-            "train_samples_per_second": len(train_split) * epochs_run / train_seconds if train_seconds else 0.0,
-            "max_length": max_length, "mean": mean, "std": std, "mode": cfg.mode, "cached": data["cached"],
-            "dataloader_workers": trainer.args.dataloader_num_workers,
-            "model": cfg.model, "num_train": len(train_split), "num_validation": len(val_split),
+            "train_samples_per_second": num_train * epochs_run / train_seconds if train_seconds else 0.0,
+            "max_length": prep.max_length, "mean": prep.mean, "std": prep.std, "mode": cfg.mode,
+            "cached": data.cached, "dataloader_workers": trainer.args.dataloader_num_workers,
+            "model": cfg.model, "num_train": num_train, "num_validation": num_val,
             "early_stopped": best.early_stopped, "stopped": stopped,
             "resumed_from": str(checkpoint) if checkpoint else None,
-            "trainable_parameters": sum(p.numel() for p in data["module"].parameters() if p.requires_grad),
-            **data.get("one_off", {}),  # how the frozen layers' one-off pass ran (fastmodes.train_pass)
+            "trainable_parameters": sum(p.numel() for p in data.module.parameters() if p.requires_grad),
+            **data.one_off,  # how the frozen layers' one-off pass ran (fastmodes.train_pass)
         })
+        return metrics
 
+    def _finish(self, prep: _Prepared, metrics: dict[str, Any], checkpoint: Path | None,
+                resolved: TrainConfig) -> RunResult:
+        """The export stage, metrics.json and the result."""
+        stopped = metrics["stopped"]
         self.stage("exporting", "Saving the trained model")
-        if cfg.mode == "lora":  # the adapter alone, then the plain model with the adapters merged in
+        model = prep.model
+        if self.cfg.mode == "lora":  # the adapter alone, then the plain model with the adapters merged in
             if self.is_main:
-                data["module"].save_adapter(self.run / runfolder.ADAPTER)
-            model = data["module"].merged()
-        model_dir = self._export(model, labels, max_length, mean, std, metrics)
+                prep.data.module.save_adapter(self.run / runfolder.ADAPTER)
+            model = prep.data.module.merged()
+        model_dir = self._export(model, prep.labels, prep.max_length, prep.mean, prep.std, metrics)
         metrics["total_seconds"] = time.time() - self.t0
         self.stage("done", "Finished" if not stopped else "Stopped; the best weights so far were saved")
         metrics["stage_seconds"] = dict(self.stages.seconds)
@@ -262,7 +293,7 @@ class _Run:
             return cached_stats(cache_root(self.cfg) / "stats", train_split, max_length, write=self.is_main)
 
     def _data(self, args, model, bundle, max_length: int, mean: float, std: float,
-              train_labels: list[int], val_labels: list[int]) -> dict[str, Any]:
+              train_labels: Any, val_labels: Any) -> TrainingData:
         """Datasets, collators and the module the Trainer trains, per mode and augmentation."""
         from astapp.features.augment import build_augment
         from astapp.features.cache import FeatureCache
@@ -285,8 +316,7 @@ class _Run:
         num_labels = len(bundle.labels)
         train_collator = Collator(num_labels, fbank=fbank, augment=augment, freq_mask=aug.freq_mask,
                                   time_mask=aug.time_mask, mixup=aug.mixup, seed=cfg.seed + self.rank)
-        out: dict[str, Any] = {"collator": train_collator, "eval_collator": Collator(num_labels),
-                               "module": model, "cached": False, "message": "Training all layers."}
+        module, cached, message, one_off = model, False, "Training all layers.", {}
         n = trainable_n(model, cfg.mode)
         train_ds = ArrayDataset(train_feats, train_labels) if train_feats is not None else \
             WaveDataset(bundle.dataset["train"], bundle.targets["train"] if bundle.targets else None)
@@ -296,32 +326,26 @@ class _Run:
 
             module = LoraModule(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, targets(cfg.lora_targets))
             trained, total = module.trainable()
-            out.update(module=module, message=f"Training LoRA adapters (rank {cfg.lora_rank}) on "
-                       f"{', '.join(targets(cfg.lora_targets))} and the head: {trained:,} of {total:,} parameters "
-                       f"({100 * trained / total:.2f}%).")
+            message = (f"Training LoRA adapters (rank {cfg.lora_rank}) on {', '.join(targets(cfg.lora_targets))} "
+                       f"and the head: {trained:,} of {total:,} parameters ({100 * trained / total:.2f}%).")
         elif n is not None:
             freeze(model, n)
             what = "the head" if n == 0 else f"the top {n} layer(s) and the head"
             if augment is not None or feature_aug:
-                out["message"] = (f"Training {what} only. Augmentation is on, so the frozen layers run on "
-                                  "every step (no caching); turn augmentation off for a much faster run.")
+                message = (f"Training {what} only. Augmentation is on, so the frozen layers run on "
+                           "every step (no caching); turn augmentation off for a much faster run.")
+            elif (found := self._fast_cache(args, model, n, max_length, train_ds, val_ds)) is None:
+                message = (f"Training {what} only. The cached activations would not fit on disk, "
+                           "so the frozen layers run on every step.")
             else:
-                cached = self._fast_cache(args, model, n, max_length, train_ds, val_ds)
-                if cached is None:
-                    out["message"] = (f"Training {what} only. The cached activations would not fit on disk, "
-                                      "so the frozen layers run on every step.")
-                else:
-                    (train_act, val_act), info = cached
-                    train_ds = ArrayDataset(train_act, train_labels)
-                    val_ds = ArrayDataset(val_act, val_labels)
-                    out.update(module=HeadModel(model) if n == 0 else TopLayersModel(model, n), cached=True,
-                               message=f"Training {what} on activations computed once per clip."
-                               + info.pop("message", ""), one_off=info)
-        out.update(train=train_ds, val=val_ds)
+                (train_act, val_act), one_off = found
+                train_ds, val_ds = ArrayDataset(train_act, train_labels), ArrayDataset(val_act, val_labels)
+                module, cached = HeadModel(model) if n == 0 else TopLayersModel(model, n), True
+                message = f"Training {what} on activations computed once per clip." + one_off.pop("message", "")
         if augment is not None:  # decode-side work per batch: overlap it with training in worker processes
             args.dataloader_num_workers = min(4, max(0, (os.cpu_count() or 1) - 1))
             args.dataloader_persistent_workers = args.dataloader_num_workers > 0
-        return out
+        return TrainingData(train_ds, val_ds, train_collator, Collator(num_labels), module, message, cached, one_off)
 
     def _fast_cache(self, args, model, n: int, max_length: int, train_ds, val_ds):
         """(frozen-part outputs for train and validation, how the pass ran), rank 0 computing and the others

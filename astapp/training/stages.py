@@ -15,6 +15,11 @@ from typing import Any
 from astapp.core.events import EventSink, make_event
 
 
+def within(span: tuple[float, float] | None, fraction: float) -> float:
+    """`fraction` of a step mapped into its `span` of the whole run (unchanged without a span)."""
+    return fraction if span is None else span[0] + fraction * (span[1] - span[0])
+
+
 class Stopped(Exception):
     """A stop was requested: the run ends as "stopped" (its checkpoint, if any, kept for resuming)."""
 
@@ -46,10 +51,12 @@ class Stages:
         if self.stop.is_set() and name not in self.runs_to_the_end:
             raise Stopped()
 
-    def progress(self, stage: str) -> Callable[[float, str], None]:
+    def progress(self, stage: str, span: tuple[float, float] | None = None) -> Callable[[float, str], None]:
         """A `report(fraction, message)` for a long step of `stage`: an event at most every 0.5 s (and at
-        the end), and a prompt stop."""
+        the end), and a prompt stop. With `span` (a, b) the step is that share of the whole run, and its
+        events carry the run's `progress` too (a job's bar moves through a long pass, not only in training)."""
         last = [0.0]
+        extra = (lambda f: {"progress": within(span, f)}) if span else (lambda f: {})
 
         def report(fraction: float, message: str) -> None:
             if self.stop_in_progress and self.stop.is_set():
@@ -57,6 +64,7 @@ class Stages:
             now = time.time()
             if now - last[0] >= 0.5 or fraction >= 1.0:
                 last[0] = now
-                self.emit(make_event("stage", stage=stage, message=message, fraction=float(fraction)))
+                self.emit(make_event("stage", stage=stage, message=message, fraction=float(fraction),
+                                     **extra(float(fraction))))
 
         return report

@@ -7,12 +7,46 @@ torchrun / accelerate / MPI and so tells the pipeline its rank.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astapp.core import runfolder
 from astapp.core.config import TrainConfig, launch_world
 from astapp.core.events import EventSink
+
+if TYPE_CHECKING:  # torch and transformers load only when a run builds its Trainer
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    from astapp.training.trainer_utils import ArrayDataset, BestKeeper, Collator, EventCallback, StopCallback
+
+
+@dataclass
+class TrainingData:
+    """What the pipeline's feature stage hands the Trainer: per mode and augmentation, the datasets, the
+    collators and the module that is trained."""
+
+    train: Dataset  # ArrayDataset (features or cached activations) or WaveDataset (augmented waveforms)
+    val: ArrayDataset  # its `labels` are the validation targets (ids, or 0/1 rows when multi-label)
+    collator: Collator  # training batches: waveform augmentation, fbank, SpecAugment, mixup
+    eval_collator: Collator
+    module: nn.Module  # the model, or its LoRA / head-only / top-layers wrapper
+    message: str  # what is trained, as the training stage says it
+    cached: bool = False  # the frozen layers ran once per clip (`astapp.training.fastmodes`)
+    one_off: dict[str, Any] = field(default_factory=dict)  # how that one-off pass ran (for metrics.json)
+
+
+@dataclass
+class Callbacks:
+    """The run's own Trainer callbacks, in the order the Trainer calls them."""
+
+    events: EventCallback  # streams log and eval events
+    best: BestKeeper  # keeps (and restores) the best weights; early stopping
+    stop: StopCallback  # a graceful stop when asked
+
+    def all(self) -> list[Any]:
+        return [self.events, self.best, self.stop]
 
 
 def training_args(cfg: TrainConfig, run: Path, cuda: bool, precision: str):
@@ -33,9 +67,10 @@ def training_args(cfg: TrainConfig, run: Path, cuda: bool, precision: str):
     )
 
 
-def build_trainer(cfg: TrainConfig, args: Any, data: dict[str, Any], labels: list[str], train_labels: list[int],
-                  emit: EventSink, stop: Any, run: Path, is_main: bool, cpu_bf16: bool):
-    """The Trainer over `data` (from the pipeline's feature stage) and its callbacks by name."""
+def build_trainer(cfg: TrainConfig, args: Any, data: TrainingData, labels: list[str], train_labels: Any,
+                  emit: EventSink, stop: Any, run: Path, is_main: bool, cpu_bf16: bool) -> tuple[Any, Callbacks]:
+    """The Trainer over `data` (from the pipeline's feature stage) and its callbacks. `train_labels`: class
+    ids, or 0/1 rows when multi-label."""
     import numpy as np
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -53,15 +88,15 @@ def build_trainer(cfg: TrainConfig, args: Any, data: dict[str, Any], labels: lis
     global_batch = cfg.batch_size * max(args.world_size, 1) * args.gradient_accumulation_steps
     steps = max(1, -(-len(train_labels) // global_batch)) * cfg.epochs
     args.logging_steps = max(1, min(50, round(steps / 100)))
-    cbs = {"events": EventCallback(emit, global_batch),
-           "best": BestKeeper(data["module"], "map" if multi else cfg.metric, cfg.early_stopping,
-                              save_dir=run / runfolder.BEST if is_main else None),
-           "stop": StopCallback(stop)}
+    cbs = Callbacks(events=EventCallback(emit, global_batch),
+                    best=BestKeeper(data.module, "map" if multi else cfg.metric, cfg.early_stopping,
+                                    save_dir=run / runfolder.BEST if is_main else None),
+                    stop=StopCallback(stop))
     trainer = AstTrainer(
-        model=data["module"], args=args, train_dataset=data["train"], eval_dataset=data["val"],
-        data_collator=data["collator"], eval_collator=data["eval_collator"],
+        model=data.module, args=args, train_dataset=data.train, eval_dataset=data.val,
+        data_collator=data.collator, eval_collator=data.eval_collator,
         compute_metrics=multi_label_metrics() if multi else make_compute_metrics(len(labels)),
-        callbacks=list(cbs.values()), multi_label=multi,
+        callbacks=cbs.all(), multi_label=multi,
         class_weights=class_weights(train_labels, len(labels)) if cfg.class_weighted and not multi else None,
         cpu_bf16=cpu_bf16)
     trainer.remove_callback(PrinterCallback)

@@ -24,12 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 
+from astapp.core.config import SAMPLE_RATE
 from astapp.core.errors import TrainingError
 from astapp.core.events import EventSink, make_event
 from astapp.core.fsutil import atomic_dir, atomic_write_text
 
 log = logging.getLogger(__name__)
-SAMPLE_RATE = 16_000
 
 
 # --- datasets -----------------------------------------------------------------------------------
@@ -264,21 +264,22 @@ class BestKeeper(TrainerCallback):
         if value is None:
             return
         loss = metrics.get("eval_loss")
+        strictly = self.best is None or (value > self.best["value"] if self.greater else value < self.best["value"])
         why = self.improved(float(value), None if loss is None else float(loss))
+        # patience counts evaluations since the metric last improved: a tie keeps the later weights (above)
+        # but is no progress, so a plateau still stops early
+        self.bad_evals = 0 if strictly else self.bad_evals + 1
         if why:
             self.best = {"value": float(value), "epoch": state.epoch, "step": state.global_step, "why": why,
                          "metrics": {k[5:]: v for k, v in metrics.items() if k.startswith("eval_")}}
             self.state = _cpu_state(self.module)
-            self.bad_evals = 0
             if self.save_dir is not None:
                 self._save()
-        else:
-            self.bad_evals += 1
-            if self.save_dir is not None and self.save_dir.is_dir():
-                atomic_write_text(self.save_dir / "patience.json", json.dumps({"bad_evals": self.bad_evals}))
-            if self.patience and self.bad_evals >= self.patience:
-                self.early_stopped = True
-                control.should_training_stop = True
+        if self.bad_evals and self.save_dir is not None and self.save_dir.is_dir():
+            atomic_write_text(self.save_dir / "patience.json", json.dumps({"bad_evals": self.bad_evals}))
+        if self.patience and self.bad_evals >= self.patience:
+            self.early_stopped = True
+            control.should_training_stop = True
 
     def _save(self) -> None:
         from safetensors.torch import save_file

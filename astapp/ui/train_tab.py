@@ -16,7 +16,7 @@ from astapp.core.config import FORM_ROWS
 from astapp.core.errors import AstappError
 from astapp.service import Poll, Service, fmt_score
 from astapp.ui import cv_controls
-from astapp.ui.common import STAMP_JS, fmt_seconds, friendly, guarded, page_stamp, session, stamp_box
+from astapp.ui.common import STAMP_JS, fmt_seconds, friendly, guarded, page_stamp, plural, session, stamp_box
 from astapp.ui.train_form import DEPENDENT, OPEN_ROWS, SPLIT_FIELDS, mode_hint, overrides, restored, rows
 from astapp.ui.train_form import dataset_info as dataset_info  # the app's dataset chain calls it here
 
@@ -65,9 +65,14 @@ def _status_md(snap: dict[str, Any], length: int | None, split: str | None = Non
         best = metrics.get("best_epoch")
         lines.append(f"**Accuracy {fmt_score(metrics['accuracy'])}** · macro F1 {fmt_score(metrics.get('f1_macro'))}"
                      + (f" · best epoch {best:g}" if best is not None else "")
+                     + (f" ({metrics['best_why']})" if best is not None and metrics.get("best_why") else "")
                      + (" (the best weights before the stop)" if state == "stopped" else ""))
     if state == "queued" and snap.get("position"):
-        lines.append(f"You are **#{snap['position']}** in the queue; training starts when the jobs ahead "
+        ahead = snap.get("ahead")
+        lines.append("Starting: nothing is ahead of you in the queue." if ahead == 0 else
+                     f"You are **#{snap['position']}** in the queue, behind {plural(ahead, 'job')}; training "
+                     "starts when they finish." if ahead else
+                     f"You are **#{snap['position']}** in the queue; training starts when the jobs ahead "
                      "of you finish.")
     if snap.get("slice") and not snap.get("stopping"):
         lines.append(f"Training in slices of {snap['slice_seconds']:g} s (ZeroGPU): slice **{snap['slice']}**, "
@@ -81,7 +86,10 @@ def _status_md(snap: dict[str, Any], length: int | None, split: str | None = Non
                      + (f" {split}" if split else ""))
     if state == "failed" and snap.get("error"):
         lines.append(f"**Error:** {snap['error']}")
-    if state == "finished":
+    if state == "finished" and metrics.get("folds") and not metrics.get("final_model"):
+        lines.append("See the folds, the map and the label issues in **Evaluate**. No final model was trained, so "
+                     "there is nothing to try in **Predict**: tick *Then train the final model* to get one.")
+    elif state == "finished":
         lines.append("See the mistakes in **Evaluate**, try the model in **Predict**.")
     if state == "interrupted":
         if snap.get("error"):

@@ -109,6 +109,7 @@ def cli(capsys):
     return run
 
 
+@pytest.mark.slow
 def test_cli_cv_and_label_issues_find_flipped_labels(tmp_path, cli):
     data = tmp_path / "tones"
     flipped = make_tone_classes(data, per_class=20, flip=0.1, seed=0)
@@ -149,6 +150,7 @@ def test_cli_cv_and_label_issues_find_flipped_labels(tmp_path, cli):
     assert bad.returncode == 2 and "too few for 50-fold" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_cv_in_full_mode_trains_every_fold(tmp_path, tiny_ast):
     from astapp.core.config import TrainConfig
     from astapp.service import cv_run, cv_summary
@@ -167,3 +169,41 @@ def test_cv_in_full_mode_trains_every_fold(tmp_path, tiny_ast):
         assert json.loads((fold / "metrics.json").read_text())["num_validation"] == 4
     clips = json.loads((tmp_path / "run" / "cv.json").read_text())["clips"]
     assert all(abs(sum(c["probs"]) - 1) < 1e-4 for c in clips)
+
+
+def test_cv_progress_moves_through_the_backbone_pass_and_across_folds(tmp_path, tiny_ast):
+    """A CV job's bar moves during frozen CV's one backbone pass (it stayed at 0 %), and a trained CV's folds
+    each take their share of it instead of starting again from 0."""
+    from astapp.core.config import TrainConfig
+    from astapp.crossval.task import run_cv
+
+    data = tmp_path / "tones"
+    make_tone_classes(data, per_class=4, classes={"low": 300.0, "high": 3000.0}, seed=2)
+    base = {"data": str(data), "model": str(tiny_ast), "cv_folds": "2", "max_length": 128, "batch_size": 2}
+    events: list[dict] = []
+    assert run_cv(TrainConfig(**base, output=str(tmp_path / "frozen"), mode="frozen"), events.append).state \
+        == "finished"
+    moved = [e["progress"] for e in events if e.get("stage") == "features" and "progress" in e]
+    assert moved and moved == sorted(moved) and 0 < moved[-1] <= 0.9
+    events.clear()
+    assert run_cv(TrainConfig(**base, output=str(tmp_path / "full"), mode="full", epochs=1),
+                  events.append).state == "finished"
+    by_fold = [(e["fold"], e["progress"]) for e in events if e.get("type") == "log" and "progress" in e]
+    assert {f for f, _ in by_fold} == {"1", "2"}
+    assert [p for _, p in by_fold] == sorted(p for _, p in by_fold)
+    assert max(p for f, p in by_fold if f == "1") <= 0.5 < max(p for f, p in by_fold if f == "2") <= 1.0
+
+
+def test_the_map_legend_leaves_the_dots_visible():
+    from astapp.evaluation.figures import embedding_map, map_figure
+
+    rng = np.random.default_rng(0)
+    xy = np.vstack([rng.uniform(0.55, 1.0, (40, 2)), rng.uniform(0.0, 0.3, (10, 2)) * [1, 0] + [0, 0.7]])
+    labels = ["dog"] * 25 + ["rain"] * 25
+    fig = map_figure(xy.tolist(), labels, [""] * 50)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    box = ax.get_legend().get_window_extent()
+    covered = [p for p in ax.transData.transform(xy) if box.contains(*p)]
+    assert covered == []  # the upper right (a fixed corner before) is full of dots: the legend goes elsewhere
+    assert embedding_map(xy.tolist(), labels, [""] * 50, size=200).shape == (200, 200, 3)

@@ -12,7 +12,7 @@ import pytest
 from astapp.core.config import AudioConfig, IngestLimits
 from astapp.core.errors import DatasetError
 from astapp.data.dataset import build_dataset, inspect_source, split_files, to_windows, validation_fold
-from astapp.data.report import ValidationReport
+from astapp.data.report import UntrainableDatasetError, ValidationReport
 from astapp.data.synth import KINDS, make_signal, write_wav
 from tests.hostile import class_members, make_zip, wav_bytes
 
@@ -133,7 +133,7 @@ def test_blocking_errors(tmp_path):
     lonely = _classes(tmp_path / "lonely", {"dog": 3, "cat": 1})
     with pytest.raises(DatasetError, match="'cat' has 1 usable clip") as err:
         build_dataset(lonely, tmp_path / "ws", CFG, 0.2, 0)
-    assert err.value.report.classes[0].name == "cat"  # type: ignore[attr-defined]
+    assert isinstance(err.value, UntrainableDatasetError) and err.value.report.classes[0].name == "cat"
     broken = tmp_path / "broken"
     for rel in ["a/1.wav", "a/2.wav", "b/1.wav"]:
         (broken / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -127,6 +127,7 @@ def _incompressible_zip(path: Path, mb: float) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_upload_limit_is_enforced_by_the_server(tmp_path, monkeypatch):
     """ASTAPP_MAX_UPLOAD_MB sets Gradio's max_file_size: the server refuses the upload itself (413)."""
     from astapp.jobs.manager import JobManager
@@ -165,6 +166,7 @@ def test_upload_limit_is_enforced_by_the_engine_too(app, tmp_path, monkeypatch):
 
 # --- optional login ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_auth_from_environment_requires_login(tmp_path, monkeypatch):
     from astapp.jobs.manager import JobManager
     from astapp.ui.app import _auth_from_env
@@ -217,6 +219,7 @@ def two_sessions(app, tmp_path_factory):
     return url, root, a, client(url), finished, ckpt
 
 
+@pytest.mark.slow
 def test_other_sessions_runs_are_refused_by_every_handler(two_sessions, tmp_path):
     url, root, a, b, run_id, _ = two_sessions
     clip = write_wav(tmp_path / "clip.wav", make_signal("tone", 1.0))

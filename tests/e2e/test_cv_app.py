@@ -30,6 +30,7 @@ def form(**over):
     return list(values.values())
 
 
+@pytest.mark.slow
 def test_cross_validate_the_example_then_fix_a_label_and_retrain(app, tmp_path):
     c = client(app)
     call(c, api_name="/use_example", timeout=120)

@@ -76,6 +76,7 @@ def _user_zip(tmp_path: Path, i: int) -> tuple[Path, Path]:
     return zp, plain / f"set{i}"
 
 
+@pytest.mark.slow
 def test_concurrent_clients_while_training(shared_app, tmp_path):
     from astapp.data.audio import load_audio
     from astapp.features.augment import build_augment

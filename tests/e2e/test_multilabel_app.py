@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 from app_helpers import call, client, launched, train_args, wait_state
 from conftest import build_tiny_ast
 from gradio_client import handle_file
@@ -15,6 +16,7 @@ from astapp.data.synth import make_multilabel_dataset
 KINDS = ["chirp", "noise", "square"]
 
 
+@pytest.mark.slow
 def test_multi_label_run_in_evaluate_and_predict(tmp_path):
     from astapp.jobs.manager import JobManager
 

@@ -43,6 +43,7 @@ def url(tmp_path_factory):
     manager.shutdown(timeout=30)
 
 
+@pytest.mark.slow
 def test_noise_folder_preview_and_uploaded_noise(url, tmp_path):
     root = tmp_path / "sounds"
     make_class_folders(root, n_classes=2, per_class=3, seconds=1.0, seed=6)
@@ -83,6 +84,7 @@ def _take(path, kinds: str, sr: int = 44_100):
     return handle_file(str(write_wav(path, np.concatenate(parts), sr)))
 
 
+@pytest.mark.slow
 def test_record_classes_use_them_and_download(url, tmp_path):
     c = client(url)
     for name in ("clap", "whistle", "background"):

@@ -25,7 +25,7 @@ def finished_run(tmp_path_factory, small_dataset) -> Path:
     import os
 
     from astapp.core.config import TrainConfig
-    from astapp.jobs.record import RunRecord, train
+    from astapp.jobs.record import RunRecord, run_job
 
     work = tmp_path_factory.mktemp("publish")
     ckpt = build_tiny_ast(work / "ckpt", max_length=128)
@@ -34,7 +34,7 @@ def finished_run(tmp_path_factory, small_dataset) -> Path:
     cfg = TrainConfig(data=str(small_dataset), model=str(ckpt), output=str(run), epochs=1, batch_size=4, lr=1e-3,
                       max_length=64, threads=1, precision="fp32")
     RunRecord(run).create(cfg, "Your dataset: sounds.zip · tiny-ast", "owner")
-    train(cfg)
+    run_job(cfg)
     saved = json.loads((run / runfolder.CONFIG).read_text())  # as if it had come from the Hub
     RunRecord(run).config(TrainConfig.from_dict({**saved, "model": "MIT/ast-finetuned-audioset-10-10-0.4593"}))
     return run
@@ -171,8 +171,10 @@ def test_hub_errors_become_sentences(finished_run):
             push(finished_run, "alice/sounds", "t", api=hub)
     offline = FakeHub()
     offline.whoami = lambda **k: (_ for _ in ()).throw(ConnectionError("Name or service not known"))
-    with pytest.raises(PublishError, match="Could not reach the Hugging Face Hub"):
+    with pytest.raises(PublishError, match="Could not reach the Hugging Face Hub") as offline_error:
         push(finished_run, "alice/sounds", "t", api=offline)
+    said = str(offline_error.value)  # advice for publishing, said once (not the training advice)
+    assert "scratch" not in said and "checkpoint folder" not in said and said.count("reach") == 1
 
 
 def test_a_run_without_a_model_cannot_be_published(tmp_path):
@@ -231,6 +233,7 @@ def test_signed_in_users_own_their_runs_on_any_browser_and_see_no_one_elses(tmp_
         jm.shutdown(timeout=5)
 
 
+@pytest.mark.slow
 def test_publishing_through_the_app(tmp_path):
     """The Predict tab's card preview and Publish, with a token typed in (off a Space), on the session's own
     run only; the Hub is the stand-in above."""
@@ -251,6 +254,8 @@ def test_publishing_through_the_app(tmp_path):
             assert manager.wait(run, 15) == "finished"
             card = call(alice, run, "alice/birds", "mit", api_name="/model_card")
             assert card.startswith("---") and "license: mit" in card and "# birds" in card
+            unnamed = call(alice, run, "", "mit", api_name="/model_card")  # before a name is chosen
+            assert unnamed.startswith("---") and "your-name/your-model" in unnamed
             done = call(alice, run, "alice/birds", True, "mit", "hf_token_typed_in", api_name="/publish_model")
             assert done.startswith("Published: [https://huggingface.co/alice/birds]") and "(private)" in done
             assert ("create_repo", "alice/birds", True, True, "model") in hub.calls

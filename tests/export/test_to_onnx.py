@@ -21,7 +21,7 @@ from astapp.export import to_onnx
 from astapp.features import fbank_numpy
 from astapp.model.folder import export_model
 from astapp.model.loading import load_model
-from astapp.predict.onnx_predictor import OnnxPredictor, ort_session
+from astapp.predict.onnx_backend import ort_session
 from astapp.predict.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +56,7 @@ def test_numpy_features_equal_the_feature_extractor():
         assert np.abs(ours - ref).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_export_zip_onnx_check_and_torch_free_predict(run, small_dataset, tmp_path, capsys):
     zpath = tmp_path / "m.zip"
     assert main(["export", "--run", str(run), "--output", str(zpath)]) == 0
@@ -85,8 +86,11 @@ def test_export_zip_onnx_check_and_torch_free_predict(run, small_dataset, tmp_pa
     ref = Predictor(folder).predict_many(clips, top_k=3)
     for row, want in zip(lines[:-1], ref, strict=True):
         assert row["label"] == want["label"] and abs(row["prob"] - want["prob"]) < 1e-4
-    int8 = OnnxPredictor(zpath, quantized=True).predict_many(clips, top_k=1)  # the zip itself loads too
-    assert OnnxPredictor(run).predict_many(clips[:1])[0]["label"] == ref[0]["label"]  # and the run folder
+    q8 = Predictor(zpath, backend="onnx", quantized=True)  # the zip itself loads too
+    int8 = q8.predict_many(clips, top_k=1)
+    # int8 scales activations per batch: a clip's answer must not depend on the files predicted with it
+    assert [r["prob"] for r in int8] == [q8.predict(c, top_k=1).top[0][1] for c in clips]
+    assert Predictor(run, backend="onnx").predict_many(clips[:1])[0]["label"] == ref[0]["label"]  # and the run folder
     assert sum(r["label"] == w["label"] for r, w in zip(int8, ref, strict=True)) >= len(ref) - 1
     capsys.readouterr()
 
@@ -148,11 +152,11 @@ def test_demo_page_in_chromium_agrees_with_onnxruntime(run, small_dataset, tmp_p
             for dtype, quantized, need in (("fp32", False, 1.0), ("q8", True, 0.95)):
                 page.goto(f"{base}/demo.html?dtype={dtype}")
                 page.evaluate("() => window.astapp.ready")
-                ref = OnnxPredictor(site, quantized=quantized)
+                ref = Predictor(site, backend="onnx", quantized=quantized)
                 agree = 0
                 for clip in clips:
                     got = page.evaluate("(u) => window.astapp.classifyUrl(u)", f"clips/{clip.name}")
-                    want = ref.top(ref.probs(load_audio(clip)), 1)[0]
+                    want = ref.predict(load_audio(clip), top_k=1).top[0]
                     agree += got[0]["label"] == want[0]
                     if not quantized:
                         assert abs(got[0]["score"] - want[1]) < 1e-3
@@ -164,6 +168,7 @@ def test_demo_page_in_chromium_agrees_with_onnxruntime(run, small_dataset, tmp_p
     assert outside == []  # nothing fetched from the network: it works offline
 
 
+@pytest.mark.slow
 def test_failed_check_keeps_the_transformers_model_and_says_so(run, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(to_onnx, "TOLERANCE", -1.0)  # no ONNX file can pass: the failure path
     (run / "model" / "config.json").touch()  # a "new" model: the cached check does not apply
@@ -179,7 +184,7 @@ def test_failed_check_keeps_the_transformers_model_and_says_so(run, tmp_path, mo
     capsys.readouterr()
 
 
-def test_a_zip_trained_run_is_checked_on_its_own_validation_clips(run, small_dataset, tmp_path):
+def test_a_zip_trained_run_is_checked_on_its_own_validation_clips(run, small_dataset, tmp_path, capsys):
     """A run trained from a zip (`astapp train --data X.zip`) checks ONNX on that zip's validation clips,
     extracted the way training extracted them, not on generated signals."""
     import shutil
@@ -196,6 +201,9 @@ def test_a_zip_trained_run_is_checked_on_its_own_validation_clips(run, small_dat
     assert check["int8"]["recommended"] is False  # 9 clips cannot vouch for int8
     assert "only 9 validation clips" in check["int8"]["why_not"]
     assert json.loads((zrun / "onnx" / "check.json").read_text())["int8"]["recommended"] is False
+    clip = next(small_dataset.rglob("*.wav"))
+    assert main(["predict", "--onnx", "--int8", "--model", str(zrun), str(clip)]) == 0
+    assert "int8 is not recommended for this model: only 9 validation clips" in capsys.readouterr().err
 
 
 def test_int8_is_recommended_only_on_enough_real_clips_that_agree():

@@ -11,7 +11,7 @@ import torch
 from astapp.core.config import AugmentConfig
 from astapp.core.errors import AstappError
 from astapp.data.synth import make_signal
-from astapp.features.augment import build_augment, collate_augment, mixup, spec_augment
+from astapp.features.augment import build_augment, mixup, spec_augment
 from astapp.features.augment_settings import CATALOGUE, CLASSIC, PRESETS, AugmentError, resolve
 from astapp.features.fbank import Fbank
 
@@ -190,13 +190,6 @@ def test_mixup_weights_agree_between_features_and_labels():
         torch.testing.assert_close(x[i], y[i, i] * feats[i] + y[i, j] * feats[j])
         lams.append(float(y[i, i]))
     assert min(lams) > 0.2 and max(lams) < 0.8 and abs(np.mean(lams) - 0.5) < 0.1  # Beta(10, 10)
-
-
-def test_collate_augment_off_and_on():
-    assert collate_augment(AugmentConfig()) is None
-    apply = collate_augment(AugmentConfig(freq_mask=8, time_mask=8, mixup=0.5), torch.Generator().manual_seed(0))
-    x, y = apply(torch.randn(4, 32, 128) + 3, torch.eye(4))
-    assert x.shape == (4, 32, 128) and y.shape == (4, 4) and (x == 0).any()
 
 
 def test_preview_seeded_figure_and_features():

@@ -93,6 +93,7 @@ def test_fifo_order_positions_and_limits(tmp_path, managers):
     b = jm.submit("b", tiny_cfg("/d/b"))
     c = jm.submit("c", tiny_cfg("/d/c"))
     assert (jm.position(b), jm.position(c)) == (1, 2)
+    assert (jm.snapshot(b)["ahead"], jm.snapshot(c)["ahead"]) == (1, 2)  # the running job is ahead of #1
     assert jm.snapshot(c)["state"] == "queued" and registry.get_run(tmp_path, "c", c).state == "queued"
     with pytest.raises(QueueFullError, match="queue is full"):
         jm.submit("d", tiny_cfg())
@@ -309,6 +310,7 @@ def test_recover_spares_live_processes_but_not_reused_pids(tmp_path):
         sleeper.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("astapp.training.pipeline") is None, reason="astapp.training.pipeline not written yet")
 @pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
 def test_real_train_stops_and_resumes_through_the_queue(tmp_path, managers, tiny_ast, small_dataset):

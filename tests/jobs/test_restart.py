@@ -26,6 +26,8 @@ from astapp.jobs.sessions import owner_id
 from astapp.ui.common import user_token
 
 ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow  # real app processes started, killed and restarted
 AUTH = ("alice", "s3cret")
 
 

@@ -14,7 +14,7 @@ from fake_train import make_fake_train, tiny_cfg, write_checkpoint, write_model
 
 from astapp.core import runfolder
 from astapp.core.errors import AccessError
-from astapp.core.paths import data_root
+from astapp.core.paths import data_root, inside
 from astapp.jobs import registry
 from astapp.jobs.manager import JobManager
 from astapp.jobs.record import RunRecord
@@ -78,10 +78,10 @@ def test_runs_are_private_per_owner_and_ids_are_checked(tmp_path):
             registry.get_run(tmp_path, a, bad, shared=False)
         with pytest.raises(AccessError):
             registry.get_run(tmp_path, bad, rb.name, shared=False)
-    with pytest.raises(AccessError):
-        registry.run_file(tmp_path, a, "20240101-000000-aaaaaa", "../../" + b + "/" + rb.name + "/config.json",
-                      shared=False)
-    assert registry.run_file(tmp_path, a, "20240101-000000-aaaaaa", "metrics.json", shared=False).is_file()
+    mine = registry.run_dir(tmp_path, a, "20240101-000000-aaaaaa", shared=False)
+    with pytest.raises(AccessError):  # a file of a visible run, never one reached through "../"
+        inside(mine, "../../" + b + "/" + rb.name + "/config.json")
+    assert inside(mine, "metrics.json").is_file()
 
 
 def test_sharing_makes_other_runs_visible_read_only(tmp_path, monkeypatch, managers_factory):

@@ -38,6 +38,7 @@ def _slice_lines(run: Path) -> list[str]:
     return [ln for ln in (run / runfolder.LOG).read_text().splitlines() if "queued, resuming from" in ln]
 
 
+@pytest.mark.slow
 def test_a_run_in_slices_ends_like_the_same_run_in_one_go(tmp_path, tiny_ast, small_dataset):
     whole, sliced = JobManager(tmp_path / "whole", slice_seconds=0), None
     try:
@@ -56,6 +57,8 @@ def test_a_run_in_slices_ends_like_the_same_run_in_one_go(tmp_path, tiny_ast, sm
             if jm is not None:
                 jm.shutdown(timeout=10)
     assert len(_slice_lines(run_b)) >= 1, "the budget must really have cut the run into slices"
+    cuts = [e for e in runfolder.read_history(run_b) if e["type"] == "slice"]  # the record a CLI run keeps too
+    assert len(cuts) == len(_slice_lines(run_b)) and all(e["reason"] == "budget" and e["checkpoint"] for e in cuts)
     ma, mb = (json.loads((r / runfolder.METRICS).read_text()) for r in (run_a, run_b))
     for key in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "best_epoch", "global_step", "epochs",
                 "confusion_matrix"):
@@ -114,23 +117,25 @@ def test_the_slice_budget_comes_from_the_environment(tmp_path, monkeypatch):
     assert slicing.margin(120) == 18.0 and slicing.margin(600) == 30.0
 
 
+@pytest.mark.slow
 def test_early_stopping_counts_on_across_a_resume(tmp_path, tiny_ast, small_dataset):
     """Patience survives a stop (a slice end): evaluations since the best one are kept with the best weights."""
     import threading
 
-    from astapp.jobs.record import train
+    from astapp.jobs.record import run_job
 
     cfg = _cfg(tiny_ast, small_dataset, epochs=12, lr=1e-9, early_stopping=2, output=str(tmp_path / "run"))
     stop = threading.Event()
-    first = train(cfg, events=lambda ev: ev["type"] == "eval" and ev["epoch"] >= 2 and stop.set(), stop=stop)
+    first = run_job(cfg, events=lambda ev: ev["type"] == "eval" and ev["epoch"] >= 2 and stop.set(), stop=stop)
     assert first.state == "stopped"
-    resumed = train(TrainConfig.from_dict({**cfg.to_dict(), "resume": "latest"}))
-    straight = train(_cfg(tiny_ast, small_dataset, epochs=12, lr=1e-9, early_stopping=2,
+    resumed = run_job(TrainConfig.from_dict({**cfg.to_dict(), "resume": "latest"}))
+    straight = run_job(_cfg(tiny_ast, small_dataset, epochs=12, lr=1e-9, early_stopping=2,
                           output=str(tmp_path / "straight")))
     assert straight.metrics["early_stopped"] and resumed.metrics["early_stopped"]
     assert resumed.metrics["epochs"] == straight.metrics["epochs"] == 3.0
 
 
+@pytest.mark.slow
 def test_one_step_slices_still_evaluate_every_epoch(tmp_path, tiny_ast, small_dataset):
     """A slice that stops on an epoch's last step evaluates that epoch (the resumed slice starts the next
     one and would never make it up): the best epoch survives even when every slice is a single step."""

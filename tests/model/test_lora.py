@@ -17,7 +17,7 @@ from transformers import ASTForAudioClassification
 from astapp.core import runfolder
 from astapp.core.config import TrainConfig
 from astapp.core.errors import TrainingError
-from astapp.jobs.record import train
+from astapp.jobs.record import run_job
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +41,7 @@ def test_lora_trains_adapters_and_head_and_exports_a_merged_plain_model(tmp_path
     from astapp.model.loading import load_model
 
     run = tmp_path / "run"
-    result = train(lora_cfg(run, tiny_ast, small_dataset, epochs=2))
+    result = run_job(lora_cfg(run, tiny_ast, small_dataset, epochs=2))
     m = result.metrics
     assert result.state == "finished" and m["mode"] == "lora"
     reference = ASTForAudioClassification.from_pretrained(tiny_ast)
@@ -74,14 +74,15 @@ def test_lora_trains_adapters_and_head_and_exports_a_merged_plain_model(tmp_path
                                    rtol=0)
 
 
+@pytest.mark.slow
 def test_lora_stop_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_ast, small_dataset):
     stop = threading.Event()
     run = tmp_path / "run"
     cfg = lora_cfg(run, tiny_ast, small_dataset, epochs=3)
-    first = train(cfg, events=lambda ev: ev["type"] == "log" and ev["step"] >= 3 and stop.set(), stop=stop)
+    first = run_job(cfg, events=lambda ev: ev["type"] == "log" and ev["step"] >= 3 and stop.set(), stop=stop)
     assert first.state == "stopped"
-    resumed = train(TrainConfig.from_dict({**cfg.to_dict(), "resume": "latest"}))
-    straight = train(lora_cfg(tmp_path / "straight", tiny_ast, small_dataset, epochs=3))
+    resumed = run_job(TrainConfig.from_dict({**cfg.to_dict(), "resume": "latest"}))
+    straight = run_job(lora_cfg(tmp_path / "straight", tiny_ast, small_dataset, epochs=3))
     assert resumed.metrics["global_step"] == straight.metrics["global_step"] == 15
     a, b = resumed.model.state_dict(), straight.model.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
@@ -90,16 +91,16 @@ def test_lora_stop_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_ast, 
     # A LoRA checkpoint resumes only as lora (and a full one never as lora).
     as_full = TrainConfig.from_dict({**cfg.to_dict(), "mode": "full", "resume": "latest"})
     with pytest.raises(TrainingError, match="trained with LoRA adapters: resume it in mode lora"):
-        train(as_full)
-    full_run = train(cfg_for(tmp_path / "full", tiny_ast, small_dataset, epochs=1))
+        run_job(as_full)
+    full_run = run_job(cfg_for(tmp_path / "full", tiny_ast, small_dataset, epochs=1))
     with pytest.raises(TrainingError, match="was not trained with LoRA"):
-        train(lora_cfg(full_run.output, tiny_ast, small_dataset, epochs=2, resume="latest"))
+        run_job(lora_cfg(full_run.output, tiny_ast, small_dataset, epochs=2, resume="latest"))
 
 
 def test_lora_with_augmentation_and_early_stopping(tmp_path, tiny_ast, small_dataset):
     from astapp.core.config import AugmentConfig
 
-    result = train(lora_cfg(tmp_path / "run", tiny_ast, small_dataset, epochs=4, lr=1e-9, early_stopping=1,
+    result = run_job(lora_cfg(tmp_path / "run", tiny_ast, small_dataset, epochs=4, lr=1e-9, early_stopping=1,
                             augment=AugmentConfig(preset="light", mixup=0.5).to_dict()))
     assert result.metrics["early_stopped"] is True and result.metrics["epochs"] == 2.0
     assert all(np.isfinite(e["loss"]) for e in history(tmp_path / "run") if e["type"] == "log")
@@ -114,7 +115,7 @@ def test_lora_with_augmentation_and_early_stopping(tmp_path, tiny_ast, small_dat
 ])
 def test_bad_lora_settings_are_one_sentence(tmp_path, tiny_ast, small_dataset, overrides, words):
     with pytest.raises(TrainingError) as err:
-        train(lora_cfg(tmp_path / "run", tiny_ast, small_dataset, **overrides))
+        run_job(lora_cfg(tmp_path / "run", tiny_ast, small_dataset, **overrides))
     assert words in str(err.value)
 
 
@@ -129,10 +130,11 @@ def test_missing_peft_names_the_install_command(tmp_path, tiny_ast, small_datase
     monkeypatch.setattr(builtins, "__import__", no_peft)
     run = tmp_path / "run"
     with pytest.raises(TrainingError, match=r"needs the peft package.*pip install peft==0\.21\.2"):
-        train(lora_cfg(run, tiny_ast, small_dataset))
+        run_job(lora_cfg(run, tiny_ast, small_dataset))
     assert json.loads((run / runfolder.STATUS).read_text())["state"] == "failed"
 
 
+@pytest.mark.slow
 def test_cli_lora_run_exports_the_model_and_the_adapter(tmp_path, tiny_ast, small_dataset, capsys):
     import zipfile
 
@@ -152,6 +154,6 @@ def test_cli_lora_run_exports_the_model_and_the_adapter(tmp_path, tiny_ast, smal
     assert main(["predict", "--model", str(run / "model"), str(clip)]) == 0  # the merged export predicts
     assert json.loads(capsys.readouterr().out)["label"] in ("chirp", "noise", "tone")
     plain = tmp_path / "plain"
-    train(cfg_for(plain, tiny_ast, small_dataset, epochs=1))
+    run_job(cfg_for(plain, tiny_ast, small_dataset, epochs=1))
     assert main(["export", "--run", str(plain), "--output", str(tmp_path / "none.zip"), "--adapter"]) == 2
     assert "only a run trained with --mode lora has one" in capsys.readouterr().err

@@ -194,3 +194,14 @@ def test_cli_runs_are_recorded_like_app_runs(tiny_ast, small_dataset, tmp_path, 
     assert log.count("Training finished") == 1  # one closing line, not three
     assert json.loads((run / runfolder.CONFIG).read_text())["max_length"] == 64
     assert time.time() - json.loads((run / runfolder.STATUS).read_text())["updated"] < 120
+
+
+def test_a_hub_model_is_refused_at_start_when_the_hub_is_unreachable(svc):
+    from astapp.core.errors import ModelLoadError
+
+    s = svc.open("tok")
+    form = {**svc.training.form_defaults(), "model": "some-lab/ast-not-cached-here"}
+    with pytest.raises(ModelLoadError, match="cannot be reached.*local checkpoint folder.*scratch:small"):
+        svc.training.start(s, form)
+    assert svc.manager.active_job(s.owner) is None  # nothing was queued to fail later
+    assert svc.training.start(s, {**form, "model": "scratch:tiny"})  # the alternatives still start

@@ -30,7 +30,7 @@ def test_a_tie_on_accuracy_goes_to_the_lower_loss_even_when_it_comes_later() -> 
     _evaluate(keeper, 4, accuracy=1.0, loss=0.45)  # same accuracy, higher loss: not better
     assert keeper.best["epoch"] == 3 and _kept_epoch(keeper) == 3
     assert keeper.best["why"] == "tied on accuracy, lower validation loss"
-    assert keeper.bad_evals == 1
+    assert keeper.bad_evals == 2  # ties are no progress for early stopping: epochs 3 and 4 count
 
 
 def test_a_full_tie_goes_to_the_later_epoch_and_a_higher_score_always_wins() -> None:
@@ -56,3 +56,13 @@ def test_the_finish_line_says_which_epoch_and_why() -> None:
     line = describe_outcome({"accuracy": 1.0, "f1_macro": 1.0, "best_epoch": 20.0,
                              "best_why": "tied on accuracy, lower validation loss"})
     assert line.endswith("(best epoch 20: tied on accuracy, lower validation loss)")
+
+
+def test_a_plateau_still_stops_early_though_ties_keep_the_later_weights() -> None:
+    keeper = BestKeeper(torch.nn.Linear(2, 2), patience=2)
+    control = SimpleNamespace(should_training_stop=False)
+    for epoch in (1, 2, 3):
+        keeper.module.weight.data.fill_(float(epoch))
+        keeper.on_evaluate(None, SimpleNamespace(epoch=float(epoch), global_step=epoch), control,
+                           metrics={"eval_accuracy": 0.5, "eval_loss": 0.7})
+    assert control.should_training_stop and keeper.early_stopped and keeper.best["epoch"] == 3

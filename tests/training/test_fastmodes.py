@@ -10,7 +10,7 @@ import torch
 from train_helpers import cfg_for, one_thread, val_probs_from_export  # noqa: F401  (fixture reused)
 from transformers import ASTConfig, ASTForAudioClassification
 
-from astapp.jobs.record import train
+from astapp.jobs.record import run_job
 from astapp.training.fastmodes import frozen_part, pass_functions, quantize_int8
 
 CPU = torch.device("cpu")
@@ -46,10 +46,11 @@ def test_int8_copy_is_separate_close_to_fp32_and_only_where_bf16_is_not_used():
 
 
 def test_frozen_run_with_int8_pass_stays_within_tolerance_of_fp32(tmp_path, tiny_ast, small_dataset):
-    runs = {}
+    runs = {}  # one epoch each: the heads compared come from the same epoch (ties pick epochs by loss)
     for int8 in (False, True):
         run = tmp_path / f"int8_{int8}"
-        runs[int8] = (run, train(cfg_for(run, tiny_ast, small_dataset, mode="frozen", lr=5e-3, int8_pass=int8)).metrics)
+        runs[int8] = (run, run_job(cfg_for(run, tiny_ast, small_dataset, mode="frozen", lr=5e-3, epochs=1,
+                                           int8_pass=int8)).metrics)
     (run8, m8), (run32, m32) = runs[True], runs[False]
     assert m8["cached"] is True and m8["mode"] == "frozen"
     # validation ran on fp32 activations: the exported fp32 model reproduces the logged predictions
@@ -120,7 +121,7 @@ def test_int8_pass_is_on_by_default_and_can_be_turned_off_from_the_cli(tmp_path,
     assert config_from_args(build_parser().parse_args(shlex.split(off.to_cli())[3:])).int8_pass is False
     # a real frozen run with the default settings records which pass it used, and says so
     run = tmp_path / "run"
-    metrics = train(cfg_for(run, tiny_ast, small_dataset, mode="frozen")).metrics
+    metrics = run_job(cfg_for(run, tiny_ast, small_dataset, mode="frozen")).metrics
     assert metrics["one_off_pass"] == "int8" and metrics["int8_rel_error"] <= 0.1, metrics
     message = next(e["message"] for e in map(json.loads, (run / "history.jsonl").read_text().splitlines())
                    if e.get("stage") == "training")

@@ -13,7 +13,7 @@ from astapp.core.config import TrainConfig
 from astapp.data.audio import load_audio
 from astapp.data.synth import make_multilabel_dataset
 from astapp.evaluation.multilabel import at_thresholds, mean_ap, tune_thresholds
-from astapp.jobs.record import train
+from astapp.jobs.record import run_job
 
 KINDS = ("noise", "chirp", "square")
 
@@ -42,7 +42,7 @@ def test_mixed_sounds_train_to_high_map_and_predict_every_label(tmp_path, tiny_a
     cfg = TrainConfig.from_dict({"data": str(data), "model": str(tiny_ast), "output": str(tmp_path / "run"),
                                  "epochs": 12, "batch_size": 8, "lr": 1e-3, "max_length": 64, "seed": 0,
                                  "precision": "fp32"})
-    result = train(cfg)
+    result = run_job(cfg)
     assert result.state == "finished"
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["problem_type"] == "multi_label_classification" and m["selection_metric"] == "map"

@@ -94,6 +94,7 @@ def test_bad_upload_gets_a_readable_message(app, tmp_path):
     assert "zip" in msg.lower() and "Traceback" not in msg
 
 
+@pytest.mark.slow
 def test_end_to_end_journey(app, tmp_path):
     url, ckpt, root = app
     client = _client(url)
@@ -201,6 +202,7 @@ def test_end_to_end_journey(app, tmp_path):
     assert (root / "runs").is_dir()
 
 
+@pytest.mark.slow
 def test_folds_are_shown_chosen_and_logged(app, tmp_path):
     """Issue 11.3: the manifest's folds are listed, a chosen fold validates, the run logs its split."""
     from hostile import esc_like_zip
@@ -246,6 +248,7 @@ def test_training_command_names_the_users_file_and_the_servers_copy(app):
     assert from_form.to_dict() == typed_by_hand.to_dict()
 
 
+@pytest.mark.slow
 def test_lora_through_the_app(app):
     """Issue 17: mode lora with its settings from the Train form, to a finished run the API can use."""
     url, ckpt, _ = app
@@ -257,3 +260,23 @@ def test_lora_through_the_app(app):
     client.predict(**lora, api_name="/start_training")
     done = _wait(client, ("Finished", "Failed"), timeout=120)
     assert "Finished" in done["status"] and "Accuracy" in done["status"], done["log"]
+
+
+def test_the_queue_line_says_what_is_ahead():
+    from astapp.ui.train_tab import _status_md
+
+    first = _status_md({"state": "queued", "run_id": "r", "position": 1, "ahead": 0}, None)
+    assert "nothing is ahead of you" in first and "#1" not in first
+    second = _status_md({"state": "queued", "run_id": "r", "position": 1, "ahead": 1}, None)
+    assert "#1** in the queue, behind 1 job" in second
+
+
+def test_a_cv_run_without_a_final_model_does_not_send_the_user_to_predict():
+    from astapp.ui.train_tab import _status_md
+
+    cv = _status_md({"state": "finished", "run_id": "r", "metrics": {"accuracy": 0.9, "folds": 5}}, None)
+    assert "nothing to try in **Predict**" in cv and "Then train the final model" in cv
+    final = _status_md({"state": "finished", "run_id": "r",
+                        "metrics": {"accuracy": 0.9, "folds": 5, "final_model": "/r/model"}}, None)
+    plain = _status_md({"state": "finished", "run_id": "r", "metrics": {"accuracy": 0.9}}, None)
+    assert "try the model in **Predict**" in final and "try the model in **Predict**" in plain
