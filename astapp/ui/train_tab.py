@@ -220,9 +220,9 @@ def build(svc: Service, token: gr.State) -> TrainTab:
                      log_tail, gr.State(None), gr.State(new_curves()), gr.State(None),
                      gr.Timer(POLL_SECONDS, active=False))
     _wire_runs(svc, token, page)
-    restore_fn, hint_fn = _wire_form(svc, token, page)
+    restore_fn, hint_fn = _wire_form(svc, token, page, tab)
     return TrainTab(tab, page.job, page.timer, [form[name] for name in SPLIT_FIELDS], list(form.values()),
-                    restore_fn, hint_fn, [form["model"], form["mode"]], [model_info, hint])
+                    restore_fn, hint_fn, [token, form["model"], form["mode"]], [model_info, hint])
 
 
 def _plots() -> list[Any]:
@@ -305,7 +305,7 @@ def _wire_runs(svc: Service, token: gr.State, p: _Page) -> None:
     p.stop.click(stop_fn, [p.job, token], p.status, api_name="stop_training")
 
 
-def _wire_form(svc: Service, token: gr.State, p: _Page) -> tuple[Any, Any]:
+def _wire_form(svc: Service, token: gr.State, p: _Page, tab: gr.Tab) -> tuple[Any, Any]:
     """The form is saved as it changes and restored on load; the model and mode explain themselves; the
     CLI command shows the same run. Returns (restore, hint) for the app's load chain."""
 
@@ -325,9 +325,14 @@ def _wire_form(svc: Service, token: gr.State, p: _Page) -> tuple[Any, Any]:
         """The saved form, and the dataset's split controls (the saved fold, when the dataset has it)."""
         return restored(svc.training.form(session(svc, tok, request)), view)
 
-    def hint_fn(model_v: str, mode_v: str) -> tuple[str, str]:
+    def hint_fn(tok: str | None, model_v: str, mode_v: str, request: gr.Request) -> tuple[str, str]:
+        """The model's line and the mode's hint, which warns when the saved augmentation turns a fast mode slow."""
+        try:
+            augmented = svc.augmenting.settings(session(svc, tok, request)).active
+        except Exception:  # noqa: BLE001 - a hint without the augmentation note beats none
+            augmented = False
         return (f"<small>Model: {svc.training.model_info(model_v)}</small>",
-                mode_hint(str(model_v or ""), str(mode_v or "full"), svc.hardware))
+                mode_hint(str(model_v or ""), str(mode_v or "full"), svc.hardware, augmented))
 
     def model_defaults(model_v: str) -> tuple[Any, ...]:
         """A newly typed or picked model brings its own starting values (from scratch: more epochs...)."""
@@ -340,6 +345,7 @@ def _wire_form(svc: Service, token: gr.State, p: _Page) -> tuple[Any, Any]:
     form["model"].input(model_defaults, form["model"], [form[name] for name in DEPENDENT], api_visibility="private")
     gr.on([c.change for c in form.values()], save_fn, [token], None, inputs_kwargs=form, api_visibility="private",
           show_progress="hidden", trigger_mode="always_last")
-    gr.on([form["model"].change, form["mode"].change], hint_fn, [form["model"], form["mode"]],
+    # The augmentation is set in another tab: coming to this one refreshes the hint too.
+    gr.on([form["model"].change, form["mode"].change, tab.select], hint_fn, [token, form["model"], form["mode"]],
           [p.model_info, p.hint], api_visibility="private", show_progress="hidden")
     return restore_fn, hint_fn
