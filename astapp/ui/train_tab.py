@@ -50,6 +50,7 @@ def _progress_html(snap: dict[str, Any] | None) -> str:
             f"<div class='astapp-progress-text'>{text}</div>")
 
 
+NOTHING_TRAINING = "Nothing is training right now."
 STOPPING_BADGE = "<span class='astapp-badge stopping'>Stopping</span>"
 STOPPING_TEXT = "Stopping — saving the best weights so far; the run ends after the current step."
 
@@ -98,6 +99,14 @@ def _status_md(snap: dict[str, Any], length: int | None, split: str | None = Non
     if state == "stopped" and snap.get("resumable"):
         lines.append("Stopped on request; **Continue stopped run** trains on from its last checkpoint.")
     return "\n\n".join(lines)
+
+
+def after_stop(status: str) -> tuple[Any, ...]:
+    """(progress, loss, lr, metric plots, log) after Stop: a Stop that found nothing running also clears
+    the last run's bar and curves, which would otherwise sit under "Nothing is training" as if live."""
+    if status != NOTHING_TRAINING:
+        return (gr.update(),) * 5
+    return _progress_html(None), None, None, None, ""
 
 
 def resume_button(state: dict[str, Any] | None) -> Any:
@@ -284,7 +293,7 @@ def _wire_runs(svc: Service, token: gr.State, p: _Page) -> None:
     @guarded
     def stop_fn(job_id: str | None, tok: str | None, request: gr.Request) -> str:
         if not svc.training.stop(session(svc, tok, request), job_id):
-            return "Nothing is training right now."
+            return NOTHING_TRAINING
         return f"{STOPPING_BADGE} run `{job_id or ''}`\n\n{STOPPING_TEXT}" if job_id else \
             f"{STOPPING_BADGE}\n\n{STOPPING_TEXT}"
 
@@ -302,7 +311,8 @@ def _wire_runs(svc: Service, token: gr.State, p: _Page) -> None:
     p.timer.tick(poll_fn, [p.job, token, p.curves], p.outputs, api_name="poll_training", show_progress="hidden")
     p.resume.click(resume_fn, [p.job, token], p.outputs, api_name="resume_training")
     p.shown.change(resume_button, p.shown, p.resume, api_visibility="private", show_progress="hidden")
-    p.stop.click(stop_fn, [p.job, token], p.status, api_name="stop_training")
+    p.stop.click(stop_fn, [p.job, token], p.status, api_name="stop_training").success(
+        after_stop, p.status, [p.progress, *p.plots, p.log_tail], api_visibility="private", show_progress="hidden")
 
 
 def _wire_form(svc: Service, token: gr.State, p: _Page, tab: gr.Tab) -> tuple[Any, Any]:

@@ -89,3 +89,21 @@ def test_the_train_tabs_hint_follows_the_sessions_saved_augmentation(tmp_path):
     hint_id = next(c["id"] for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "mode-hint")
     triggers = [d["targets"] for d in demo.config["dependencies"] if hint_id in d["outputs"]]
     assert any([tab.tab._id, "select"] in [list(t) for t in ts] for ts in triggers)
+
+
+def test_stop_with_nothing_running_clears_the_last_runs_bar_and_curves(tmp_path):
+    from astapp.jobs.manager import JobManager
+    from astapp.service import Service
+    from astapp.ui import train_tab
+
+    progress, loss, lr, metric, log = train_tab.after_stop(train_tab.NOTHING_TRAINING)
+    assert "width:0%" in progress and (loss, lr, metric, log) == (None, None, None, "")
+    kept = train_tab.after_stop(f"{train_tab.STOPPING_BADGE}\n\n{train_tab.STOPPING_TEXT}")
+    assert all(u == gr.update() for u in kept)  # a real stop keeps the curves: the run is still ending
+    svc = Service(JobManager(tmp_path, start=False), hub_online=False)
+    with gr.Blocks() as demo:
+        train_tab.build(svc, gr.State(None))
+    ids = {c.get("props", {}).get("elem_id"): c["id"] for c in demo.config["components"]}
+    stop = next(d for d in demo.config["dependencies"] if d.get("api_name") == "stop_training")
+    after = [d for d in demo.config["dependencies"] if d.get("trigger_after") == stop["id"]]
+    assert any(ids["train-progress"] in d["outputs"] and ids["loss-plot"] in d["outputs"] for d in after)
