@@ -222,10 +222,12 @@ def _wire_preview(svc: Service, token: gr.State, p: _Page, specs: list[dict[str,
 
     gr.on([c.change for c in [*p.controls, p.seed]], sync_fn, [token, p.shown, p.seed, *p.controls], None,
           api_visibility="private", show_progress="hidden", trigger_mode="always_last")
-    if p.toggles:
-        p.preset.input(on_preset, p.preset, [*p.toggles, p.shown], api_visibility="private")
     inputs = [token, p.shown, p.clip, p.preset, p.freq_mask, p.time_mask, p.mixup, p.seed, *p.toggles]
-    previews = [p.go.click(preview_fn, inputs, p.views, api_name="preview_augment", **heavy()),
+    # A new preset fills the transform controls, then plays and draws itself at once: a preview left from
+    # the old preset (its text naming it "saved for training") would say the wrong thing.
+    previews = [p.preset.input(on_preset, p.preset, [*p.toggles, p.shown], api_visibility="private").then(
+                    preview_fn, inputs, p.views, api_visibility="private", **heavy()),
+                p.go.click(preview_fn, inputs, p.views, api_name="preview_augment", **heavy()),
                 p.reroll.click(lambda: random.randint(1, 1_000_000), None, p.seed, api_visibility="private").then(
                     preview_fn, inputs, p.views, api_visibility="private", **heavy()),
                 p.clip.change(preview_fn, inputs, p.views, api_visibility="private", **heavy())]
