@@ -205,6 +205,15 @@ def _wire_fixes(svc: Service, token: gr.State, run: gr.Dropdown, s: _Section) ->
         return (f"Training on **{view.name}** ({plural(len(view.report.get('durations') or []), 'clip')}) as job "
                 f"`{job_id}`: follow it in the *Train* tab.")
 
+    def ready_fn(run_id: str | None, tok: str | None, request: gr.Request) -> str | None:
+        """The manifest as the corrections stand, ready before the click: a download button downloads the
+        value it already has, so one filled only by its own click needed a second click."""
+        try:
+            return str(svc.crossval.corrected_manifest(session(svc, tok, request), run_id)) if run_id else None
+        except Exception:  # noqa: BLE001 - not a cross-validation run (or none): nothing to download yet
+            return None
+
+    s.issues.change(ready_fn, [run, token], s.manifest, api_visibility="private", show_progress="hidden")
     for action, button in s.buttons.items():
         button.click(decide(action), [run, s.picked, token], s.issues, api_name=f"cv_{action}")
     s.manifest.click(manifest_fn, [run, token], s.manifest, api_name="cv_manifest")
