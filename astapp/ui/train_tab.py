@@ -219,7 +219,8 @@ def build(svc: Service, token: gr.State) -> TrainTab:
             show_cli = gr.Button("Show as CLI command", scale=1)
             resume = gr.Button("Resume interrupted run", scale=1, visible=False, elem_id="resume-btn")
         cvc = cv_controls.build()
-        cli = gr.Code(label="Same run from a terminal", language="shell", visible=False, interactive=False)
+        cli = gr.Code(label="Same run from a terminal", language="shell", visible=False, interactive=False,
+                      wrap_lines=True, elem_id="train-cli")  # long paths wrap instead of running off the box
         status = gr.Markdown("No training yet. Press **Start training** — the example dataset is ready.",
                              elem_id="train-status")
         progress = gr.HTML(_progress_html(None), elem_id="train-progress")

@@ -107,3 +107,15 @@ def test_stop_with_nothing_running_clears_the_last_runs_bar_and_curves(tmp_path)
     stop = next(d for d in demo.config["dependencies"] if d.get("api_name") == "stop_training")
     after = [d for d in demo.config["dependencies"] if d.get("trigger_after") == stop["id"]]
     assert any(ids["train-progress"] in d["outputs"] and ids["loss-plot"] in d["outputs"] for d in after)
+
+
+def test_the_cli_command_box_wraps_long_lines(tmp_path):
+    from astapp.jobs.manager import JobManager
+    from astapp.service import Service
+    from astapp.ui import train_tab
+
+    svc = Service(JobManager(tmp_path, start=False), hub_online=False)
+    with gr.Blocks() as demo:
+        train_tab.build(svc, gr.State(None))
+    cli = next(c for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "train-cli")
+    assert cli["props"]["wrap_lines"] is True
