@@ -62,6 +62,12 @@ MIC_HEAD = """<script>(() => { const md = navigator.mediaDevices;
   md.astappRawAudio = true; })();</script>"""
 
 
+# Keys the Gradio 6.31 frontend asks for but does not ship: its status tracker tells screen readers an
+# event ended with i18n("common.complete"), which only the chatbot's strings define, so the live region
+# read out the raw key. (Other locales fall back to English.)
+TRANSLATIONS = {"common.complete": "Done"}
+
+
 def theme() -> Any:
     """System fonts only: no request to Google Fonts (offline machines, privacy)."""
     fonts = ["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica", "Arial", "sans-serif"]
@@ -80,6 +86,7 @@ class AstApp(gr.Blocks):
         # one source for the upload cap: the engine's IngestLimits (ASTAPP_MAX_UPLOAD_MB)
         kwargs.setdefault("max_file_size", IngestLimits().max_upload_bytes)
         kwargs.setdefault("footer_links", ["api"])
+        kwargs.setdefault("i18n", gr.I18n(en=TRANSLATIONS))
         return super().launch(*args, **kwargs)
 
 
