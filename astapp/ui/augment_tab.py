@@ -128,7 +128,7 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
                 noise = _noise_controls()
                 go = gr.Button("Preview", variant="primary", elem_id="preview-btn")
                 notice = notice_card("augment-notice")
-            with gr.Column(scale=2):
+            with gr.Column(scale=2, min_width=520):  # narrower, it goes under the controls at full width
                 views = _views()
     page = _Page(shown, clip, preset, toggles, freq_mask, time_mask, mixup, seed, reroll, noise, go, notice, views)
     _wire_preview(svc, token, page, specs)
@@ -178,9 +178,9 @@ def _noise_controls() -> list[Any]:
 def _views() -> list[Any]:
     """[figure, original, augmented, summary]: what a preview shows."""
     figure = gr.Plot(label="Waveform and log-mel spectrogram", show_label=False, elem_id="augment-plot")
-    with gr.Row():
-        original = gr.Audio(label="Original", interactive=False, buttons=[])
-        augmented = gr.Audio(label="Augmented (what training hears)", interactive=False, buttons=[])
+    with gr.Row(elem_classes=["astapp-players"]):  # side by side when they fit, else one under the other
+        original = gr.Audio(label="Original", interactive=False, buttons=[], min_width=280)
+        augmented = gr.Audio(label="Augmented (what training hears)", interactive=False, buttons=[], min_width=280)
     summary = gr.Markdown(elem_classes=["astapp-hint"])
     return [figure, original, augmented, summary]
 

@@ -17,3 +17,20 @@ def test_the_page_has_words_for_the_status_trackers_complete_key(tmp_path):
     with launched(manager) as url, urllib.request.urlopen(url + "config", timeout=30) as r:
         config = json.load(r)
     assert config["i18n_translations"]["en"]["common.complete"] == "Done"
+
+
+def test_narrow_window_layout_classes_are_used_and_styled(tmp_path):
+    """At 800 px the Augment players wrap (under the figure), and the Data clips sit in one grid; both are
+    classes the app's CSS styles (checked by eye in a headless Chromium at 800 px)."""
+    from astapp.jobs.manager import JobManager
+    from astapp.ui.app import CSS, build_app
+
+    demo = build_app(JobManager(tmp_path, start=False), hub_online=False)
+    classes = [c.get("props", {}).get("elem_classes") or [] for c in demo.config["components"]]
+    for name in ("astapp-players", "astapp-clip-grid"):
+        assert any(name in cs for cs in classes), name
+        assert f".{name}" in CSS, name
+    grid = next(c for c in demo.config["components"] if "astapp-clip-grid" in (c["props"].get("elem_classes") or []))
+    players = [c for c in demo.config["components"] if str(c["props"].get("label", "")).startswith("clip ")]
+    assert len(players) >= 8 and grid["type"] == "row"
+    assert "#val-split" in CSS
