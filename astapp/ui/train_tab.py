@@ -16,7 +16,6 @@ from astapp.core.config import FORM_ROWS
 from astapp.service import Poll, Service, fmt_score
 from astapp.ui import cv_controls
 from astapp.ui.common import fmt_seconds, friendly, guarded, plural, session
-from astapp.ui.epoch_plot import epoch_value
 from astapp.ui.train_form import DEPENDENT, OPEN_ROWS, SPLIT_FIELDS, mode_hint, overrides, restored, rows
 from astapp.ui.train_form import dataset_info as dataset_info  # the app's dataset chain calls it here
 
@@ -160,8 +159,8 @@ def frames(curves: dict[str, Any]) -> tuple[Any, Any, Any]:
     few = len({m["epoch"] for m in metrics}) <= MAX_EPOCH_LABELS
     return (pd.DataFrame(loss).astype({"step": "int64", "loss": "float64"}) if loss else None,
             pd.DataFrame(lr).astype({"step": "int64", "learning rate": "float64"}) if lr else None,
-            epoch_value(pd.DataFrame(metrics).astype({"epoch": "str" if few else "float64", "value": "float64",
-                                                      "metric": "str"})) if metrics else None)
+            pd.DataFrame(metrics).astype({"epoch": "str" if few else "float64", "value": "float64", "metric": "str"})
+            if metrics else None)
 
 
 @dataclass
