@@ -32,6 +32,13 @@ CSS = """
 .astapp-notice.astapp-failed { border-left-color: #dc2626; background: #fef2f2; }
 .dark .astapp-notice.astapp-failed { background: #3b0d0d; }
 .astapp-players { flex-wrap: wrap; }
+.astapp-players > * { min-width: 280px; }
+.astapp-clip-grid { display: grid !important; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: var(--layout-gap); }
+.astapp-clip-grid > * { min-width: 0 !important; }
+@media (max-width: 900px) { .astapp-clip-grid { grid-template-columns: repeat(2, minmax(0, 1fr)); } }
+/* The form's sliders keep their number box and reset button inside their card on a narrow window. */
+#val-split { min-width: 220px !important; }
+#val-split input[type="number"] { min-width: 0; max-width: 5.5em; }
 #astapp-header h1 { margin-bottom: 0; }
 #astapp-header p { margin-top: 4px; color: var(--body-text-color-subdued); }
 .astapp-notice { border-left: 4px solid #f59e0b; background: #fffbeb; padding: 8px 14px; border-radius: 6px; }
@@ -62,6 +69,12 @@ MIC_HEAD = """<script>(() => { const md = navigator.mediaDevices;
   md.astappRawAudio = true; })();</script>"""
 
 
+# Keys the Gradio 6.31 frontend asks for but does not ship: its status tracker tells screen readers an
+# event ended with i18n("common.complete"), which only the chatbot's strings define, so the live region
+# read out the raw key. (Other locales fall back to English.)
+TRANSLATIONS = {"common.complete": "Done"}
+
+
 def theme() -> Any:
     """System fonts only: no request to Google Fonts (offline machines, privacy)."""
     fonts = ["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica", "Arial", "sans-serif"]
@@ -80,6 +93,7 @@ class AstApp(gr.Blocks):
         # one source for the upload cap: the engine's IngestLimits (ASTAPP_MAX_UPLOAD_MB)
         kwargs.setdefault("max_file_size", IngestLimits().max_upload_bytes)
         kwargs.setdefault("footer_links", ["api"])
+        kwargs.setdefault("i18n", gr.I18n(en=TRANSLATIONS))
         return super().launch(*args, **kwargs)
 
 

@@ -140,7 +140,7 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
                 noise = _noise_controls()
                 go = gr.Button("Preview", variant="primary", elem_id="preview-btn")
                 notice = notice_card("augment-notice")
-            with gr.Column(scale=2):
+            with gr.Column(scale=2, min_width=520):  # narrower, it goes under the controls at full width
                 views = _views()
     page = _Page(shown, clip, preset, toggles, freq_mask, time_mask, mixup, seed, reroll, noise, go, notice, views,
                  stamp)
@@ -191,9 +191,9 @@ def _noise_controls() -> list[Any]:
 def _views() -> list[Any]:
     """[figure, original, augmented, summary]: what a preview shows."""
     figure = gr.Plot(label="Waveform and log-mel spectrogram", show_label=False, elem_id="augment-plot")
-    with gr.Row():
-        original = gr.Audio(label="Original", interactive=False, buttons=[])
-        augmented = gr.Audio(label="Augmented (what training hears)", interactive=False, buttons=[])
+    with gr.Row(elem_classes=["astapp-players"]):  # side by side when they fit, else one under the other
+        original = gr.Audio(label="Original", interactive=False, buttons=[], min_width=280)
+        augmented = gr.Audio(label="Augmented (what training hears)", interactive=False, buttons=[], min_width=280)
     summary = gr.Markdown(elem_classes=["astapp-hint"])
     return [figure, original, augmented, summary]
 
@@ -241,10 +241,12 @@ def _wire_preview(svc: Service, token: gr.State, p: _Page, specs: list[dict[str,
 
     gr.on([c.change for c in [*p.controls, p.seed]], sync_fn, [token, p.shown, p.seed, *p.controls, p.stamp], None,
           api_visibility="private", show_progress="hidden", trigger_mode="always_last", js=STAMP_JS)
-    if p.toggles:
-        p.preset.input(on_preset, p.preset, [*p.toggles, p.shown], api_visibility="private")
     inputs = [token, p.shown, p.clip, p.preset, p.freq_mask, p.time_mask, p.mixup, p.seed, *p.toggles, p.stamp]
-    previews = [p.go.click(preview_fn, inputs, p.views, api_name="preview_augment", js=STAMP_JS, **heavy()),
+    # A new preset fills the transform controls, then plays and draws itself at once: a preview left from
+    # the old preset (its text naming it "saved for training") would say the wrong thing.
+    previews = [p.preset.input(on_preset, p.preset, [*p.toggles, p.shown], api_visibility="private").then(
+                    preview_fn, inputs, p.views, api_visibility="private", js=STAMP_JS, **heavy()),
+                p.go.click(preview_fn, inputs, p.views, api_name="preview_augment", js=STAMP_JS, **heavy()),
                 p.reroll.click(lambda: random.randint(1, 1_000_000), None, p.seed, api_visibility="private").then(
                     preview_fn, inputs, p.views, api_visibility="private", js=STAMP_JS, **heavy()),
                 p.clip.change(preview_fn, inputs, p.views, api_visibility="private", js=STAMP_JS, **heavy())]

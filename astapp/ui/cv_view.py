@@ -13,6 +13,7 @@ from astapp.ui.common import guarded, heavy, pcm16, plural, session
 
 FOLDS = ["fold", "accuracy", "macro F1", "clips"]
 ISSUES = ["#", "file", "given", "suggested", "score", "why", "your decision"]
+ISSUE_WIDTHS = ["4%", "24%", "10%", "10%", "7%", "33%", "12%"]
 MAP_HINT = ("Each dot is a clip (colour = its label; ringed = predicted wrong out of fold; × = label suspect). "
             "**Click a dot** to hear it.")
 
@@ -67,7 +68,9 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown) -> CVSection:
                                "accept": gr.Button("Accept the suggested label", size="sm", elem_id="cv-accept"),
                                "undo": gr.Button("Undo", size="sm", elem_id="cv-undo")}
         gr.Markdown("#### Label issues (most suspect first)")
-        issues = gr.Dataframe(headers=ISSUES, interactive=False, max_height=300, elem_id="cv-issues")
+        # Wrapped, with room for the reason and the decision (a long path no longer pushes them off).
+        issues = gr.Dataframe(headers=ISSUES, interactive=False, max_height=300, elem_id="cv-issues", wrap=True,
+                              column_widths=ISSUE_WIDTHS)
         with gr.Row():
             manifest = gr.DownloadButton("Download the corrected manifest (CSV)", elem_id="cv-manifest")
             retrain = gr.Button("Use the corrected data and retrain", variant="primary", elem_id="cv-retrain")
@@ -82,11 +85,26 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown) -> CVSection:
 PICK_HINT = "Click a dot on the map, or a row of the list below."
 
 
+def why(issue: dict[str, Any]) -> str:
+    """The reason a clip is suspect, in words (`astapp.evaluation.label_issues` names only its kind; its
+    score is 1 - the out-of-fold probability of the given label)."""
+    kind, given, suggested = str(issue.get("kind", "")), issue.get("given"), issue.get("suggested")
+    sure = 1.0 - float(issue.get("score") or 0.0)
+    if kind == "label":
+        return (f"label: out of fold the model gives '{given}' only {sure:.0%} and hears '{suggested}' "
+                "(confident learning flags it)")
+    if kind == "prediction disagrees":
+        return f"the model predicts '{suggested}' out of fold; it gives '{given}' only {sure:.0%}"
+    if kind.startswith("near-duplicate of "):
+        return f"{kind} with another label ('{suggested}')"
+    return kind
+
+
 def issue_rows(view: Any) -> Any:
     import pandas as pd
 
     return pd.DataFrame([{"#": i + 1, "file": d["path"], "given": d["given"], "suggested": d["suggested"],
-                          "score": round(float(d["score"]), 3), "why": d["kind"], "your decision": d["action"]}
+                          "score": round(float(d["score"]), 3), "why": why(d), "your decision": d["action"]}
                          for i, d in enumerate(view.issues)], columns=ISSUES)
 
 
@@ -187,6 +205,15 @@ def _wire_fixes(svc: Service, token: gr.State, run: gr.Dropdown, s: _Section) ->
         return (f"Training on **{view.name}** ({plural(len(view.report.get('durations') or []), 'clip')}) as job "
                 f"`{job_id}`: follow it in the *Train* tab.")
 
+    def ready_fn(run_id: str | None, tok: str | None, request: gr.Request) -> str | None:
+        """The manifest as the corrections stand, ready before the click: a download button downloads the
+        value it already has, so one filled only by its own click needed a second click."""
+        try:
+            return str(svc.crossval.corrected_manifest(session(svc, tok, request), run_id)) if run_id else None
+        except Exception:  # noqa: BLE001 - not a cross-validation run (or none): nothing to download yet
+            return None
+
+    s.issues.change(ready_fn, [run, token], s.manifest, api_visibility="private", show_progress="hidden")
     for action, button in s.buttons.items():
         button.click(decide(action), [run, s.picked, token], s.issues, api_name=f"cv_{action}")
     s.manifest.click(manifest_fn, [run, token], s.manifest, api_name="cv_manifest")

@@ -162,9 +162,8 @@ def _layout(svc: Service) -> tuple[list[Any], tuple[Any, ...]]:
     issues = gr.Markdown(elem_id="data-issues")
     gr.Markdown("#### Listen to a few clips")
     players: list[gr.Audio] = []
-    for r in range(N_CLIPS // 4):
-        with gr.Row():
-            for c in range(4):
-                players.append(gr.Audio(label=f"clip {r * 4 + c + 1}", visible=False, interactive=False,
-                                        buttons=[], min_width=180))
+    with gr.Row(elem_classes=["astapp-clip-grid"]):  # one grid: 4 columns, 2 on a narrow window (app.CSS)
+        for i in range(N_CLIPS):
+            players.append(gr.Audio(label=f"clip {i + 1}", visible=False, interactive=False, buttons=[],
+                                    min_width=180))
     return [summary, classes, histogram, issues, *players], (use_example, upload, hub_id, hub_btn, notice, record_box)

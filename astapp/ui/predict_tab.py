@@ -44,7 +44,7 @@ class _Page:
     timeline: gr.Plot
     batch: list[Any]  # zip, button, CSV, table
     downloads: list[Any]  # model button, model zip, browser button, browser zip, snippet
-    publish: list[Any]  # repo, private, license, token, card button, publish button, result, card
+    publish: list[Any]  # repo, private, license, token, card button, publish button, result, card, its notice
 
 
 def build(svc: Service, token: gr.State) -> PredictTab:
@@ -112,11 +112,12 @@ def _publish_controls(svc: Service) -> list[Any]:
         hf_token = gr.Textbox(label="Hugging Face token (write access)", type="password",
                               visible=not svc.hf_login, elem_id="publish-token")
         with gr.Row():
-            preview_card = gr.Button("Preview the model card")
+            preview_card = gr.Button("Preview the model card", elem_id="card-btn")
             publish = gr.Button("Publish", variant="primary", elem_id="publish-btn")
+        failure = notice_card("publish-notice")  # under its buttons: the tab's own card is far above
         published = gr.Markdown(elem_id="publish-result")
         card = gr.Code(language="markdown", visible=False, interactive=False, label="README.md (model card)")
-    return [repo, private, license_id, hf_token, preview_card, publish, published, card]
+    return [repo, private, license_id, hf_token, preview_card, publish, published, card, failure]
 
 
 def failed(message: str, *_: Any) -> str:
@@ -199,7 +200,7 @@ def _wire_downloads(svc: Service, token: gr.State, p: _Page, guard: Guard) -> No
 
 def _wire_publish(svc: Service, token: gr.State, p: _Page, guard: Guard) -> None:
     """Preview the model card, publish to the Hub, and suggest a repository name."""
-    repo, private, license_id, hf_token, preview_card, publish, published, card = p.publish
+    repo, private, license_id, hf_token, preview_card, publish, published, card, failure = p.publish
 
     @guard
     def card_fn(run_id: str | None, repo_id: str, license_v: str, tok: str | None, request: gr.Request) -> str:
@@ -222,7 +223,7 @@ def _wire_publish(svc: Service, token: gr.State, p: _Page, guard: Guard) -> None
 
     p.run.change(suggest_fn, [p.run, repo, token], repo, api_visibility="private", show_progress="hidden")
     guard.keep(preview_card.click(card_fn, [p.run, repo, license_id, token], card, api_name="model_card"), [card],
-               p.notice, say=failed)
+               failure, say=failed)
     guard.keep(publish.click(publish_fn, [p.run, repo, private, license_id, hf_token, token], published,
-                             api_name="publish_model"), [published], p.notice, say=failed)
+                             api_name="publish_model"), [published], failure, say=failed)
     preview_card.click(lambda: gr.Code(visible=True), None, card, api_visibility="private")

@@ -92,8 +92,29 @@ def restored(saved: dict[str, Any], view: dict[str, Any] | None) -> list[Any]:
     return [gr.update(**{"value": saved[name], **controls.get(name, {})}) for name in FORM_FIELDS]
 
 
-def mode_hint(model: str, mode: str, hw: str) -> str:
-    """Plain-language speed hint for the chosen mode on the hardware we found."""
+AUGMENTED_FAST_MODE = (
+    "**Augmentation is on, so this mode loses its one-off cache:** each epoch runs the whole backbone on new "
+    "augmented clips instead of reusing one cached pass (measured on the example, 2 CPU cores: about 4 min "
+    "instead of seconds). For the fast path, set the preset to *none* (and SpecAugment and mixup to 0) in "
+    "**Augment**.")
+
+
+def caches(mode: str) -> bool:
+    """Whether a mode runs its frozen layers once per clip and trains on the cached outputs (without
+    augmentation: `astapp.training.fastmodes`)."""
+    return mode == "frozen" or mode.startswith("last-")
+
+
+def mode_hint(model: str, mode: str, hw: str, augmented: bool = False) -> str:
+    """Plain-language speed hint for the chosen mode on the hardware we found; `augmented` (the session's
+    saved augmentation is on) warns that a caching mode then runs at full cost."""
+    text = _speed_hint(model, mode, hw)
+    if augmented and caches(mode) and not is_scratch(model):
+        text += "\n\n" + AUGMENTED_FAST_MODE
+    return text
+
+
+def _speed_hint(model: str, mode: str, hw: str) -> str:
     where = "your GPU" if hw == "cuda" else "this computer's CPU (no GPU found)"
     scratch = is_scratch(model)
     if scratch and mode != "full":

@@ -51,6 +51,7 @@ def _progress_html(snap: dict[str, Any] | None) -> str:
             f"<div class='astapp-progress-text'>{text}</div>")
 
 
+NOTHING_TRAINING = "Nothing is training right now."
 STOPPING_BADGE = "<span class='astapp-badge stopping'>Stopping</span>"
 STOPPING_TEXT = "Stopping — saving the best weights so far; the run ends after the current step."
 
@@ -99,6 +100,14 @@ def _status_md(snap: dict[str, Any], length: int | None, split: str | None = Non
     if state == "stopped" and snap.get("resumable"):
         lines.append("Stopped on request; **Continue stopped run** trains on from its last checkpoint.")
     return "\n\n".join(lines)
+
+
+def after_stop(status: str) -> tuple[Any, ...]:
+    """(progress, loss, lr, metric plots, log) after Stop: a Stop that found nothing running also clears
+    the last run's bar and curves, which would otherwise sit under "Nothing is training" as if live."""
+    if status != NOTHING_TRAINING:
+        return (gr.update(),) * 5
+    return _progress_html(None), None, None, None, ""
 
 
 def resume_button(state: dict[str, Any] | None) -> Any:
@@ -212,7 +221,8 @@ def build(svc: Service, token: gr.State) -> TrainTab:
             show_cli = gr.Button("Show as CLI command", scale=1)
             resume = gr.Button("Resume interrupted run", scale=1, visible=False, elem_id="resume-btn")
         cvc = cv_controls.build()
-        cli = gr.Code(label="Same run from a terminal", language="shell", visible=False, interactive=False)
+        cli = gr.Code(label="Same run from a terminal", language="shell", visible=False, interactive=False,
+                      wrap_lines=True, elem_id="train-cli")  # long paths wrap instead of running off the box
         status = gr.Markdown("No training yet. Press **Start training**.", elem_id="train-status")
         progress = gr.HTML(_progress_html(None), elem_id="train-progress")
         plots = _plots()
@@ -222,9 +232,9 @@ def build(svc: Service, token: gr.State) -> TrainTab:
                      log_tail, gr.State(None), gr.State(new_curves()), gr.State(None),
                      gr.Timer(POLL_SECONDS, active=False), stamp_box(), tab)
     _wire_runs(svc, token, page)
-    restore_fn, hint_fn = _wire_form(svc, token, page)
+    restore_fn, hint_fn = _wire_form(svc, token, page, tab)
     return TrainTab(tab, page.job, page.timer, [form[name] for name in SPLIT_FIELDS], list(form.values()),
-                    restore_fn, hint_fn, [form["model"], form["mode"]], [model_info, hint])
+                    restore_fn, hint_fn, [token, form["model"], form["mode"]], [model_info, hint])
 
 
 def _plots() -> list[Any]:
@@ -292,7 +302,7 @@ def _wire_runs(svc: Service, token: gr.State, p: _Page) -> None:
     @guarded
     def stop_fn(job_id: str | None, tok: str | None, request: gr.Request) -> str:
         if not svc.training.stop(session(svc, tok, request), job_id):
-            return "Nothing is training right now."
+            return NOTHING_TRAINING
         return f"{STOPPING_BADGE} run `{job_id or ''}`\n\n{STOPPING_TEXT}" if job_id else \
             f"{STOPPING_BADGE}\n\n{STOPPING_TEXT}"
 
@@ -314,10 +324,12 @@ def _wire_runs(svc: Service, token: gr.State, p: _Page) -> None:
     p.tab.select(look_fn, [p.job, token], p.outputs, api_visibility="private", show_progress="hidden", queue=False)
     p.resume.click(resume_fn, [p.job, token], p.outputs, api_name="resume_training")
     p.shown.change(resume_button, p.shown, p.resume, api_visibility="private", show_progress="hidden")
-    p.stop.click(stop_fn, [p.job, token], p.status, api_name="stop_training", queue=False)
+    p.stop.click(stop_fn, [p.job, token], p.status, api_name="stop_training", queue=False).success(
+        after_stop, p.status, [p.progress, *p.plots, p.log_tail], api_visibility="private", show_progress="hidden",
+        queue=False)
 
 
-def _wire_form(svc: Service, token: gr.State, p: _Page) -> tuple[Any, Any]:
+def _wire_form(svc: Service, token: gr.State, p: _Page, tab: gr.Tab) -> tuple[Any, Any]:
     """The form is saved as it changes and restored on load; the model and mode explain themselves; the
     CLI command shows the same run. Returns (restore, hint) for the app's load chain."""
 
@@ -338,9 +350,14 @@ def _wire_form(svc: Service, token: gr.State, p: _Page) -> tuple[Any, Any]:
         """The saved form, and the dataset's split controls (the saved fold, when the dataset has it)."""
         return restored(svc.training.form(session(svc, tok, request)), view)
 
-    def hint_fn(model_v: str, mode_v: str) -> tuple[str, str]:
+    def hint_fn(tok: str | None, model_v: str, mode_v: str, request: gr.Request) -> tuple[str, str]:
+        """The model's line and the mode's hint, which warns when the saved augmentation turns a fast mode slow."""
+        try:
+            augmented = svc.augmenting.settings(session(svc, tok, request)).active
+        except Exception:  # noqa: BLE001 - a hint without the augmentation note beats none
+            augmented = False
         return (f"<small>Model: {svc.training.model_info(model_v)}</small>",
-                mode_hint(str(model_v or ""), str(mode_v or "full"), svc.hardware))
+                mode_hint(str(model_v or ""), str(mode_v or "full"), svc.hardware, augmented))
 
     def model_defaults(model_v: str) -> tuple[Any, ...]:
         """A newly typed or picked model brings its own starting values (from scratch: more epochs...)."""
@@ -354,6 +371,7 @@ def _wire_form(svc: Service, token: gr.State, p: _Page) -> tuple[Any, Any]:
     gr.on([c.change for c in form.values()], save_fn, [token], None, inputs_kwargs={**form, "stamp": p.stamp},
           js=STAMP_JS, api_visibility="private",
           show_progress="hidden", trigger_mode="always_last")
-    gr.on([form["model"].change, form["mode"].change], hint_fn, [form["model"], form["mode"]],
+    # The augmentation is set in another tab: coming to this one refreshes the hint too.
+    gr.on([form["model"].change, form["mode"].change, tab.select], hint_fn, [token, form["model"], form["mode"]],
           [p.model_info, p.hint], api_visibility="private", show_progress="hidden")
     return restore_fn, hint_fn

@@ -56,3 +56,66 @@ def test_the_apps_training_endpoints_take_the_form_fields_by_name(tmp_path):
              ("/start_training", "/training_command", "/start_cv")}
     assert names["/start_training"] == names["/training_command"] == list(FORM_FIELDS)
     assert names["/start_cv"] == ["folds", "final", *FORM_FIELDS]
+
+
+def test_the_mode_hint_warns_that_augmentation_costs_a_fast_mode_its_cache():
+    from astapp.core.config import DEFAULT_MODEL
+    from astapp.ui.train_form import mode_hint
+
+    for mode in ("frozen", "last-2"):
+        plain, augmented = mode_hint(DEFAULT_MODEL, mode, "cpu"), mode_hint(DEFAULT_MODEL, mode, "cpu", True)
+        assert "one-off cache" not in plain
+        assert "one-off cache" in augmented and "about 4 min instead of seconds" in augmented
+        assert "**Augment**" in augmented  # where to turn it off
+    for mode in ("full", "lora"):  # nothing is cached there: nothing is lost
+        assert mode_hint(DEFAULT_MODEL, mode, "cpu", True) == mode_hint(DEFAULT_MODEL, mode, "cpu")
+
+
+def test_the_train_tabs_hint_follows_the_sessions_saved_augmentation(tmp_path):
+    from astapp.core.config import DEFAULT_MODEL, AugmentConfig
+    from astapp.jobs.manager import JobManager
+    from astapp.service import Service
+    from astapp.ui import train_tab
+    from astapp.ui.common import new_token
+
+    svc = Service(JobManager(tmp_path, start=False), hub_online=False)
+    with gr.Blocks() as demo:
+        tab = train_tab.build(svc, gr.State(None))
+    tok = new_token()
+    assert "one-off cache" not in tab.hint_fn(tok, DEFAULT_MODEL, "frozen", None)[1]
+    svc.augmenting.save(svc.open(tok), AugmentConfig(preset="classic"))
+    assert "one-off cache" in tab.hint_fn(tok, DEFAULT_MODEL, "frozen", None)[1]
+    # Augmentation is set in another tab: opening the Train tab refreshes the hint.
+    hint_id = next(c["id"] for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "mode-hint")
+    triggers = [d["targets"] for d in demo.config["dependencies"] if hint_id in d["outputs"]]
+    assert any([tab.tab._id, "select"] in [list(t) for t in ts] for ts in triggers)
+
+
+def test_stop_with_nothing_running_clears_the_last_runs_bar_and_curves(tmp_path):
+    from astapp.jobs.manager import JobManager
+    from astapp.service import Service
+    from astapp.ui import train_tab
+
+    progress, loss, lr, metric, log = train_tab.after_stop(train_tab.NOTHING_TRAINING)
+    assert "width:0%" in progress and (loss, lr, metric, log) == (None, None, None, "")
+    kept = train_tab.after_stop(f"{train_tab.STOPPING_BADGE}\n\n{train_tab.STOPPING_TEXT}")
+    assert all(u == gr.update() for u in kept)  # a real stop keeps the curves: the run is still ending
+    svc = Service(JobManager(tmp_path, start=False), hub_online=False)
+    with gr.Blocks() as demo:
+        train_tab.build(svc, gr.State(None))
+    ids = {c.get("props", {}).get("elem_id"): c["id"] for c in demo.config["components"]}
+    stop = next(d for d in demo.config["dependencies"] if d.get("api_name") == "stop_training")
+    after = [d for d in demo.config["dependencies"] if d.get("trigger_after") == stop["id"]]
+    assert any(ids["train-progress"] in d["outputs"] and ids["loss-plot"] in d["outputs"] for d in after)
+
+
+def test_the_cli_command_box_wraps_long_lines(tmp_path):
+    from astapp.jobs.manager import JobManager
+    from astapp.service import Service
+    from astapp.ui import train_tab
+
+    svc = Service(JobManager(tmp_path, start=False), hub_online=False)
+    with gr.Blocks() as demo:
+        train_tab.build(svc, gr.State(None))
+    cli = next(c for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "train-cli")
+    assert cli["props"]["wrap_lines"] is True
