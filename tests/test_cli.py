@@ -7,22 +7,13 @@ import shlex
 import zipfile
 
 import pytest
-import torch
+from train_helpers import one_thread_fixture
 
 from astapp.cli import ProgressPrinter, build_parser, config_from_args, main
 from astapp.core.config import AudioConfig, AugmentConfig, TrainConfig
 
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path_factory, monkeypatch):
-    """`main()` quiets transformers process-wide (right for a CLI process); undo it for later tests."""
-    from transformers.utils import logging as hf_logging
-
-    monkeypatch.setenv("ASTAPP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "astapp-cache"))
-    before, verbosity = torch.get_num_threads(), hf_logging.get_verbosity()
-    yield
-    torch.set_num_threads(before)
-    hf_logging.set_verbosity(verbosity)
+# the CLI sets torch threads (restored) and quiets transformers (conftest restores it)
+isolated = one_thread_fixture("astapp-cache", threads=None)
 
 
 def test_inspect_reports_and_exit_codes(small_dataset, tmp_path, capsys):

@@ -14,14 +14,24 @@ from transformers import ASTForAudioClassification
 from astapp.core.config import TrainConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread(tmp_path_factory, monkeypatch):
-    """One torch thread (deterministic sums, fair to a shared CPU) and one shared data cache."""
-    monkeypatch.setenv("ASTAPP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "astapp-cache"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread_fixture(cache: str = "astapp-cache", threads: int | None = 1):
+    """An autouse fixture for a test module: one data cache shared by the session's tests under `cache`, and
+    `threads` torch threads (1: deterministic sums, fair to a shared CPU; None: as the code under test sets
+    them, e.g. the CLI's `main()`), restored afterwards."""
+
+    @pytest.fixture(autouse=True)
+    def one_thread(tmp_path_factory, monkeypatch):
+        monkeypatch.setenv("ASTAPP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / cache))
+        before = torch.get_num_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        yield
+        torch.set_num_threads(before)
+
+    return one_thread
+
+
+one_thread = one_thread_fixture()
 
 
 def cfg_for(out: Path, tiny_ast: Path, data: Path, **kw) -> TrainConfig:

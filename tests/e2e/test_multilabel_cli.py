@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
-import torch
+from train_helpers import one_thread_fixture
 
 from astapp.cli import main
 from astapp.data.synth import make_multilabel_dataset
 
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path_factory, monkeypatch):
-    from transformers.utils import logging as hf_logging
-
-    monkeypatch.setenv("ASTAPP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "astapp-cache-mlcli"))
-    before, verbosity = torch.get_num_threads(), hf_logging.get_verbosity()
-    yield
-    torch.set_num_threads(before)
-    hf_logging.set_verbosity(verbosity)
+# the CLI sets torch threads (restored) and quiets transformers (conftest restores it)
+isolated = one_thread_fixture("astapp-cache-mlcli", threads=None)
 
 
 def test_inspect_shows_the_mode_and_train_multi_label_forces_it(tiny_ast, small_dataset, tmp_path, capsys):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from train_helpers import one_thread_fixture
 
 from astapp.cli import main
 from astapp.core.config import AugmentConfig, TrainConfig
@@ -40,16 +40,8 @@ def _zip(folder: Path, zpath: Path) -> Path:
     return zpath
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path_factory, monkeypatch):
-    """`main()` quiets transformers process-wide and sets torch threads; undo it for later tests."""
-    from transformers.utils import logging as hf_logging
-
-    monkeypatch.setenv("ASTAPP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "noise-cache"))
-    before, verbosity = torch.get_num_threads(), hf_logging.get_verbosity()
-    yield
-    torch.set_num_threads(before)
-    hf_logging.set_verbosity(verbosity)
+# the CLI sets torch threads (restored) and quiets transformers (conftest restores it)
+isolated = one_thread_fixture("noise-cache", threads=None)
 
 
 def test_noise_folder_in_a_zip_is_listed_as_noise_not_as_a_class(tmp_path):

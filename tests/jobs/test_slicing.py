@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from fake_train import write_checkpoint
+from train_helpers import one_thread_fixture
 from transformers import ASTForAudioClassification
 
 from astapp.core import runfolder
@@ -20,13 +21,7 @@ from astapp.jobs.manager import JobManager
 TIMEOUT = 240.0
 
 
-@pytest.fixture(autouse=True)
-def one_thread(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("ASTAPP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "astapp-cache"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = one_thread_fixture()  # autouse
 
 
 def _cfg(tiny_ast: Path, data: Path, **kw) -> TrainConfig:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from train_helpers import cfg_for, history, val_probs_from_export
+from train_helpers import cfg_for, history, one_thread_fixture, val_probs_from_export
 from transformers import ASTForAudioClassification
 
 from astapp.core import runfolder
@@ -19,14 +19,7 @@ from astapp.core.config import TrainConfig
 from astapp.core.errors import TrainingError
 from astapp.jobs.record import run_job
 
-
-@pytest.fixture(autouse=True)
-def one_thread(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("ASTAPP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "astapp-cache"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = one_thread_fixture()  # autouse
 
 
 def lora_cfg(out: Path, tiny_ast: Path, data: Path, **kw) -> TrainConfig:

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from train_helpers import one_thread_fixture
 
 from astapp.core.config import TrainConfig
 from astapp.data.audio import load_audio
@@ -18,13 +19,7 @@ from astapp.jobs.record import run_job
 KINDS = ("noise", "chirp", "square")
 
 
-@pytest.fixture(autouse=True)
-def one_thread(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("ASTAPP_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "astapp-cache-ml"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = one_thread_fixture("astapp-cache-ml")  # autouse
 
 
 def test_tuned_thresholds_beat_one_half_on_miscalibrated_scores():
