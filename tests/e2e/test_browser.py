@@ -188,13 +188,16 @@ def test_reload_and_a_second_tab_keep_dataset_augmentation_and_form(app, chromiu
             view.set_default_timeout(30_000)
             expect(view.locator("#data-summary")).to_contain_text("garden_birds.zip", timeout=60_000)
             expect(view.locator("#class-table")).to_contain_text("chirp")
+            # the page restores the tabs one after the other once the (CPU-heavy) dataset view is back: on a
+            # loaded machine the Train form's saved values arrive seconds after the summary, so wait as long
+            restored = 30_000
             view.get_by_role("tab", name=re.compile("Train")).click()
-            expect(view.get_by_label("Epochs")).to_have_value("3")
+            expect(view.get_by_label("Epochs")).to_have_value("3", timeout=restored)
             view.get_by_role("tab", name=re.compile("Augment")).click()
-            expect(view.get_by_label("classic")).to_be_checked()
-            expect(view.locator("#augment-seed input")).to_have_value("7")
+            expect(view.get_by_label("classic")).to_be_checked(timeout=restored)
+            expect(view.locator("#augment-seed input")).to_have_value("7", timeout=restored)
             view.get_by_role("button", name=re.compile("Spectrogram")).click()
-            expect(view.locator("#mixup input[type=number]")).to_have_value("0.5")
+            expect(view.locator("#mixup input[type=number]")).to_have_value("0.5", timeout=restored)
         assert not errors, errors
         browser.close()
 
