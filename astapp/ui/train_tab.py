@@ -261,7 +261,9 @@ def render(poll: Poll, drawn: dict[str, Any]) -> tuple[Any, ...]:
     snap = poll.snapshot
     on_screen = {"job": poll.job_id, "state": snap.get("state"), "resumable": bool(snap.get("resumable"))}
     return (poll.job_id, drawn, on_screen, _status_md(snap, drawn["max_length"], drawn["split"]),
-            _progress_html(snap), *(frames(drawn) if fresh or poll.events else [gr.update()] * 3),  # only if changed
+            _progress_html(snap),  # plots only when changed, and always once a run has ended (the whole curve)
+            *(frames(drawn) if fresh or poll.events or snap.get("state") not in ("queued", "running")
+              else [gr.update()] * 3),
             "\n".join(snap.get("log") or []),
             gr.Timer(active=snap.get("state") in ACTIVE))
 
