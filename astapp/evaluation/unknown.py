@@ -62,6 +62,11 @@ class UnknownStats:
     def needs_embeddings(self) -> bool:
         return self.method in EMBEDDING_METHODS
 
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able facts (no arrays): unknown.json's content and the run's metrics entry."""
+        return {"format": FORMAT, "method": self.method, "threshold": self.threshold, "keep": self.keep,
+                "reason": self.reason, "k": self.k, "known_scores": self.known, "arrays": sorted(self.arrays)}
+
 
 def _logsumexp(logits: np.ndarray) -> np.ndarray:
     x = np.asarray(logits, dtype=np.float64)
@@ -119,7 +124,7 @@ def score(stats: UnknownStats, logits: np.ndarray | None = None,
     if stats.method == "mahalanobis":
         prec = stats.arrays["precision"].astype(np.float64)
         d = emb[:, None, :] - stats.arrays["centroids"].astype(np.float64)[None, :, :]
-        dist = np.einsum("ncd,de,nce->nc", d, prec, d)
+        dist = ((d @ prec) * d).sum(axis=2)
         return np.sqrt(np.maximum(dist.min(axis=1), 0.0))
     bank = stats.arrays["bank"].astype(np.float64)
     sims = _unit(emb) @ bank.T
@@ -165,9 +170,7 @@ def auroc(known: np.ndarray, other: np.ndarray) -> float:
 def save(stats: UnknownStats, folder: str | Path) -> Path:
     """Write unknown.json (+ unknown_stats.npz when the method has arrays) into an exported model folder."""
     folder = Path(folder)
-    meta: dict[str, Any] = {"format": FORMAT, "method": stats.method, "threshold": stats.threshold,
-                            "keep": stats.keep, "reason": stats.reason, "k": stats.k, "known_scores": stats.known,
-                            "arrays": sorted(stats.arrays)}
+    meta = stats.summary()
     if stats.arrays:
         buf = io.BytesIO()
         np.savez(buf, **stats.arrays)

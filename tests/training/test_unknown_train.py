@@ -1,0 +1,80 @@
+"""The unknown score at the end of training (issue 25): fitted on the run's clips, calibrated on its validation
+clips, saved with the export and used by the predictor; an export without it predicts as before."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+from train_helpers import cfg_for, one_thread  # noqa: F401 - the fixture
+
+from astapp.data.synth import make_tone_classes
+from astapp.evaluation import unknown
+from astapp.predict.predictor import Predictor
+from astapp.training.pipeline import train
+
+KNOWN = {"low": 300.0, "high": 3000.0}
+
+
+def test_a_held_out_class_scores_higher_than_the_known_validation_clips(tmp_path, tiny_ast):
+    data, other = tmp_path / "tones", tmp_path / "other"
+    make_tone_classes(data, per_class=10, classes=KNOWN, seed=3)
+    make_tone_classes(other, per_class=6, classes={"mid": 1200.0}, seed=4)
+    res = train(cfg_for(tmp_path / "run", tiny_ast, data, mode="full", val_split=0.4, unknown_keep=0.9,
+                          max_length=128))  # 1 s clips: one window, as in training
+    assert res.state == "finished"
+    model_dir = res.model_dir
+    saved = json.loads((model_dir / unknown.STATS_JSON).read_text())
+    assert saved["method"] == unknown.DEFAULT_METHOD and saved["keep"] == 0.9 and saved["threshold"] is not None
+    assert saved["known_scores"]["count"] == res.metrics["num_validation"] == 8
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["unknown"]["threshold"] == saved["threshold"]
+
+    pred = Predictor(model_dir)
+    assert pred.unknown is not None and pred.unknown_note == ""
+    val = [data / p["path"] for p in res.metrics["predictions"]]
+    known = pred.predict_many(val)
+    odd = pred.predict_many(sorted(other.rglob("*.wav")))
+    assert not known[0]["error"], known[0]
+    k, o = np.array([r["unknown"] for r in known]), np.array([r["unknown"] for r in odd])
+    assert o.mean() > k.mean(), (o, k)
+    assert np.mean(k <= saved["threshold"]) >= 0.85  # the calibration clips themselves: ~90 % kept
+    assert all(r["unknown_threshold"] == saved["threshold"] for r in known + odd)
+    assert all((r["label"] == "unknown") == (r["unknown"] > saved["threshold"]) for r in known + odd)
+    assert all(r["top"] and r["top"][0][0] in KNOWN for r in odd)  # the forced answer stays visible
+
+    low = Predictor(model_dir, unknown_threshold=-1.0)  # the override: every clip is unknown
+    assert {r["label"] for r in low.predict_many(val[:2])} == {"unknown"}
+
+    old = tmp_path / "old"  # an export from before the feature: today's rows exactly, and a note
+    shutil.copytree(model_dir, old)
+    (old / unknown.STATS_JSON).unlink()
+    (old / unknown.STATS_NPZ).unlink()
+    before = Predictor(old)
+    rows = before.predict_many(val[:3])
+    assert before.unknown is None and "before unknown scores" in before.unknown_note
+    assert all("unknown" not in r and r["label"] in KNOWN for r in rows)
+    assert [r["top"] for r in rows] == [r["top"] for r in known[:3]]
+
+
+def test_a_run_without_validation_clips_scores_but_has_no_threshold(tmp_path, tiny_ast):
+    from astapp.core.config import TrainConfig
+    from astapp.data.dataset import build_dataset
+    from astapp.training.embed import fit_unknown
+
+    data = tmp_path / "tones"
+    make_tone_classes(data, per_class=4, classes=KNOWN, seed=5)
+    res = train(cfg_for(tmp_path / "run", tiny_ast, data, mode="frozen", epochs=1))
+
+    bundle = build_dataset(str(data), tmp_path / "ws", TrainConfig().audio, 0.25, 0)
+    split = bundle.dataset["train"]  # the pipeline's prepared split, with every clip training the model
+    prep = SimpleNamespace(train_split=split, val_split=split.select([]), max_length=64,
+                           train_labels=[int(x) for x in split["label"]], mean=res.metrics["mean"],
+                           std=res.metrics["std"])
+    summary = fit_unknown(res.model, prep, tmp_path / "feats", TrainConfig(), res.model_dir)
+    assert summary["threshold"] is None and "No validation clips" in summary["reason"]
+    pred = Predictor(res.model_dir)
+    row = pred.predict_many([data / bundle.dataset["train"]["path"][0]])[0]
+    assert row["unknown"] is not None and row["unknown_threshold"] is None and row["label"] in KNOWN
+    assert "No validation clips" in pred.unknown_note
