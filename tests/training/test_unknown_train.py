@@ -8,8 +8,10 @@ import shutil
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from train_helpers import cfg_for, one_thread  # noqa: F401 - the fixture
 
+from astapp.cli import main
 from astapp.data.synth import make_tone_classes
 from astapp.evaluation import unknown
 from astapp.predict.predictor import Predictor
@@ -18,7 +20,7 @@ from astapp.training.pipeline import train
 KNOWN = {"low": 300.0, "high": 3000.0}
 
 
-def test_a_held_out_class_scores_higher_than_the_known_validation_clips(tmp_path, tiny_ast):
+def test_a_held_out_class_scores_higher_than_the_known_validation_clips(tmp_path, tiny_ast, capsys):
     data, other = tmp_path / "tones", tmp_path / "other"
     make_tone_classes(data, per_class=10, classes=KNOWN, seed=3)
     make_tone_classes(other, per_class=6, classes={"mid": 1200.0}, seed=4)
@@ -46,6 +48,13 @@ def test_a_held_out_class_scores_higher_than_the_known_validation_clips(tmp_path
 
     low = Predictor(model_dir, unknown_threshold=-1.0)  # the override: every clip is unknown
     assert {r["label"] for r in low.predict_many(val[:2])} == {"unknown"}
+
+    assert main(["predict", "--model", str(model_dir), str(val[0])]) == 0  # the CLI's JSON lines
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert line["unknown"] == pytest.approx(known[0]["unknown"], rel=1e-4) and line["label"] == known[0]["label"]
+    assert main(["predict", "--model", str(model_dir), "--unknown-threshold", "-1", str(val[0])]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert line["label"] == "unknown" and line["unknown_threshold"] == -1 and line["top"][0][0] == known[0]["top"][0][0]
 
     old = tmp_path / "old"  # an export from before the feature: today's rows exactly, and a note
     shutil.copytree(model_dir, old)
