@@ -14,8 +14,16 @@ from train_helpers import cfg_for, one_thread  # noqa: F401 - the fixture
 from astapp.cli import main
 from astapp.data.synth import make_tone_classes
 from astapp.evaluation import unknown
+from astapp.model.folder import zip_dir
 from astapp.predict.predictor import Predictor
 from astapp.training.pipeline import train
+
+
+def load_wav(path):
+    from astapp.data.audio import load_audio
+
+    return load_audio(path, sr=16_000)
+
 
 KNOWN = {"low": 300.0, "high": 3000.0}
 
@@ -46,6 +54,10 @@ def test_a_held_out_class_scores_higher_than_the_known_validation_clips(tmp_path
     assert all((r["label"] == "unknown") == (r["unknown"] > saved["threshold"]) for r in known + odd)
     assert all(r["top"] and r["top"][0][0] in KNOWN for r in odd)  # the forced answer stays visible
 
+    zipped = Predictor(zip_dir(model_dir, tmp_path / "m.zip", top="m"))  # the statistics travel in the zip
+    assert zipped.unknown is not None and zipped.unknown.threshold == saved["threshold"]
+    assert zipped.predict_many(val[:1])[0]["unknown"] == pytest.approx(known[0]["unknown"], rel=1e-4)
+
     low = Predictor(model_dir, unknown_threshold=-1.0)  # the override: every clip is unknown
     assert {r["label"] for r in low.predict_many(val[:2])} == {"unknown"}
 
@@ -55,6 +67,26 @@ def test_a_held_out_class_scores_higher_than_the_known_validation_clips(tmp_path
     assert main(["predict", "--model", str(model_dir), "--unknown-threshold", "-1", str(val[0])]) == 0
     line = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert line["label"] == "unknown" and line["unknown_threshold"] == -1 and line["top"][0][0] == known[0]["top"][0][0]
+
+    class LogitsOnly:  # what the ONNX backend offers: logits, no embeddings
+        mixes_clips = True
+
+        def __init__(self, inner):
+            self.logits = inner.logits
+
+    onnx_like = Predictor(model_dir)
+    onnx_like.backend = LogitsOnly(onnx_like.backend)
+    onnx_like.unknown, onnx_like.unknown_note = onnx_like._load_unknown(None)
+    assert onnx_like.unknown is None and "needs the torch backend" in onnx_like.unknown_note
+    rows = onnx_like.predict_many(val[:2])
+    assert all("unknown" not in r and r["label"] in KNOWN for r in rows)  # predicts as before, no score
+    energy = unknown.set_threshold(unknown.UnknownStats(method="energy"), np.array([0.0]))
+    unknown.save(energy, tmp_path / "energy_model")  # a logit score works without embeddings
+    shutil.copytree(model_dir, tmp_path / "energy_model", dirs_exist_ok=True, ignore=shutil.ignore_patterns("unknown*"))
+    onnx_like.folder = tmp_path / "energy_model"
+    onnx_like.unknown, _ = onnx_like._load_unknown(None)
+    assert onnx_like.predict_many(val[:1])[0]["unknown"] == pytest.approx(
+        float(unknown.energy_score(onnx_like.backend.logits([load_wav(val[0])]))[0]), rel=1e-4)
 
     old = tmp_path / "old"  # an export from before the feature: today's rows exactly, and a note
     shutil.copytree(model_dir, old)
