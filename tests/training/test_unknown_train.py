@@ -74,7 +74,11 @@ def test_a_held_out_class_scores_higher_than_the_known_validation_clips(tmp_path
         def __init__(self, inner):
             self.logits = inner.logits
 
-    onnx_like = Predictor(model_dir)
+    maha = tmp_path / "maha_model"  # an embedding score, whatever the default is
+    shutil.copytree(model_dir, maha, ignore=shutil.ignore_patterns("unknown*"))
+    emb, _ = pred.backend.embed_logits([load_wav(p) for p in val])
+    unknown.save(unknown.fit(emb, np.arange(len(val)) % 2, method="mahalanobis"), maha)
+    onnx_like = Predictor(maha)
     onnx_like.backend = LogitsOnly(onnx_like.backend)
     onnx_like.unknown, onnx_like.unknown_note = onnx_like._load_unknown(None)
     assert onnx_like.unknown is None and "needs the torch backend" in onnx_like.unknown_note
