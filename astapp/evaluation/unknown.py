@@ -57,6 +57,7 @@ class UnknownStats:
     k: int = KNN_K
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     known: dict[str, float] = field(default_factory=dict)  # summary of the calibration scores
+    cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # derived once when scoring
 
     @property
     def needs_embeddings(self) -> bool:
@@ -122,14 +123,24 @@ def score(stats: UnknownStats, logits: np.ndarray | None = None,
         return energy_score(_need(logits, "logits"))
     emb = np.asarray(_need(embeddings, "embeddings"), dtype=np.float64)
     if stats.method == "mahalanobis":
-        prec = stats.arrays["precision"].astype(np.float64)
-        d = emb[:, None, :] - stats.arrays["centroids"].astype(np.float64)[None, :, :]
-        dist = ((d @ prec) * d).sum(axis=2)
-        return np.sqrt(np.maximum(dist.min(axis=1), 0.0))
+        w, centres = _whitening(stats)
+        d = (emb @ w)[:, None, :] - centres[None, :, :]
+        return np.sqrt((d * d).sum(axis=2).min(axis=1))
     bank = stats.arrays["bank"].astype(np.float64)
     sims = _unit(emb) @ bank.T
     kth = min(stats.k, bank.shape[0]) - 1
     return 1.0 - -np.partition(-sims, kth, axis=1)[:, kth]
+
+
+def _whitening(stats: UnknownStats) -> tuple[np.ndarray, np.ndarray]:
+    """(W with W Wᵀ = precision, the centroids times W), computed once per statistics: a distance is then
+    one (hidden x hidden) product per clip, not one per clip and class (18 -> well under 1 ms at hidden 768)."""
+    if not stats.cache:
+        prec = stats.arrays["precision"].astype(np.float64)
+        vals, vecs = np.linalg.eigh((prec + prec.T) / 2)
+        w = vecs * np.sqrt(np.clip(vals, 0.0, None))
+        stats.cache = {"w": w, "centres": stats.arrays["centroids"].astype(np.float64) @ w}
+    return stats.cache["w"], stats.cache["centres"]
 
 
 def _need(x: np.ndarray | None, what: str) -> np.ndarray:
