@@ -1,14 +1,13 @@
 """`python -m astapp inspect | train | cv | label-issues | predict | export | push`: the headless interface
 (benchmarks rely on it).
 
-Every user-facing problem prints one plain sentence on stderr and exits with status 2; a run stopped
-with Ctrl+C (graceful: the current step finishes, a checkpoint and the best model so far are saved)
-exits with 130; a second Ctrl+C aborts. `train --time-limit SECONDS` (batch hosts such as SLURM) stops
-the same way at the limit less a safety margin (15 %, at most 30 s), keeps the checkpoint, prints on
-stderr the command that continues the run (the same one with `--resume latest`) and exits with 75
-(EX_TEMPFAIL: run it again). With `ASTAPP_SLICE_SECONDS` set (or on ZeroGPU), `train` runs in slices one
-after another in this process, each resuming the last exactly, as the app's queue does. Works under
-`torchrun` and `accelerate launch` (only rank 0 prints and writes).
+Every user-facing problem prints one plain sentence on stderr and exits with status 2; a run stopped with Ctrl+C
+(graceful: the current step finishes, a checkpoint and the best model so far are saved) exits with 130; a second
+Ctrl+C aborts. `train --time-limit SECONDS` (batch hosts such as SLURM) stops the same way at the limit less a
+safety margin (15 %, at most 30 s), keeps the checkpoint, prints on stderr the command that continues the run
+(the same one with `--resume latest`) and exits with 75 (EX_TEMPFAIL: run it again). With `ASTAPP_SLICE_SECONDS`
+set (or on ZeroGPU), `train` runs in slices one after another in this process, each resuming the last exactly,
+as the app's queue does. Works under `torchrun` and `accelerate launch` (only rank 0 prints and writes).
 """
 
 from __future__ import annotations
@@ -131,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("files", nargs="+", metavar="FILE", help="audio files, a folder or a zip")
     pr.add_argument("--onnx", action="store_true", help="run the export's onnx/model.onnx in onnxruntime (no torch)")
     pr.add_argument("--int8", action="store_true", help="with --onnx: the int8 onnx/model_quantized.onnx")
+    pr.add_argument("--unknown-threshold", type=float, help="label clips scoring above this 'unknown' (default: the model's)")
 
     ex = sub.add_parser("export", help="zip a run's trained model")
     ex.add_argument("--run", required=True, help="run folder (or an exported model folder)")
@@ -276,12 +276,12 @@ def _cv(ns: argparse.Namespace) -> int:
 
 def _predict(ns: argparse.Namespace) -> int:
     if ns.onnx:  # onnxruntime and numpy only: torch is never imported
-        rows = service.headless.predict_files_onnx(ns.model, ns.files, ns.top_k, int8=ns.int8)
+        rows = service.headless.predict_files_onnx(ns.model, ns.files, ns.top_k, ns.int8, ns.unknown_threshold)
         if ns.int8 and (caution := service.headless.int8_caution(ns.model)):
             print(f"Note: {caution} (leave out --int8).", file=sys.stderr)
     else:
         _quiet_libraries()
-        rows = service.predict_files(ns.model, ns.files, ns.top_k)
+        rows = service.predict_files(ns.model, ns.files, ns.top_k, ns.unknown_threshold)
     for row in rows:
         print(json.dumps(row, ensure_ascii=False, default=float), flush=True)
     return 1 if any(r.get("error") for r in rows) else 0

@@ -226,6 +226,10 @@ SETTINGS: tuple[Setting, ...] = (
                                                                              options="auto, fp32, bf16 or fp16")),
     Setting("threads", "--threads", "int", "torch CPU threads (0 = torch's default)", low=0,
             problem="Threads must be 0 (torch's default) or a whole number of threads."),
+    Setting("unknown_keep", "--unknown-keep", "float", "share of validation clips the unknown threshold keeps "
+            "as known (the rest score as unknown)", low=0, high=1, low_open=True,
+            label="Known clips kept by the unknown threshold",
+            problem="The share of known clips kept must be above 0 and at most 1 (typical: 0.95)."),
     Setting("int8_pass", "--int8-pass", "bool", "frozen / last-N: run the frozen layers' one-off pass over the "
             "training clips in int8 on CPUs without native bf16, when it stays within a tenth of fp32 on the first "
             "clips (validation stays fp32)",
@@ -285,6 +289,7 @@ class TrainConfig:
     cv_final: bool = False  # cv: also train the final model (frozen: on every clip)
     audio: AudioConfig = field(default_factory=AudioConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    unknown_keep: float = 0.95  # the unknown threshold keeps this share of validation clips (issue 25)
     int8_pass: bool = True  # frozen/last-N pass in int8 where bf16 is not native and it is faithful (BENCHMARKS §12)
 
     def validate(self) -> list[str]:

@@ -6,38 +6,23 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 
 from astapp.core.config import TrainConfig
 from astapp.core.runfolder import RunResult
 from astapp.core.scores import softmax
 from astapp.crossval.clips import Clips, fold_scores, per_clip
 from astapp.data.folds import FoldPlan
+from astapp.training.embed import embed_rows
 from astapp.training.stages import Stages, within
 
 FOLDS_SHARE = 0.8  # of a CV run with a final model: the folds' trainings; the final model takes the rest
 
 
-@torch.no_grad()
 def forward_rows(model: Any, rows: Any, max_length: int, mean: float, std: float, feat_dir: Any,
                  batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """(pooled embeddings, probabilities) of every row: what the classifier head sees, and what it says."""
-    from astapp.features.cache import FeatureCache
-    from astapp.features.fbank import Fbank
-
-    feats = FeatureCache(feat_dir, Fbank(max_length, mean, std), rows)
-    model = model.float().cpu().eval()
-    base = model.audio_spectrogram_transformer
-    embs, probs = [], []
-    for start in range(0, len(feats), batch_size):
-        x = torch.stack([torch.from_numpy(np.array(feats[i], dtype=np.float32))
-                         for i in range(start, min(len(feats), start + batch_size))])
-        pooled = base(x).pooler_output
-        embs.append(pooled.numpy())
-        probs.append(softmax(model.classifier(pooled).numpy()))
-    hidden = model.config.hidden_size
-    return (np.concatenate(embs) if embs else np.zeros((0, hidden), np.float32),
-            np.concatenate(probs) if probs else np.zeros((0, model.config.num_labels)))
+    emb, logits = embed_rows(model.float().cpu(), rows, max_length, mean, std, feat_dir, batch_size)
+    return emb, softmax(logits) if len(logits) else np.zeros((0, model.config.num_labels))
 
 
 def trained_cv(cfg: TrainConfig, stages: Stages, clips: Clips, plan: FoldPlan,

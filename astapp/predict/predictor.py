@@ -25,6 +25,7 @@ from astapp.core.config import SAMPLE_RATE
 from astapp.core.errors import AstappError, AudioDecodeError, ModelLoadError
 from astapp.core.fsutil import atomic_write_text
 from astapp.core.scores import sigmoid, softmax
+from astapp.evaluation import unknown
 from astapp.features.fbank_numpy import window_samples
 from astapp.predict.settings import DEFAULT_THRESHOLD, ModelSettings, read_settings, unzip_model
 
@@ -53,6 +54,8 @@ class Prediction:
     duration: float = 0.0  # seconds
     above: list[tuple[str, float]] = field(default_factory=list)  # multi-label: every label over its threshold
     multi_label: bool = False
+    unknown: float | None = None  # mean of the windows' unknown scores; None: the model has no statistics
+    is_unknown: bool = False  # the score is above the model's calibrated threshold
 
 
 class Predictor:
@@ -60,10 +63,12 @@ class Predictor:
 
     `backend="torch"` (on `device`) runs model.safetensors in PyTorch; `backend="onnx"` runs the export's
     onnx/model.onnx (`quantized`: model_quantized.onnx) in onnxruntime with `threads` (0: its default).
+    The export's unknown-score statistics (`astapp.evaluation.unknown`), when it has them, score every clip;
+    `unknown_threshold` overrides the calibrated threshold.
     """
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 16, backend: str = "torch",
-                 quantized: bool = False, threads: int = 0):
+                 quantized: bool = False, threads: int = 0, unknown_threshold: float | None = None):
         if backend not in BACKENDS:
             raise ModelLoadError(f"Unknown prediction backend {backend!r}; use one of {', '.join(BACKENDS)}.")
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -90,6 +95,18 @@ class Predictor:
         self.thresholds: dict[str, float] = dict(self.settings.thresholds)
         self.window_samples: int = window_samples(self.max_length)  # samples that fill exactly max_length frames
         self.hop_samples: int = max(1, self.window_samples // 2)
+        self.unknown, self.unknown_note = self._load_unknown(unknown_threshold)
+
+    def _load_unknown(self, threshold: float | None) -> tuple[unknown.UnknownStats | None, str]:
+        """(the statistics that score clips, or None; a note on why there are none or no threshold)."""
+        stats = unknown.load(self.folder)
+        if stats is None:
+            return None, "This model was exported before unknown scores; train it again to get them."
+        if stats.needs_embeddings and not hasattr(self.backend, "embed_logits"):
+            return None, f"The {stats.method} unknown score needs the torch backend (this one gives logits only)."
+        if threshold is not None:
+            stats.threshold = float(threshold)
+        return stats, stats.reason if stats.threshold is None else ""
 
     # --- single clips -------------------------------------------------------------------------
     def window_starts(self, num_samples: int) -> list[int]:
@@ -124,9 +141,22 @@ class Predictor:
     def probabilities(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """(windows, labels) float64 probabilities: the backend's logits batch by batch, then a softmax
         (or a sigmoid per label for a multi-label model)."""
-        logits = [self.backend.logits(windows[b:b + self.batch_size]) for b in range(0, len(windows), self.batch_size)]
+        return self._outputs(windows)[0]
+
+    def _outputs(self, windows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities, unknown scores or None) of windows, batch by batch."""
+        stats = self.unknown
+        embed = stats is not None and stats.needs_embeddings
+        logits, scores = [], []
+        for b in range(0, len(windows), self.batch_size):
+            batch = windows[b:b + self.batch_size]
+            emb, out = self.backend.embed_logits(batch) if embed else (None, self.backend.logits(batch))  # type: ignore[attr-defined]
+            logits.append(out)
+            if stats is not None:
+                scores.append(unknown.score(stats, out, emb))
         out = np.concatenate(logits) if logits else np.zeros((0, len(self.labels)), dtype=np.float32)
-        return sigmoid(out) if self.multi_label else softmax(out)
+        probs = sigmoid(out) if self.multi_label else softmax(out)
+        return probs, (np.concatenate(scores) if scores else np.zeros(0)) if stats is not None else None
 
     def _predict_wavs(self, wavs: list[np.ndarray], top_k: int) -> list[Prediction]:
         """Predict several clips at once: their windows go through the model in batches."""
@@ -139,20 +169,29 @@ class Predictor:
                 segments[ci].append(wav[start:end])
                 spans.append((ci, start, end))
         groups = [[w for clip in segments for w in clip]] if self.backend.mixes_clips else segments
-        probs = np.concatenate([self.probabilities(g) for g in groups])
+        outputs = [self._outputs(g) for g in groups]
+        probs = np.concatenate([p for p, _ in outputs])
+        scores = None if self.unknown is None else np.concatenate([u for _, u in outputs])
         windows: list[list[dict[str, Any]]] = [[] for _ in wavs]
         members: list[list[int]] = [[] for _ in wavs]
         for i, (ci, start, end) in enumerate(spans):
             members[ci].append(i)
             windows[ci].append({"start": round(start / SAMPLE_RATE, 4), "end": round(end / SAMPLE_RATE, 4),
-                                "top": self.top(probs[i], k)})
+                                "top": self.top(probs[i], k),
+                                **({} if scores is None else {"unknown": float(scores[i])})})
         out = []
         for ci, wav in enumerate(wavs):
             agg = probs[members[ci]].mean(axis=0)
+            unk = None if scores is None else float(scores[members[ci]].mean())
             out.append(Prediction(top=self.top(agg, k), probs=agg, windows=windows[ci],
                                   duration=len(wav) / SAMPLE_RATE, above=self.above(agg),
-                                  multi_label=self.multi_label))
+                                  multi_label=self.multi_label, unknown=unk, is_unknown=self.is_unknown(unk)))
         return out
+
+    def is_unknown(self, score: float | None) -> bool:
+        """Whether a clip's unknown score is above the (calibrated or overridden) threshold."""
+        t = self.unknown.threshold if self.unknown is not None else None
+        return score is not None and t is not None and score > t
 
     def above(self, probs: np.ndarray) -> list[tuple[str, float]]:
         """Multi-label: every label whose score reaches its threshold (0.5 without one), highest first."""
@@ -212,6 +251,11 @@ class Predictor:
             if self.multi_label:  # the label column lists every label over its threshold
                 row["label"] = ";".join(label for label, _ in pred.above)
                 row["labels"] = [[label, p] for label, p in pred.above]
+            if pred.unknown is not None:  # models exported before unknown scores keep today's rows exactly
+                row["unknown"] = pred.unknown
+                row["unknown_threshold"] = self.unknown.threshold if self.unknown is not None else None
+                if pred.is_unknown:
+                    row["label"] = "unknown"
         return rows
 
     # --- output -------------------------------------------------------------------------------

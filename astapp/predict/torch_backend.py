@@ -55,3 +55,10 @@ class TorchBackend:
         with torch.inference_mode():
             feats = self.fbank(list(windows), normalize=self.normalize)
             return self.model(input_values=feats).logits.float().cpu().numpy()
+
+    def embed_logits(self, windows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(pooled embeddings, logits) of one batch: the unknown score's distance scores need the former."""
+        with torch.inference_mode():
+            feats = self.fbank(list(windows), normalize=self.normalize)
+            pooled = self.model.audio_spectrogram_transformer(feats).pooler_output
+            return pooled.float().cpu().numpy(), self.model.classifier(pooled).float().cpu().numpy()

@@ -80,12 +80,15 @@ def _check_prediction_args(model: str, top_k: int) -> None:
                              "`astapp export` zip).")
 
 
-def predict_files(model: str, files: list[str], top_k: int) -> list[dict[str, Any]]:
-    """One row per audio file (a folder or a zip expands to its files; a missing file is a row too)."""
+def predict_files(model: str, files: list[str], top_k: int, unknown_threshold: float | None = None
+                  ) -> list[dict[str, Any]]:
+    """One row per audio file (a folder or a zip expands to its files; a missing file is a row too); with the
+    model's unknown statistics each row has "unknown" (its score) and the label "unknown" above the threshold
+    (the model's calibrated one, or `unknown_threshold`)."""
     from astapp.predict.predictor import Predictor
 
     _check_prediction_args(model, top_k)
-    return Predictor(model).predict_many(list(files), top_k=top_k)
+    return Predictor(model, unknown_threshold=unknown_threshold).predict_many(list(files), top_k=top_k)
 
 
 def export_run(run: str, output: str, adapter: bool = False, onnx: bool = True, browser: bool = False) -> Path:
@@ -111,12 +114,15 @@ def export_run(run: str, output: str, adapter: bool = False, onnx: bool = True, 
     return zip_dir(folder, output, top=Path(output).stem)
 
 
-def predict_files_onnx(model: str, files: list[str], top_k: int, int8: bool = False) -> list[dict[str, Any]]:
-    """`predict_files` with the exported ONNX model in onnxruntime: torch is never imported."""
+def predict_files_onnx(model: str, files: list[str], top_k: int, int8: bool = False,
+                       unknown_threshold: float | None = None) -> list[dict[str, Any]]:
+    """`predict_files` with the exported ONNX model in onnxruntime: torch is never imported (the default
+    Mahalanobis unknown score needs embeddings the ONNX export lacks: these rows have no "unknown" yet)."""
     from astapp.predict.predictor import Predictor
 
     _check_prediction_args(model, top_k)
-    return Predictor(model, backend="onnx", quantized=int8).predict_many(list(files), top_k=top_k)
+    return Predictor(model, backend="onnx", quantized=int8, unknown_threshold=unknown_threshold
+                     ).predict_many(list(files), top_k=top_k)
 
 
 def int8_caution(model: str) -> str | None:

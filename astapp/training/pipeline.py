@@ -37,6 +37,7 @@ from astapp.core.scores import softmax
 from astapp.evaluation.metrics import classification_metrics
 from astapp.evaluation.multilabel import evaluate as evaluate_multilabel
 from astapp.training.devices import resolve_precision, use_cuda
+from astapp.training.embed import fit_unknown
 from astapp.training.stages import Stages, Stopped
 from astapp.training.trainer import TrainingData, build_trainer, training_args
 
@@ -254,6 +255,8 @@ class _Run:
                 prep.data.module.save_adapter(self.run / runfolder.ADAPTER)
             model = prep.data.module.merged()
         model_dir = self._export(model, prep.labels, prep.max_length, prep.mean, prep.std, metrics)
+        if model_dir is not None:  # the unknown score's statistics, beside the export's config.json
+            metrics["unknown"] = fit_unknown(model, prep, cache_root(self.cfg) / "features", self.cfg, model_dir)
         metrics["total_seconds"] = time.time() - self.t0
         self.stage("done", "Finished" if not stopped else "Stopped; the best weights so far were saved")
         metrics["stage_seconds"] = dict(self.stages.seconds)

@@ -1,0 +1,211 @@
+"""The unknown score: how unlike the training data a clip is (higher = less like it), and its threshold.
+
+A classifier always answers one of its classes, even for a door slam it never heard. Four candidate scores
+come from what every trained model already has, its logits and the pooled embedding its head sees:
+
+- `msp`: 1 - the highest softmax probability (the classic baseline);
+- `energy`: -logsumexp(logits) (free energy; uses the logits' scale, which softmax discards);
+- `mahalanobis`: the smallest Mahalanobis distance to a class centroid under one shared, shrunk covariance
+  fitted on training embeddings;
+- `knn`: 1 - the cosine similarity to the k-th nearest of a small bank of training embeddings.
+
+`fit` returns an `UnknownStats` (the method, the few arrays it needs and the threshold); `calibrate` puts the
+threshold at the share `keep` of known (validation) clips kept. `save`/`load` keep it beside an exported
+model's config.json in two files, so a plain `transformers.pipeline` still loads the folder unchanged:
+
+- `unknown.json`: {"format": 1, "method", "threshold" (null when there were no validation clips), "keep",
+  "reason" (why there is no threshold), "k", "known_scores": summary of the validation scores, "arrays"};
+- `unknown_stats.npz`: `centroids` (classes x hidden), `precision` (hidden x hidden, the inverse shared
+  covariance) and `bank` (at most BANK_SIZE unit-length training embeddings), those the method needs.
+
+numpy only (no torch): the predictor and the ONNX route read it where torch is absent.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astapp.core.errors import ModelLoadError
+from astapp.core.fsutil import atomic_write_bytes, atomic_write_text
+
+METHODS = ("msp", "energy", "mahalanobis", "knn")
+EMBEDDING_METHODS = ("mahalanobis", "knn")
+DEFAULT_METHOD = "mahalanobis"  # best mean AUROC in bench/bench_unknown.py (see its docstring)
+DEFAULT_KEEP = 0.95
+BANK_SIZE = 1024  # training embeddings kept for knn (a few MB at hidden 768)
+KNN_K = 5
+SHRINK = 0.1  # covariance shrinkage towards its mean variance: embeddings often outnumber the clips
+STATS_JSON = "unknown.json"
+STATS_NPZ = "unknown_stats.npz"
+FORMAT = 1
+
+
+@dataclass
+class UnknownStats:
+    """What scoring needs: the method, its arrays, and the calibrated threshold (None: not calibrated)."""
+
+    method: str = DEFAULT_METHOD
+    threshold: float | None = None
+    keep: float = DEFAULT_KEEP
+    reason: str = ""  # why there is no threshold
+    k: int = KNN_K
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    known: dict[str, float] = field(default_factory=dict)  # summary of the calibration scores
+    cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # derived once when scoring
+
+    @property
+    def needs_embeddings(self) -> bool:
+        return self.method in EMBEDDING_METHODS
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able facts (no arrays): unknown.json's content and the run's metrics entry."""
+        return {"format": FORMAT, "method": self.method, "threshold": self.threshold, "keep": self.keep,
+                "reason": self.reason, "k": self.k, "known_scores": self.known, "arrays": sorted(self.arrays)}
+
+
+def _logsumexp(logits: np.ndarray) -> np.ndarray:
+    x = np.asarray(logits, dtype=np.float64)
+    m = x.max(axis=1, keepdims=True)
+    return (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def msp_score(logits: np.ndarray) -> np.ndarray:
+    """1 - max softmax probability per row."""
+    x = np.asarray(logits, dtype=np.float64)
+    return 1.0 - np.exp(x.max(axis=1) - _logsumexp(x))
+
+
+def energy_score(logits: np.ndarray) -> np.ndarray:
+    """-logsumexp of the logits per row (low energy = confident = known)."""
+    return -_logsumexp(logits)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def fit(embeddings: np.ndarray, labels: np.ndarray, method: str = DEFAULT_METHOD, bank_size: int = BANK_SIZE,
+        k: int = KNN_K, seed: int = 0) -> UnknownStats:
+    """The statistics of `method` from training `embeddings` (rows x hidden) and their class `labels`."""
+    if method not in METHODS:
+        raise ValueError(f"unknown score method {method!r}; use one of {', '.join(METHODS)}")
+    emb = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(labels)
+    arrays: dict[str, np.ndarray] = {}
+    if method == "mahalanobis" and len(emb):
+        classes = np.unique(labels)
+        centroids = np.stack([emb[labels == c].mean(axis=0) for c in classes])
+        centred = emb - centroids[np.searchsorted(classes, labels)]
+        cov = centred.T @ centred / max(1, len(emb) - len(classes))
+        target = np.trace(cov) / cov.shape[0] if cov.shape[0] else 1.0
+        cov = (1 - SHRINK) * cov + SHRINK * max(target, 1e-6) * np.eye(cov.shape[0])
+        arrays = {"centroids": centroids.astype(np.float32), "precision": np.linalg.pinv(cov).astype(np.float32)}
+    elif method == "knn" and len(emb):
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.permutation(len(emb))[:bank_size])
+        arrays = {"bank": _unit(emb[keep]).astype(np.float32)}
+    return UnknownStats(method=method, k=k, arrays=arrays)
+
+
+def score(stats: UnknownStats, logits: np.ndarray | None = None,
+          embeddings: np.ndarray | None = None) -> np.ndarray:
+    """The unknown score of each row (higher = less like the training data)."""
+    if stats.method == "msp":
+        return msp_score(_need(logits, "logits"))
+    if stats.method == "energy":
+        return energy_score(_need(logits, "logits"))
+    emb = np.asarray(_need(embeddings, "embeddings"), dtype=np.float64)
+    if stats.method == "mahalanobis":
+        w, centres = _whitening(stats)
+        d = (emb @ w)[:, None, :] - centres[None, :, :]
+        return np.sqrt((d * d).sum(axis=2).min(axis=1))
+    bank = stats.arrays["bank"].astype(np.float64)
+    sims = _unit(emb) @ bank.T
+    kth = min(stats.k, bank.shape[0]) - 1
+    return 1.0 - -np.partition(-sims, kth, axis=1)[:, kth]
+
+
+def _whitening(stats: UnknownStats) -> tuple[np.ndarray, np.ndarray]:
+    """(W with W Wᵀ = precision, the centroids times W), computed once per statistics: a distance is then
+    one (hidden x hidden) product per clip, not one per clip and class (18 -> well under 1 ms at hidden 768)."""
+    if not stats.cache:
+        prec = stats.arrays["precision"].astype(np.float64)
+        vals, vecs = np.linalg.eigh((prec + prec.T) / 2)
+        w = vecs * np.sqrt(np.clip(vals, 0.0, None))
+        stats.cache = {"w": w, "centres": stats.arrays["centroids"].astype(np.float64) @ w}
+    return stats.cache["w"], stats.cache["centres"]
+
+
+def _need(x: np.ndarray | None, what: str) -> np.ndarray:
+    if x is None:
+        raise ValueError(f"this unknown score needs the model's {what}")
+    return np.asarray(x)
+
+
+def calibrate(scores_known: np.ndarray, keep: float = DEFAULT_KEEP) -> float | None:
+    """The threshold that keeps the share `keep` of known clips (score <= threshold); None without clips."""
+    s = np.asarray(scores_known, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        return None
+    return float(np.quantile(s, min(max(float(keep), 0.0), 1.0), method="higher"))
+
+
+def set_threshold(stats: UnknownStats, scores_known: np.ndarray, keep: float = DEFAULT_KEEP) -> UnknownStats:
+    """Calibrate `stats` in place on known scores, recording why when there is nothing to calibrate on."""
+    s = np.asarray(scores_known, dtype=np.float64)
+    stats.keep = float(keep)
+    stats.threshold = calibrate(s, keep)
+    stats.reason = "" if stats.threshold is not None else \
+        "No validation clips to calibrate on (every clip trained the model), so no threshold was set."
+    stats.known = {"count": int(s.size), **({"mean": float(s.mean()), "min": float(s.min()),
+                                             "max": float(s.max())} if s.size else {})}
+    return stats
+
+
+def auroc(known: np.ndarray, other: np.ndarray) -> float:
+    """Probability that an `other` clip scores above a known one (ties count half)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.r_[np.zeros(len(known)), np.ones(len(other))]
+    return float(roc_auc_score(y, np.r_[known, other]))
+
+
+def save(stats: UnknownStats, folder: str | Path) -> Path:
+    """Write unknown.json (+ unknown_stats.npz when the method has arrays) into an exported model folder."""
+    folder = Path(folder)
+    meta = stats.summary()
+    if stats.arrays:
+        buf = io.BytesIO()
+        np.savez(buf, **stats.arrays)
+        atomic_write_bytes(folder / STATS_NPZ, buf.getvalue())
+    atomic_write_text(folder / STATS_JSON, json.dumps(meta, indent=2))
+    return folder / STATS_JSON
+
+
+def load(folder: str | Path) -> UnknownStats | None:
+    """The saved statistics of the model in `folder`; None for a model exported before unknown scores."""
+    folder = Path(folder)
+    path = folder / STATS_JSON
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        arrays: dict[str, np.ndarray] = {}
+        if meta.get("arrays"):
+            with np.load(folder / STATS_NPZ) as z:
+                arrays = {name: z[name] for name in meta["arrays"]}
+        threshold = meta.get("threshold")
+        return UnknownStats(method=str(meta["method"]), threshold=None if threshold is None else float(threshold),
+                            keep=float(meta.get("keep", DEFAULT_KEEP)), reason=str(meta.get("reason") or ""),
+                            k=int(meta.get("k", KNN_K)), arrays=arrays, known=dict(meta.get("known_scores") or {}))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelLoadError(f"The unknown-score statistics in {folder} are unreadable ({e}); delete "
+                             f"{STATS_JSON} and {STATS_NPZ} to predict without them, or train again.") from e

@@ -1,0 +1,63 @@
+"""The pooled embeddings and logits of dataset rows with a trained model, and the unknown score fitted on them.
+
+The embedding is the pooled output the classifier head sees; cross-validation's embedding map and the
+end-of-training unknown statistics (`astapp.evaluation.unknown`) both come from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from astapp.core.config import TrainConfig
+from astapp.evaluation import unknown
+
+FIT_CLIPS = 512  # training clips embedded to fit the unknown score: bounds its cost on large datasets
+
+
+@torch.no_grad()
+def embed_rows(model: Any, rows: Any, max_length: int, mean: float, std: float, feat_dir: Any,
+               batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(pooled embeddings, logits) of every row, float32, on the model's own device and dtype."""
+    from astapp.features.cache import FeatureCache
+    from astapp.features.fbank import Fbank
+
+    feats = FeatureCache(feat_dir, Fbank(max_length, mean, std), rows)
+    model = getattr(model, "module", model).eval()
+    param = next(model.parameters())
+    base = model.audio_spectrogram_transformer
+    embs, logits = [], []
+    for start in range(0, len(feats), batch_size):
+        x = torch.stack([torch.from_numpy(np.array(feats[i], dtype=np.float32))
+                         for i in range(start, min(len(feats), start + batch_size))])
+        pooled = base(x.to(param.device, param.dtype)).pooler_output
+        embs.append(pooled.float().cpu().numpy())
+        logits.append(model.classifier(pooled).float().cpu().numpy())
+    return (np.concatenate(embs) if embs else np.zeros((0, model.config.hidden_size), np.float32),
+            np.concatenate(logits) if logits else np.zeros((0, model.config.num_labels), np.float32))
+
+
+def class_ids(labels: Any) -> np.ndarray:
+    """Class ids per clip; multi-label 0/1 rows count as their first label (the centroid they join)."""
+    y = np.asarray(labels)
+    return y.argmax(axis=1) if y.ndim == 2 else y.astype(int)
+
+
+def fit_unknown(model: Any, prep: Any, feat_dir: Path, cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
+    """Fit the default unknown score on (at most FIT_CLIPS of) the training clips of `prep` (the pipeline's
+    prepared split), calibrate its threshold at `cfg.unknown_keep` of the validation clips (none: no
+    threshold, with the reason), save it into the export `out_dir`; returns its summary for metrics.json."""
+    y = class_ids(prep.train_labels)
+    pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(y))[:FIT_CLIPS])
+    rows = prep.train_split if len(pick) == len(y) else prep.train_split.select(pick.tolist())
+    shape = (prep.max_length, prep.mean, prep.std, feat_dir)
+    emb, logits = embed_rows(model, rows, *shape)
+    stats = unknown.fit(emb, y[pick], seed=cfg.seed)
+    val_emb, val_logits = (embed_rows(model, prep.val_split, *shape) if len(prep.val_split)
+                           else (np.zeros((0, emb.shape[1])), np.zeros((0, logits.shape[1]))))
+    unknown.set_threshold(stats, unknown.score(stats, val_logits, val_emb), cfg.unknown_keep)
+    unknown.save(stats, out_dir)
+    return stats.summary()
