@@ -15,7 +15,7 @@ import torch
 from astapp.core.config import TrainConfig
 from astapp.evaluation import unknown
 
-FIT_CLIPS = 512  # training clips embedded to fit the unknown score: bounds its cost on large datasets
+FIT_CLIPS = 256  # training clips embedded to fit the unknown score: one extra forward pass over at most these
 
 
 @torch.no_grad()
