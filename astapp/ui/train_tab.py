@@ -321,9 +321,14 @@ def _wire_runs(svc: Service, token: gr.State, p: _Page) -> None:
     cv_controls.wire(svc, token, p.cvc, p.form)
     # Poll, look and stop skip the queue (a plain request each): a queued event needs its page's stream,
     # and a few tabs (a Listen live stream, a /heartbeat each) hold all 6 connections a browser allows.
-    p.timer.tick(poll_fn, [p.job, token, p.curves], p.outputs, api_name="poll_training", show_progress="hidden",
-                 queue=False)
-    p.tab.select(look_fn, [p.job, token], p.outputs, api_visibility="private", show_progress="hidden", queue=False)
+    # A queue-free event's State outputs fire no .change (Gradio reports changed states through the queue), so
+    # the resume button follows these two explicitly.
+    for queue_free in (p.timer.tick(poll_fn, [p.job, token, p.curves], p.outputs, api_name="poll_training",
+                                    show_progress="hidden", queue=False),
+                       p.tab.select(look_fn, [p.job, token], p.outputs, api_visibility="private",
+                                    show_progress="hidden", queue=False)):
+        queue_free.then(resume_button, p.shown, p.resume, api_visibility="private", show_progress="hidden",
+                        queue=False)
     p.resume.click(resume_fn, [p.job, token], p.outputs, api_name="resume_training")
     p.shown.change(resume_button, p.shown, p.resume, api_visibility="private", show_progress="hidden")
     p.stop.click(stop_fn, [p.job, token], p.status, api_name="stop_training", queue=False).success(
