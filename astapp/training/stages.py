@@ -56,7 +56,6 @@ class Stages:
         the end), and a prompt stop. With `span` (a, b) the step is that share of the whole run, and its
         events carry the run's `progress` too (a job's bar moves through a long pass, not only in training)."""
         last = [0.0]
-        extra = (lambda f: {"progress": within(span, f)}) if span else (lambda f: {})
 
         def report(fraction: float, message: str) -> None:
             if self.stop_in_progress and self.stop.is_set():
@@ -64,7 +63,7 @@ class Stages:
             now = time.time()
             if now - last[0] >= 0.5 or fraction >= 1.0:
                 last[0] = now
-                self.emit(make_event("stage", stage=stage, message=message, fraction=float(fraction),
-                                     **extra(float(fraction))))
+                overall = {"progress": within(span, float(fraction))} if span else {}
+                self.emit(make_event("stage", stage=stage, message=message, fraction=float(fraction), **overall))
 
         return report
