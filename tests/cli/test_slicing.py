@@ -152,7 +152,7 @@ def test_a_time_limit_counts_from_the_process_start(tmp_path):
     """A batch host's limit includes the interpreter's start and the imports, not only what follows main()."""
     import subprocess
 
-    code = "import time, astapp.cli as c; print(time.time() - c._process_start())"
+    code = "import time, astapp.cli.common as c; print(time.time() - c.process_start())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1]).stdout
+                         cwd=Path(__file__).resolve().parents[2]).stdout
     assert 0.05 < float(out) < 60
