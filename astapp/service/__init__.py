@@ -34,6 +34,8 @@ from astapp.service.augmenting import effective_transforms, transform_specs
 from astapp.service.datasets import DatasetView
 from astapp.service.evaluation import Evaluation
 from astapp.service.headless import (
+                             calibrate_run,
+                             calibration_lines,
                              cv_run,
                              cv_summary,
                              export_run,
@@ -45,7 +47,8 @@ from astapp.service.headless import (
 )
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
 
-__all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "confusion_matrix", "cv_run",
+__all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "calibrate_run",
+           "calibration_lines", "confusion_matrix", "cv_run",
            "cv_summary", "default_model", "duration_histogram", "effective_transforms", "embedding_map",
            "export_run", "fmt_score", "fold_scores", "inspect_data", "label_issues_of", "map_point", "model_choices",
            "nearest_point", "pr_curves", "predict_files", "push_run", "train_run", "transform_specs",

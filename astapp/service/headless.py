@@ -125,6 +125,31 @@ def predict_files_onnx(model: str, files: list[str], top_k: int, int8: bool = Fa
                      ).predict_many(list(files), top_k=top_k)
 
 
+def calibrate_run(run: str, others: list[str] | None = None, keep: float | None = None) -> dict[str, Any]:
+    """Refit (for a run from before unknown scores) and recalibrate the unknown score of a run's model, on its
+    validation clips and, given, the user's "other" sounds; saved into the model (`astapp.predict.calibrate`)."""
+    from astapp.predict.calibrate import recalibrate
+
+    return recalibrate(run, others or [], keep)
+
+
+def calibration_lines(result: dict[str, Any]) -> list[str]:
+    """What `calibrate` prints: what was fitted, the threshold and what it keeps and rejects, where it went."""
+    def pct(x: float | None) -> str:
+        return "–" if x is None else f"{float(x):.1%}"
+
+    how = "fitted now on the run's training clips" if result.get("refit") else "kept"
+    lines = [f"Unknown score: {result['method']} ({how}).",
+             f"Threshold {result['threshold']:.4g}: keeps {pct(result['keep'])} of {result['known']} known "
+             f"(validation) clips."]
+    if result.get("other"):
+        auroc = "n/a" if result.get("auroc") is None else f"{result['auroc']:.3f}"
+        lines.append(f"{result['other']} other sounds: AUROC {auroc}, {pct(result.get('other_rejected'))} "
+                     "rejected as unknown at this threshold.")
+    lines.append(f"Saved in {result['folder']}/unknown.json; predict, the app and exports use it now.")
+    return lines
+
+
 def int8_caution(model: str) -> str | None:
     """Why the model's ONNX check advises against its int8 file, or None (torch-free)."""
     from astapp.predict.onnx_backend import int8_caution as caution
