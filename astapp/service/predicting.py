@@ -114,7 +114,7 @@ class Predicting:
 
     def listener(self, session: Session, run_id: str | None, settings: Any = None) -> Any:
         """A `service.listening.Listener` over the run's model; per-class thresholds default to what the
-        validation clips support (`thresholds_from_validation`)."""
+        validation clips support (`thresholds_from_validation`), the unknown threshold to the model's."""
         from astapp.core.runfolder import METRICS, read_json
         from astapp.service.listening import Listener, ListenSettings, thresholds_from_validation
 
@@ -125,8 +125,14 @@ class Predicting:
         if not settings.thresholds:
             preds = read_json(folder.parent / METRICS).get("predictions") or []
             settings.thresholds = thresholds_from_validation(preds, labels)
-        return Listener(lambda wav: predictor.predict(wav, top_k=len(labels)).probs, labels,
-                        predictor.window_samples, settings)
+        if settings.unknown_threshold is None and predictor.unknown is not None:
+            settings.unknown_threshold = predictor.unknown.threshold  # windows above it are "unknown"
+
+        def predict(wav: Any) -> tuple[Any, float | None]:
+            pred = predictor.predict(wav, top_k=len(labels))
+            return pred.probs, pred.unknown
+
+        return Listener(predict, labels, predictor.window_samples, settings)
 
 
 def model_zip_name(run_id: str | None) -> str:
