@@ -145,6 +145,9 @@ def build_zip(source: str | Path, out_zip: str | Path, top: str, onnx: bool = Tr
             if path.is_file() and not path.is_symlink() and rel != "README.md" and not rel.startswith(f"{ONNX_DIR}/"):
                 entries.append((rel, path))
         readme = (folder / "README.md").read_text(encoding="utf-8") if (folder / "README.md").is_file() else ""
+        from astapp.export.publish import unknown_section
+
+        readme += unknown_section(folder)  # how the unknown score is calibrated now (it may have been redone)
         if check is not None:
             readme += readme_section(check)
             if onnx_dir is not None and onnx_dir.is_dir():
