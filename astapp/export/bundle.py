@@ -90,8 +90,10 @@ def ensure_onnx(model_folder: Path, cache: Path) -> dict[str, Any]:
 
     stamp = model_stamp(model_folder)
     check = read_json(cache / "check.json")
-    if check and check.get("model_stamp") == stamp:
-        return check
+    from astapp.export.to_onnx import LAYOUT
+
+    if check and check.get("model_stamp") == stamp and check.get("layout", 1) == LAYOUT:
+        return check  # the same model in the same ONNX layout (older exports lack pooler_output)
     missing = missing_packages()
     if missing:
         return {"passed": False, "error": f"ONNX export skipped: {missing}"}

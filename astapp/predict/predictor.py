@@ -102,8 +102,9 @@ class Predictor:
         stats = unknown.load(self.folder)
         if stats is None:
             return None, "This model was exported before unknown scores; train it again to get them."
-        if stats.needs_embeddings and not hasattr(self.backend, "embed_logits"):
-            return None, f"The {stats.method} unknown score needs the torch backend (this one gives logits only)."
+        if stats.needs_embeddings and not getattr(self.backend, "gives_embeddings", hasattr(self.backend, "embed_logits")):
+            return None, (f"The {stats.method} unknown score needs the model's embeddings, which this ONNX export "
+                          "lacks (it predates them): export the model again, or predict without --onnx.")
         if threshold is not None:
             stats.threshold = float(threshold)
         return stats, stats.reason if stats.threshold is None else ""

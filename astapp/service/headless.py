@@ -116,8 +116,8 @@ def export_run(run: str, output: str, adapter: bool = False, onnx: bool = True, 
 
 def predict_files_onnx(model: str, files: list[str], top_k: int, int8: bool = False,
                        unknown_threshold: float | None = None) -> list[dict[str, Any]]:
-    """`predict_files` with the exported ONNX model in onnxruntime: torch is never imported (the default
-    Mahalanobis unknown score needs embeddings the ONNX export lacks: these rows have no "unknown" yet)."""
+    """`predict_files` with the exported ONNX model in onnxruntime: torch is never imported; the export's second
+    output (the pooled embedding) gives the unknown score (an export from before it has none)."""
     from astapp.predict.predictor import Predictor
 
     _check_prediction_args(model, top_k)

@@ -81,7 +81,7 @@ def test_a_held_out_class_scores_higher_than_the_known_validation_clips(tmp_path
     onnx_like = Predictor(maha)
     onnx_like.backend = LogitsOnly(onnx_like.backend)
     onnx_like.unknown, onnx_like.unknown_note = onnx_like._load_unknown(None)
-    assert onnx_like.unknown is None and "needs the torch backend" in onnx_like.unknown_note
+    assert onnx_like.unknown is None and "needs the model's embeddings" in onnx_like.unknown_note
     rows = onnx_like.predict_many(val[:2])
     assert all("unknown" not in r and r["label"] in KNOWN for r in rows)  # predicts as before, no score
     energy = unknown.set_threshold(unknown.UnknownStats(method="energy"), np.array([0.0]))
