@@ -164,14 +164,22 @@ def calibrate(scores_known: np.ndarray, keep: float = DEFAULT_KEEP) -> float | N
 
 def best_threshold(known: np.ndarray, other: np.ndarray) -> float:
     """The threshold that best separates known clips (kept: score <= t) from other sounds (rejected): the
-    highest balanced accuracy (mean of the two shares), placed halfway between neighbouring scores so a
-    clip a hair away from a calibration clip lands on the same side."""
+    highest balanced accuracy (mean of the two shares; of equals, the one keeping the most known clips),
+    placed halfway between neighbouring scores so a clip a hair away from a calibration clip lands on the
+    same side."""
     k, o = np.sort(np.asarray(known, dtype=np.float64)), np.asarray(other, dtype=np.float64)
     cands = np.unique(np.r_[k, o])
     cuts = np.r_[cands[:-1] + np.diff(cands) / 2, cands[-1]] if cands.size else np.zeros(1)
     kept = np.searchsorted(k, cuts, side="right") / max(k.size, 1)
     rejected = (o[None, :] > cuts[:, None]).mean(axis=1) if o.size else np.zeros(cuts.size)
-    return float(cuts[int(np.argmax(kept + rejected))])
+    balance = kept + rejected
+    return float(cuts[np.flatnonzero(balance >= balance.max() - 1e-12)[-1]])  # ties: the one keeping most
+
+
+def balanced(known: np.ndarray, other: np.ndarray, threshold: float) -> float:
+    """Mean of the known share kept and the other share rejected at `threshold` (0.5: no better than chance)."""
+    k, o = np.asarray(known, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    return float(((k <= threshold).mean() + (o > threshold).mean()) / 2)
 
 
 def shares(stats: UnknownStats, threshold: float | None = None) -> tuple[float | None, float | None]:

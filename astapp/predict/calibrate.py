@@ -168,9 +168,15 @@ def recalibrate(run: str | Path, others: Iterable[str | Path] = (), keep: float 
             raise UploadError("None of the \"other\" sounds could be read as audio; give .wav, .flac, .mp3 or .ogg "
                               "files.")
     default_keep = float(read_json(run / CONFIG).get("unknown_keep") or stats.keep or unknown.DEFAULT_KEEP)
-    t = unknown.best_threshold(known, other) if other.size and keep is None else None
+    t, note = None, ""
+    if other.size and keep is None:  # the other sounds pick it, unless they separate no better than the default
+        t = unknown.best_threshold(known, other)
+        default = unknown.calibrate(known, default_keep)
+        if default is not None and unknown.balanced(known, other, t) <= unknown.balanced(known, other, default):
+            t, note = None, (f"The other sounds are not told apart better by any threshold than by the default (keep "
+                             f"{default_keep:.0%} of known clips), so that one was kept.")
     unknown.set_threshold(stats, known, default_keep if keep is None else float(keep), other, threshold=t)
     unknown.save(stats, folder)
     return {**stats.summary(), "refit": refit, "known": int(known.size), "other": int(other.size),
             "auroc": stats.calibration.get("auroc"), "other_rejected": stats.calibration.get("other_rejected"),
-            "folder": str(folder)}
+            "folder": str(folder), "note": note}

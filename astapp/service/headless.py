@@ -146,6 +146,11 @@ def calibration_lines(result: dict[str, Any]) -> list[str]:
         auroc = "n/a" if result.get("auroc") is None else f"{result['auroc']:.3f}"
         lines.append(f"{result['other']} other sounds: AUROC {auroc}, {pct(result.get('other_rejected'))} "
                      "rejected as unknown at this threshold.")
+        if result.get("auroc") is not None and result["auroc"] < 0.5:
+            lines.append("These sounds score LOWER than the known clips: the model cannot flag them as unknown; "
+                         "add them as a class of their own (e.g. 'other') and train again.")
+    if result.get("note"):
+        lines.append(result["note"])
     lines.append(f"Saved in {result['folder']}/unknown.json; predict, the app and exports use it now.")
     return lines
 

@@ -66,6 +66,9 @@ def shares_line(view: UnknownView, threshold: float | None) -> str:
         rejected = sum(x > threshold for x in view.other)
         line += f"; {rejected} of {len(view.other)} other sounds rejected ({rejected / len(view.other):.1%})"
     auroc = f" AUROC known vs other: {view.auroc:.3f}." if view.auroc is not None else ""
+    if view.auroc is not None and view.auroc < 0.5:
+        auroc += (" These other sounds score lower than the known clips, so no threshold flags them: add them as a "
+                  "class of their own (e.g. 'other') and train again.")
     return line + "." + auroc + " Clips above the threshold are called \"unknown\"; the top classes stay listed."
 
 
@@ -112,5 +115,7 @@ class UnknownScores:
         from astapp.predict.calibrate import recalibrate
 
         info = self._run(session, run_id, write=True)
-        recalibrate(info.path, [Path(str(f)) for f in files or []], keep)
-        return view_of(unknown.load(info.path / MODEL))
+        result = recalibrate(info.path, [Path(str(f)) for f in files or []], keep)
+        view = view_of(unknown.load(info.path / MODEL))
+        view.note = " ".join(x for x in (view.note, result.get("note", "")) if x)
+        return view

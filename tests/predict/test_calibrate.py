@@ -104,6 +104,9 @@ def test_the_separating_threshold_and_the_shares_by_hand(tmp_path):
     known, other = np.array([0.1, 0.2, 0.3, 0.9]), np.array([0.8, 1.0, 1.2])
     t = unknown.best_threshold(known, other)
     assert 0.3 < t < 0.8  # one known clip lost, every other sound rejected: the best balance here
+    assert unknown.balanced(known, other, t) == 0.875
+    # other sounds scoring LOWER than the known clips: no cut beats chance; of the ties, the one keeping all known
+    assert unknown.best_threshold(np.array([0.8, 0.9, 1.0]), np.array([0.1, 0.2])) == 1.0
     stats = unknown.set_threshold(unknown.UnknownStats(method="energy"), known, 0.95, other, threshold=t)
     assert stats.keep == 0.75 and stats.calibration["other_rejected"] == 1.0
     assert stats.calibration["auroc"] == pytest.approx(unknown.auroc(known, other))
