@@ -86,12 +86,10 @@ def generated_clips(n: int = 24) -> list[np.ndarray]:
 
 def ensure_onnx(model_folder: Path, cache: Path) -> dict[str, Any]:
     """`cache/` holds the ONNX files and check of this model (made now unless already there)."""
-    from astapp.export.to_onnx import export_onnx, missing_packages
+    from astapp.export.to_onnx import LAYOUT, export_onnx, missing_packages
 
     stamp = model_stamp(model_folder)
     check = read_json(cache / "check.json")
-    from astapp.export.to_onnx import LAYOUT
-
     if check and check.get("model_stamp") == stamp and check.get("layout", 1) == LAYOUT:
         return check  # the same model in the same ONNX layout (older exports lack pooler_output)
     missing = missing_packages()
