@@ -138,8 +138,7 @@ def main() -> int:
     t0 = time.perf_counter()
     model = base_model(work)
     result: dict = {"machine": machine_facts(args.threads), "model": "base AST (768 x 12), 512 frames, random weights"}
-    result["speed"] = speed_runs(model, write_wav(work / "speed.wav", args.speed_seconds), args.speed_seconds,
-                                 args.threads, Path(tempfile.mkdtemp(dir=work)))
+    out = Path(args.out)
     if not args.skip_memory:
         result["memory"] = {}
         for length in [float(x) for x in args.lengths.split(",")]:
@@ -149,8 +148,11 @@ def main() -> int:
             result["memory"][str(int(length))] = row
             print(int(length), json.dumps(row), flush=True)
             wav.unlink()  # 2 GB for 3 h: leave the disk as it was
+            write_json(out, result)  # what is measured so far survives a later stage that runs out of time
+    result["speed"] = speed_runs(model, write_wav(work / "speed.wav", args.speed_seconds), args.speed_seconds,
+                                 args.threads, Path(tempfile.mkdtemp(dir=work)))
     result["total_s"] = round(time.perf_counter() - t0, 1)
-    write_json(Path(args.out), result)
+    write_json(out, result)
     print(json.dumps(result, indent=1))
     return 0
 

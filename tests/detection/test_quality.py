@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import soundfile as sf
 from detect_helpers import random_events, write_recording, write_training_clips
 from train_helpers import cfg_for, one_thread  # noqa: F401 - the fixture
 
@@ -16,7 +18,7 @@ from astapp.detection.events import Event
 from astapp.detection.formats import parse_events, write_events
 from astapp.detection.reference import score_output
 from astapp.detection.run import detect_files
-from astapp.export.bundle import ensure_onnx
+from astapp.export.to_onnx import export_onnx
 from astapp.predict.predictor import Predictor
 from astapp.training.pipeline import train
 
@@ -31,8 +33,8 @@ def trained(tmp_path_factory, tiny_ast):
     res = train(cfg_for(root / "run", tiny_ast, data, mode="full", epochs=12, lr=3e-3, val_split=0.25,
                         max_length=100))
     assert res.state == "finished"
-    truth = random_events(240.0, 40, seed=7)
-    write_recording(root / "recs" / "field.wav", 240.0, truth, sr=48_000, channels=2, seed=3)
+    truth = random_events(120.0, 20, seed=7)
+    write_recording(root / "recs" / "field.wav", 120.0, truth, sr=48_000, channels=2, seed=3)
     write_events([Event(lab, s, e, 1.0, "field.wav") for lab, s, e in truth], root / "ref.csv", "csv")
     return root, res
 
@@ -41,7 +43,8 @@ def test_detection_f1_on_a_long_recording_torch_and_onnx(trained, tmp_path):
     root, res = trained
     assert res.metrics["accuracy"] >= 0.95, res.metrics["accuracy"]
     scores = {}
-    ensure_onnx(res.model_dir, root / "run" / "onnx")
+    clips = [np.asarray(sf.read(str(p), dtype="float32")[0]) for p in sorted((root / "clips").rglob("*_000.wav"))]
+    assert export_onnx(res.model_dir, root / "run" / "onnx", clips, None, source="generated")["passed"]
     for name, predictor in (("torch", Predictor(res.model_dir)), ("onnx", Predictor(root / "run", backend="onnx")),
                             ("int8", Predictor(root / "run", backend="onnx", quantized=True))):
         out = tmp_path / name
