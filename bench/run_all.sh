@@ -21,3 +21,4 @@ python bench/bench_processes.py --rounds 2 --out bench/out/processes.json | tee 
 python bench/bench_noise.py --rounds 3 --out bench/out/noise.json | tee bench/out/noise.log
 python bench/bench_cv.py --out bench/out/cv.json | tee bench/out/cv.log
 python bench/bench_record.py | tee bench/out/record.log
+python bench/bench_detect.py --out bench/out/detect.json | tee bench/out/detect.log

@@ -24,6 +24,7 @@ from astapp.jobs.sessions import Session
 from astapp.service.augmenting import Augmenting
 from astapp.service.crossval import CrossValidating
 from astapp.service.datasets import Datasets
+from astapp.service.detecting import Detecting
 from astapp.service.evaluation import Evaluating
 from astapp.service.predicting import Predicting, PredictorCache
 from astapp.service.publishing import Publishing
@@ -77,7 +78,7 @@ class Service:
 
     `datasets` (the chosen dataset and its clips), `augmenting`, `training` (the Train form and its jobs),
     `evaluation`, `thresholds` (multi-label runs), `unknown` (the "none of these" score), `crossval`,
-    `predicting` (and the model download),
+    `predicting` (and the model download), `detecting` (events in long recordings),
     `publishing` (to the Hub) and `recording` (clips recorded in the browser)."""
 
     def __init__(self, manager: Any = None, hub_online: bool | None = None, hub_api: Any = None):
@@ -101,6 +102,7 @@ class Service:
         self.unknown = UnknownScores(self.manager)
         self.crossval = CrossValidating(self.manager, self.store, self.datasets, self.training)
         self.predicting = Predicting(self.root, PredictorCache())
+        self.detecting = Detecting(self.predicting)
         self.publishing = Publishing(self.root, self.manager, hub_api)
         self.recording = Recording(self.datasets)
 
