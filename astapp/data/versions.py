@@ -29,6 +29,7 @@ from astapp.core.errors import AccessError, DatasetError
 from astapp.core.fsutil import atomic_dir, atomic_write_text
 from astapp.core.runfolder import read_json
 from astapp.data.additions import Addition, PendingAdditions, clip_name
+from astapp.data.folds import TRAIN_FOLDS
 from astapp.data.ingest.layout import Listing
 
 VERSIONS_DIR, INDEX_FILE, MANIFEST = "versions", "versions.json", "manifest.csv"
@@ -77,15 +78,15 @@ def _link(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest)
 
 
-def _fold_for_additions(listing: Listing) -> str | None:
-    """With folds, added clips train: they join the first fold that does not validate."""
+def _fold_for_additions(listing: Listing) -> str:
+    """Added clips always train (the model must learn what the user corrected): with folds they join the
+    first fold that does not validate, without they are marked "train" and the parent's clips are split
+    exactly as before (`data.folds.split_files`), so versions validate on the same clips and compare."""
     from astapp.data.dataset import fold_order, validation_fold
 
     folds = fold_order({i.fold: 1 for i in listing.items if i.fold})
-    if not folds:
-        return None
     val = validation_fold(list(folds)) if len(folds) > 1 else None
-    return next((f for f in folds if f != val), folds[0])
+    return next((f for f in folds if f != val), TRAIN_FOLDS[0]) if folds else TRAIN_FOLDS[0]
 
 
 def _label_cell(labels: list[str], multi: bool) -> str:
@@ -157,9 +158,9 @@ class VersionStore:
                 label = a.target(background)
                 rel = f"added/{name}/{label}/{clip_name(a)}"
                 _link(pending.path(a), tmp / rel)
-                rows.append({"file": rel, "label": _label_cell([label], multi), "fold": fold or ""})
+                rows.append({"file": rel, "label": _label_cell([label], multi), "fold": fold})
                 changes.setdefault(a.kind, Counter())[label] += 1
-            (tmp / MANIFEST).write_text(_manifest(rows, with_fold=fold is not None), encoding="utf-8")
+            (tmp / MANIFEST).write_text(_manifest(rows), encoding="utf-8")
             v = Version(name, str((self.folder / name).resolve()), parent.title, parent.name, time.time(), len(rows),
                         {k: dict(c) for k, c in changes.items()}, sorted({a.source for a in additions}))
             (tmp / "version.json").write_text(json.dumps(asdict(v), ensure_ascii=False), encoding="utf-8")
@@ -178,10 +179,9 @@ class VersionStore:
                                                                ensure_ascii=False))
 
 
-def _manifest(rows: list[dict[str, str]], with_fold: bool) -> str:
+def _manifest(rows: list[dict[str, str]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["file", "label", "fold"] if with_fold else ["file", "label"],
-                            extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=["file", "label", "fold"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()

@@ -104,7 +104,7 @@ class Service:
         self.publishing = Publishing(self.root, self.manager, hub_api)
         self.recording = Recording(self.datasets)
         self.versioning = Versioning(self.datasets)
-        self.reviewing = Reviewing(self.manager, self.versioning)
+        self.reviewing = Reviewing(self.manager, self.versioning, self.predicting)
 
     def open(self, token: str) -> Session:
         """The session of an owner token: validated, its workspace created and marked as in use."""

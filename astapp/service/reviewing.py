@@ -25,6 +25,7 @@ from astapp.core.runfolder import CONFIG, read_json
 from astapp.data.additions import BACKGROUND, PendingAdditions, clip_span, read_span
 from astapp.jobs.manager import JobManager
 from astapp.jobs.sessions import Session
+from astapp.service.predicting import Predicting
 from astapp.service.versioning import Versioning
 
 REVIEW_DIR, REVIEW_FILE = "review", "review.json"
@@ -73,9 +74,42 @@ def _event(i: int, e: dict[str, Any]) -> dict[str, Any]:
 class Reviewing:
     """Recordings under review, decisions on their events, and "Add to dataset and retrain"."""
 
-    def __init__(self, manager: JobManager, versioning: Versioning):
+    def __init__(self, manager: JobManager, versioning: Versioning, predicting: Predicting):
         self.manager = manager  # the run whose settings retrain; the queue that trains the new version
         self.versioning = versioning  # waiting clips and versions (its lock covers the review files too)
+        self.predicting = predicting  # the run's model (cached) finds the events
+
+    # --- where events come from ----------------------------------------------------------------
+    def detect(self, session: Session, run_id: str | None, file: str | Path | None,
+               settings: dict[str, Any] | None = None) -> tuple[Review, list[str]]:
+        """Find the events of one recording with a run's model (`astapp.detection`, streamed) and open its
+        review. Returns the review and what the user should know (padded, truncated)."""
+        if not file:
+            raise UploadError("Upload a recording first (wav, flac, ogg or mp3, any length).")
+        from astapp.detection.detect import DetectSettings, detect_recording
+
+        scorer = self.predicting.predictors.get(self.predicting.model_folder(session, run_id))
+        det = detect_recording(scorer, file, DetectSettings.from_dict(settings or {}), name=Path(file).name)
+        events = [{"label": e.label, "start": e.start, "end": e.end, "score": e.score} for e in det.events]
+        return self.open(session, file, events, run_id=run_id), list(det.notes)
+
+    def from_file(self, session: Session, file: str | Path | None, events_file: str | Path | None,
+                  run_id: str | None = None) -> Review:
+        """Open a recording's review with the events of a detection output (CSV, Audacity, Raven, JSONL):
+        the events of that recording (all of them when the file names one recording or none)."""
+        if not file or not events_file:
+            raise UploadError("Upload the recording and its events file (CSV, Audacity, Raven or JSONL).")
+        from astapp.detection.formats import parse_events, recording_stem
+
+        name = Path(file).name
+        parsed = parse_events(events_file, default_file=name)
+        files = {e.file for e in parsed}
+        mine = [e for e in parsed if len(files) <= 1 or recording_stem(Path(e.file)) == Path(name).stem]
+        if not mine:
+            raise DatasetError(f"{Path(events_file).name} lists no events of {name} (it names "
+                               f"{', '.join(sorted(files)[:3])}); pick the events file of this recording.")
+        return self.open(session, file, [{"label": e.label, "start": e.start, "end": e.end, "score": e.score}
+                                         for e in mine], run_id=run_id)
 
     # --- recordings ----------------------------------------------------------------------------
     def open(self, session: Session, file: str | Path, events: list[dict[str, Any]], run_id: str | None = None,

@@ -125,3 +125,33 @@ def test_a_version_of_a_dataset_with_folds_trains_its_additions(tmp_path):
     items = scan(v2.root).items
     assert sorted({i.fold for i in items}) == ["a", "val"]
     assert next(i for i in items if i.label == "background").fold == "a"  # never only in validation
+
+
+def test_added_clips_always_train_and_the_parent_split_stays_the_same():
+    """Clips marked "train" (a version's additions) never validate; the other clips split exactly as
+    they did without them, so runs on two versions validate on the same clips."""
+    from astapp.data.folds import split_files
+
+    labels = ["a"] * 10 + ["b"] * 10
+    paths = [f"c/{i}.wav" for i in range(20)]
+    train0, val0, how0 = split_files(labels, [None] * 20, 0.2, seed=3, paths=paths)
+    added = labels + ["background"] * 5 + ["a"] * 2
+    train, val, how = split_files(added, [None] * 20 + ["train"] * 7, 0.2, seed=3,
+                                  paths=paths + [f"added/{i}.wav" for i in range(7)])
+    assert val == val0 and sorted(train) == sorted(train0 + list(range(20, 27)))
+    assert how == f"{how0}, 7 marked train"
+    assert split_files(["a", "b"] * 4, ["train"] * 8, 0.25, seed=0)[1]  # only "train" clips: split as before
+
+
+def test_a_version_without_folds_marks_its_additions_train(tmp_path):
+    data = tmp_path / "plain"
+    make_class_folders(data, n_classes=2, per_class=4, seconds=0.5, seed=6)
+    ws = tmp_path / "ws"
+    pending, store = PendingAdditions(ws), VersionStore(ws)
+    pending.add(np.ones(8000, np.float32) * 0.1, "false_alarm", "", "listen live", 0.0, 0.5)
+    v2 = store.create(store.register("plain", data, 8), scan(data), pending.list(), pending, "background")
+    folds = {i.label: i.fold for i in scan(v2.root).items}
+    assert folds == {"tone": None, "chirp": None, "background": "train"}
+    pending.add(np.ones(8000, np.float32) * 0.2, "false_alarm", "", "listen live", 1.0, 1.5)
+    v3 = store.create(v2, scan(v2.root), pending.list()[-1:], pending, "background")
+    assert sorted(str(i.fold) for i in scan(v3.root).items if i.label == "background") == ["train", "train"]
