@@ -160,7 +160,12 @@ class Reviewing:
     # --- decisions -----------------------------------------------------------------------------
     def decide(self, session: Session, rid: str, index: int, action: str, label: str | None = None) -> Review:
         """confirm | reject | relabel (to `label`) | undo one event; its clip joins (or leaves) the waiting clips."""
-        with self.versioning.lock(session):
+        if action != "undo" and action not in DECISIONS:
+            raise AccessError(f"Unknown decision {action!r}: confirm, reject, relabel or undo.")
+        new_label = str(label or "").strip()
+        if action == "relabel" and not new_label:
+            raise DatasetError("Type the class the event really is, then relabel.")
+        with self.versioning.lock(session):  # checked above: a refused decision changes nothing
             review = self.get(session, rid)
             e = review.event(index)
             pending = self.versioning.pending(session)
@@ -171,14 +176,9 @@ class Reviewing:
                     review.events = [x for x in review.events if x is not e]
                 else:
                     e["decision"], e["new_label"] = None, None
-            elif action in DECISIONS:
-                new_label = str(label or "").strip()
-                if action == "relabel" and not new_label:
-                    raise DatasetError("Type the class the event really is, then relabel.")
+            else:
                 e["decision"], e["new_label"] = DECISIONS[action], (new_label if action == "relabel" else None)
                 self._add(pending, review, e, origin)
-            else:
-                raise AccessError(f"Unknown decision {action!r}: confirm, reject, relabel or undo.")
             self._save(session, review)
         return review
 

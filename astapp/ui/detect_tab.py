@@ -81,7 +81,8 @@ def _layout() -> _Page:
                 "**n**/**j** next, **p**/**k** previous; click a row to hear it with a second either side. "
                 "*Add to dataset and retrain* turns your decisions into a new dataset version and trains on it.")
     with gr.Row():
-        run = gr.Dropdown(label="Model (a finished run)", choices=[], scale=4, elem_id="detect-run")
+        run = gr.Dropdown(label="Model (a finished run)", choices=[], scale=4, elem_id="detect-run",
+                          allow_custom_value=True)
         refresh = gr.Button("Refresh runs", scale=1, min_width=140)
     notice = notice_card("detect-notice")
     with gr.Row():
@@ -97,9 +98,10 @@ def _layout() -> _Page:
         load = gr.Button("Load events file", elem_id="detect-load")
     with gr.Column(elem_id="review-panel"):
         with gr.Row():
-            reviewed = gr.Dropdown(label="Recording under review", choices=[], scale=3, elem_id="review-recording")
+            reviewed = gr.Dropdown(label="Recording under review", choices=[], scale=3, elem_id="review-recording",
+                                   allow_custom_value=True)
             label = gr.Dropdown(label="Class", choices=[("all classes", "")], value="", scale=2,
-                                elem_id="review-class")
+                                elem_id="review-class", allow_custom_value=True)
             min_score = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Min score", scale=2,
                                   elem_id="review-min-score")
             zoom = gr.Slider(4, 120, value=20, step=2, label="Zoom (seconds shown)", scale=2)

@@ -137,6 +137,11 @@ def test_bad_requests_are_one_sentence_and_change_nothing(svc, tmp_path):
         svc.reviewing.open(sess, tmp_path / "broken.wav", [])
     assert not svc.versioning.pending(sess).list()
     assert [e["decision"] for e in svc.reviewing.get(sess, rid).events] == [None]
+    svc.reviewing.decide(sess, rid, 0, "reject")
+    with pytest.raises(DatasetError):  # a refused relabel leaves the earlier decision and its clip alone
+        svc.reviewing.decide(sess, rid, 0, "relabel", "")
+    assert [a.kind for a in svc.versioning.pending(sess).list()] == ["false_alarm"]
+    assert [e["decision"] for e in svc.reviewing.get(sess, rid).events] == ["rejected"]
 
 
 def test_concurrent_decisions_and_listen_clips_lose_nothing(svc, tmp_path):
@@ -170,9 +175,9 @@ def test_the_strip_boxes_the_events_in_view(svc, tmp_path):
 
 @pytest.mark.slow
 def test_the_new_version_fixes_every_false_alarm_it_was_given(tiny_ast, tmp_path, monkeypatch):
-    """The loop with a real tiny model: trained on tone and chirp only, it hears clicks in a recording as
-    one of them (false alarms); rejected in review, they become background clips of a new version, and
-    the model retrained from the old run's settings on it hears background there."""
+    """The loop with a real tiny model: trained on tone and chirp only, it hears the hiss of band noise in a
+    recording as one of them (false alarms); rejected in review, they become background clips of a new
+    version, and the model retrained from the old run's settings on it hears background there."""
     import torch
 
     from astapp.predict.predictor import Predictor
@@ -184,14 +189,14 @@ def test_the_new_version_fixes_every_false_alarm_it_was_given(tiny_ast, tmp_path
         svc = Service(manager, hub_online=False)
         sess = svc.open("alice-token")
         _dataset(svc, sess, tmp_path / "sounds", per_class=8)
-        form = {**svc.training.form(sess), "model": str(tiny_ast), "epochs": 20, "lr": 1e-3, "batch_size": 4,
+        form = {**svc.training.form(sess), "model": str(tiny_ast), "epochs": 12, "lr": 1e-3, "batch_size": 4,
                 "max_length": 128, "seed": 0}
         run = svc.training.start(sess, form)
         assert manager.wait(run, 600) == "finished", manager.tail(run)
         starts = [2.0 + 3.0 * i for i in range(6)]
-        rec = _recording(tmp_path / "field.wav", [(t, "clicks") for t in starts] + [(20.0, "tone")], 23.0, seed=9)
+        rec = _recording(tmp_path / "field.wav", [(t, "noise") for t in starts] + [(20.0, "tone")], 23.0, seed=9)
         old = Predictor(svc.predicting.model_folder(sess, run))
-        events = []  # what a detector reports: the old model's top class on each sound (clicks are no class)
+        events = []  # what a detector reports: the old model's top class on each sound (noise is no class)
         for t in starts + [20.0]:
             p = old.predict(read_span_16k(rec, t, t + 1.0), top_k=1)
             events.append({"label": p.top[0][0], "start": t, "end": t + 1.0, "score": p.top[0][1]})
