@@ -83,7 +83,7 @@ def _layout() -> _Page:
     with gr.Row():
         run = gr.Dropdown(label="Model (a finished run)", choices=[], scale=4, elem_id="detect-run",
                           allow_custom_value=True)
-        refresh = gr.Button("Refresh runs", scale=1, min_width=140)
+        refresh = gr.Button("Refresh runs", scale=1, min_width=140, elem_id="detect-refresh")
     notice = notice_card("detect-notice")
     with gr.Row():
         recording = gr.File(label="Recording (wav, flac, ogg, mp3; any length)", file_types=AUDIO_TYPES,
@@ -148,7 +148,7 @@ def build(svc: Service, token: gr.State) -> DetectTab:
     outputs = [p.reviewed, p.label, p.min_score, p.zoom, p.table, p.strip, p.current, p.player, p.selected,
                p.pending]
     render = _renderer(svc)
-    restore_fn, retrained = _wire_sources(svc, token, p, guard, render, outputs)
+    restore_fn, retrained = _wire_sources(svc, token, p, guard, render, outputs, tab)
     _wire_review(svc, token, p, guard, render, outputs)
     return DetectTab(tab, restore_fn, [token], [*outputs, p.run], retrained)
 
@@ -191,8 +191,8 @@ def _renderer(svc: Service) -> Any:
     return render
 
 
-def _wire_sources(svc: Service, token: gr.State, p: _Page, guard: Guard, render: Any,
-                  outputs: list[Any]) -> tuple[Any, Any]:
+def _wire_sources(svc: Service, token: gr.State, p: _Page, guard: Guard, render: Any, outputs: list[Any],
+                  tab: gr.Tab) -> tuple[Any, Any]:
     """Where a review starts (detection, an events file, the state after a reload) and where it ends (retrain)."""
 
     @guard
@@ -237,6 +237,7 @@ def _wire_sources(svc: Service, token: gr.State, p: _Page, guard: Guard, render:
 
 
     for event in [p.refresh.click(refresh_fn, [p.run, token], p.run, api_name="detect_runs", show_progress="hidden"),
+                  tab.select(refresh_fn, [p.run, token], p.run, api_visibility="private", show_progress="hidden"),
                   p.detect.click(detect_fn, [p.run, p.recording, p.threshold, p.min_length, p.merge_gap, token],
                                  outputs, api_name="detect_recording", **heavy()),
                   p.load.click(load_fn, [p.run, p.recording, p.events_file, token], outputs,

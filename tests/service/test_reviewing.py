@@ -211,6 +211,12 @@ def test_the_new_version_fixes_every_false_alarm_it_was_given(tiny_ast, tmp_path
         heard = [new.predict(read_span_16k(rec, t, t + 1.0), top_k=1).top[0][0] for t in starts]
         assert heard == ["background"] * len(starts), heard
         assert new.predict(read_span_16k(rec, 20.0, 21.0), top_k=1).top[0][0] == "tone"
+        again, _notes = svc.reviewing.detect(sess, job, rec)  # what the user sees: the new model's detections
+        assert again.run_id == job and again.id == rid  # the same recording's review, refreshed
+        # no class is heard where the false alarms were ("unknown" stretches may remain: the recording's quiet
+        # floor is unlike every training clip, and the unknown score says so rather than forcing a class)
+        assert not [e for e in again.events if e["label"] in ("tone", "chirp") and e.get("decision") != "missed"
+                    and any(e["start"] < t + 1.0 and t < e["end"] for t in starts)], again.events
     finally:
         manager.shutdown(timeout=10)
 
