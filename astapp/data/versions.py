@@ -70,12 +70,23 @@ class Version:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def _link(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
+def _link(src: Path, dest: Path, made: set[Path] | None = None) -> None:
+    if made is None or dest.parent not in made:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if made is not None:
+            made.add(dest.parent)
     try:
         os.link(src, dest)
     except OSError:
         shutil.copy2(src, dest)
+
+
+def _relative(path: Path, root: Path) -> str:
+    """`path` under the (resolved) dataset root; resolving each clip only when it is not plainly inside."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.resolve().relative_to(root).as_posix()
 
 
 def _fold_for_additions(listing: Listing) -> str:
@@ -140,13 +151,14 @@ class VersionStore:
         multi = listing.label_mode == "multi"
         fold = _fold_for_additions(listing)
         rows: list[dict[str, str]] = []
-        clip_root = Path(listing.root)
-        inside_versions = self.folder.resolve() in clip_root.resolve().parents
+        clip_root = Path(listing.root).resolve()
+        inside_versions = self.folder.resolve() in clip_root.parents
+        made: set[Path] = set()
         with atomic_dir(self.folder / name) as tmp:
             for item in listing.items:
-                rel = Path(item.path).resolve().relative_to(clip_root.resolve()).as_posix()
+                rel = _relative(Path(item.path), clip_root)
                 rel = rel if inside_versions else f"base/{rel}"
-                _link(Path(item.path), tmp / rel)
+                _link(Path(item.path), tmp / rel, made)
                 labels = list(item.labels) if multi and item.labels else [item.label]
                 rows.append({"file": rel, "label": _label_cell(labels, multi), "fold": item.fold or ""})
             noise = listing.noise_folder or "_background_noise_"
