@@ -80,9 +80,11 @@ def test_reject_a_detected_event_by_keyboard_and_retrain(app, chromium_path, tmp
         expect(table).to_contain_text("knocks", timeout=60_000)
         expect(page.locator("#review-current")).to_contain_text("Event 0")
 
-        page.locator("#review-events td:visible").filter(has_text="knocks").first.click()  # open it: heard, boxed
-        expect(page.locator("#review-current")).to_contain_text("Event 0 · knocks")
         page.locator("#review-strip").click(position={"x": 5, "y": 5})  # focus off any text field
+        page.keyboard.press("n")  # open the next event, then back to the first: heard, boxed on the strip
+        expect(page.locator("#review-current")).to_contain_text("Event 1 · beeps")
+        page.keyboard.press("p")
+        expect(page.locator("#review-current")).to_contain_text("Event 0 · knocks")
         page.keyboard.press("r")
         expect(table).to_contain_text("rejected", timeout=30_000)
         expect(page.locator("#review-current")).to_contain_text("Event 1")  # on to the next undecided
