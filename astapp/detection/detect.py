@@ -80,6 +80,8 @@ class Detections:
     window: float = 0.0  # seconds
     hop: float = 0.0  # seconds
     notes: list[str] = field(default_factory=list)  # what the user should know (padded, truncated)
+    model_thresholds: dict[str, float] = field(default_factory=dict)  # the model's own (the sweep starts there)
+    unknown_threshold: float | None = None
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -94,7 +96,8 @@ def events_from_scores(ws: WindowScores, scorer: Scorer, settings: DetectSetting
                                      dict(scorer.thresholds), settings, ws.unknown, scorer.unknown_threshold, name)
     return Detections(name, ws.duration, list(scorer.labels), events, ws.times, ws.probs, smoothed, ws.unknown,
                       scorer.multi_label, scorer.window_samples / SAMPLE_RATE,
-                      hop_samples(scorer, settings.hop) / SAMPLE_RATE)
+                      hop_samples(scorer, settings.hop) / SAMPLE_RATE, [], dict(scorer.thresholds),
+                      scorer.unknown_threshold)
 
 
 def _stoppable(blocks: Iterator[np.ndarray], stop: threading.Event | None) -> Iterator[np.ndarray]:
@@ -117,6 +120,9 @@ def detect_recording(scorer: Scorer, path: str | Path, settings: DetectSettings 
     if ws.padded:
         det.notes.append(f"{path.name} is {ws.duration:.2f} s, shorter than the model's {det.window:.2f} s window: "
                          "it was padded with silence and scored as one window.")
+    if scorer.multi_label and not scorer.thresholds and settings.threshold is None and not settings.thresholds:
+        det.notes.append("The model has no tuned per-class thresholds (exported before they were tuned), so 0.5 was "
+                         "used for every class; pass --threshold, or tune them in the Evaluate tab.")
     claimed = info.duration
     if claimed > 0 and ws.duration < claimed - 0.5:
         det.notes.append(f"{path.name} is truncated: its header says {claimed:.1f} s but only {ws.duration:.1f} s "

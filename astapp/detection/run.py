@@ -170,6 +170,8 @@ def detect_one(scorer: Scorer, name: str, path: Path | None, settings: DetectSet
         return record, None
     record.update(status="done", duration=det.duration, notes=det.notes, labels=det.labels,
                   seconds=round(time.perf_counter() - started, 3), window=det.window, hop=det.hop,
+                  multi_label=det.multi_label, model_thresholds=det.model_thresholds,
+                  unknown_threshold=det.unknown_threshold,
                   events=[{"label": e.label, "start": e.start, "end": e.end, "score": e.score} for e in det.events])
     return record, det
 

@@ -169,3 +169,9 @@ def test_bad_settings_are_one_sentence(bad):
 def test_read_all_matches_stream(tmp_path):
     path = write_recording(tmp_path / "r.wav", 2.0, [], sr=44_100)
     assert read_all(path).shape == load_audio(path).shape
+
+
+def test_multi_label_model_without_thresholds_is_said(tmp_path):
+    path = write_recording(tmp_path / "r.wav", 3.0, [])
+    assert any("no tuned per-class thresholds" in n for n in detect_recording(OracleScorer(), path).notes)
+    assert not detect_recording(OracleScorer(), path, DetectSettings(threshold=0.5)).notes
