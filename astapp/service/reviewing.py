@@ -71,6 +71,12 @@ def _event(i: int, e: dict[str, Any]) -> dict[str, Any]:
             "score": round(float(e.get("score") or 0.0), 4), "decision": None, "new_label": None}
 
 
+def _origin(review: Review, e: dict[str, Any]) -> str:
+    """Which event a waiting clip came from: by label and times, which stay the same when a new detection
+    renumbers the list (an index would then point at another event)."""
+    return f"review:{review.id}:{e['label']}@{e['start']}-{e['end']}"
+
+
 class Reviewing:
     """Recordings under review, decisions on their events, and "Add to dataset and retrain"."""
 
@@ -169,7 +175,7 @@ class Reviewing:
             review = self.get(session, rid)
             e = review.event(index)
             pending = self.versioning.pending(session)
-            origin = f"review:{review.id}:{e['index']}"
+            origin = _origin(review, e)
             pending.remove_origin(origin)
             if action == "undo":
                 if e.get("decision") == "missed":
@@ -193,7 +199,7 @@ class Reviewing:
             e = {**_event(max((x["index"] for x in review.events), default=-1) + 1,
                           {"label": label, "start": start, "end": end, "score": 0.0}), "decision": "missed"}
             review.events.append(e)
-            self._add(self.versioning.pending(session), review, e, f"review:{review.id}:{e['index']}")
+            self._add(self.versioning.pending(session), review, e, _origin(review, e))
             self._save(session, review)
         return review
 
