@@ -260,6 +260,7 @@ class TrainConfig:
     """Everything a training run needs; saved as the run's config.json."""
 
     data: str = ""
+    data_version: str = ""  # the dataset version trained on ("v2 = v1 + 3 false alarms → background"), if any
     model: str = field(default_factory=lambda: os.environ.get("ASTAPP_MODEL", DEFAULT_MODEL))
     output: str = "runs/run"
     epochs: float = 5.0

@@ -29,7 +29,8 @@ CONVENTIONS: tuple[tuple[str, re.Pattern[str], int], ...] = (
     ("recording (…_take/part/seg/chunk/clip N)",
      re.compile(r"^(.+?)[_\- ](?:take|part|seg|segment|chunk|clip|slice)[_\- ]?\d+$", re.I), 1),
 )
-SPLIT_FOLDS = {*VALIDATION_NAMES, "train", "training"}
+TRAIN_FOLDS = ("train", "training")  # without a validation fold, clips of these folds always train (added clips)
+SPLIT_FOLDS = {*VALIDATION_NAMES, *TRAIN_FOLDS}
 CV_PREFIX = "cv:"  # val_fold "cv:I/K": fold I (1-based) of the seeded, grouped, stratified K-fold plan
 
 
@@ -239,6 +240,12 @@ def split_files(labels: list[str], folds: list[str | None], val_split: float, se
         val = [i for i, f in enumerate(folds) if f == val_fold]
         train = [i for i, f in enumerate(folds) if f != val_fold]
         return train, val, f"fold:{val_fold}"
+    forced = [i for i, f in enumerate(folds) if f is not None and f.lower() in TRAIN_FOLDS]
+    if forced and len(forced) < len(folds):  # clips marked "train" always train; the others split as before
+        rest = [i for i, f in enumerate(folds) if i not in set(forced)]
+        train, val, how = split_files([labels[i] for i in rest], [None] * len(rest), val_split, seed, "",
+                                      [paths[i] for i in rest] if paths else None)
+        return sorted([rest[i] for i in train] + forced), [rest[i] for i in val], f"{how}, {len(forced)} marked train"
     groups = source_groups(paths) if paths else None
     if groups is not None and groups.grouped:
         train, val = grouped_holdout(labels, groups.ids, val_split, seed)

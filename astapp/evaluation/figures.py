@@ -210,3 +210,38 @@ def unknown_histogram(known: Sequence[float], other: Sequence[float], threshold:
         ax.legend(fontsize=8, frameon=False)
     _style(ax)
     return fig
+
+
+def event_strip(wav: Any, offset: float, events: Sequence[dict[str, Any]], selected: int | None = None,
+                sr: int = 16_000) -> Any:
+    """A recording's spectrogram from `offset` s with a box per event over it (label on top; the selected one
+    thick, rejected ones dashed grey), for reviewing detections by eye before by ear."""
+    import numpy as np
+
+    x = np.asarray(wav, dtype=np.float32).reshape(-1)
+    seconds = max(len(x) / sr, 1e-3)
+    fig = _figure(9, 2.6)
+    ax = fig.add_subplot()
+    if len(x) >= 512:
+        ax.specgram(x, NFFT=512, Fs=sr, noverlap=256, xextent=(offset, offset + seconds), cmap="magma",
+                    scale="dB", vmin=-120)
+    ax.set_xlim(offset, offset + seconds)
+    ax.set_ylim(0, sr / 2)
+    cmap = __import__("matplotlib").colormaps["tab10"]
+    labels = sorted({str(e.get("label")) for e in events})
+    for e in events:
+        a, b = max(offset, float(e["start"])), min(offset + seconds, float(e["end"]))
+        if b <= a:
+            continue
+        rejected = e.get("decision") == "rejected"
+        color = "#9ca3af" if rejected else cmap(labels.index(str(e.get("label"))) % 10)
+        thick = e.get("index") == selected
+        ax.add_patch(__import__("matplotlib").patches.Rectangle(
+            (a, sr * 0.02), b - a, sr * 0.46, fill=False, edgecolor=color, linewidth=3 if thick else 1.5,
+            linestyle="--" if rejected else "-"))
+        ax.text(a, sr * 0.49, f"{e.get('index', '')} {e.get('label')}", color=color, fontsize=8, va="top",
+                fontweight="bold" if thick else "normal")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("Hz")
+    _style(ax)
+    return fig

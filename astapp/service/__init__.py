@@ -15,6 +15,8 @@ collaborators it needs:
     svc.detecting     a run's model finding events in long recordings (kept in the session's workspace)
     svc.publishing    a run's model and card to the Hugging Face Hub
     svc.recording     classes of clips recorded in the browser, and using them as the dataset
+    svc.versioning    dataset versions (v1, v2 ...), the clips waiting for the next one, going back to one
+    svc.reviewing     a recording's detected events reviewed by ear; decisions -> a new version -> retrain
 
 The session's choices live in `state.StateStore`; `headless.py` has what the CLI runs. Importing
 this package loads no torch: engine modules are imported when an operation needs them.

@@ -29,10 +29,12 @@ from astapp.service.evaluation import Evaluating
 from astapp.service.predicting import Predicting, PredictorCache
 from astapp.service.publishing import Publishing
 from astapp.service.recording import Recording
+from astapp.service.reviewing import Reviewing
 from astapp.service.state import SessionState, StateStore, followed_run
 from astapp.service.thresholds import Thresholds
 from astapp.service.training import Training
 from astapp.service.unknown import UnknownScores
+from astapp.service.versioning import Versioning
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +80,9 @@ class Service:
 
     `datasets` (the chosen dataset and its clips), `augmenting`, `training` (the Train form and its jobs),
     `evaluation`, `thresholds` (multi-label runs), `unknown` (the "none of these" score), `crossval`,
-    `predicting` (and the model download), `detecting` (events in long recordings),
-    `publishing` (to the Hub) and `recording` (clips recorded in the browser)."""
+    `predicting` (and the model download), `detecting` (events in long recordings), `publishing` (to the Hub),
+    `recording` (clips recorded in the browser), `versioning` (dataset versions and the clips waiting for the
+    next one) and `reviewing` (detected events reviewed by ear, back into training)."""
 
     def __init__(self, manager: Any = None, hub_online: bool | None = None, hub_api: Any = None):
         from astapp.core.hub import hub_reachable
@@ -105,6 +108,8 @@ class Service:
         self.detecting = Detecting(self.predicting)
         self.publishing = Publishing(self.root, self.manager, hub_api)
         self.recording = Recording(self.datasets)
+        self.versioning = Versioning(self.datasets)
+        self.reviewing = Reviewing(self.manager, self.versioning, self.predicting)
 
     def open(self, token: str) -> Session:
         """The session of an owner token: validated, its workspace created and marked as in use."""

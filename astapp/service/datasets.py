@@ -37,6 +37,7 @@ class DatasetView:
     clip_root: str  # what clip names are relative to (the scan strips wrapper folders like my_upload/)
     report: dict[str, Any] = field(default_factory=dict)
     source: str = ""  # what the user named: the zip's file name, hf:<id>, the example's path
+    version: str = ""  # a dataset version's summary ("v2 = v1 + 3 false alarms → background: 30 clips")
 
     @property
     def trainable(self) -> bool:
@@ -73,12 +74,12 @@ class DatasetView:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "root": self.root, "clip_root": self.clip_root,
-                "report": self.report, "source": self.source}
+                "report": self.report, "source": self.source, "version": self.version}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DatasetView:
         return cls(str(d["name"]), str(d.get("kind", "upload")), str(d["root"]), str(d.get("clip_root") or d["root"]),
-                   dict(d.get("report") or {}), str(d.get("source") or ""))
+                   dict(d.get("report") or {}), str(d.get("source") or ""), str(d.get("version") or ""))
 
 
 def play_audio(path: Path) -> tuple[int, np.ndarray] | None:

@@ -42,6 +42,7 @@ class SessionState:
     top_k: int = 3
     cv: dict[str, Any] = field(default_factory=lambda: {"folds": "auto", "final": False})  # the CV controls
     corrections: dict[str, dict[str, str]] = field(default_factory=dict)  # run id -> {clip: "drop" | label}
+    review: dict[str, Any] = field(default_factory=dict)  # Detect: {recording, event, label, min_score, zoom}
     stamps: dict[str, list[Any]] = field(default_factory=dict)  # field ("augment", "form.epochs") -> [page, ms]
 
     @classmethod

@@ -77,7 +77,8 @@ class Training:
         """The run the form describes, on the session's dataset and augmentation; TrainingError when a
         value is wrong (every problem named), DatasetError when the dataset cannot be trained on."""
         view = self.datasets.trainable(session)
-        cfg = TrainConfig(data=view.root, augment=self.augmenting.settings(session), model=self.default_model)
+        cfg = TrainConfig(data=view.root, augment=self.augmenting.settings(session), model=self.default_model,
+                          data_version=view.version)
         for name in FORM_FIELDS:
             set_setting(cfg, name, form_value(setting(name), values.get(name), _get(cfg, name)))
         if not self.hub_online:

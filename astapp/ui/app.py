@@ -15,6 +15,7 @@ import gradio as gr
 from astapp.core.config import IngestLimits
 from astapp.service import Service
 from astapp.ui.common import TOKEN, heavy, new_token, session
+from astapp.ui.detect_tab import KEYS_HEAD
 
 log = logging.getLogger("astapp.ui")
 
@@ -89,7 +90,7 @@ class AstApp(gr.Blocks):
     def launch(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs.setdefault("theme", theme())
         kwargs.setdefault("css", CSS)
-        kwargs.setdefault("head", MIC_HEAD)
+        kwargs.setdefault("head", MIC_HEAD + KEYS_HEAD)  # the Detect tab's review keys
         # one source for the upload cap: the engine's IngestLimits (ASTAPP_MAX_UPLOAD_MB)
         kwargs.setdefault("max_file_size", IngestLimits().max_upload_bytes)
         kwargs.setdefault("footer_links", ["api"])
@@ -99,7 +100,7 @@ class AstApp(gr.Blocks):
 
 def build_app(manager: Any = None, hub_online: bool | None = None, service: Service | None = None) -> AstApp:
     """Build the Blocks app over a `Service` (default: one over `manager`, else the process-wide queue)."""
-    from astapp.ui import augment_tab, data_tab, evaluate_tab, predict_tab, train_tab
+    from astapp.ui import augment_tab, data_tab, detect_tab, evaluate_tab, predict_tab, train_tab
 
     svc = service or Service(manager, hub_online=hub_online)
     with AstApp(title="astapp · teach AST your sounds") as demo:
@@ -117,6 +118,7 @@ def build_app(manager: Any = None, hub_online: bool | None = None, service: Serv
             train = train_tab.build(svc, token)
             evaluate_tab.build(svc, token)
             predict = predict_tab.build(svc, token)
+            detect = detect_tab.build(svc, token)
 
         def on_load(stored: str | None, request: gr.Request) -> tuple[Any, ...]:
             """Give the browser its persistent owner token and find the run to show (active, interrupted
@@ -137,9 +139,21 @@ def build_app(manager: Any = None, hub_online: bool | None = None, service: Serv
                   **private).then(
             data.restore, [token], data.outputs, **private, **heavy()).then(
             data.record_restore, [token], data.record_outputs, **private).then(
+            data.versions_restore, [token], data.versions_outputs, **private).then(
             aug.restore, [token], aug.restore_outputs, **private).then(
             train.restore, [token, data.view], train.form, **private).then(
-            train.hint_fn, train.hint_inputs, train.hint_outputs, **private, show_progress="hidden")
+            train.hint_fn, train.hint_inputs, train.hint_outputs, **private, show_progress="hidden").then(
+            detect.restore, detect.restore_inputs, detect.outputs, **private)
+
+        def follow_new_run(tok: str | None, request: gr.Request) -> tuple[Any, Any]:
+            """After "Add to dataset and retrain": the Train tab follows the new run, the Data tab shows the
+            new version (as after a reload)."""
+            return svc.training.attach(session(svc, tok, request)), gr.Timer(active=True)
+
+        detect.retrained.success(follow_new_run, [token], [train.job, train.timer], **private).then(
+            data.restore, [token], data.outputs, **private).then(
+            data.versions_restore, [token], data.versions_outputs, **private).then(
+            train_tab.dataset_info, data.view, train.dataset_outputs, **private)
         for chosen in data.chosen:  # a newly chosen dataset: the clip list and the split controls follow
             chosen.success(aug.on_dataset, [token], aug.dataset_outputs, **private).then(
                 train_tab.dataset_info, data.view, train.dataset_outputs, **private)

@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.service import DatasetView, Service
-from astapp.ui import record_panel
+from astapp.ui import record_panel, versions_panel
 from astapp.ui.common import Guard, heavy, md_list, notice_card, pcm16, plural, session
 
 N_CLIPS = 8  # playable sample slots
@@ -28,6 +28,8 @@ class DataTab:
     chosen: list[Any]  # the events that choose a new dataset (other tabs follow with .success)
     record_restore: Callable[..., list[Any]] | None = None  # the recordings back after a reload
     record_outputs: list[Any] = field(default_factory=list)
+    versions_restore: Callable[..., tuple[Any, ...]] | None = None  # the dataset versions after a reload
+    versions_outputs: list[Any] = field(default_factory=list)
 
 
 def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
@@ -49,7 +51,11 @@ def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
                "upload again.")
     summary = (f"### {view.name}\n{plural(len(classes), 'class', 'classes')} · {plural(n_clips, 'clip')} · "
                f"{total / 60:.1f} min of audio · layout: `{rep.get('layout', '?')}`")
-    if view.folds:
+    if view.folds and set(view.folds) <= {"train", "training"}:  # a dataset version's added clips
+        summary += (f"\n\n**Added clips**: {plural(sum(view.folds.values()), 'clip')} you added (Detect, Listen "
+                    "live) always train; the other clips are split exactly as in the version before, so runs on "
+                    "either version validate on the same clips.")
+    elif view.folds:
         listed = " · ".join(f"{name}: {plural(n, 'clip')}" for name, n in view.folds.items())
         summary += (f"\n\n**Folds** (from {rep.get('folds_from') or 'the manifest'}): {listed}. Folds decide the split: "
                     + (f"fold **{view.auto_fold}** validates unless you pick another in *Train*."
@@ -103,6 +109,9 @@ def build(svc: Service, token: gr.State) -> DataTab:
         outputs = [view, *components]
         with record_box:
             record = record_panel.build(svc, token, outputs, lambda v: present(svc, v), guard)
+        with gr.Accordion("Dataset versions (clips added from Detect and Listen live)", open=False,
+                          elem_id="versions-box"):
+            versions = versions_panel.build(svc, token, outputs, lambda v: present(svc, v), guard)
 
     @guard
     def use_example_fn(tok: str | None, request: gr.Request) -> tuple[Any, ...]:
@@ -128,13 +137,14 @@ def build(svc: Service, token: gr.State) -> DataTab:
     chosen = [use_example.click(use_example_fn, [token], outputs, api_name="use_example", **heavy()),
               upload.upload(upload_fn, [upload, token], outputs, api_name="upload_dataset", **heavy()),
               hub_btn.click(hub_fn, [hub_id, token], outputs, api_name="hub_dataset", **heavy()),
-              record.use]
+              record.use, versions.use]
     for event in chosen:
         guard.keep(event, outputs, notice, say=rejected, inputs=[token])
     # The drop zone is ready for the next zip whatever became of this one (the summary names the dataset).
     for after in (chosen[1].success, chosen[1].failure):
         after(lambda: gr.File(value=None), None, upload, api_visibility="private", show_progress="hidden")
-    return DataTab(tab, view, outputs, restore_fn, chosen, record.restore, record.outputs)
+    return DataTab(tab, view, outputs, restore_fn, chosen, record.restore, record.outputs, versions.restore,
+                   versions.outputs)
 
 
 def _layout(svc: Service) -> tuple[list[Any], tuple[Any, ...]]:

@@ -38,6 +38,10 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown, notice: Any) -> None:
         heard = gr.Label(label="Smoothed probabilities", elem_id="listen-label")
         strip = gr.HTML(elem_id="listen-timeline")
         info = gr.Markdown(elem_id="listen-info")
+        with gr.Row(equal_height=True):
+            wrong = gr.Button("That was wrong (keep the last window as a false alarm)", elem_id="listen-wrong",
+                              scale=0, min_width=320)
+            kept = gr.Markdown(elem_id="listen-kept")
         key = gr.State(None)
 
     @guard
@@ -67,6 +71,20 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown, notice: Any) -> None:
             text = f"Heard now: **{view['heard']}** · {text}"
         return view["probs"] or {}, timeline_html(view, listener.labels), text, k
 
+    @guard
+    def wrong_fn(k: str | None, tok: str | None, request: gr.Request) -> str:
+        """The window the model just heard becomes a false alarm of the next dataset version (Data tab)."""
+        sess = session(svc, tok, request)
+        with _lock:
+            listener = _listeners.get(k or "")
+        if listener is None:
+            return "Nothing has been heard yet: press record first."
+        at = listener.received / 16000
+        svc.versioning.keep_window(sess, listener.ring.copy(), at=at)
+        waiting = len(svc.versioning.view(sess).pending)
+        return (f"Kept the window before {at:.1f} s as a false alarm; {waiting} clip(s) wait for the next "
+                "dataset version (Detect tab: *Add to dataset and retrain*; Data tab: versions).")
+
     def reset() -> None:
         return None
 
@@ -74,4 +92,5 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown, notice: Any) -> None:
                        stream_every=0.5, time_limit=600, concurrency_limit=8, api_name="listen_chunk",
                        show_progress="hidden")
     guard.keep(event, [heard, strip, info], notice)
+    guard.keep(wrong.click(wrong_fn, [key, token], kept, api_name="listen_wrong"), [kept], notice)
     mic.start_recording(reset, None, key, api_visibility="private", show_progress="hidden")
