@@ -1,0 +1,57 @@
+"""--ray's bad input: Ray not installed, an address that is not one, a cluster that does not answer."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from astapp.core.errors import explain
+from astapp.scale.cluster import INSTALL, ClusterError, host_port
+from astapp.scale.runner import run_files
+
+
+class NeverOpened:
+    """A job the runner must not get to: the checks come before any model is loaded or record written."""
+
+    threads = 1
+
+    def identity(self):
+        raise AssertionError("the job was started")
+
+    def open(self):
+        raise AssertionError("the job was started")
+
+
+def test_without_ray_installed_one_sentence_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ClusterError) as err:
+        run_files(NeverOpened(), ["a.wav"], str(tmp_path / "out"), ray="")
+    assert INSTALL in explain(err.value) and "leave out --ray" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_cluster_is_one_sentence_within_seconds_and_nothing_starts(tmp_path):
+    pytest.importorskip("ray")
+    import ray
+
+    start = time.monotonic()
+    with pytest.raises(ClusterError) as err:
+        run_files(NeverOpened(), ["a.wav"], str(tmp_path / "out"), ray="127.0.0.1:1")
+    assert time.monotonic() - start < 10
+    msg = explain(err.value)
+    assert msg.startswith("The Ray cluster at 127.0.0.1:1 cannot be reached") and "Nothing was started." in msg
+    assert not ray.is_initialized() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("address", "expected"), [("head:6379", ("head", 6379)), ("10.0.0.5", ("10.0.0.5", 6379)),
+                                                   ("ray://head", ("head", 10001)), ("ray://h:20001/", ("h", 20001))])
+def test_addresses(address, expected):
+    assert host_port(address) == expected
+
+
+@pytest.mark.parametrize("address", ["ray://", ":6379", "head:port"])
+def test_addresses_that_are_not_one(address):
+    with pytest.raises(ClusterError, match="is not an address: use HOST:PORT"):
+        host_port(address)
