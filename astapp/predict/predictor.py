@@ -141,10 +141,11 @@ class Predictor:
     def probabilities(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """(windows, labels) float64 probabilities: the backend's logits batch by batch, then a softmax
         (or a sigmoid per label for a multi-label model)."""
-        return self._outputs(windows)[0]
+        return self.outputs(windows)[0]
 
-    def _outputs(self, windows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        """(probabilities, unknown scores or None) of windows, batch by batch."""
+    def outputs(self, windows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities, unknown scores or None) of windows, batch by batch: what detection scores a
+        recording's windows with (`astapp.detection.scores`), the same numbers a clip's prediction averages."""
         stats = self.unknown
         embed = stats is not None and stats.needs_embeddings
         logits, scores = [], []
@@ -169,7 +170,7 @@ class Predictor:
                 segments[ci].append(wav[start:end])
                 spans.append((ci, start, end))
         groups = [[w for clip in segments for w in clip]] if self.backend.mixes_clips else segments
-        outputs = [self._outputs(g) for g in groups]
+        outputs = [self.outputs(g) for g in groups]
         probs = np.concatenate([p for p, _ in outputs])
         scores = None if self.unknown is None else np.concatenate([u for _, u in outputs])
         windows: list[list[dict[str, Any]]] = [[] for _ in wavs]
@@ -187,6 +188,11 @@ class Predictor:
                                   duration=len(wav) / SAMPLE_RATE, above=self.above(agg),
                                   multi_label=self.multi_label, unknown=unk, is_unknown=self.is_unknown(unk)))
         return out
+
+    @property
+    def unknown_threshold(self) -> float | None:
+        """The unknown score above which a window is "unknown" (None: no statistics or no threshold)."""
+        return None if self.unknown is None else self.unknown.threshold
 
     def is_unknown(self, score: float | None) -> bool:
         """Whether a clip's unknown score is above the (calibrated or overridden) threshold."""
