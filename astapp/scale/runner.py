@@ -24,7 +24,6 @@ from typing import Any, Protocol
 from astapp.core.errors import explain
 from astapp.core.events import EventSink, make_event
 from astapp.scale.cluster import connected, preflight
-from astapp.scale.records import RecordFolder
 
 FileFn = Callable[[str], dict[str, Any]]
 
@@ -34,13 +33,21 @@ class FileJob(Protocol):
 
     threads: int
 
-    def identity(self) -> dict[str, Any]:
-        """What goes into job.json: at least {"model": {...}} naming the model that makes the results."""
-        ...
-
     def open(self) -> FileFn:
         """Load the model (once per worker) and return the function that turns one file into its result."""
         ...
+
+
+class Store(Protocol):
+    """Where a job's per-file results go, written by the driver alone (`astapp.scale.detect.DetectStore`)."""
+
+    def pending(self, files: list[str]) -> list[str]:
+        """The files without a finished record."""
+        ...
+
+    def save(self, file: str, result: Any) -> None: ...
+
+    def fail(self, file: str, sentence: str) -> None: ...
 
 
 @dataclass
@@ -66,8 +73,9 @@ class FileWorker:
     """A Ray actor's body: one model, loaded once, with its own thread count."""
 
     def __init__(self, job: FileJob):
-        set_threads(job.threads)
+        set_threads(job.threads)  # before the model's libraries load (OpenMP reads it once) ...
         self.fn = job.open()
+        set_threads(job.threads)  # ... and torch's own setting, now that it is loaded
 
     def pid(self) -> int:
         return os.getpid()
@@ -86,32 +94,29 @@ def set_threads(threads: int) -> None:
             sys.modules["torch"].set_num_threads(threads)
 
 
-def run_files(job: FileJob, files: list[str], output: str, *, ray: str | None = None,
-              workers: int = 0, events: EventSink | None = None, stop: threading.Event | None = None,
+def run_files(job: FileJob, files: list[str], store: Store, *, ray: str | None = None, workers: int = 0,
+              events: EventSink | None = None, stop: threading.Event | None = None,
               on_workers: Callable[[list[Any]], None] | None = None) -> Summary:
-    """Every file's result recorded under `output` (finished ones skipped). `ray` None: in this process;
-    otherwise on Ray ('': a local Ray on this machine; 'auto' or an address: a cluster) with `workers` actors of `job.threads` CPUs each (0: as many as the cluster's CPUs allow).
-    `on_workers` gets the actor handles once they exist (tests kill one)."""
+    """Every pending file's result saved in `store`. `ray` None: in this process; otherwise on Ray ('': a
+    local Ray on this machine; 'auto' or an address: a cluster) with `workers` actors of `job.threads` CPUs
+    each (0: as many as the cluster's CPUs allow). `on_workers` gets the actor handles once they exist."""
     if ray is not None:
         preflight(ray)  # a missing Ray or an unreachable cluster: one sentence, nothing written or started
-    store = RecordFolder(output)
-    store.claim(job.identity())
-    todo = store.pending(list(dict.fromkeys(str(f) for f in files)))
-    summary = Summary(total=len(set(map(str, files))), skipped=len(set(map(str, files))) - len(todo))
+    unique = list(dict.fromkeys(str(f) for f in files))
+    todo = store.pending(unique)
+    summary = Summary(total=len(unique), skipped=len(unique) - len(todo))
     start = time.perf_counter()
-    if not todo:
-        pass
-    elif ray is None:
+    if todo and ray is None:
         set_threads(job.threads)
         _in_process(job.open(), todo, store, summary, events, stop)
-    else:
+    elif todo:
         with connected(ray, num_cpus=(workers * job.threads) or None) as rt:
             _on_ray(rt, job, todo, store, summary, workers, events, stop, on_workers)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _record(store: RecordFolder, summary: Summary, file: str, outcome: tuple[str, Any],
+def _record(store: Store, summary: Summary, file: str, outcome: tuple[str, Any],
             events: EventSink | None, worker: int = 0) -> None:
     status, value = outcome
     if status == "ok":
@@ -125,7 +130,7 @@ def _record(store: RecordFolder, summary: Summary, file: str, outcome: tuple[str
                           done=summary.done + summary.skipped, failed=len(summary.failed), total=summary.total))
 
 
-def _in_process(fn: FileFn, todo: list[str], store: RecordFolder, summary: Summary,
+def _in_process(fn: FileFn, todo: list[str], store: Store, summary: Summary,
                 events: EventSink | None, stop: threading.Event | None) -> None:
     for file in todo:
         if stop is not None and stop.is_set():
@@ -134,7 +139,7 @@ def _in_process(fn: FileFn, todo: list[str], store: RecordFolder, summary: Summa
         _record(store, summary, file, run_one(fn, file), events)
 
 
-def _on_ray(rt: Any, job: FileJob, todo: list[str], store: RecordFolder, summary: Summary, workers: int,
+def _on_ray(rt: Any, job: FileJob, todo: list[str], store: Store, summary: Summary, workers: int,
             events: EventSink | None, stop: threading.Event | None,
             on_workers: Callable[[list[Any]], None] | None) -> None:
     threads = max(1, job.threads)

@@ -13,36 +13,37 @@ from astapp.scale.runner import run_files
 
 
 class NeverOpened:
-    """A job the runner must not get to: the checks come before any model is loaded or record written."""
+    """A job and store the runner must not get to: the checks come before any model loads or record is read."""
 
     threads = 1
-
-    def identity(self):
-        raise AssertionError("the job was started")
 
     def open(self):
         raise AssertionError("the job was started")
 
+    def pending(self, files):
+        raise AssertionError("the records were read")
 
-def test_without_ray_installed_one_sentence_says_how_to_install_it(monkeypatch, tmp_path):
+    save = fail = pending
+
+
+def test_without_ray_installed_one_sentence_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(ClusterError) as err:
-        run_files(NeverOpened(), ["a.wav"], str(tmp_path / "out"), ray="")
+        run_files(NeverOpened(), ["a.wav"], NeverOpened(), ray="")
     assert INSTALL in explain(err.value) and "leave out --ray" in str(err.value)
-    assert not (tmp_path / "out").exists()
 
 
-def test_an_unreachable_cluster_is_one_sentence_within_seconds_and_nothing_starts(tmp_path):
+def test_an_unreachable_cluster_is_one_sentence_within_seconds_and_nothing_starts():
     pytest.importorskip("ray")
     import ray
 
     start = time.monotonic()
     with pytest.raises(ClusterError) as err:
-        run_files(NeverOpened(), ["a.wav"], str(tmp_path / "out"), ray="127.0.0.1:1")
+        run_files(NeverOpened(), ["a.wav"], NeverOpened(), ray="127.0.0.1:1")
     assert time.monotonic() - start < 10
     msg = explain(err.value)
     assert msg.startswith("The Ray cluster at 127.0.0.1:1 cannot be reached") and "Nothing was started." in msg
-    assert not ray.is_initialized() and not (tmp_path / "out").exists()
+    assert not ray.is_initialized()
 
 
 @pytest.mark.parametrize(("address", "expected"), [("head:6379", ("head", 6379)), ("10.0.0.5", ("10.0.0.5", 6379)),

@@ -1,5 +1,5 @@
-"""Real Ray on this machine (one local Ray for the module, 2 CPUs): the same records as one process, and a
-worker killed with SIGKILL mid-job costs only its in-flight file, computed again; nothing written twice."""
+"""Real Ray on this machine (one local Ray for the module, 2 CPUs): `detect --ray` gives the single-process
+records and events, and a worker killed with SIGKILL mid-job costs only its in-flight file, done again."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ import os
 import signal
 
 import pytest
-from scale_helpers import export_tiny, recordings
+from scale_helpers import export_tiny, recordings, records
+from train_helpers import one_thread  # noqa: F401 - autouse: one torch thread, shared cache
 
-from astapp.scale.records import RecordFolder
-from astapp.scale.runner import run_files
-from astapp.scale.scores import ScoreJob
+from astapp.detection.detect import DetectSettings
+from astapp.detection.run import detect_files
+from astapp.scale.detect import detect_on_ray
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow  # a local Ray starts in 10-40 s on the shared 2-core machine
+SETTINGS = DetectSettings(threshold=0.34)  # the random tiny model's scores hover around 1/3: some events
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -25,44 +27,42 @@ def local_ray():
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_ast, tmp_path_factory):
+def plain(tiny_ast, tmp_path_factory):
+    """The single-process run (one torch thread, as each Ray worker gets) of 6 recordings and a broken file."""
     root = tmp_path_factory.mktemp("scale")
-    model = export_tiny(tiny_ast, root / "model")
-    files = recordings(root / "rec", 8, 20.0)
-    plain = run_files(ScoreJob(str(model)), files, str(root / "plain"))
-    assert plain.done == 8 and list(plain.failed) == [files[0]]  # broken.wav
-    return model, files, RecordFolder(root / "plain").merge(files).read_bytes()
+    model, folder = export_tiny(tiny_ast, root / "model"), recordings(root / "rec", 6, 20.0)
+    summary = detect_files(model, [folder], root / "plain", SETTINGS, threads=1)
+    assert len(summary.done) == 7 and [n for n, _ in summary.failed] == ["broken.wav"] and summary.events > 0
+    return model, folder, root / "plain"
 
 
-def test_two_ray_workers_give_the_single_process_records(setup, tmp_path):
-    model, files, expected = setup
-    events = []
-    summary = run_files(ScoreJob(str(model)), files, str(tmp_path), ray="", workers=2, events=events.append)
-    assert (summary.workers, summary.done, list(summary.failed)) == (2, 8, [files[0]])
-    assert {e["worker"] for e in events} == {0, 1}  # both did work
-    assert RecordFolder(tmp_path).merge(files).read_bytes() == expected
+def test_two_ray_workers_give_the_single_process_records_and_events(plain, tmp_path):
+    model, folder, expected = plain
+    summary = detect_on_ray(model, [folder], tmp_path, SETTINGS, threads=1, ray="", workers=2)
+    assert len(summary.done) == 7 and [n for n, _ in summary.failed] == ["broken.wav"]
+    assert (tmp_path / "events.csv").read_bytes() == (expected / "events.csv").read_bytes()
+    assert records(tmp_path) == records(expected)
+    again = detect_on_ray(model, [folder], tmp_path, SETTINGS, threads=1, ray="", workers=2)
+    assert (len(again.skipped), again.done) == (6, ["broken.wav"])  # only the failed file is tried again
 
 
-def test_a_killed_worker_loses_only_its_file_which_runs_again(setup, tmp_path):
-    model, files, expected = setup
+def test_a_killed_worker_loses_only_its_file_which_runs_again(plain, tmp_path):
+    model, folder, expected = plain
     pids: list[int] = []
-    killed: list[tuple[int, str]] = []
-    events = []
+    seen: list[str] = []
 
     def on_progress(event):
-        events.append(event)
-        if not killed:  # the other worker is busy with its file: kill it there
-            victim = 1 - event["worker"]
-            os.kill(pids[victim], signal.SIGKILL)
-            killed.append((victim, event["file"]))
+        if not seen:  # one worker just handed its file back; the other is busy with its own: kill both
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+        seen.append(event["file"])
 
-    summary = run_files(ScoreJob(str(model)), files, str(tmp_path), ray="", workers=2, events=on_progress,
-                        on_workers=lambda pool: pids.extend(ray.get([a.pid.remote() for a in pool])))
-    assert killed and (summary.done, list(summary.failed)) == (8, [files[0]])
-    with pytest.raises(ProcessLookupError):
-        os.kill(pids[killed[0][0]], 0)  # it really died
-    assert sorted(e["file"] for e in events) == files  # every file recorded exactly once
-    assert not [p for p in (tmp_path / "files").iterdir() if p.suffix != ".json"]  # no half-written record
-    assert RecordFolder(tmp_path).merge(files).read_bytes() == expected
-    rerun = run_files(ScoreJob(str(model)), files, str(tmp_path), ray="", workers=2)
-    assert (rerun.skipped, rerun.done) == (8, 0)  # only broken.wav is tried again
+    summary = detect_on_ray(model, [folder], tmp_path, SETTINGS, events=on_progress, threads=1, ray="", workers=2,
+                            on_workers=lambda pool: pids.extend(ray.get([a.pid.remote() for a in pool])))
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # both really died
+    assert len(summary.done) == 7 and sorted(seen) == sorted(summary.done)  # every record written once
+    assert not [p for p in (tmp_path / "records").iterdir() if p.name.startswith(".")]  # no half-written file
+    assert (tmp_path / "events.csv").read_bytes() == (expected / "events.csv").read_bytes()
+    assert records(tmp_path) == records(expected)
