@@ -14,7 +14,8 @@ collaborators it needs:
     svc.publishing    a run's model and card to the Hugging Face Hub
     svc.recording     classes of clips recorded in the browser, and using them as the dataset
 
-The session's choices live in `state.StateStore`; `headless.py` has what the CLI runs. Importing
+The session's choices live in `state.StateStore`; `headless.py` has what the CLI runs (`scaling.py`: on a
+Ray cluster). Importing
 this package loads no torch: engine modules are imported when an operation needs them.
 """
 
@@ -43,10 +44,11 @@ from astapp.service.headless import (
                              push_run,
                              train_run,
 )
+from astapp.service.scaling import detect_on_cluster
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
 
 __all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "confusion_matrix", "cv_run",
-           "cv_summary", "default_model", "duration_histogram", "effective_transforms", "embedding_map",
+           "cv_summary", "default_model", "detect_on_cluster", "duration_histogram", "effective_transforms", "embedding_map",
            "export_run", "fmt_score", "fold_scores", "inspect_data", "label_issues_of", "map_point", "model_choices",
            "nearest_point", "pr_curves", "predict_files", "push_run", "train_run", "transform_specs",
            "window_timeline"]
