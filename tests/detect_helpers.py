@@ -86,3 +86,36 @@ def match(found, truth, tol):
     """Each true (label, start, end) has one found event of its label with both ends within tol."""
     return all(any(e.label == lab and abs(e.start - s) <= tol and abs(e.end - t) <= tol for e in found)
                for lab, s, t in truth)
+
+
+def write_training_clips(root: Path, per_class: int = 16, seconds: float = 1.0, seed: int = 0) -> Path:
+    """Clips like the recordings' windows: each class's tone (+-3 %, varied level) on noise, and a
+    "background" class of noise alone (the model's way to say "nothing here")."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    for name in [*LABELS, "background"]:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for j in range(per_class):
+            x = rng.standard_normal(n) * rng.uniform(0.005, 0.03)
+            if name != "background":
+                f = FREQS[LABELS.index(name)] * rng.uniform(0.97, 1.03)
+                x = x + np.sin(2 * np.pi * f * t) * rng.uniform(0.15, 0.5)
+            sf.write(str(root / name / f"{name}_{j:03d}.wav"), x.astype(np.float32), SR)
+    return root
+
+
+def random_events(seconds: float, n: int, seed: int = 0, min_len: float = 1.5, max_len: float = 4.0,
+                  gap: float = 2.0) -> list[tuple[str, float, float]]:
+    """n non-overlapping events of random classes and lengths, at least `gap` apart, within `seconds`."""
+    rng = np.random.default_rng(seed)
+    out: list[tuple[str, float, float]] = []
+    t = gap
+    for _ in range(n):
+        length = float(rng.uniform(min_len, max_len))
+        start = t + float(rng.uniform(0, gap))
+        if start + length + gap > seconds:
+            break
+        out.append((LABELS[int(rng.integers(len(LABELS)))], round(start, 3), round(start + length, 3)))
+        t = start + length + gap
+    return out

@@ -11,6 +11,7 @@ collaborators it needs:
     svc.thresholds    a multi-label run's per-label thresholds, edited into its exported model
     svc.crossval      cross-validation: start, folds and map, label corrections -> a new dataset
     svc.predicting    a run's model on clips, the live listener, the model download
+    svc.detecting     a run's model finding events in long recordings (kept in the session's workspace)
     svc.publishing    a run's model and card to the Hugging Face Hub
     svc.recording     classes of clips recorded in the browser, and using them as the dataset
 
@@ -33,6 +34,7 @@ from astapp.evaluation.figures import (
 from astapp.service.app import Service, default_model, model_choices
 from astapp.service.augmenting import effective_transforms, transform_specs
 from astapp.service.datasets import DatasetView
+from astapp.service.detecting import detect_files, detect_score, detect_settings
 from astapp.service.evaluation import Evaluation
 from astapp.service.headless import (
                              cv_run,
@@ -48,7 +50,8 @@ from astapp.service.scaling import detect_on_cluster
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
 
 __all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "confusion_matrix", "cv_run",
-           "cv_summary", "default_model", "detect_on_cluster", "duration_histogram", "effective_transforms", "embedding_map",
+           "cv_summary", "default_model", "detect_files", "detect_on_cluster", "detect_score", "detect_settings",
+           "duration_histogram", "effective_transforms", "embedding_map",
            "export_run", "fmt_score", "fold_scores", "inspect_data", "label_issues_of", "map_point", "model_choices",
            "nearest_point", "pr_curves", "predict_files", "push_run", "train_run", "transform_specs",
            "window_timeline"]

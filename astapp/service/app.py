@@ -24,6 +24,7 @@ from astapp.jobs.sessions import Session
 from astapp.service.augmenting import Augmenting
 from astapp.service.crossval import CrossValidating
 from astapp.service.datasets import Datasets
+from astapp.service.detecting import Detecting
 from astapp.service.evaluation import Evaluating
 from astapp.service.predicting import Predicting, PredictorCache
 from astapp.service.publishing import Publishing
@@ -75,7 +76,8 @@ class Service:
     """The sessions, their state and runs, and one part per job of the app, each given what it needs:
 
     `datasets` (the chosen dataset and its clips), `augmenting`, `training` (the Train form and its jobs),
-    `evaluation`, `thresholds` (multi-label runs), `crossval`, `predicting` (and the model download),
+    `evaluation`, `thresholds` (multi-label runs), `crossval`, `predicting` (and the model download), `detecting`
+    (events in long recordings),
     `publishing` (to the Hub) and `recording` (clips recorded in the browser)."""
 
     def __init__(self, manager: Any = None, hub_online: bool | None = None, hub_api: Any = None):
@@ -98,6 +100,7 @@ class Service:
         self.thresholds = Thresholds(self.manager)
         self.crossval = CrossValidating(self.manager, self.store, self.datasets, self.training)
         self.predicting = Predicting(self.root, PredictorCache())
+        self.detecting = Detecting(self.predicting)
         self.publishing = Publishing(self.root, self.manager, hub_api)
         self.recording = Recording(self.datasets)
 
