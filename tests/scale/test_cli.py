@@ -37,3 +37,16 @@ def test_the_service_checks_the_model_before_ray(tmp_path):
     with pytest.raises(ModelLoadError, match="does not exist"):
         service.detect_on_cluster(str(tmp_path / "missing"), [str(tmp_path)], str(tmp_path / "out"), ray="")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("ray_args", "words"), [(["--ray", "127.0.0.1:1"], "The Ray cluster at 127.0.0.1:1 cannot be reached"),
+                                                 (["--ray"], 'pip install "ray[data]==2.60.0"')])
+def test_detect_ray_bad_input_is_one_sentence_and_nothing_is_written(tmp_path, capsys, monkeypatch, ray_args, words):
+    from astapp.cli import main
+
+    if len(ray_args) == 1:
+        monkeypatch.setitem(sys.modules, "ray", None)  # Ray not installed
+    code = main(["detect", "--model", str(tmp_path), str(tmp_path), "--output", str(tmp_path / "o"), *ray_args])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
