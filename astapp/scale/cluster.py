@@ -73,7 +73,12 @@ def connected(address: str | None, num_cpus: int | None = None) -> Iterator[Any]
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if not address:
-        ray.init(num_cpus=num_cpus, **kwargs)
+        try:
+            ray.init(num_cpus=num_cpus, **kwargs)
+        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception when its processes start too slowly
+            raise ClusterError(f"A local Ray could not start on this machine ({str(e).splitlines()[0][:200]}); "
+                               "it is probably overloaded: try again later, raise RAY_raylet_start_wait_time_s, "
+                               "or leave out --ray.") from None
     else:
         if address != "auto":
             check_reachable(address)

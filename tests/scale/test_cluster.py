@@ -56,3 +56,18 @@ def test_addresses(address, expected):
 def test_addresses_that_are_not_one(address):
     with pytest.raises(ClusterError, match="is not an address: use HOST:PORT"):
         host_port(address)
+
+
+def test_a_local_ray_that_cannot_start_is_one_sentence(monkeypatch):
+    import types
+
+    from astapp.scale.cluster import connected
+
+    def init(**kwargs):
+        raise Exception("The current node timed out during startup.")  # what Ray raises on an overloaded machine
+
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=init, shutdown=lambda: None)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    with pytest.raises(ClusterError) as err, connected(""):
+        pass
+    assert "could not start on this machine (The current node timed out" in explain(err.value)
