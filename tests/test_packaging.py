@@ -25,7 +25,7 @@ def requirements(name: str) -> dict[str, str]:
         line = raw.split("#", 1)[0].strip()
         if not line or line.startswith("-r "):
             continue
-        m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
+        m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[A-Za-z0-9,._-]+\])?==([A-Za-z0-9.+!-]+)", line)
         assert m, f"{name}: {raw!r} is not pinned with =="
         pins[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
     return pins
@@ -54,6 +54,7 @@ def test_requirements_are_pinned_and_safe() -> None:
         assert needed in app, needed
     assert app["transformers"].startswith("5.") and app["gradio"].startswith("6.")
     assert {"pytest", "ruff", "playwright"} <= set(dev)
+    assert "ray" in dev and "ray" not in app  # optional: only `detect --ray` imports it (docs/SCALING.md)
 
 
 def test_front_matter_matches_the_pins() -> None:

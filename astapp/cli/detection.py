@@ -4,6 +4,8 @@ reference annotations (a separate command: scoring reads a finished output folde
 `detect` prints progress on stderr (files done, hours of audio, x real time) and the job's summary as one
 JSON object on stdout; a rerun with the same --output skips finished files; Ctrl+C stops after the current
 block (finished files are kept). Exit status 1 when a file could not be analysed (it is listed), 130 when stopped.
+`--ray [ADDRESS]` runs the files on Ray workers with the same records and outputs (docs/SCALING.md); there
+Ctrl+C lets the files in flight finish.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from astapp import service
 from astapp.cli.common import EXIT_STOPPED, graceful_sigint, quiet_libraries, seconds
 from astapp.cli.progress import ProgressPrinter
+from astapp.cli.scaling import add_ray_arguments, detect_on_cluster
 
 FORMATS = ("csv", "audacity", "raven", "jsonl")
 
@@ -38,9 +41,11 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
                    help="labels that make no events (default: background, none, silence, ...)")
     d.add_argument("--onnx", action="store_true", help="run the export's onnx/model.onnx in onnxruntime")
     d.add_argument("--int8", action="store_true", help="with --onnx: the int8 onnx/model_quantized.onnx")
-    d.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: its default)")
+    d.add_argument("--threads", type=int, default=0,
+                   help="onnxruntime threads (0: its default); with --ray: each worker's CPUs (0: 1)")
     d.add_argument("--shard", metavar="I/N", help="only every N-th file from the I-th (0 <= I < N), for job arrays")
     d.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_ray_arguments(d)  # --ray [ADDRESS], --workers N (docs/SCALING.md)
 
     s = sub.add_parser("detect-score", help="score a detect output against reference annotations (event F1)")
     s.add_argument("--events", required=True, metavar="OUT", help="the --output folder of detect")
@@ -64,9 +69,9 @@ def detect(ns: argparse.Namespace) -> int:
     stop = threading.Event()
     restore = graceful_sigint(stop, printer)
     try:
-        summary = service.detect_files(ns.model, ns.files, ns.output, settings, backend="onnx" if ns.onnx else "torch",
-                                       int8=ns.int8, events=printer, stop=stop, shard=ns.shard, fmt=ns.format,
-                                       threads=ns.threads)
+        run = detect_on_cluster(ns) or service.detect_files  # --ray: the same call on Ray workers
+        summary = run(ns.model, ns.files, ns.output, settings, backend="onnx" if ns.onnx else "torch",
+                      int8=ns.int8, events=printer, stop=stop, shard=ns.shard, fmt=ns.format, threads=ns.threads)
     finally:
         restore()
         printer.close()

@@ -18,7 +18,8 @@ collaborators it needs:
     svc.versioning    dataset versions (v1, v2 ...), the clips waiting for the next one, going back to one
     svc.reviewing     a recording's detected events reviewed by ear; decisions -> a new version -> retrain
 
-The session's choices live in `state.StateStore`; `headless.py` has what the CLI runs. Importing
+The session's choices live in `state.StateStore`; `headless.py` has what the CLI runs (`scaling.py`: on a
+Ray cluster). Importing
 this package loads no torch: engine modules are imported when an operation needs them.
 """
 
@@ -51,12 +52,13 @@ from astapp.service.headless import (
                              push_run,
                              train_run,
 )
+from astapp.service.scaling import detect_on_cluster
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
 from astapp.service.unknown import UnknownView, shares_line
 
 __all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "calibrate_run",
-           "calibration_lines", "confusion_matrix", "cv_run",
-           "cv_summary", "default_model", "detect_files", "detect_score", "detect_settings", "duration_histogram",
+           "calibration_lines", "confusion_matrix", "cv_run", "cv_summary", "default_model", "detect_files",
+           "detect_on_cluster", "detect_score", "detect_settings", "duration_histogram",
            "effective_transforms", "embedding_map",
            "export_run", "fmt_score", "fold_scores", "inspect_data", "label_issues_of", "map_point", "model_choices",
            "nearest_point", "pr_curves", "predict_files", "push_run", "shares_line", "train_run", "transform_specs",
