@@ -25,6 +25,7 @@ from astapp.service.augmenting import Augmenting
 from astapp.service.crossval import CrossValidating
 from astapp.service.datasets import Datasets
 from astapp.service.evaluation import Evaluating
+from astapp.service.pooling import Pooling
 from astapp.service.predicting import Predicting, PredictorCache
 from astapp.service.publishing import Publishing
 from astapp.service.recording import Recording
@@ -100,6 +101,7 @@ class Service:
         self.predicting = Predicting(self.root, PredictorCache())
         self.publishing = Publishing(self.root, self.manager, hub_api)
         self.recording = Recording(self.datasets)
+        self.pooling = Pooling(self.datasets, self.default_model)
 
     def open(self, token: str) -> Session:
         """The session of an owner token: validated, its workspace created and marked as in use."""
