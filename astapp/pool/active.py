@@ -109,12 +109,15 @@ def next_round(emb: np.ndarray, labelled: dict[int, str], groups: np.ndarray, n:
         raise ValueError(f"strategy must be one of {STRATEGIES}")
     taken = set(labelled) | (exclude or set())
     free = np.setdiff1d(np.arange(len(emb)), np.fromiter(taken, dtype=np.int64, count=len(taken)))
-    idx = np.fromiter(labelled, dtype=np.int64, count=len(labelled))
+    counts: dict[str, int] = {}
+    for label in labelled.values():
+        counts[label] = counts.get(label, 0) + 1
+    ready = {c for c, k in counts.items() if k >= MIN_PER_CLASS}  # a class with 1 label waits, it blocks nothing
+    idx = np.fromiter((i for i, c in labelled.items() if c in ready), dtype=np.int64)
     y = np.asarray([labelled[i] for i in idx.tolist()])
-    names, counts = np.unique(y, return_counts=True) if len(y) else (np.array([]), np.array([]))
-    if len(names) < 2 or counts.min() < MIN_PER_CLASS:
+    if len(ready) < 2:
         spread = free[np.linspace(0, len(free) - 1, min(n, len(free))).astype(int)] if len(free) else free
-        return Round(spread.tolist(), ["spread"] * len(spread), labels_used=len(y),
+        return Round(spread.tolist(), ["spread"] * len(spread), labels_used=len(labelled),
                      message=f"Label at least {MIN_PER_CLASS} windows of each of 2 classes (search by example "
                              "finds them fastest); until then these windows are spread over the pool.")
     x = np.asarray(emb[np.sort(idx)], dtype=np.float32)
@@ -124,5 +127,7 @@ def next_round(emb: np.ndarray, labelled: dict[int, str], groups: np.ndarray, n:
     classes = [str(c) for c in head.classes_]
     picks, reasons = propose(p, classes, free, n, strategy)
     acc, k = cv_accuracy(x, y[order], groups[np.sort(idx)], seed)
+    waiting = sorted(set(counts) - ready)
     return Round(picks, reasons, {i: dict(zip(classes, map(float, p[i]), strict=True)) for i in picks}, classes,
-                 acc, k, len(y))
+                 acc, k, len(y), f"Not in the head yet (fewer than {MIN_PER_CLASS} labels): {', '.join(waiting)}."
+                 if waiting else "")

@@ -34,7 +34,6 @@ from astapp.service.app import Service, default_model, model_choices
 from astapp.service.augmenting import effective_transforms, transform_specs
 from astapp.service.datasets import DatasetView
 from astapp.service.evaluation import Evaluation
-from astapp.service.pooling import build_pool_files, search_pool
 from astapp.service.headless import (
                              cv_run,
                              cv_summary,
@@ -45,6 +44,7 @@ from astapp.service.headless import (
                              push_run,
                              train_run,
 )
+from astapp.service.pooling import build_pool_files, search_pool
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
 
 __all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "build_pool_files", "confusion_matrix", "cv_run",
