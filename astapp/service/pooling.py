@@ -22,6 +22,7 @@ from astapp.jobs.sessions import Session
 from astapp.service.datasets import Datasets, DatasetView
 
 POOL_DIR, SOURCES_DIR, DATASET_DIR = "pool", "pool-sources", "pool-dataset"
+ROUND_FILE = "round.json"  # the label-next round on screen: proposals, how far the user got, the key classes
 PLAY_SECONDS = 10.5
 
 
@@ -228,7 +229,63 @@ class Pooling:
         rnd = next_round(pool.embeddings, labelled, groups, n, strategy, skipped)
         rows = [{**pool.windows[i].__dict__, "index": i, "why": why, "probs": rnd.probs.get(i, {})}
                 for i, why in zip(rnd.proposals, rnd.reasons, strict=True)]
+        old = self.round(session)
+        stats = {"cv_accuracy": rnd.cv_accuracy, "cv_folds": rnd.cv_folds, "labels_used": rnd.labels_used,
+                 "message": rnd.message, "strategy": strategy}
+        self._save_round(session, {"round": int(old.get("round", 0)) + 1, "rows": rows, "at": 0, "stats": stats,
+                                   "classes": old.get("classes", [])})
         return rnd, rows
+
+    def round(self, session: Session) -> dict[str, Any]:
+        """The round on screen (survives a reload): rows, `at` (the next to answer), stats, key classes."""
+        import json
+
+        try:
+            return json.loads((self.folder(session) / ROUND_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {"round": 0, "rows": [], "at": 0, "stats": {}, "classes": []}
+
+    def _save_round(self, session: Session, data: dict[str, Any]) -> None:
+        import json
+
+        atomic_write_text(self.folder(session) / ROUND_FILE, json.dumps(data))
+
+    def set_key_classes(self, session: Session, text: str) -> list[str]:
+        """The classes keys 1-9 give, from "dog, cat, bird" (checked like any label)."""
+        from astapp.pool.labels import check_label
+
+        names = list(dict.fromkeys(check_label(x) for x in str(text or "").split(",") if x.strip()))[:9]
+        data = self.round(session)
+        data["classes"] = names
+        self._save_round(session, data)
+        return names
+
+    def answer(self, session: Session, key: str) -> str:
+        """A key for the current proposal: 1-9 its class, 0 none of these, s skip, u undo the last answer."""
+        from astapp.pool.labels import NONE, SKIP
+
+        data = self.round(session)
+        key = str(key or "").strip().lower()[-1:]
+        if key == "u":
+            data["at"] = max(0, int(data.get("at", 0)) - 1)
+            self._save_round(session, data)
+            return self.undo(session)
+        rows, at, classes = data.get("rows", []), int(data.get("at", 0)), data.get("classes", [])
+        if at >= len(rows):
+            return "This round is done: press Next round for new proposals."
+        if key == "s":
+            label = SKIP
+        elif key == "0":
+            label = NONE
+        elif key.isdigit() and 1 <= int(key) <= len(classes):
+            label = classes[int(key) - 1]
+        else:
+            return f"Keys: 1-{len(classes) or 9} a class ({', '.join(classes) or 'name the classes first'}), " \
+                   "0 none of these, s skip, u undo."
+        text = self.label(session, [rows[at]["index"]], label, int(data.get("round", 0)))
+        data["at"] = at + 1
+        self._save_round(session, data)
+        return text
 
     # --- into the normal flow ---------------------------------------------------------------------
     def use_labels(self, session: Session) -> DatasetView:
