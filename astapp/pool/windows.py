@@ -60,6 +60,8 @@ def list_sources(sources: str | Path | list[str | Path], extract_to: Path) -> tu
     """(audio files to cut as (name, path), names that are missing); zips are extracted under `extract_to`."""
     found, missing = [], []
     for name, path in expand_sources(sources if isinstance(sources, list) else [sources], extract_to):
+        if path is not None and name == str(path):  # a file given on its own: its name, not the whole path
+            name = path.name
         (found.append((name, path)) if path is not None else missing.append(name))
     return found, missing
 

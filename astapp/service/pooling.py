@@ -106,7 +106,8 @@ class Pooling:
                 status.fraction, status.message = f, msg
 
             try:
-                meta = build_pool(session.workspace / SOURCES_DIR, model or self.default_model,
+                sources = sorted((session.workspace / SOURCES_DIR).iterdir())  # files and zips, each expanded
+                meta = build_pool([str(p) for p in sources], model or self.default_model,
                                   self.folder(session), hop=hop, progress=report)
                 status.message = describe_build(meta)
             except Exception as e:  # noqa: BLE001 - shown as one sentence on the page
