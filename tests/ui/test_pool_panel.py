@@ -8,11 +8,16 @@ import pytest
 from app_helpers import call, client, launched
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
-from pool_helpers import CLASSES, class_of, tone
+from pool_helpers import CLASSES, tone
 
 from astapp.data.synth import write_wav
 
 pytest_plugins = ["pool_helpers"]
+
+
+def class_of(name: str) -> str:
+    """Uploaded files land side by side: the class is in the name (high_003.wav, long_low.wav)."""
+    return next(c for c in CLASSES if c in name)
 
 
 @pytest.mark.slow
