@@ -36,10 +36,14 @@ class Round:
 
 
 def fit_head(x: np.ndarray, y: list[str] | np.ndarray, seed: int = 0):
-    """A multinomial logistic regression on unit embeddings (C=10: few labels, well separated clusters)."""
-    from sklearn.linear_model import LogisticRegression
+    """A multinomial logistic regression on unit embeddings (C=10: few labels, well separated clusters).
 
-    with warnings.catch_warnings():
+    One BLAS thread: these matrices are small (labels x hidden), and a threaded BLAS on a busy 2-core machine
+    spends its time spinning (8x slower measured under load, bench/bench_pool.py)."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")
         return LogisticRegression(C=10.0, max_iter=300, random_state=seed).fit(np.asarray(x, np.float32), y)
 
