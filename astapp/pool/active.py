@@ -106,7 +106,7 @@ def propose(p: np.ndarray, classes: list[str], free: np.ndarray, n: int, strateg
 
 
 def next_round(emb: np.ndarray, labelled: dict[int, str], groups: np.ndarray, n: int = 10, strategy: str = "mix",
-               exclude: set[int] | None = None, seed: int = 0) -> Round:
+               exclude: set[int] | None = None, seed: int = 0, cv: bool = True) -> Round:
     """Fit the head on the labelled windows, propose `n` others; before every class has MIN_PER_CLASS labels
     (or with one class only) the proposals are spread evenly over the pool instead, and the message says so."""
     if strategy not in STRATEGIES:
@@ -130,7 +130,7 @@ def next_round(emb: np.ndarray, labelled: dict[int, str], groups: np.ndarray, n:
     p = predict_all(head, emb)
     classes = [str(c) for c in head.classes_]
     picks, reasons = propose(p, classes, free, n, strategy)
-    acc, k = cv_accuracy(x, y[order], groups[np.sort(idx)], seed)
+    acc, k = cv_accuracy(x, y[order], groups[np.sort(idx)], seed) if cv else (None, 0)
     waiting = sorted(set(counts) - ready)
     return Round(picks, reasons, {i: dict(zip(classes, map(float, p[i]), strict=True)) for i in picks}, classes,
                  acc, k, len(y), f"Not in the head yet (fewer than {MIN_PER_CLASS} labels): {', '.join(waiting)}."
