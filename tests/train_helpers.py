@@ -58,3 +58,21 @@ def val_probs_from_export(model_dir: Path, data: Path, predictions: list[dict]) 
     return [settings["labels"][i] for i in top.indices.tolist()], top.values.numpy()
 
 
+
+
+KNOWN_TONES = {"low": 300.0, "high": 3000.0}
+
+
+def tone_run(root: Path, tiny_ast: Path, **kw) -> tuple[Path, Path, Path]:
+    """A tiny finished run on two tone classes with an unknown score (issue 25), and a folder of "other"
+    sounds (a tone between them): (run folder, its dataset, the other sounds)."""
+    from astapp.data.synth import make_tone_classes
+    from astapp.service import train_run
+
+    data, other = root / "tones", root / "other"
+    make_tone_classes(data, per_class=10, classes=KNOWN_TONES, seed=3)
+    make_tone_classes(other, per_class=6, classes={"mid": 1200.0}, seed=4)
+    res = train_run(cfg_for(root / "run", tiny_ast, data, **{"mode": "full", "val_split": 0.4, "max_length": 128,
+                                                              "epochs": 1, **kw}))  # recorded: config.json too
+    assert res.state == "finished", res
+    return root / "run", data, other

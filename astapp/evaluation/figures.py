@@ -184,3 +184,29 @@ def pr_curves(curves: dict[str, dict[str, Sequence[float]]]) -> Any:
     ax.set_title("Precision / recall per label (validation)", fontsize=11)
     _style(ax)
     return fig
+
+
+def unknown_histogram(known: Sequence[float], other: Sequence[float], threshold: float | None) -> Any:
+    """The unknown score of the validation clips (known) and of the user's "other" sounds, with the threshold:
+    everything right of the line is called "unknown" (why: see what a threshold keeps and rejects)."""
+    import numpy as np
+
+    fig = _figure(6.5, 2.8)
+    ax = fig.add_subplot()
+    values = np.asarray([*known, *other], dtype=float)
+    if values.size:
+        edges = np.histogram_bin_edges(values, bins=min(30, max(8, values.size // 3)))
+        ax.hist(list(known), bins=edges, color="#3b82f6", alpha=0.7, label=f"known (validation, {len(known)})")
+        if len(other):
+            ax.hist(list(other), bins=edges, color=ACCENT, alpha=0.7, label=f"other sounds ({len(other)})")
+    else:
+        ax.text(0.5, 0.5, "no scores", ha="center", va="center", transform=ax.transAxes)
+    if threshold is not None:
+        ax.axvline(threshold, color=INK, linestyle="--", linewidth=1.5, label=f"threshold {threshold:.3g}")
+    ax.set_xlabel("unknown score (higher = less like the training classes)")
+    ax.set_ylabel("clips")
+    ax.set_title("Known vs unknown", fontsize=11)
+    if values.size or threshold is not None:
+        ax.legend(fontsize=8, frameon=False)
+    _style(ax)
+    return fig

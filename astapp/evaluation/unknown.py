@@ -14,7 +14,9 @@ threshold at the share `keep` of known (validation) clips kept. `save`/`load` ke
 model's config.json in two files, so a plain `transformers.pipeline` still loads the folder unchanged:
 
 - `unknown.json`: {"format": 1, "method", "threshold" (null when there were no validation clips), "keep",
-  "reason" (why there is no threshold), "k", "known_scores": summary of the validation scores, "arrays"};
+  "reason" (why there is no threshold), "k", "known_scores": summary of the validation scores, "arrays",
+  "calibration": {"source" ("validation" or "validation+other"), "known": the validation clips' scores,
+  "other": scores of the user's "other" sounds, "auroc" and "other_rejected" (null without them)}};
 - `unknown_stats.npz`: `centroids` (classes x hidden), `precision` (hidden x hidden, the inverse shared
   covariance) and `bank` (at most BANK_SIZE unit-length training embeddings), those the method needs.
 
@@ -57,6 +59,7 @@ class UnknownStats:
     k: int = KNN_K
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     known: dict[str, float] = field(default_factory=dict)  # summary of the calibration scores
+    calibration: dict[str, Any] = field(default_factory=dict)  # the scores it was calibrated on (histogram)
     cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # derived once when scoring
 
     @property
@@ -66,7 +69,8 @@ class UnknownStats:
     def summary(self) -> dict[str, Any]:
         """The JSON-able facts (no arrays): unknown.json's content and the run's metrics entry."""
         return {"format": FORMAT, "method": self.method, "threshold": self.threshold, "keep": self.keep,
-                "reason": self.reason, "k": self.k, "known_scores": self.known, "arrays": sorted(self.arrays)}
+                "reason": self.reason, "k": self.k, "known_scores": self.known, "arrays": sorted(self.arrays),
+                "calibration": self.calibration}
 
 
 def _logsumexp(logits: np.ndarray) -> np.ndarray:
@@ -158,15 +162,73 @@ def calibrate(scores_known: np.ndarray, keep: float = DEFAULT_KEEP) -> float | N
     return float(np.quantile(s, min(max(float(keep), 0.0), 1.0), method="higher"))
 
 
-def set_threshold(stats: UnknownStats, scores_known: np.ndarray, keep: float = DEFAULT_KEEP) -> UnknownStats:
-    """Calibrate `stats` in place on known scores, recording why when there is nothing to calibrate on."""
+def best_threshold(known: np.ndarray, other: np.ndarray) -> float:
+    """The threshold that best separates known clips (kept: score <= t) from other sounds (rejected): the
+    highest balanced accuracy (mean of the two shares; of equals, the one keeping the most known clips),
+    placed halfway between neighbouring scores so a clip a hair away from a calibration clip lands on the
+    same side."""
+    k, o = np.sort(np.asarray(known, dtype=np.float64)), np.asarray(other, dtype=np.float64)
+    cands = np.unique(np.r_[k, o])
+    cuts = np.r_[cands[:-1] + np.diff(cands) / 2, cands[-1]] if cands.size else np.zeros(1)
+    kept = np.searchsorted(k, cuts, side="right") / max(k.size, 1)
+    rejected = (o[None, :] > cuts[:, None]).mean(axis=1) if o.size else np.zeros(cuts.size)
+    balance = kept + rejected
+    return float(cuts[np.flatnonzero(balance >= balance.max() - 1e-12)[-1]])  # ties: the one keeping most
+
+
+def balanced(known: np.ndarray, other: np.ndarray, threshold: float) -> float:
+    """Mean of the known share kept and the other share rejected at `threshold` (0.5: no better than chance)."""
+    k, o = np.asarray(known, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    return float(((k <= threshold).mean() + (o > threshold).mean()) / 2)
+
+
+def shares(stats: UnknownStats, threshold: float | None = None) -> tuple[float | None, float | None]:
+    """(share of the calibration's known clips kept, share of its other sounds rejected) at `threshold`
+    (default: the saved one); None where there are no such clips or no threshold."""
+    t = stats.threshold if threshold is None else float(threshold)
+    known = np.asarray(stats.calibration.get("known") or [], dtype=np.float64)
+    other = np.asarray(stats.calibration.get("other") or [], dtype=np.float64)
+    if t is None:
+        return None, None
+    return (float((known <= t).mean()) if known.size else None, float((other > t).mean()) if other.size else None)
+
+
+def set_threshold(stats: UnknownStats, scores_known: np.ndarray, keep: float = DEFAULT_KEEP,
+                  scores_other: np.ndarray | None = None, threshold: float | None = None) -> UnknownStats:
+    """Calibrate `stats` in place on known scores (and the scores of sounds that should be rejected),
+    recording why when there is nothing to calibrate on: at `threshold` when given, else the `keep` share."""
     s = np.asarray(scores_known, dtype=np.float64)
-    stats.keep = float(keep)
-    stats.threshold = calibrate(s, keep)
+    o = np.asarray([] if scores_other is None else scores_other, dtype=np.float64)
+    stats.threshold = calibrate(s, keep) if threshold is None or s.size == 0 else float(threshold)
+    stats.keep = float(keep) if threshold is None or s.size == 0 else float((s <= threshold).mean())
     stats.reason = "" if stats.threshold is not None else \
         "No validation clips to calibrate on (every clip trained the model), so no threshold was set."
     stats.known = {"count": int(s.size), **({"mean": float(s.mean()), "min": float(s.min()),
                                              "max": float(s.max())} if s.size else {})}
+    both = bool(s.size and o.size)
+    stats.calibration = {"source": "validation+other" if o.size else "validation",
+                         "known": [round(float(x), 6) for x in s], "other": [round(float(x), 6) for x in o],
+                         "auroc": auroc(s, o) if both else None, "other_rejected": None}
+    stats.calibration["other_rejected"] = shares(stats)[1]
+    return stats
+
+
+def save_threshold(folder: str | Path, threshold: float) -> UnknownStats:
+    """Set the threshold of the statistics saved in `folder` (an edit in the Evaluate tab); `keep` becomes
+    the share of calibration clips it keeps, so what the model card and the tab say stays true."""
+    stats = load(folder)
+    if stats is None:
+        raise ModelLoadError(f"The model in {folder} has no unknown score to set a threshold for; calibrate it "
+                             "first (`python3 -m astapp calibrate --run RUN`).")
+    t = float(threshold)
+    if not np.isfinite(t):
+        raise ModelLoadError(f"The unknown threshold must be a finite number, not {threshold!r}.")
+    stats.threshold, stats.reason = t, ""
+    kept, rejected = shares(stats, t)
+    stats.keep = stats.keep if kept is None else kept
+    if stats.calibration:
+        stats.calibration["other_rejected"] = rejected
+    save(stats, folder)
     return stats
 
 
@@ -205,7 +267,8 @@ def load(folder: str | Path) -> UnknownStats | None:
         threshold = meta.get("threshold")
         return UnknownStats(method=str(meta["method"]), threshold=None if threshold is None else float(threshold),
                             keep=float(meta.get("keep", DEFAULT_KEEP)), reason=str(meta.get("reason") or ""),
-                            k=int(meta.get("k", KNN_K)), arrays=arrays, known=dict(meta.get("known_scores") or {}))
+                            k=int(meta.get("k", KNN_K)), arrays=arrays, known=dict(meta.get("known_scores") or {}),
+                            calibration=dict(meta.get("calibration") or {}))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ModelLoadError(f"The unknown-score statistics in {folder} are unreadable ({e}); delete "
                              f"{STATS_JSON} and {STATS_NPZ} to predict without them, or train again.") from e

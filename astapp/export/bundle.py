@@ -22,7 +22,8 @@ import numpy as np
 
 from astapp.core.errors import AccessError, AstappError, UploadError
 from astapp.core.paths import inside
-from astapp.core.runfolder import CONFIG, METRICS, MODEL, read_json
+from astapp.core.runfolder import METRICS, MODEL, read_json
+from astapp.predict.calibrate import dataset_root
 from astapp.predict.onnx_backend import ONNX_DIR
 
 MAX_CLIPS = 64  # validation clips the ONNX check runs at most (bounds the export time of a big model)
@@ -41,26 +42,6 @@ def model_stamp(model_folder: Path) -> str:
     """Changes whenever the model folder is written again (export_model replaces it atomically)."""
     stats = [(model_folder / n).stat() for n in ("config.json", "model.safetensors") if (model_folder / n).is_file()]
     return ";".join(f"{s.st_mtime_ns}:{s.st_size}" for s in stats)
-
-
-def dataset_root(run: Path) -> Path | None:
-    """The folder of the run's dataset, whatever it was trained from: a folder as it is; a zip or manifest
-    resolved the way training resolved it (the zip's extraction in the run's cache is reused, else redone
-    safely); None when it is gone or cannot be had (a Hub dataset offline)."""
-    data = str(read_json(run / CONFIG).get("data", "")).strip()
-    if not data:
-        return None
-    if Path(data).is_dir():
-        return Path(data)
-    from astapp.core.config import TrainConfig
-    from astapp.data.ingest import resolve_source
-    from astapp.training.pipeline import cache_root
-
-    try:
-        cfg = TrainConfig.from_dict({**read_json(run / CONFIG), "output": str(run)})
-        return resolve_source(data, cache_root(cfg))
-    except Exception:  # noqa: BLE001 - no dataset: the check falls back to generated clips and says so
-        return None
 
 
 def validation_clips(run: Path, labels: list[str], limit: int = MAX_CLIPS) -> tuple[list[np.ndarray], list[int]]:
@@ -105,12 +86,12 @@ def generated_clips(n: int = 24) -> list[np.ndarray]:
 
 def ensure_onnx(model_folder: Path, cache: Path) -> dict[str, Any]:
     """`cache/` holds the ONNX files and check of this model (made now unless already there)."""
-    from astapp.export.to_onnx import export_onnx, missing_packages
+    from astapp.export.to_onnx import LAYOUT, export_onnx, missing_packages
 
     stamp = model_stamp(model_folder)
     check = read_json(cache / "check.json")
-    if check and check.get("model_stamp") == stamp:
-        return check
+    if check and check.get("model_stamp") == stamp and check.get("layout", 1) == LAYOUT:
+        return check  # the same model in the same ONNX layout (older exports lack pooler_output)
     missing = missing_packages()
     if missing:
         return {"passed": False, "error": f"ONNX export skipped: {missing}"}
@@ -164,6 +145,9 @@ def build_zip(source: str | Path, out_zip: str | Path, top: str, onnx: bool = Tr
             if path.is_file() and not path.is_symlink() and rel != "README.md" and not rel.startswith(f"{ONNX_DIR}/"):
                 entries.append((rel, path))
         readme = (folder / "README.md").read_text(encoding="utf-8") if (folder / "README.md").is_file() else ""
+        from astapp.export.publish import unknown_section
+
+        readme += unknown_section(folder)  # how the unknown score is calibrated now (it may have been redone)
         if check is not None:
             readme += readme_section(check)
             if onnx_dir is not None and onnx_dir.is_dir():

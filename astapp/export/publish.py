@@ -171,8 +171,44 @@ def _body(run: Path, repo_id: str, data: Any) -> str:
     if not data.base_model and str(cfg.get("model", "")).lower().startswith("scratch:"):
         lines.append("- This model was trained **from scratch** (random initial weights), not fine-tuned from a "
                      "pretrained AST: it knows only these clips and will generalise poorly to other recordings.")
-    lines.append(f"- It only knows these {len(labels)} classes: any other sound is still assigned one of them.")
-    return "\n".join(lines) + "\n"
+    has_unknown = (run / runfolder.MODEL / "unknown.json").is_file()
+    lines.append(f"- It only knows these {len(labels)} classes: " + (
+        "with astapp its unknown score flags other sounds (see *Unknown sounds*); plain `transformers` still "
+        "assigns them one of the classes." if has_unknown else "any other sound is still assigned one of them."))
+    return "\n".join(lines) + "\n" + unknown_section(run / runfolder.MODEL)
+
+
+def unknown_section(model_folder: Path) -> str:
+    """The card's "Unknown sounds" section: whether the model has an unknown score, how it was calibrated,
+    its AUROC when other sounds were used, and how to use the threshold (`astapp.evaluation.unknown`)."""
+    from astapp.evaluation import unknown
+
+    stats = unknown.load(model_folder)
+    head = ["", "## Unknown sounds (\"none of these\")", ""]
+    if stats is None:
+        return "\n".join(head + [
+            "This model has **no unknown score** (it was exported before astapp had them): it assigns every sound "
+            "one of its classes. `python3 -m astapp calibrate --run RUN` gives it one.", ""])
+    cal = stats.calibration or {}
+    known, other = len(cal.get("known") or []), len(cal.get("other") or [])
+    lines = head + [
+        f"This model has an **unknown score** (`{unknown.STATS_JSON}` and `{unknown.STATS_NPZ}` beside "
+        f"`config.json`): `{stats.method}`, how unlike the training clips a clip is (higher = less like them)."]
+    if stats.threshold is None:
+        lines.append(f"It has no threshold: {stats.reason or 'it was never calibrated.'}")
+    else:
+        how = f"Calibrated on {known or stats.known.get('count', 0)} validation clips"
+        how += f" and {other} recordings of other sounds" if other else ""
+        how += f": threshold **{stats.threshold:.4g}** keeps {stats.keep:.1%} of the known clips"
+        if cal.get("auroc") is not None:
+            how += (f"; AUROC known vs other sounds **{cal['auroc']:.3f}**, "
+                    f"{float(cal.get('other_rejected') or 0):.1%} of them rejected at this threshold")
+        lines.append(how + ".")
+    lines += ["", "With astapp, `python3 -m astapp predict --model THIS_FOLDER clip.wav` gives every clip its "
+              "`\"unknown\"` score and the label `\"unknown\"` above the threshold (the top classes stay listed); "
+              "`--unknown-threshold X` overrides it, and `python3 -m astapp calibrate --run RUN --other FOLDER` "
+              "recalibrates it on sounds the model should reject. Plain `transformers` ignores these files.", ""]
+    return "\n".join(lines)
 
 
 def prepare(run: Path, repo_id: str, out_dir: Path, license: str = "other") -> Path:

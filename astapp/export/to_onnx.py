@@ -1,11 +1,14 @@
 """An exported model as ONNX (fp32 and int8) in the layout Transformers.js loads, checked before it ships.
 
-`torch.onnx.export` (the dynamo exporter, onnxscript) writes `onnx/model.onnx` with a dynamic batch;
+`torch.onnx.export` (the dynamo exporter, onnxscript) writes `onnx/model.onnx` with a dynamic batch and two
+outputs, `logits` (what Transformers.js reads) and `pooler_output` (the pooled embedding the head sees, which
+the unknown score's distances need, so `predict --onnx` scores unknown sounds without torch);
 onnxruntime's dynamic quantization writes `onnx/model_quantized.onnx` (int8 weights). Both run in
 onnxruntime on the given clips (the run's validation clips) with the numpy features that
 `predict --onnx` uses, against PyTorch on the same features: the fp32 file must give the same top-1
 on every clip and probabilities within `tol`, otherwise no ONNX file is kept and `onnx/check.json`
-says why (never a silently wrong model). The int8 agreement and accuracy are measured and reported.
+says why (never a silently wrong model); the embeddings must agree too (`max_embedding_diff`, relative to
+their scale). The int8 agreement and accuracy are measured and reported.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ CHECK = "check.json"  # onnx/check.json: the validation numbers (or why the expo
 PACKAGES = "pip install onnx==1.23.2 onnxruntime==1.32.0 onnxscript==0.7.2"
 TOLERANCE = 1e-3
 OPSET = 18
+LAYOUT = 2  # 1: logits only; 2: + pooler_output (a cached export of another layout is made again)
+OUTPUTS = ("logits", "pooler_output")
 
 
 def missing_packages() -> str | None:
@@ -54,21 +59,23 @@ def _torch_export(model_folder: Path, path: Path) -> Any:
         raise ModelLoadError(f"Could not load the model in {model_folder}: {e}. Export it again.") from e
 
     class Logits(torch.nn.Module):
-        """The plain tensor-in, tensor-out graph Transformers.js expects (input_values -> logits)."""
+        """The plain tensor-in, tensors-out graph Transformers.js expects (input_values -> logits first), plus
+        the pooled embedding for the unknown score."""
 
         def __init__(self, inner: torch.nn.Module):
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-            return self.inner(input_values=input_values).logits
+        def forward(self, input_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            pooled = self.inner.audio_spectrogram_transformer(input_values).pooler_output
+            return self.inner.classifier(pooled), pooled
 
     cfg = model.config
     dummy = torch.zeros(2, int(cfg.max_length), int(cfg.num_mel_bins))
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.inference_mode(False):
         warnings.simplefilter("ignore")
         torch.onnx.export(Logits(model), (dummy,), str(path), input_names=["input_values"],
-                          output_names=["logits"], opset_version=OPSET, dynamo=True, external_data=False,
+                          output_names=list(OUTPUTS), opset_version=OPSET, dynamo=True, external_data=False,
                           dynamic_shapes={"input_values": {0: torch.export.Dim("batch", min=1, max=1024)}})
     return model
 
@@ -125,6 +132,7 @@ def validate(folder: Path, model: Any, clips: Sequence[np.ndarray], truth: Seque
 
     fp32 = _onnx(folder)
     ref_win, ref = _clip_probs(fp32, clips, torch_logits)
+    emb_diff = _embedding_diff(fp32[1], model, clips[:16])
     out: dict[str, Any] = {"clips": len(clips), "windows": len(ref_win), "tolerance": tol}
     top_ref = ref.argmax(1)
     y = np.asarray(truth) if truth is not None else None
@@ -140,11 +148,25 @@ def validate(folder: Path, model: Any, clips: Sequence[np.ndarray], truth: Seque
                     "seconds": round(time.perf_counter() - t0, 3),
                     "size_mb": round((folder / ONNX_DIR / (INT8 if quantized else FP32)).stat().st_size / 1e6, 3)}
     f = out["fp32"]
-    out["passed"] = bool(f["top1_agreement"] == 1.0 and f["max_prob_diff"] <= tol)
+    f["max_embedding_diff"] = emb_diff
+    out["passed"] = bool(f["top1_agreement"] == 1.0 and f["max_prob_diff"] <= tol and emb_diff <= tol)
     if not out["passed"]:
         out["error"] = (f"the ONNX model disagrees with PyTorch (top-1 agreement {f['top1_agreement']:.1%}, "
-                        f"max probability difference {f['max_prob_diff']:.2g} > {tol:g})")
+                        f"max probability difference {f['max_prob_diff']:.2g}, max relative embedding difference "
+                        f"{emb_diff:.2g}; tolerance {tol:g})")
     return out
+
+
+def _embedding_diff(backend: OnnxBackend, model: Any, clips: Sequence[np.ndarray]) -> float:
+    """The largest difference between the ONNX and PyTorch pooled embeddings of the clips' first windows,
+    relative to the embeddings' largest magnitude (what the unknown score's distances are computed from)."""
+    import torch
+
+    feats = backend.features([c[:backend.window] for c in clips])
+    with torch.inference_mode():
+        ref = model.audio_spectrogram_transformer(torch.from_numpy(feats)).pooler_output.numpy()
+    ours = _batched(lambda x: backend.embed_logits_of(x)[0], feats)
+    return float(np.abs(ours - ref).max() / max(float(np.abs(ref).max()), 1e-6))
 
 
 INT8_MIN_AGREEMENT = 0.97  # below this top-1 agreement with PyTorch, int8 is not recommended
@@ -179,7 +201,7 @@ def export_onnx(model_folder: str | Path, out_dir: str | Path, clips: Sequence[n
         raise ModelLoadError("No clips to check the ONNX export on; export again with the dataset in place.")
     t0 = time.perf_counter()
     with atomic_dir(out_dir) as tmp:
-        check: dict[str, Any] = {"source": source, "opset": OPSET}
+        check: dict[str, Any] = {"source": source, "opset": OPSET, "layout": LAYOUT, "outputs": list(OUTPUTS)}
         model = None
         try:
             stage = tmp / "stage"
@@ -218,7 +240,8 @@ def readme_section(check: dict[str, Any]) -> str:
     return "\n".join([
         "", "## ONNX (onnxruntime, Transformers.js)", "",
         "`onnx/model.onnx` (fp32) and `onnx/model_quantized.onnx` (int8 dynamic quantization) take "
-        "`input_values` (batch, frames, 128 mel bins) and return `logits`; `config.json` and "
+        "`input_values` (batch, frames, 128 mel bins) and return `logits` and `pooler_output` (the pooled "
+        "embedding, from which astapp computes the unknown score without torch); `config.json` and "
         "`preprocessor_config.json` beside `onnx/` make this folder a Transformers.js model.",
         f"Checked against PyTorch on {src} (`onnx/check.json`):", "",
         "| model | size (MB) | top-1 agreement with PyTorch | max prob. difference | accuracy |",

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from astapp.core.errors import AstappError, ModelLoadError
-from astapp.features.fbank_numpy import features
+from astapp.features.fbank_numpy import features, window_samples
 from astapp.predict.settings import ModelSettings
 
 ONNX_DIR, FP32, INT8 = "onnx", "model.onnx", "model_quantized.onnx"
@@ -86,6 +86,11 @@ class OnnxBackend:
             raise ModelLoadError(f"{onnx_dir.parent} has no {ONNX_DIR}/{name}; export the model again.")
         self.settings = settings
         self.session = ort_session(onnx_dir / name, threads)
+        self.window = window_samples(settings.max_length)
+        names = [o.name for o in self.session.get_outputs()]
+        self.outputs = names
+        # exports since the unknown score also output the pooled embedding; older ones give logits alone
+        self.gives_embeddings = "pooler_output" in names
 
     def features(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """(len(windows), frames, bins) float32 model inputs, exactly as the model was trained on."""
@@ -94,7 +99,17 @@ class OnnxBackend:
 
     def run(self, feats: np.ndarray) -> np.ndarray:
         """Logits of one (batch, frames, bins) float32 batch."""
-        return self.session.run(None, {"input_values": np.ascontiguousarray(feats)})[0]
+        return self.session.run(["logits"] if "logits" in self.outputs else None,
+                                {"input_values": np.ascontiguousarray(feats)})[0]
+
+    def embed_logits_of(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pooled embeddings, logits) of one feature batch (an export with `pooler_output`)."""
+        logits, pooled = self.session.run(["logits", "pooler_output"], {"input_values": np.ascontiguousarray(feats)})
+        return pooled, logits
+
+    def embed_logits(self, windows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(pooled embeddings, logits) of one batch of 16 kHz windows: the unknown score's distances need them."""
+        return self.embed_logits_of(self.features(windows))
 
     def logits(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """(len(windows), labels) logits of one batch of 16 kHz windows."""

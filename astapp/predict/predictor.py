@@ -29,7 +29,7 @@ from astapp.evaluation import unknown
 from astapp.features.fbank_numpy import window_samples
 from astapp.predict.settings import DEFAULT_THRESHOLD, ModelSettings, read_settings, unzip_model
 
-CSV_COLUMNS = ("file", "label", "prob", "top", "error")
+CSV_COLUMNS = ("file", "label", "prob", "top", "error", "unknown")  # unknown: the score, empty without one
 BACKENDS = ("torch", "onnx")
 
 
@@ -102,8 +102,9 @@ class Predictor:
         stats = unknown.load(self.folder)
         if stats is None:
             return None, "This model was exported before unknown scores; train it again to get them."
-        if stats.needs_embeddings and not hasattr(self.backend, "embed_logits"):
-            return None, f"The {stats.method} unknown score needs the torch backend (this one gives logits only)."
+        if stats.needs_embeddings and not getattr(self.backend, "gives_embeddings", hasattr(self.backend, "embed_logits")):
+            return None, (f"The {stats.method} unknown score needs the model's embeddings, which this ONNX export "
+                          "lacks (it predates them): export the model again, or predict without --onnx.")
         if threshold is not None:
             stats.threshold = float(threshold)
         return stats, stats.reason if stats.threshold is None else ""
@@ -188,6 +189,18 @@ class Predictor:
                                   multi_label=self.multi_label, unknown=unk, is_unknown=self.is_unknown(unk)))
         return out
 
+    def verdict(self, pred: Prediction) -> str:
+        """One line on the unknown score of a prediction: "unknown (not like any class; score 0.93 > 0.71)",
+        the score against the threshold when it is known, or why there is no score ("" when nothing to say)."""
+        t = self.unknown.threshold if self.unknown is not None else None
+        if pred.unknown is None:
+            return self.unknown_note
+        if pred.is_unknown:
+            return f"unknown (not like any class; score {pred.unknown:.3g} > {t:.3g})"
+        if t is None:
+            return f"unknown score {pred.unknown:.3g} (no threshold: {self.unknown_note})"
+        return f"like the training classes (unknown score {pred.unknown:.3g} ≤ {t:.3g})"
+
     def is_unknown(self, score: float | None) -> bool:
         """Whether a clip's unknown score is above the (calibrated or overridden) threshold."""
         t = self.unknown.threshold if self.unknown is not None else None
@@ -261,14 +274,16 @@ class Predictor:
     # --- output -------------------------------------------------------------------------------
     @staticmethod
     def to_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
-        """Write rows as CSV (file,label,prob,top,error; top as "label:prob; ...") atomically."""
+        """Write rows as CSV (file,label,prob,top,error,unknown; top as "label:prob; ...") atomically; the label
+        is "unknown" where the unknown score is above the threshold, the top list still names the classes."""
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(CSV_COLUMNS)
         for r in rows:
             top = "; ".join(f"{label}:{p:.4f}" for label, p in r.get("top") or [])
             prob = "" if r.get("prob") is None else f"{r['prob']:.6f}"
-            writer.writerow([r.get("file", ""), r.get("label") or "", prob, top, r.get("error") or ""])
+            unk = "" if r.get("unknown") is None else f"{r['unknown']:.6g}"
+            writer.writerow([r.get("file", ""), r.get("label") or "", prob, top, r.get("error") or "", unk])
         path = Path(path)
         atomic_write_text(path, buf.getvalue())
         return path

@@ -32,6 +32,7 @@ class TorchBackend:
     """model.safetensors in PyTorch on `device`, fed by the torch filterbank with the model's settings."""
 
     mixes_clips = True  # fp32 rows are independent: windows of many short clips share a batch
+    gives_embeddings = True  # the unknown score's distances need the pooled embedding (`embed_logits`)
 
     def __init__(self, folder: Path, settings: ModelSettings, device: str = "cpu"):
         try:

@@ -9,6 +9,7 @@ collaborators it needs:
     svc.training      the Train form -> TrainConfig; start, stop, resume, attach, poll a job
     svc.evaluation    a finished run's metrics as tables, a matrix and playable mistakes
     svc.thresholds    a multi-label run's per-label thresholds, edited into its exported model
+    svc.unknown       a run's unknown score: its histogram, the threshold picked, recalibration with other sounds
     svc.crossval      cross-validation: start, folds and map, label corrections -> a new dataset
     svc.predicting    a run's model on clips, the live listener, the model download
     svc.publishing    a run's model and card to the Hugging Face Hub
@@ -28,6 +29,7 @@ from astapp.evaluation.figures import (
                              fold_scores,
                              map_point,
                              pr_curves,
+                             unknown_histogram,
                              window_timeline,
 )
 from astapp.service.app import Service, default_model, model_choices
@@ -35,6 +37,8 @@ from astapp.service.augmenting import effective_transforms, transform_specs
 from astapp.service.datasets import DatasetView
 from astapp.service.evaluation import Evaluation
 from astapp.service.headless import (
+                             calibrate_run,
+                             calibration_lines,
                              cv_run,
                              cv_summary,
                              export_run,
@@ -46,9 +50,11 @@ from astapp.service.headless import (
 )
 from astapp.service.pooling import build_pool_files, search_pool
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
+from astapp.service.unknown import UnknownView, shares_line
 
-__all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "build_pool_files", "confusion_matrix", "cv_run",
+__all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "build_pool_files", "calibrate_run",
+           "calibration_lines", "confusion_matrix", "cv_run",
            "cv_summary", "default_model", "duration_histogram", "effective_transforms", "embedding_map",
            "export_run", "fmt_score", "fold_scores", "inspect_data", "label_issues_of", "map_point", "model_choices",
-           "nearest_point", "pr_curves", "predict_files", "push_run", "search_pool", "train_run", "transform_specs",
-           "window_timeline"]
+           "nearest_point", "pr_curves", "predict_files", "push_run", "search_pool", "shares_line", "train_run", "transform_specs",
+           "UnknownView", "unknown_histogram", "window_timeline"]

@@ -32,6 +32,7 @@ from astapp.service.recording import Recording
 from astapp.service.state import SessionState, StateStore, followed_run
 from astapp.service.thresholds import Thresholds
 from astapp.service.training import Training
+from astapp.service.unknown import UnknownScores
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ class Service:
     """The sessions, their state and runs, and one part per job of the app, each given what it needs:
 
     `datasets` (the chosen dataset and its clips), `augmenting`, `training` (the Train form and its jobs),
-    `evaluation`, `thresholds` (multi-label runs), `crossval`, `predicting` (and the model download),
+    `evaluation`, `thresholds` (multi-label runs), `unknown` (the "none of these" score), `crossval`,
+    `predicting` (and the model download),
     `publishing` (to the Hub) and `recording` (clips recorded in the browser)."""
 
     def __init__(self, manager: Any = None, hub_online: bool | None = None, hub_api: Any = None):
@@ -97,6 +99,7 @@ class Service:
                                  self.hub_online)
         self.evaluation = Evaluating(self.manager)
         self.thresholds = Thresholds(self.manager)
+        self.unknown = UnknownScores(self.manager)
         self.crossval = CrossValidating(self.manager, self.store, self.datasets, self.training)
         self.predicting = Predicting(self.root, PredictorCache())
         self.publishing = Publishing(self.root, self.manager, hub_api)

@@ -116,13 +116,43 @@ def export_run(run: str, output: str, adapter: bool = False, onnx: bool = True, 
 
 def predict_files_onnx(model: str, files: list[str], top_k: int, int8: bool = False,
                        unknown_threshold: float | None = None) -> list[dict[str, Any]]:
-    """`predict_files` with the exported ONNX model in onnxruntime: torch is never imported (the default
-    Mahalanobis unknown score needs embeddings the ONNX export lacks: these rows have no "unknown" yet)."""
+    """`predict_files` with the exported ONNX model in onnxruntime: torch is never imported; the export's second
+    output (the pooled embedding) gives the unknown score (an export from before it has none)."""
     from astapp.predict.predictor import Predictor
 
     _check_prediction_args(model, top_k)
     return Predictor(model, backend="onnx", quantized=int8, unknown_threshold=unknown_threshold
                      ).predict_many(list(files), top_k=top_k)
+
+
+def calibrate_run(run: str, others: list[str] | None = None, keep: float | None = None) -> dict[str, Any]:
+    """Refit (for a run from before unknown scores) and recalibrate the unknown score of a run's model, on its
+    validation clips and, given, the user's "other" sounds; saved into the model (`astapp.predict.calibrate`)."""
+    from astapp.predict.calibrate import recalibrate
+
+    return recalibrate(run, others or [], keep)
+
+
+def calibration_lines(result: dict[str, Any]) -> list[str]:
+    """What `calibrate` prints: what was fitted, the threshold and what it keeps and rejects, where it went."""
+    def pct(x: float | None) -> str:
+        return "–" if x is None else f"{float(x):.1%}"
+
+    how = "fitted now on the run's training clips" if result.get("refit") else "kept"
+    lines = [f"Unknown score: {result['method']} ({how}).",
+             f"Threshold {result['threshold']:.4g}: keeps {pct(result['keep'])} of {result['known']} known "
+             f"(validation) clips."]
+    if result.get("other"):
+        auroc = "n/a" if result.get("auroc") is None else f"{result['auroc']:.3f}"
+        lines.append(f"{result['other']} other sounds: AUROC {auroc}, {pct(result.get('other_rejected'))} "
+                     "rejected as unknown at this threshold.")
+        if result.get("auroc") is not None and result["auroc"] < 0.5:
+            lines.append("These sounds score LOWER than the known clips: the model cannot flag them as unknown; "
+                         "add them as a class of their own (e.g. 'other') and train again.")
+    if result.get("note"):
+        lines.append(result["note"])
+    lines.append(f"Saved in {result['folder']}/unknown.json; predict, the app and exports use it now.")
+    return lines
 
 
 def int8_caution(model: str) -> str | None:

@@ -20,6 +20,8 @@ from astapp.core.config import SAMPLE_RATE
 from astapp.core.errors import UploadError
 
 NOTHING = "nothing"  # what the timeline shows when no class passes its threshold (or the background wins)
+UNKNOWN = "unknown"  # the window is unlike every class (its unknown score is above the model's threshold)
+UNKNOWN_COLOR = "#1f2937"  # its own colour in the timeline (dark, white text): not a class, not "nothing"
 BACKGROUND_NAMES = ("background", "_background_", "_background_noise_", "nothing", "silence", "none", "other")
 
 
@@ -33,6 +35,7 @@ class ListenSettings:
     threshold: float = 0.5
     background: str | None = None  # the class that means "nothing"; None: found by name, if any
     history: float = 30.0  # seconds of timeline kept
+    unknown_threshold: float | None = None  # above it (smoothed) a window is "unknown"; None: never
 
     def check(self) -> ListenSettings:
         if not 0.1 <= self.hop <= 5.0:
@@ -75,7 +78,7 @@ class Listener:
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], labels: list[str], window: int,
                  settings: ListenSettings | None = None):
-        self.predict = predict  # one window (16 kHz float32) -> class probabilities
+        self.predict = predict  # one window (16 kHz float32) -> class probabilities, or (them, unknown score)
         self.labels = list(labels)
         self.window = int(window)
         self.settings = (settings or ListenSettings()).check()
@@ -87,6 +90,7 @@ class Listener:
         self.received = 0  # 16 kHz samples received so far
         self.next_at = int(self.settings.hop * SAMPLE_RATE)
         self.smoothed: np.ndarray | None = None
+        self.unknown: float | None = None  # the smoothed unknown score (None: the model has none)
         self.timeline: deque[tuple[float, str, float]] = deque()  # (stream time s, label, smoothed prob)
         self.compute_seconds: list[float] = []  # model time per prediction (the delay it adds)
         self._resampler: Any = None
@@ -131,14 +135,21 @@ class Listener:
 
     def _predict_now(self) -> tuple[float, str, float]:
         t0 = time.perf_counter()
-        probs = np.asarray(self.predict(self.ring.copy()), dtype=np.float64)
+        out = self.predict(self.ring.copy())
+        probs, score = out if isinstance(out, tuple) else (out, None)
+        probs = np.asarray(probs, dtype=np.float64)
         self.compute_seconds.append(time.perf_counter() - t0)
         s = self.settings.smoothing
         self.smoothed = probs if self.smoothed is None else s * self.smoothed + (1 - s) * probs
+        if score is not None:  # smoothed like the probabilities: one odd window does not flip the timeline
+            self.unknown = float(score) if self.unknown is None else s * self.unknown + (1 - s) * float(score)
         i = int(np.argmax(self.smoothed))
         label, p = self.labels[i], float(self.smoothed[i])
         limit = self.settings.thresholds.get(label, self.settings.threshold)
         heard = NOTHING if label == self.background or p < limit else label
+        cut = self.settings.unknown_threshold
+        if heard != NOTHING and self.unknown is not None and cut is not None and self.unknown > cut:
+            heard = UNKNOWN  # a class would have been forced: say it is unlike all of them
         point = (round(self.received / SAMPLE_RATE, 3), heard, round(p, 4))
         self.timeline.append(point)
         while self.timeline and self.timeline[0][0] < point[0] - self.settings.history:
@@ -164,7 +175,8 @@ class Listener:
         delay = float(np.median(self.compute_seconds[-10:])) if self.compute_seconds else None
         return {"probs": probs, "heard": self.timeline[-1][1] if self.timeline else None,
                 "segments": self.segments(), "seconds": self.received / SAMPLE_RATE,
-                "compute_seconds": delay, "window_seconds": self.window / SAMPLE_RATE}
+                "compute_seconds": delay, "window_seconds": self.window / SAMPLE_RATE,
+                "unknown": self.unknown, "unknown_threshold": self.settings.unknown_threshold}
 
 
 PALETTE = ("#3b82f6", "#f97316", "#10b981", "#a855f7", "#ef4444", "#eab308", "#06b6d4", "#ec4899")
@@ -172,7 +184,8 @@ PALETTE = ("#3b82f6", "#f97316", "#10b981", "#a855f7", "#ef4444", "#eab308", "#0
 
 def timeline_html(view: dict[str, Any], labels: list[str], history: float = 30.0) -> str:
     """The rolling timeline as one HTML strip: a coloured block per run of one label over the last
-    `history` seconds ("nothing" grey), each block titled with its label and times."""
+    `history` seconds ("nothing" grey, "unknown" dark with white text), each block titled with its label and
+    times."""
     from html import escape
 
     now = float(view.get("seconds") or 0.0)
@@ -185,11 +198,12 @@ def timeline_html(view: dict[str, Any], labels: list[str], history: float = 30.0
             continue
         label = str(seg["label"])
         color = "#d1d5db" if label == NOTHING else PALETTE[labels.index(label) % len(PALETTE)] \
-            if label in labels else "#9ca3af"
+            if label in labels else UNKNOWN_COLOR if label == UNKNOWN else "#9ca3af"
+        ink = "#fff" if color == UNKNOWN_COLOR else "#111"
         left, width = 100 * (a - start) / span, 100 * (b - a) / span
         blocks.append(f'<div class="seg" data-label="{escape(label)}" title="{escape(label)} {a:.1f}–{b:.1f} s" '
                       f'style="position:absolute;left:{left:.2f}%;width:{width:.2f}%;top:0;bottom:0;'
-                      f'background:{color};overflow:hidden;font-size:12px;color:#111;white-space:nowrap">'
+                      f'background:{color};overflow:hidden;font-size:12px;color:{ink};white-space:nowrap">'
                       f'{escape(label)}</div>')
     return ('<div id="listen-strip" style="position:relative;height:28px;border:1px solid #ccc;border-radius:4px">'
             + "".join(blocks) + f'</div><div style="font-size:12px;color:#666">last {history:.0f} s, '

@@ -30,13 +30,15 @@ class PredictorCache:
 
     def __init__(self, size: int = CACHE_SIZE):
         self.size = size
-        self._items: OrderedDict[tuple[str, float], Any] = OrderedDict()
+        self._items: OrderedDict[tuple[str, float, int], Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, folder: Path) -> Any:
         from astapp.predict.predictor import Predictor
 
-        key = (str(folder), (folder / "config.json").stat().st_mtime)
+        stats = folder / "unknown.json"  # a recalibrated or edited unknown threshold reloads the predictor too
+        key = (str(folder), (folder / "config.json").stat().st_mtime,
+               stats.stat().st_mtime_ns if stats.is_file() else 0)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
@@ -64,9 +66,17 @@ class Predicting:
 
     def predict(self, session: Session, run_id: str | None, clip: str | Path | None, top_k: int) -> Any:
         """`astapp.predict.predictor.Prediction` for one uploaded or recorded clip."""
+        return self.predict_with_verdict(session, run_id, clip, top_k)[0]
+
+    def predict_with_verdict(self, session: Session, run_id: str | None, clip: str | Path | None,
+                             top_k: int) -> tuple[Any, str]:
+        """(the `Prediction` of one clip, its unknown-score line: "unknown (not like any class; score 0.93 >
+        0.71)", the score under the threshold, or why the model has none)."""
         if not clip:
             raise UploadError("Upload or record a clip first.")
-        return self.predictors.get(self.model_folder(session, run_id)).predict(clip, top_k=int(top_k))
+        predictor = self.predictors.get(self.model_folder(session, run_id))
+        pred = predictor.predict(clip, top_k=int(top_k))
+        return pred, predictor.verdict(pred)
 
     def predict_batch(self, session: Session, run_id: str | None, zip_path: str | Path | None, top_k: int,
                       progress: Callable[[float, str], None] | None = None) -> tuple[Path, list[dict[str, Any]]]:
@@ -104,7 +114,7 @@ class Predicting:
 
     def listener(self, session: Session, run_id: str | None, settings: Any = None) -> Any:
         """A `service.listening.Listener` over the run's model; per-class thresholds default to what the
-        validation clips support (`thresholds_from_validation`)."""
+        validation clips support (`thresholds_from_validation`), the unknown threshold to the model's."""
         from astapp.core.runfolder import METRICS, read_json
         from astapp.service.listening import Listener, ListenSettings, thresholds_from_validation
 
@@ -115,8 +125,14 @@ class Predicting:
         if not settings.thresholds:
             preds = read_json(folder.parent / METRICS).get("predictions") or []
             settings.thresholds = thresholds_from_validation(preds, labels)
-        return Listener(lambda wav: predictor.predict(wav, top_k=len(labels)).probs, labels,
-                        predictor.window_samples, settings)
+        if settings.unknown_threshold is None and predictor.unknown is not None:
+            settings.unknown_threshold = predictor.unknown.threshold  # windows above it are "unknown"
+
+        def predict(wav: Any) -> tuple[Any, float | None]:
+            pred = predictor.predict(wav, top_k=len(labels))
+            return pred.probs, pred.unknown
+
+        return Listener(predict, labels, predictor.window_samples, settings)
 
 
 def model_zip_name(run_id: str | None) -> str:

@@ -46,18 +46,51 @@ def class_ids(labels: Any) -> np.ndarray:
     return y.argmax(axis=1) if y.ndim == 2 else y.astype(int)
 
 
+def cached_pass(prep: Any, cfg: TrainConfig) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(training, validation) pooled embeddings that mode frozen's one-off pass already computed, so the
+    unknown score needs no second forward pass: the backbone never changed, so they are exactly what the
+    exported model computes. The training rows only when that pass ran in fp32 (not int8, which is within
+    10 % and would shift the distances); validation always ran in fp32. (None, None) in other modes."""
+    from astapp.training.trainer_utils import ArrayDataset
+
+    data = getattr(prep, "data", None)
+    if cfg.mode != "frozen" or data is None or not data.cached or not isinstance(data.val, ArrayDataset):
+        return None, None
+    train = data.train.inputs if isinstance(data.train, ArrayDataset) \
+        and data.one_off.get("one_off_pass") != "int8" else None
+    return (None if train is None else np.asarray(train, dtype=np.float32)), np.asarray(data.val.inputs, np.float32)
+
+
+@torch.no_grad()
+def _head_logits(model: Any, emb: np.ndarray) -> np.ndarray:
+    """The classifier head's logits of pooled embeddings (what the exported model gives for those clips)."""
+    model = getattr(model, "module", model)
+    param = next(model.classifier.parameters())
+    out = model.classifier(torch.from_numpy(emb).to(param.device, param.dtype))
+    return out.float().cpu().numpy()
+
+
 def fit_unknown(model: Any, prep: Any, feat_dir: Path, cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
     """Fit the default unknown score on (at most FIT_CLIPS of) the training clips of `prep` (the pipeline's
     prepared split), calibrate its threshold at `cfg.unknown_keep` of the validation clips (none: no
-    threshold, with the reason), save it into the export `out_dir`; returns its summary for metrics.json."""
+    threshold, with the reason), save it into the export `out_dir`; returns its summary for metrics.json.
+    Mode frozen reuses its cached pass (`cached_pass`) instead of running the backbone again."""
     y = class_ids(prep.train_labels)
     pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(y))[:FIT_CLIPS])
-    rows = prep.train_split if len(pick) == len(y) else prep.train_split.select(pick.tolist())
     shape = (prep.max_length, prep.mean, prep.std, feat_dir)
-    emb, logits = embed_rows(model, rows, *shape)
+    train_cache, val_cache = cached_pass(prep, cfg)
+    if train_cache is not None:
+        emb = train_cache[pick]
+    else:
+        rows = prep.train_split if len(pick) == len(y) else prep.train_split.select(pick.tolist())
+        emb, _ = embed_rows(model, rows, *shape)
     stats = unknown.fit(emb, y[pick], seed=cfg.seed)
-    val_emb, val_logits = (embed_rows(model, prep.val_split, *shape) if len(prep.val_split)
-                           else (np.zeros((0, emb.shape[1])), np.zeros((0, logits.shape[1]))))
+    if val_cache is not None:
+        val_emb, val_logits = val_cache, _head_logits(model, val_cache)
+    elif len(prep.val_split):
+        val_emb, val_logits = embed_rows(model, prep.val_split, *shape)
+    else:
+        val_emb, val_logits = np.zeros((0, emb.shape[1])), np.zeros((0, len(getattr(prep, "labels", [0]))))
     unknown.set_threshold(stats, unknown.score(stats, val_logits, val_emb), cfg.unknown_keep)
     unknown.save(stats, out_dir)
     return stats.summary()

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.service import Service, fmt_score
-from astapp.ui import cv_view
+from astapp.ui import cv_view, unknown_view
 from astapp.ui.common import (
     Guard,
     guarded,
@@ -50,6 +50,7 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
                                       "model and Predict use the saved ones", headers=THRESHOLDS, interactive=True,
                                       visible=False, elem_id="eval-thresholds")
             save = gr.Button("Save thresholds", visible=False, size="md", elem_id="eval-save-thresholds")
+            unknown_view.build(svc, token, run, notice)
             gr.Markdown("#### Mistakes on the validation clips")
             mistakes = gr.Dataframe(label="Misclassified", interactive=False, max_height=260, headers=MISTAKES)
             players = _players()

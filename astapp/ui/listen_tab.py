@@ -25,7 +25,8 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown, notice: Any) -> None:
     with gr.Accordion("Listen live (microphone)", open=False):
         gr.Markdown("Press record and allow the microphone: the model hears the last window of audio, "
                     "predicts every interval, smooths over time and shows what it heard (\"nothing\" "
-                    "when no class is sure enough, or the background class wins). Without a microphone, or "
+                    "when no class is sure enough, or the background class wins; \"unknown\", dark in the "
+                    "timeline, when the sound is unlike every class). Without a microphone, or "
                     "when the browser blocks it, the recorder says so; allow it in the site settings.")
         with gr.Row():
             hop = gr.Slider(0.25, 2.0, value=0.5, step=0.25, label="Predict every (s)", elem_id="listen-hop")
@@ -60,6 +61,8 @@ def build(svc: Service, token: gr.State, run: gr.Dropdown, notice: Any) -> None:
         delay = view["compute_seconds"]
         text = (f"{view['seconds']:.1f} s heard; window {view['window_seconds']:.2f} s; model time per "
                 f"prediction {delay * 1000:.0f} ms" if delay is not None else "Listening…")
+        if view["unknown"] is not None and view["unknown_threshold"] is not None:
+            text += f"; unknown score {view['unknown']:.3g} (threshold {view['unknown_threshold']:.3g})"
         if view["heard"]:  # "nothing" below the thresholds or for the background, not the argmax
             text = f"Heard now: **{view['heard']}** · {text}"
         return view["probs"] or {}, timeline_html(view, listener.labels), text, k

@@ -42,6 +42,7 @@ class _Page:
     go: gr.Button
     result: gr.Label
     timeline: gr.Plot
+    verdict: gr.Markdown  # the unknown score: "unknown (not like any class; ...)" above the top classes
     batch: list[Any]  # zip, button, CSV, table
     downloads: list[Any]  # model button, model zip, browser button, browser zip, snippet
     publish: list[Any]  # repo, private, license, token, card button, publish button, result, card, its notice
@@ -62,10 +63,11 @@ def build(svc: Service, token: gr.State) -> PredictTab:
                                   info="also the number of classes per file in the batch CSV")
                 go = gr.Button("Predict", variant="primary", elem_id="predict-btn")
             with gr.Column(scale=1):
+                verdict = gr.Markdown(elem_id="predict-unknown")
                 result = gr.Label(label="Top classes", elem_id="predict-label")
                 timeline = gr.Plot(label="Per-window timeline (long clips)", visible=False)
         listen_tab.build(svc, token, run, notice)
-        page = _Page(run, refresh, notice, clip, top_k, go, result, timeline, _batch_controls(),
+        page = _Page(run, refresh, notice, clip, top_k, go, result, timeline, verdict, _batch_controls(),
                      _download_controls(svc), _publish_controls(svc))
     guard = Guard()
     _wire_predict(svc, token, page, guard, tab)
@@ -139,18 +141,19 @@ def _wire_predict(svc: Service, token: gr.State, p: _Page, guard: Guard, tab: gr
 
     @guard
     def predict_fn(run_id: str | None, path: str | None, k: float, tok: str | None,
-                   request: gr.Request) -> tuple[Any, Any]:
+                   request: gr.Request) -> tuple[Any, Any, str]:
         sess = session(svc, tok, request)
-        pred = svc.predicting.predict(sess, run_id, path, int(k))
+        pred, line = svc.predicting.predict_with_verdict(sess, run_id, path, int(k))
         svc.remember(sess, top_k=int(k))
+        verdict = f"### {line}\nThe top classes stay listed below." if pred.is_unknown else line
         label = {name: float(p) for name, p in pred.top}
         if pred.multi_label and pred.above:  # every label over its threshold, not only the top one
             label = {name: float(p) for name, p in pred.above}
         if len(pred.windows) > 1:
             from astapp.service import window_timeline
 
-            return label, gr.Plot(window_timeline(pred.windows, [t[0] for t in pred.top]), visible=True)
-        return label, gr.Plot(None, visible=False)
+            return label, gr.Plot(window_timeline(pred.windows, [t[0] for t in pred.top]), visible=True), verdict
+        return label, gr.Plot(None, visible=False), verdict
 
     @guard
     def batch_fn(run_id: str | None, zip_path: str | None, k: float, tok: str | None, request: gr.Request,
@@ -162,14 +165,17 @@ def _wire_predict(svc: Service, token: gr.State, p: _Page, guard: Guard, tab: gr
         table = pd.DataFrame([{"file": r["file"], "label": r["label"] or "",
                                "prob": round(r["prob"], 3) if r["prob"] is not None else None,
                                "top": "; ".join(f"{name} {p:.3f}" for name, p in r["top"]),
-                               "error": r["error"] or ""} for r in rows[:200]])
+                               "error": r["error"] or "",
+                               "unknown": None if r.get("unknown") is None else round(r["unknown"], 3)}
+                              for r in rows[:200]])
         return str(csv_path), table
 
     p.refresh.click(refresh_fn, [p.run, token], p.run, api_name="list_models")
     tab.select(refresh_fn, [p.run, token], p.run, api_visibility="private")
     p.run.input(guard(pick_fn), [p.run, token], None, api_visibility="private", show_progress="hidden")
-    guard.keep(p.go.click(predict_fn, [p.run, p.clip, p.top_k, token], [p.result, p.timeline],
-                          api_name="predict_clip", **heavy()), [p.result, p.timeline], p.notice, say=failed)
+    shown = [p.result, p.timeline, p.verdict]
+    guard.keep(p.go.click(predict_fn, [p.run, p.clip, p.top_k, token], shown, api_name="predict_clip", **heavy()),
+               shown, p.notice, say=failed)
     batch_zip, batch_go, batch_csv, batch_table = p.batch
     event = batch_go.click(batch_fn, [p.run, batch_zip, p.top_k, token], [batch_csv, batch_table],
                            api_name="predict_batch", **heavy())

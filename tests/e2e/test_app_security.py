@@ -244,7 +244,7 @@ def test_other_sessions_runs_are_refused_by_every_handler(two_sessions, tmp_path
             msg = readable(str(err.value))
             assert "run" in msg.lower() and ("among your runs" in msg or "Invalid run id" in msg), (name, msg)
     # A itself can use the run, so the refusals above are about ownership, not a broken run.
-    label, _ = call(a, run_id, handle_file(str(clip)), 3, api_name="/predict_clip")
+    label, _, _ = call(a, run_id, handle_file(str(clip)), 3, api_name="/predict_clip")
     assert len(label["confidences"]) == 3
 
     # Stop and resume act on the caller's own job only: B cannot stop A's training or resume its runs.

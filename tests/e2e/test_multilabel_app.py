@@ -52,7 +52,7 @@ def test_multi_label_run_in_evaluate_and_predict(tmp_path):
             assert config["thresholds"]["chirp"] == 0.001  # the exported model uses the edited threshold
 
             clip = next(data.glob("clips/01_*.wav"))  # a 'noise' clip: chirp now passes its tiny threshold
-            label, _timeline = call(c, run_id, handle_file(str(clip)), 3, api_name="/predict_clip")
+            label, _timeline, _verdict = call(c, run_id, handle_file(str(clip)), 3, api_name="/predict_clip")
             shown = {item["label"] for item in label.get("confidences") or []}
             assert "chirp" in shown and shown <= set(KINDS)
 

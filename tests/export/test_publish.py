@@ -96,7 +96,8 @@ def test_dry_run_writes_the_folder_with_a_valid_model_card(finished_run, small_d
     assert parsed.eval_results[0].task_type == "audio-classification"
     text = card.text
     for words in ("## Results", "## Use", "load_16k", 'model="alice/sounds"', "## Training data", "| chirp |",
-                  "## Limitations", "confusion_matrix.png", "\"mode\": \"full\""):
+                  "## Limitations", "confusion_matrix.png", "\"mode\": \"full\"", "## Unknown sounds",
+                  "has an **unknown score**", "threshold **", "--unknown-threshold"):
         assert words in text, words
     assert str(small_dataset) not in text and str(finished_run) not in text, "no server paths on a public card"
     # The folder is a model plain transformers loads, agreeing with astapp's own prediction.
@@ -264,3 +265,21 @@ def test_publishing_through_the_app(tmp_path):
                 call(bob, run, "bob/birds", True, "mit", "t", api_name="/publish_model")
     finally:
         manager.shutdown(timeout=5)
+
+
+def test_the_card_says_how_the_unknown_score_was_calibrated(tmp_path):
+    import numpy as np
+
+    from astapp.evaluation import unknown
+    from astapp.export.publish import unknown_section
+
+    assert "no unknown score" in unknown_section(tmp_path)  # a model from before unknown scores
+    known, other = np.linspace(0, 1, 20), np.linspace(0.8, 2, 10)
+    stats = unknown.set_threshold(unknown.UnknownStats(method="energy"), known, 0.9, other)
+    unknown.save(stats, tmp_path)
+    text = unknown_section(tmp_path)
+    assert "`energy`" in text and "20 validation clips and 10 recordings of other sounds" in text
+    assert f"threshold **{stats.threshold:.4g}** keeps 90.0%" in text
+    assert f"AUROC known vs other sounds **{stats.calibration['auroc']:.3f}**" in text
+    unknown.save(unknown.set_threshold(unknown.UnknownStats(method="energy"), np.zeros(0)), tmp_path)
+    assert "no threshold: No validation clips" in unknown_section(tmp_path)

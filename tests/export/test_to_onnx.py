@@ -38,6 +38,14 @@ def run(tiny_ast, small_dataset, tmp_path_factory) -> Path:
              for c in labels for f in sorted((small_dataset / c).iterdir())[:3]]
     (run / "metrics.json").write_text(json.dumps({"labels": labels, "predictions": preds}))
     (run / "config.json").write_text(json.dumps({"data": str(small_dataset)}))
+    from astapp.data.audio import load_audio
+    from astapp.evaluation import unknown
+
+    torch_model = Predictor(run / "model")  # an unknown score, fitted on the clips the check does not use
+    fit = [(i, f) for i, c in enumerate(labels) for f in sorted((small_dataset / c).iterdir())[5:]]
+    emb, _ = torch_model.backend.embed_logits([load_audio(f)[:torch_model.window_samples] for _, f in fit])
+    stats = unknown.fit(emb, np.array([i for i, _ in fit]))
+    unknown.save(unknown.set_threshold(stats, unknown.score(stats, embeddings=emb)), run / "model")
     return run
 
 
@@ -68,6 +76,8 @@ def test_export_zip_onnx_check_and_torch_free_predict(run, small_dataset, tmp_pa
     check = json.loads((folder / "onnx" / "check.json").read_text())
     assert check["passed"] and check["source"] == "validation" and check["clips"] == 9
     assert check["fp32"]["top1_agreement"] == 1.0 and check["fp32"]["max_prob_diff"] <= 1e-3
+    assert check["outputs"] == ["logits", "pooler_output"] and check["fp32"]["max_embedding_diff"] <= 1e-3
+    assert "## Unknown sounds" in (folder / "README.md").read_text() and (folder / "unknown.json").is_file()
     assert 0.0 <= check["int8"]["accuracy"] <= 1.0 and check["int8"]["size_mb"] < check["fp32"]["size_mb"]
     assert "ONNX fp32" in (folder / "README.md").read_text() and "pipeline(" in (folder / "README.md").read_text()
     cached = (run / "onnx" / "model.onnx").stat().st_mtime_ns  # made once per model, reused by the next export
@@ -86,6 +96,8 @@ def test_export_zip_onnx_check_and_torch_free_predict(run, small_dataset, tmp_pa
     ref = Predictor(folder).predict_many(clips, top_k=3)
     for row, want in zip(lines[:-1], ref, strict=True):
         assert row["label"] == want["label"] and abs(row["prob"] - want["prob"]) < 1e-4
+        assert row["unknown"] == pytest.approx(want["unknown"], rel=1e-3, abs=1e-4)  # without torch, the same
+        assert row["unknown_threshold"] == want["unknown_threshold"]
     q8 = Predictor(zpath, backend="onnx", quantized=True)  # the zip itself loads too
     int8 = q8.predict_many(clips, top_k=1)
     # int8 scales activations per batch: a clip's answer must not depend on the files predicted with it

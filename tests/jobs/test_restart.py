@@ -73,7 +73,7 @@ def test_app_killed_mid_training_restarts_with_an_interrupted_resumable_run(tmp_
         call(c, **train_args(1), api_name="/start_training")
         assert state_of(wait_state(c, ("finished", "failed"), timeout=120)["status"]) == "finished"
         done_id = call(c, None, api_name="/list_models")["value"]
-        before, _ = call(c, done_id, handle_file(str(probe)), 3, api_name="/predict_clip")
+        before, _, _ = call(c, done_id, handle_file(str(probe)), 3, api_name="/predict_clip")
         # A long run, killed without warning once it has a checkpoint.
         call(c, **train_args(3), api_name="/start_training")
         long_id = next(r.id for r in registry.list_runs(data, owner) if r.id != done_id)
@@ -96,7 +96,7 @@ def test_app_killed_mid_training_restarts_with_an_interrupted_resumable_run(tmp_
 
         # The finished run is intact: listed, same model, same answer.
         assert done_id in [v for _, v in call(c2, None, api_name="/list_models")["choices"]]
-        after, _ = call(c2, done_id, handle_file(str(probe)), 3, api_name="/predict_clip")
+        after, _, _ = call(c2, done_id, handle_file(str(probe)), 3, api_name="/predict_clip")
         assert after == before
 
         # Resume continues from the checkpoint in the same run folder and finishes.

@@ -121,7 +121,8 @@ def test_batch_prediction_to_csv_with_bad_files(exported, tmp_path):
     out = predictor.to_csv(rows, tmp_path / "out" / "predictions.csv")
     with out.open(encoding="utf-8", newline="") as f:
         table = list(csv.DictReader(f))
-    assert list(table[0]) == ["file", "label", "prob", "top", "error"]
+    assert list(table[0]) == ["file", "label", "prob", "top", "error", "unknown"]
+    assert all(t["unknown"] == "" for t in table)  # a model without an unknown score: the column stays empty
     assert {t["file"] for t in table} == set(by_file)
     good = next(t for t in table if t["file"] == "good1.wav")
     assert good["label"] == by_file["good1.wav"]["label"] and good["top"].startswith(good["label"] + ":")

@@ -129,3 +129,25 @@ def test_timeline_html_draws_the_last_30_seconds():
                                            {"label": "<b>", "start": 60.0, "end": 100.0}]}
     html = timeline_html(late, LABELS)  # only what is inside the last 30 s; labels are escaped
     assert "tone" not in html and "&lt;b&gt;" in html and "left:0.00%;width:100.00%" in html
+
+
+def test_windows_unlike_every_class_show_as_unknown_in_their_own_colour():
+    """A model with an unknown score: the noise stretch (here 'unlike the training data') is "unknown", not
+    forced into its class; silence stays "nothing"; without a threshold the classes are as before."""
+    from astapp.service.listening import UNKNOWN, UNKNOWN_COLOR, timeline_html
+
+    def with_score(wav: np.ndarray) -> tuple[np.ndarray, float]:
+        p = spectral_model(wav)
+        return p, float(p[2])  # the noisier the window, the less like the training clips
+
+    listener = Listener(with_score, LABELS, WINDOW, ListenSettings(hop=0.5, unknown_threshold=0.5))
+    stream(listener, recording(), 48_000)
+    view = listener.view()
+    assert [s["label"] for s in view["segments"]] == [NOTHING, "tone", UNKNOWN, NOTHING]
+    assert view["unknown_threshold"] == 0.5 and 0.0 <= view["unknown"] <= 1.0
+    html = timeline_html(view, LABELS)
+    block = html.split(f'data-label="{UNKNOWN}"')[1].split(">")[0]
+    assert f"background:{UNKNOWN_COLOR}" in block and "color:#fff" in block
+    plain = Listener(with_score, LABELS, WINDOW, ListenSettings(hop=0.5))  # no threshold: never unknown
+    stream(plain, recording(), 48_000)
+    assert [s["label"] for s in plain.view()["segments"]] == [NOTHING, "tone", "noise", NOTHING]

@@ -81,7 +81,7 @@ def test_a_held_out_class_scores_higher_than_the_known_validation_clips(tmp_path
     onnx_like = Predictor(maha)
     onnx_like.backend = LogitsOnly(onnx_like.backend)
     onnx_like.unknown, onnx_like.unknown_note = onnx_like._load_unknown(None)
-    assert onnx_like.unknown is None and "needs the torch backend" in onnx_like.unknown_note
+    assert onnx_like.unknown is None and "needs the model's embeddings" in onnx_like.unknown_note
     rows = onnx_like.predict_many(val[:2])
     assert all("unknown" not in r and r["label"] in KNOWN for r in rows)  # predicts as before, no score
     energy = unknown.set_threshold(unknown.UnknownStats(method="energy"), np.array([0.0]))
@@ -123,3 +123,39 @@ def test_a_run_without_validation_clips_scores_but_has_no_threshold(tmp_path, ti
     row = pred.predict_many([data / bundle.dataset["train"]["path"][0]])[0]
     assert row["unknown"] is not None and row["unknown_threshold"] is None and row["label"] in KNOWN
     assert "No validation clips" in pred.unknown_note
+
+
+def test_frozen_mode_fits_the_unknown_score_on_its_cached_pass(tmp_path, tiny_ast, monkeypatch):
+    """Mode frozen runs no second forward pass for the unknown score (its one-off fp32 pass already has every
+    pooled embedding), and fits exactly the statistics a forward pass over the same clips gives."""
+    from astapp.core.config import TrainConfig
+    from astapp.data.dataset import build_dataset
+    from astapp.training import embed
+
+    data = tmp_path / "tones"
+    make_tone_classes(data, per_class=8, classes=KNOWN, seed=6)
+    calls = []
+    real = embed.embed_rows
+    monkeypatch.setattr(embed, "embed_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    res = train(cfg_for(tmp_path / "run", tiny_ast, data, mode="frozen", epochs=1, int8_pass=False))
+    assert res.state == "finished" and calls == []
+    saved = unknown.load(res.model_dir)
+    assert saved.threshold is not None and len(saved.calibration["known"]) == res.metrics["num_validation"]
+
+    bundle = build_dataset(str(data), tmp_path / "ws", TrainConfig().audio, 0.25, 0)  # the run's split
+    split = bundle.dataset
+    prep = SimpleNamespace(train_split=split["train"], val_split=split["validation"], max_length=64,
+                           train_labels=[int(x) for x in split["train"]["label"]], mean=res.metrics["mean"],
+                           std=res.metrics["std"])
+    (tmp_path / "fresh").mkdir()
+    fresh = fit_unknown_by_forward_pass(res.model, prep, tmp_path)
+    assert calls, "the reference ran the forward pass"
+    assert fresh["threshold"] == pytest.approx(saved.threshold, rel=1e-4)
+    np.testing.assert_allclose(fresh["calibration"]["known"], saved.calibration["known"], rtol=1e-4, atol=1e-5)
+
+
+def fit_unknown_by_forward_pass(model, prep, tmp_path):
+    from astapp.core.config import TrainConfig
+    from astapp.training.embed import fit_unknown
+
+    return fit_unknown(model, prep, tmp_path / "feats", TrainConfig(), tmp_path / "fresh")

@@ -158,11 +158,12 @@ def test_end_to_end_journey(app, tmp_path):
     models = client.predict(None, api_name="/list_models")
     assert models["value"] == run_id
     short = write_wav(tmp_path / "tone.wav", make_signal("tone", 1.0))
-    label, timeline = client.predict(run_id, handle_file(str(short)), 3, api_name="/predict_clip")
+    label, timeline, verdict = client.predict(run_id, handle_file(str(short)), 3, api_name="/predict_clip")
     assert label["label"] in CLASSES and len(label["confidences"]) == 3
     assert sum(c["confidence"] for c in label["confidences"]) <= 1.0001
+    assert re.search(r"unknown score [-\d.e+]+ (≤|>) |^### unknown \(not like any class; score ", verdict), verdict
     long = write_wav(tmp_path / "long.wav", make_signal("noise", 4.0))
-    _, timeline = client.predict(run_id, handle_file(str(long)), 2, api_name="/predict_clip")
+    _, timeline, _ = client.predict(run_id, handle_file(str(long)), 2, api_name="/predict_clip")
     assert timeline.get("visible") is True and timeline["value"]["type"] == "matplotlib"
 
     # Batch prediction on a zip → CSV with one row per file (a broken file gets an error row).
@@ -175,7 +176,8 @@ def test_end_to_end_journey(app, tmp_path):
     with open(csv_path, encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 and sum(bool(r["error"]) for r in rows) == 1
-    assert {r["label"] for r in rows if not r["error"]} <= set(CLASSES)
+    assert {r["label"] for r in rows if not r["error"]} <= {*CLASSES, "unknown"}
+    assert all(float(r["unknown"]) == float(r["unknown"]) for r in rows if not r["error"])  # the score column
     assert all(len(r["top"].split("; ")) == 3 for r in rows if not r["error"])  # the slider's default
     csv_path, _ = client.predict(run_id, handle_file(str(batch)), 2, api_name="/predict_batch")
     with open(csv_path, encoding="utf-8") as f:  # issue 11.10: batch prediction honours top-k
