@@ -17,6 +17,7 @@ collaborators it needs:
     svc.recording     classes of clips recorded in the browser, and using them as the dataset
     svc.versioning    dataset versions (v1, v2 ...), the clips waiting for the next one, going back to one
     svc.reviewing     a recording's detected events reviewed by ear; decisions -> a new version -> retrain
+    svc.pooling       unlabeled recordings as a pool: search by example, label next, the labels as the dataset
 
 The session's choices live in `state.StateStore`; `headless.py` has what the CLI runs (`scaling.py`: on a
 Ray cluster). Importing
@@ -52,14 +53,15 @@ from astapp.service.headless import (
                              push_run,
                              train_run,
 )
+from astapp.service.pooling import build_pool_files, search_pool
 from astapp.service.scaling import detect_on_cluster
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
 from astapp.service.unknown import UnknownView, shares_line
 
-__all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "calibrate_run",
-           "calibration_lines", "confusion_matrix", "cv_run", "cv_summary", "default_model", "detect_files",
-           "detect_on_cluster", "detect_score", "detect_settings", "duration_histogram",
+__all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "build_pool_files",
+           "calibrate_run", "calibration_lines", "confusion_matrix", "cv_run", "cv_summary", "default_model",
+           "detect_files", "detect_on_cluster", "detect_score", "detect_settings", "duration_histogram",
            "effective_transforms", "embedding_map",
            "export_run", "fmt_score", "fold_scores", "inspect_data", "label_issues_of", "map_point", "model_choices",
-           "nearest_point", "pr_curves", "predict_files", "push_run", "shares_line", "train_run", "transform_specs",
+           "nearest_point", "pr_curves", "predict_files", "push_run", "search_pool", "shares_line", "train_run", "transform_specs",
            "UnknownView", "unknown_histogram", "window_timeline"]

@@ -26,6 +26,7 @@ from astapp.service.crossval import CrossValidating
 from astapp.service.datasets import Datasets
 from astapp.service.detecting import Detecting
 from astapp.service.evaluation import Evaluating
+from astapp.service.pooling import Pooling
 from astapp.service.predicting import Predicting, PredictorCache
 from astapp.service.publishing import Publishing
 from astapp.service.recording import Recording
@@ -110,6 +111,7 @@ class Service:
         self.recording = Recording(self.datasets)
         self.versioning = Versioning(self.datasets)
         self.reviewing = Reviewing(self.manager, self.versioning, self.predicting)
+        self.pooling = Pooling(self.datasets, self.default_model)
 
     def open(self, token: str) -> Session:
         """The session of an owner token: validated, its workspace created and marked as in use."""

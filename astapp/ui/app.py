@@ -140,6 +140,7 @@ def build_app(manager: Any = None, hub_online: bool | None = None, service: Serv
             data.restore, [token], data.outputs, **private, **heavy()).then(
             data.record_restore, [token], data.record_outputs, **private).then(
             data.versions_restore, [token], data.versions_outputs, **private).then(
+            data.pool_restore, [token], data.pool_outputs, **private).then(
             aug.restore, [token], aug.restore_outputs, **private).then(
             train.restore, [token, data.view], train.form, **private).then(
             train.hint_fn, train.hint_inputs, train.hint_outputs, **private, show_progress="hidden").then(

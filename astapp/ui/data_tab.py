@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.service import DatasetView, Service
-from astapp.ui import record_panel, versions_panel
+from astapp.ui import pool_panel, record_panel, versions_panel
 from astapp.ui.common import Guard, heavy, md_list, notice_card, pcm16, plural, session
 
 N_CLIPS = 8  # playable sample slots
@@ -30,6 +30,8 @@ class DataTab:
     record_outputs: list[Any] = field(default_factory=list)
     versions_restore: Callable[..., tuple[Any, ...]] | None = None  # the dataset versions after a reload
     versions_outputs: list[Any] = field(default_factory=list)
+    pool_restore: Callable[..., list[Any]] | None = None  # the pool, its labels and round back after a reload
+    pool_outputs: list[Any] = field(default_factory=list)
 
 
 def present(svc: Service, view: DatasetView) -> tuple[Any, ...]:
@@ -105,10 +107,12 @@ def build(svc: Service, token: gr.State) -> DataTab:
     guard = Guard()
     with gr.Tab("1 · Data", id="data") as tab:
         view = gr.State(None)
-        components, (use_example, upload, hub_id, hub_btn, notice, record_box) = _layout(svc)
+        components, (use_example, upload, hub_id, hub_btn, notice, record_box, pool_box) = _layout(svc)
         outputs = [view, *components]
         with record_box:
             record = record_panel.build(svc, token, outputs, lambda v: present(svc, v), guard)
+        with pool_box:
+            pool = pool_panel.build(svc, token, outputs, lambda v: present(svc, v), guard)
         with gr.Accordion("Dataset versions (clips added from Detect and Listen live)", open=False,
                           elem_id="versions-box"):
             versions = versions_panel.build(svc, token, outputs, lambda v: present(svc, v), guard)
@@ -137,14 +141,15 @@ def build(svc: Service, token: gr.State) -> DataTab:
     chosen = [use_example.click(use_example_fn, [token], outputs, api_name="use_example", **heavy()),
               upload.upload(upload_fn, [upload, token], outputs, api_name="upload_dataset", **heavy()),
               hub_btn.click(hub_fn, [hub_id, token], outputs, api_name="hub_dataset", **heavy()),
-              record.use, versions.use]
+              record.use, versions.use, pool.use]
     for event in chosen:
         guard.keep(event, outputs, notice, say=rejected, inputs=[token])
     # The drop zone is ready for the next zip whatever became of this one (the summary names the dataset).
     for after in (chosen[1].success, chosen[1].failure):
         after(lambda: gr.File(value=None), None, upload, api_visibility="private", show_progress="hidden")
-    return DataTab(tab, view, outputs, restore_fn, chosen, record.restore, record.outputs, versions.restore,
-                   versions.outputs)
+    return DataTab(tab, view, outputs, restore_fn, chosen, record.restore, record.outputs,
+                   versions_restore=versions.restore, versions_outputs=versions.outputs,
+                   pool_restore=pool.restore, pool_outputs=pool.outputs)
 
 
 def _layout(svc: Service) -> tuple[list[Any], tuple[Any, ...]]:
@@ -163,6 +168,8 @@ def _layout(svc: Service) -> tuple[list[Any], tuple[Any, ...]]:
             hub_id = gr.Textbox(label="…or a Hugging Face dataset id", placeholder="user/dataset")
             hub_btn = gr.Button("Load from the Hub")
     record_box = gr.Accordion("…or record your own sounds with the microphone", open=False, elem_id="record-box")
+    pool_box = gr.Accordion("…or start from unlabeled recordings: search by example, label next", open=False,
+                            elem_id="pool-box")
     notice = notice_card("data-notice")
     summary = gr.Markdown("Loading your dataset…", elem_id="data-summary")
     with gr.Row():
@@ -176,4 +183,5 @@ def _layout(svc: Service) -> tuple[list[Any], tuple[Any, ...]]:
         for i in range(N_CLIPS):
             players.append(gr.Audio(label=f"clip {i + 1}", visible=False, interactive=False, buttons=[],
                                     min_width=180))
-    return [summary, classes, histogram, issues, *players], (use_example, upload, hub_id, hub_btn, notice, record_box)
+    return [summary, classes, histogram, issues, *players], (use_example, upload, hub_id, hub_btn, notice, record_box,
+                                                             pool_box)

@@ -137,3 +137,23 @@ def test_predict_with_a_missing_model_gives_prediction_advice(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "does not exist" in err and "run folder" in err and "exported model" in err
         assert "scratch:small" not in err and "Hub id" not in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_pool_and_search_commands(tiny_ast, small_dataset, tmp_path, capsys):
+    out = tmp_path / "pool"
+    assert main(["pool", "--data", str(small_dataset), "--model", str(tiny_ast), "--output", str(out),
+                 "--hop", "0.5"]) == 0
+    assert "24 file(s)" in capsys.readouterr().out
+    query = sorted((small_dataset / "noise").glob("*.wav"))[0]
+    assert main(["search", "--pool", str(out), "--query", str(query), "--top", "3", "--json"]) == 0
+    hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(hits) == 3 and hits[0]["file"] == f"noise/{query.name}" and hits[0]["score"] > 0.99
+    assert {"file", "start", "end", "score"} <= set(hits[0]) and hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+    assert main(["search", "--pool", str(out), "--query", str(query), "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and f"noise/{query.name}" in lines[0]
+    assert main(["search", "--pool", str(tmp_path / "nope"), "--query", str(query)]) == 2
+    assert "not a finished pool" in capsys.readouterr().err
+    assert main(["pool", "--data", str(tmp_path / "nothing"), "--model", str(tiny_ast), "--output", str(out)]) == 2
+    assert "No audio files" in capsys.readouterr().err

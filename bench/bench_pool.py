@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Issue 27: a pool of unlabeled audio — labeling efficiency, label-next latency, search latency, disk size.
+
+1. Labeling efficiency: a generated labelled dataset (`astapp.data.synth` kinds, one folder per class) is built
+   into a pool with the tiny AST checkpoint the tests use (random weights: no Hub here), each window's true class is
+   the oracle, and `astapp.pool.simulate` compares margin with random sampling over several seeds.
+2. Latency of one label-next round (`astapp.pool.active.next_round`: head fit, probabilities of every window,
+   proposals, 5-fold CV) at 20 000 windows of 768-d float16 unit vectors.
+3. Search: exact numpy scan vs the faiss IVF index (`astapp.pool.search`) at 100 000 and 1 000 000 random 768-d
+   float16 vectors (memmapped); queries are pool rows plus noise; recall@10 of the index against the exact scan.
+4. Disk: bytes per window of the real pool (embeddings + windows table) x the windows of 100 h at a 1 s hop.
+
+    python bench/bench_pool.py --out bench/out/pool.json [--sizes 100000,1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def efficiency(work: Path, classes: int, per_class: int, seeds: list[int], batch: int) -> dict:
+    import torch
+    from conftest import build_tiny_ast
+
+    from astapp.data.synth import make_class_folders
+    from astapp.pool.build import build_pool
+    from astapp.pool.simulate import simulate
+    from astapp.pool.store import Pool
+
+    torch.set_num_threads(2)
+    ckpt = build_tiny_ast(work / "ckpt")
+    data = work / "data"
+    make_class_folders(data, n_classes=classes, per_class=per_class, seconds=1.0, seed=0)
+    t0 = time.time()
+    meta = build_pool(data, str(ckpt), work / "pool")
+    build_s = time.time() - t0
+    pool = Pool(work / "pool")
+    y = np.array([w.file.split("/", 1)[0] for w in pool.windows])
+    out = simulate(np.asarray(pool.embeddings, np.float32), y, seeds, batch=batch)
+    out.update(windows=len(pool), build_seconds=round(build_s, 1), pass_=meta["pass"],
+               bytes_per_window=(pool.folder / "embeddings.npy").stat().st_size / len(pool),
+               table_bytes_per_window=(pool.folder / "windows.csv").stat().st_size / len(pool), dim=meta["dim"])
+    return out
+
+
+def unit_f16(path: Path, n: int, d: int, seed: int = 0) -> np.ndarray:
+    """n random unit rows as a float16 .npy memmap, written in chunks (1 000 000 x 768 is 1.5 GB)."""
+    rng = np.random.default_rng(seed)
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, d))
+    for a in range(0, n, 100_000):
+        x = rng.standard_normal((min(100_000, n - a), d), dtype=np.float32)
+        arr[a:a + len(x)] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    arr.flush()
+    return np.load(path, mmap_mode="r")
+
+
+def label_next_latency(work: Path, n: int = 20_000, d: int = 768, labels: int = 200, classes: int = 5) -> dict:
+    from astapp.pool.active import next_round
+
+    emb = unit_f16(work / "ln.npy", n, d)
+    rng = np.random.default_rng(1)
+    labelled = {int(i): f"c{k % classes}" for k, i in enumerate(rng.choice(n, labels, replace=False))}
+    groups = np.arange(n) // 30
+    next_round(emb, labelled, groups, n=10, strategy="mix", cv=False)  # imports (sklearn) out of the timing
+    times, with_cv, cpu = [], [], []
+    for _ in range(3):
+        t0, c0 = time.perf_counter(), time.process_time()
+        next_round(emb, labelled, groups, n=10, strategy="mix", cv=False)
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)  # this process's CPU seconds: what a machine to itself would take
+        t0 = time.perf_counter()
+        next_round(emb, labelled, groups, n=10, strategy="mix")
+        with_cv.append(time.perf_counter() - t0)
+    return {"windows": n, "dim": d, "labels": labels, "classes": classes, "refit_proposals_s": times,
+            "best_s": min(times), "cpu_s": cpu, "with_cv_s": with_cv, "best_with_cv_s": min(with_cv)}
+
+
+def search_latency(work: Path, n: int, d: int = 768, queries: int = 20) -> dict:
+    from astapp.pool import search as S
+
+    emb = unit_f16(work / f"s{n}.npy", n, d, seed=n)
+    rng = np.random.default_rng(2)
+    qs = [np.asarray(emb[int(i)], np.float32) + rng.standard_normal(d).astype(np.float32) * 0.02
+          for i in rng.choice(n, queries, replace=False)]
+    out: dict = {"windows": n, "dim": d}
+    t = []
+    exact = []
+    for q in qs[:5]:
+        t0 = time.perf_counter()
+        exact.append(S.brute(emb, q, 10)[1])
+        t.append(time.perf_counter() - t0)
+    out["numpy_exact_ms"] = 1000 * float(np.median(t))
+    t0 = time.perf_counter()
+    index = S.build_index(emb)
+    out["index_build_s"] = time.perf_counter() - t0
+    index.nprobe = S.nprobe(index.nlist)
+    out.update(nlist=int(index.nlist), nprobe=int(index.nprobe))
+
+    class _P:  # the index's re-scoring reads the same memmap
+        embeddings = emb
+
+    pidx = S.PoolIndex.__new__(S.PoolIndex)
+    pidx.pool, pidx.index = _P(), index
+    t, rec = [], []
+    for i, q in enumerate(qs):
+        t0 = time.perf_counter()
+        _, ids = pidx.search(q, 10)
+        t.append(time.perf_counter() - t0)
+        if i < len(exact):
+            rec.append(len(set(ids.tolist()) & set(exact[i].tolist())) / 10)
+    out["index_ms"] = 1000 * float(np.median(t))
+    out["index_recall_at_10"] = float(np.mean(rec))
+    (work / f"s{n}.npy").unlink()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="bench/out/pool.json")
+    ap.add_argument("--work", default="/tmp/astapp-bench-pool")
+    ap.add_argument("--classes", type=int, default=6)
+    ap.add_argument("--per-class", type=int, default=60)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--batch", type=int, default=10)
+    ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: efficiency,label_next,search")
+    a = ap.parse_args()
+    work = Path(a.work)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    skip = set(a.skip.split(","))
+    res: dict = {}
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        out.write_text(json.dumps(res, indent=1, default=float))
+
+    if "efficiency" not in skip:
+        res["efficiency"] = efficiency(work / "eff", a.classes, a.per_class, [int(s) for s in a.seeds.split(",")],
+                                       a.batch)
+        e = res["efficiency"]
+        res["disk_100h_1s_hop_MB_at_768"] = 360_000 * (768 * 2 + e["table_bytes_per_window"]) / 1e6
+        print("efficiency", e["ratio_margin_to_random"], [s["needed"] for s in e["seeds"]], flush=True)
+        save()
+    if "label_next" not in skip:
+        res["label_next"] = label_next_latency(work)
+        print("label next", res["label_next"]["best_s"], flush=True)
+        save()
+    if "search" not in skip:
+        res["search"] = []
+        for n in [int(x) for x in a.sizes.split(",")]:
+            res["search"].append(search_latency(work, n))
+            print("search", res["search"][-1], flush=True)
+            save()
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
