@@ -24,6 +24,7 @@ from astapp.jobs.sessions import Session
 from astapp.service.augmenting import Augmenting
 from astapp.service.crossval import CrossValidating
 from astapp.service.datasets import Datasets
+from astapp.service.distilling import Distilling
 from astapp.service.evaluation import Evaluating
 from astapp.service.predicting import Predicting, PredictorCache
 from astapp.service.publishing import Publishing
@@ -100,6 +101,7 @@ class Service:
         self.predicting = Predicting(self.root, PredictorCache())
         self.publishing = Publishing(self.root, self.manager, hub_api)
         self.recording = Recording(self.datasets)
+        self.distilling = Distilling(self.manager)
 
     def open(self, token: str) -> Session:
         """The session of an owner token: validated, its workspace created and marked as in use."""
