@@ -26,7 +26,7 @@ from astapp.core.errors import TrainingError, explain
 from astapp.core.events import EventSink, JsonlSink, fanout, make_event
 from astapp.core.fsutil import atomic_write_text
 from astapp.core.runfolder import RunResult
-from astapp.distill.sizes import check_smaller, describe, parse_size, student_config
+from astapp.distill.sizes import check_smaller, describe, student_config
 from astapp.distill.teacher import Teacher, open_teacher
 from astapp.training.pipeline import clear_previous_run
 from astapp.training.stages import Stages, Stopped
@@ -39,8 +39,11 @@ def distill_config(teacher_run: str | Path, student: str, output: str | Path, po
                    epochs: float | None = None) -> TrainConfig:
     """The student run's settings: the teacher's data, split, audio and augmentation settings, with a
     from-scratch learning rate and batch, task "distill". TrainingError for a bad teacher or size."""
+    from transformers import ASTConfig
+
     teacher = open_teacher(teacher_run)
-    parse_size(student)
+    check_smaller(student_config(ASTConfig.from_pretrained(teacher.model_dir), student),
+                  ASTConfig.from_pretrained(teacher.model_dir))  # refused now, not after a wait in the queue
     scratch = defaults_for("scratch:small")
     cfg = dataclasses.replace(
         teacher.config, output=str(output), task="distill", distilled_from=str(teacher.run), student=str(student),

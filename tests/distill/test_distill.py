@@ -203,9 +203,13 @@ def test_the_service_queues_a_student_and_says_which_model_answers(teacher, stud
     assert "Using the small fast version (32x1)" in svc.distilling.model_note(session, "student1")
     assert [r[0] for r in svc.distilling.table(session, "student1")][2] == "agreement with the teacher"
     assert svc.distilling.table(session, "teacher1") == []
+    with pytest.raises(TrainingError, match="not smaller"):  # refused before it is queued
+        svc.distilling.start(session, "teacher1", "small")
+    with pytest.raises(TrainingError, match="is running, not finished"):
+        (own / "teacher1" / "status.json").write_text(json.dumps({"state": "running"}))
+        svc.distilling.start(session, "teacher1", "32x1")
+    (own / "teacher1" / "status.json").write_text(json.dumps({"state": "finished"}))
     job = svc.distilling.start(session, "teacher1", "32x1", epochs=1)
     queued = json.loads((own / job / "config.json").read_text())
     assert queued["task"] == "distill" and queued["distilled_from"] == str((own / "teacher1").resolve())
-    with pytest.raises(TrainingError, match="not smaller"):
-        svc.distilling.start(session, "teacher1", "small")
     svc.manager.shutdown(timeout=5)
