@@ -33,7 +33,7 @@ class Distilling:
         if not run_id:
             raise AccessError("Choose a finished run to make a small fast version of.")
         teacher = run_dir(Path(self.manager.root), session.owner, run_id)
-        cfg = distill_config(teacher, student, teacher.parent / ".student-pending", pool or None, epochs)
+        cfg = distill_config(teacher, student, teacher.parent / ".student-pending", _keep(session, pool), epochs)
         name = f"{self.manager.get_run(session.owner, run_id).name} · student {student}"
         return self.manager.submit(session.owner, cfg, name=name)
 
@@ -74,6 +74,20 @@ class Distilling:
             return "Using the trained model. Train tab → Make a small fast version for faster live listening."
         return (f"This run has a small fast version (run {student}): {_speed(self.comparison(session, student))}. "
                 "Choose it in the picker for live listening.")
+
+
+def _keep(session: Session, pool: str | None) -> str | None:
+    """An uploaded pool copied into the session's workspace: the job may start after the upload's temporary
+    file is gone (a folder on the server is used where it is)."""
+    if not pool or not Path(pool).is_file():
+        return pool or None
+    import shutil
+
+    dest = session.workspace / "pools" / Path(pool).name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists():
+        shutil.copyfile(pool, dest)
+    return str(dest)
 
 
 def _speed(doc: dict[str, Any]) -> str:
