@@ -83,11 +83,13 @@ def _keep(session: Session, pool: str | None) -> str | None:
         return pool or None
     import shutil
 
-    dest = session.workspace / "pools" / Path(pool).name
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.exists():
-        shutil.copyfile(pool, dest)
-    return str(dest)
+    from astapp.core.fsutil import atomic_dir
+
+    dest = session.workspace / "pools" / Path(pool).stem
+    if not dest.is_dir():
+        with atomic_dir(dest) as tmp:  # a crash never leaves half a copy for a later job to read
+            shutil.copyfile(pool, tmp / Path(pool).name)
+    return str(dest / Path(pool).name)
 
 
 def _speed(doc: dict[str, Any]) -> str:
