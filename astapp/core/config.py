@@ -285,13 +285,17 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, bf16 on a bf16 CPU, else fp32) | fp32 | bf16 | fp16
     threads: int = 0  # torch CPU threads; 0 = torch default
     resume: str = ""  # checkpoint folder, or "latest"
-    task: str = "train"  # train | cv (cross-validation: astapp.crossval.task)
+    task: str = "train"  # train | cv (cross-validation: astapp.crossval.task) | distill (astapp.distill)
     cv_folds: str = "auto"  # cv: "auto" (the manifest's folds, else 5) or a number of folds
     cv_final: bool = False  # cv: also train the final model (frozen: on every clip)
     audio: AudioConfig = field(default_factory=AudioConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     unknown_keep: float = 0.95  # the unknown threshold keeps this share of validation clips (issue 25)
     int8_pass: bool = True  # frozen/last-N pass in int8 where bf16 is not native and it is faithful (BENCHMARKS §12)
+    # task distill (issue 28): the finished run that teaches, the student's size, unlabeled audio (folder/zip)
+    distilled_from: str = ""
+    student: str = ""
+    pool: str = ""
 
     def validate(self) -> list[str]:
         """Every problem with the settings as plain sentences; empty when the config is usable."""

@@ -18,6 +18,7 @@
     <run>/map.json        task cv: the 2-D map of them          the CV engine
     <run>/label_issues.json  task cv: ranked suspects           the CV engine
     <run>/folds/<name>/   task cv (not frozen): each fold's run the engine
+    <run>/distill.json    task distill: teacher vs student      the distillation engine (astapp.distill.run)
 
 The engine never reads back what the App layer wrote: it reports its outcome as a `RunResult` (or an
 exception), and `RunRecord` turns that into the status.
@@ -39,6 +40,7 @@ HISTORY, METRICS, REPORT = "history.jsonl", "metrics.json", "report.json"
 MODEL, CHECKPOINTS, BEST, TENSORBOARD, FASTCACHE = "model", "checkpoints", "best", "tb", ".fastcache"
 ADAPTER = "adapter"  # mode lora: the adapter alone, in peft's format
 CV, EMBEDDINGS, MAP, LABEL_ISSUES = "cv.json", "embeddings.npy", "map.json", "label_issues.json"
+DISTILL, POOLCACHE = "distill.json", ".poolcache"  # task distill: teacher vs student; the decoded unlabeled audio
 
 STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
 ACTIVE = ("queued", "running")

@@ -155,7 +155,12 @@ class _ThreadLogHandler(logging.Handler):
 def run_engine(cfg: TrainConfig, events: EventSink | None = None,
                stop: threading.Event | None = None) -> runfolder.RunResult:
     """The engine for `cfg.task`: `astapp.training.pipeline.train`, or `astapp.crossval.task.run_cv` for task
-    "cv"; imported only when a run really starts (torch is heavy). The default `TrainFn` of `run_job`."""
+    "cv", `astapp.distill.run.distill_run` for task "distill"; imported only when a run really starts (torch is
+    heavy). The default `TrainFn` of `run_job`."""
+    if cfg.task == "distill":
+        from astapp.distill.run import distill_run
+
+        return distill_run(cfg, events, stop)
     if cfg.task == "cv":
         from astapp.crossval.task import run_cv
 

@@ -18,6 +18,7 @@ collaborators it needs:
     svc.versioning    dataset versions (v1, v2 ...), the clips waiting for the next one, going back to one
     svc.reviewing     a recording's detected events reviewed by ear; decisions -> a new version -> retrain
     svc.pooling       unlabeled recordings as a pool: search by example, label next, the labels as the dataset
+    svc.distilling    a small fast student of a finished run, its teacher-vs-student table, which model answers
 
 The session's choices live in `state.StateStore`; `headless.py` has what the CLI runs (`scaling.py`: on a
 Ray cluster). Importing
@@ -46,6 +47,7 @@ from astapp.service.headless import (
                              calibration_lines,
                              cv_run,
                              cv_summary,
+                             distill_run,
                              export_run,
                              inspect_data,
                              label_issues_of,
@@ -60,7 +62,7 @@ from astapp.service.unknown import UnknownView, shares_line
 
 __all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "build_pool_files",
            "calibrate_run", "calibration_lines", "confusion_matrix", "cv_run", "cv_summary", "default_model",
-           "detect_files", "detect_on_cluster", "detect_score", "detect_settings", "duration_histogram",
+           "detect_files", "detect_on_cluster", "detect_score", "detect_settings", "distill_run", "duration_histogram",
            "effective_transforms", "embedding_map",
            "export_run", "fmt_score", "fold_scores", "inspect_data", "label_issues_of", "map_point", "model_choices",
            "nearest_point", "pr_curves", "predict_files", "push_run", "search_pool", "shares_line", "train_run", "transform_specs",

@@ -25,6 +25,7 @@ from astapp.service.augmenting import Augmenting
 from astapp.service.crossval import CrossValidating
 from astapp.service.datasets import Datasets
 from astapp.service.detecting import Detecting
+from astapp.service.distilling import Distilling
 from astapp.service.evaluation import Evaluating
 from astapp.service.pooling import Pooling
 from astapp.service.predicting import Predicting, PredictorCache
@@ -112,6 +113,7 @@ class Service:
         self.versioning = Versioning(self.datasets)
         self.reviewing = Reviewing(self.manager, self.versioning, self.predicting)
         self.pooling = Pooling(self.datasets, self.default_model)
+        self.distilling = Distilling(self.manager)
 
     def open(self, token: str) -> Session:
         """The session of an owner token: validated, its workspace created and marked as in use."""

@@ -47,6 +47,15 @@ def cv_run(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Ev
     return run_job(dataclasses.replace(cfg, task="cv"), events, stop)
 
 
+def distill_run(teacher: str, student: str, output: str, pool: str | None = None, epochs: float | None = None,
+                events: EventSink | None = None, stop: threading.Event | None = None) -> RunResult:
+    """Distil the finished run `teacher` into a `student` run folder at `output`, recorded like a training run."""
+    from astapp.distill.run import distill_config
+    from astapp.jobs.record import run_job
+
+    return run_job(distill_config(teacher, student, output, pool, epochs), events, stop)
+
+
 def cv_summary(run: str | Path) -> dict[str, Any]:
     """The `cv --json` contract: folds (fold, accuracy, f1_macro, clips), mean, std, grouping (+ the run)."""
     from astapp.core.runfolder import CV, read_json

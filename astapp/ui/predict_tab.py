@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.service import Service
-from astapp.ui import listen_tab
+from astapp.ui import distill_panel, listen_tab
 from astapp.ui.common import Guard, heavy, hf_username, notice_card, picker_update, run_choices, session
 
 
@@ -54,6 +54,7 @@ def build(svc: Service, token: gr.State) -> PredictTab:
             run = gr.Dropdown(label="Model (a finished run)", choices=[], scale=4, elem_id="predict-run",
                               allow_custom_value=True)
             refresh = gr.Button("Refresh runs", scale=1, size="md", min_width=140)
+        distill_panel.model_note(svc, token, run)
         notice = notice_card("predict-notice")
         with gr.Row():
             with gr.Column(scale=1):

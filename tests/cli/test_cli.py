@@ -157,3 +157,17 @@ def test_pool_and_search_commands(tiny_ast, small_dataset, tmp_path, capsys):
     assert "not a finished pool" in capsys.readouterr().err
     assert main(["pool", "--data", str(tmp_path / "nothing"), "--model", str(tiny_ast), "--output", str(out)]) == 2
     assert "No audio files" in capsys.readouterr().err
+
+
+def test_distill_flags_and_an_unfinished_teacher_in_one_sentence(tmp_path, capsys):
+    ns = build_parser().parse_args(["distill", "--run", "r", "--output", "o", "--student", "128x2", "--pool", "p",
+                                    "--epochs", "3"])
+    assert (ns.run, ns.output, ns.student, ns.pool, ns.epochs) == ("r", "o", "128x2", "p", 3.0)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "status.json").write_text('{"state": "interrupted"}')
+    assert main(["distill", "--run", str(run), "--output", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "is interrupted, not finished" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["distill", "--run", str(run), "--student", "huge", "--output", str(tmp_path / "s")]) == 2
+    assert "is interrupted" in capsys.readouterr().err  # the teacher is checked first

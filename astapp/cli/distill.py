@@ -1,0 +1,44 @@
+"""`distill`: a finished run teaches a small fast student, written as a normal run folder (issue 28)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from astapp import service
+from astapp.cli.common import EXIT_STOPPED, quiet_libraries, with_printer
+from astapp.cli.progress import ProgressPrinter
+
+
+def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
+    d = sub.add_parser("distill", help="make a small fast student of a finished run (a normal run folder)")
+    d.add_argument("--run", required=True, help="the finished run folder that teaches")
+    d.add_argument("--student", default="tiny",
+                   help="tiny (hidden 192, 4 layers), small (384, 6) or HIDDENxLAYERS such as 128x2")
+    d.add_argument("--output", required=True, help="the student's run folder")
+    d.add_argument("--pool", help="unlabeled audio (a folder or zip of recordings) the teacher labels for the student")
+    d.add_argument("--epochs", type=float, help="training epochs of the student (default 20)")
+    d.add_argument("--quiet", action="store_true", help="no progress output")
+    return {"distill": distill}
+
+
+def distill(ns: argparse.Namespace) -> int:
+    quiet_libraries()
+
+    def run(cfg: None, events=None, stop=None):
+        return service.distill_run(ns.run, ns.student, ns.output, ns.pool, ns.epochs, events, stop)
+
+    result = with_printer(run, None, ProgressPrinter(quiet=ns.quiet))
+    if result.state == "stopped" and not result.metrics:
+        print("Stopped before the student trained; nothing was saved.", file=sys.stderr)
+        return EXIT_STOPPED
+    m, d = result.metrics, result.metrics.get("distill", {})
+    print(f"{result.state.capitalize()}: student accuracy {m['accuracy']:.3f} (teacher {m.get('teacher_accuracy') or 0:.3f}), "
+          f"agreement with the teacher {d.get('agreement', 0):.3f}, "
+          f"{d.get('speedup') or 0:.1f}x faster, {100 * (d.get('size_ratio') or 0):.0f} % of its size.")
+    print(f"Model: {result.model_dir}\nComparison: {result.output / 'distill.json'}")
+    if result.metrics.get("pool"):
+        print(json.dumps({"pool": result.metrics["pool"]}, ensure_ascii=False), file=sys.stderr)
+    return EXIT_STOPPED if result.state == "stopped" else 0
