@@ -118,7 +118,7 @@ def speed_runs(model: Path, wav: Path, seconds: float, threads: int, tmp: Path) 
         s = detect_files(pred, [wav], tmp / f"{backend}{int8}", settings)
         wall = time.perf_counter() - t
         peak = max(peak, matmul_peak(precision, threads, repeats=3))  # the better of before and after
-        windows = int(load_scores(tmp / f"{backend}{int8}", wav.name)["times"].size)
+        windows = int(load_scores(tmp / f"{backend}{int8}", str(wav))["times"].size)  # records are named as given
         rows.append({"backend": name, "wall_s": round(wall, 2), "x_real_time": round(seconds / wall, 2),
                      "windows": windows, "s_per_window": round(wall / windows, 3), "events": s.events,
                      **mfu(windows / wall, flops, peak)})
