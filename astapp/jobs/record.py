@@ -75,6 +75,13 @@ class RunRecord:
         atomic_write_text(self.folder / runfolder.META, json.dumps(meta, indent=2, ensure_ascii=False))
         self.status("queued")
 
+    def rename(self, name: str) -> None:
+        """Give the run a new display name (meta.json keeps its id, owner and creation time)."""
+        if not self.enabled:
+            return
+        meta = {**runfolder.read_json(self.folder / runfolder.META), "name": name}
+        atomic_write_text(self.folder / runfolder.META, json.dumps(meta, indent=2, ensure_ascii=False))
+
     def queued(self, cfg: TrainConfig, message: str) -> None:
         self.config(cfg)
         self.status("queued")

@@ -13,6 +13,7 @@ collaborators it needs:
     svc.predicting    a run's model on clips, the live listener, the model download
     svc.publishing    a run's model and card to the Hugging Face Hub
     svc.recording     classes of clips recorded in the browser, and using them as the dataset
+    svc.runs_table    every run side by side, what changed between chosen runs, rename, delete, the default model
 
 The session's choices live in `state.StateStore`; `headless.py` has what the CLI runs. Importing
 this package loads no torch: engine modules are imported when an operation needs them.
@@ -43,9 +44,10 @@ from astapp.service.headless import (
                              push_run,
                              train_run,
 )
+from astapp.service.runs import Comparison, compare_runs, runs_in_folder, split_numbers
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
 
-__all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "confusion_matrix", "cv_run",
+__all__ = ["AUTO", "FORM_FIELDS", "Comparison", "compare_runs", "runs_in_folder", "split_numbers", "DatasetView", "Evaluation", "Poll", "Service", "confusion_matrix", "cv_run",
            "cv_summary", "default_model", "duration_histogram", "effective_transforms", "embedding_map",
            "export_run", "fmt_score", "fold_scores", "inspect_data", "label_issues_of", "map_point", "model_choices",
            "nearest_point", "pr_curves", "predict_files", "push_run", "train_run", "transform_specs",

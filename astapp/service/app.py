@@ -28,6 +28,7 @@ from astapp.service.evaluation import Evaluating
 from astapp.service.predicting import Predicting, PredictorCache
 from astapp.service.publishing import Publishing
 from astapp.service.recording import Recording
+from astapp.service.runs import Runs
 from astapp.service.state import SessionState, StateStore, followed_run
 from astapp.service.thresholds import Thresholds
 from astapp.service.training import Training
@@ -100,6 +101,7 @@ class Service:
         self.predicting = Predicting(self.root, PredictorCache())
         self.publishing = Publishing(self.root, self.manager, hub_api)
         self.recording = Recording(self.datasets)
+        self.runs_table = Runs(self.manager, self.store)
 
     def open(self, token: str) -> Session:
         """The session of an owner token: validated, its workspace created and marked as in use."""
@@ -124,7 +126,11 @@ class Service:
         one it shows: the user's pick until a newer run finishes, else the newest."""
         runs = self.runs(session, **PICKERS[tab])
         state = self.store.load(session)
-        return runs, followed_run(getattr(state, f"{tab}_run"), state.picked_over.get(tab), [r.id for r in runs])
+        ids = [r.id for r in runs]
+        shown = followed_run(getattr(state, f"{tab}_run"), state.picked_over.get(tab), ids)
+        if tab == "predict" and state.default_run in ids and shown != state.predict_run:
+            shown = state.default_run  # a default model outlasts newer runs; a later pick in Predict still wins
+        return runs, shown
 
     def pick_run(self, session: Session, tab: str, run_id: str | None) -> None:
         """Remember the run the user picked in `tab` as they pick it, and the newest run then: a run
