@@ -159,10 +159,15 @@ def rows_in(folder: Path) -> list[RunRow]:
 SORT_KEYS = ("created", "name", "accuracy", "f1_macro", "map", "train_seconds", "size_mb", "state", "mode")
 
 
-def sort_rows(rows: list[RunRow], key: str = "created", descending: bool = True) -> list[RunRow]:
+TEXT_KEYS = ("name", "state", "mode")  # sorted A to Z; the other columns best / newest / biggest first
+
+
+def sort_rows(rows: list[RunRow], key: str = "created", descending: bool | None = None) -> list[RunRow]:
     """Rows sorted by one column; runs without that value (no score yet) always come last."""
     if key not in SORT_KEYS:
         key = "created"
+    if descending is None:
+        descending = key not in TEXT_KEYS
     known = [r for r in rows if getattr(r, key) is not None]
     unknown = [r for r in rows if getattr(r, key) is None]
     known.sort(key=lambda r: (getattr(r, key), r.id), reverse=descending)

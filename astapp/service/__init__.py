@@ -28,6 +28,7 @@ from astapp.evaluation.figures import (
                              fold_scores,
                              map_point,
                              pr_curves,
+                             series_plot,
                              window_timeline,
 )
 from astapp.service.app import Service, default_model, model_choices
@@ -50,5 +51,5 @@ from astapp.service.training import AUTO, FORM_FIELDS, Poll
 __all__ = ["AUTO", "FORM_FIELDS", "Comparison", "compare_runs", "runs_in_folder", "split_numbers", "DatasetView", "Evaluation", "Poll", "Service", "confusion_matrix", "cv_run",
            "cv_summary", "default_model", "duration_histogram", "effective_transforms", "embedding_map",
            "export_run", "fmt_score", "fold_scores", "inspect_data", "label_issues_of", "map_point", "model_choices",
-           "nearest_point", "pr_curves", "predict_files", "push_run", "train_run", "transform_specs",
+           "nearest_point", "pr_curves", "series_plot", "predict_files", "push_run", "train_run", "transform_specs",
            "window_timeline"]

@@ -14,6 +14,7 @@ from typing import Any
 from astapp.core.errors import AccessError, UploadError
 from astapp.jobs.compare import (
     CURVE_METRICS,
+    SORT_KEYS,
     RunRow,
     comparable,
     curve,
@@ -64,11 +65,24 @@ class Runs:
         self.root = Path(manager.root)
         self.store = store
 
-    def table(self, session: Session, sort: str = "created", descending: bool = True) -> list[RunRow]:
+    def table(self, session: Session, sort: str = "created", descending: bool | None = None) -> list[RunRow]:
         """Every run the session's owner has, sorted by `sort` (runs without that score last)."""
         rows = [row_of(info.path, info.name, info.state) for info in self.manager.list_runs(session.owner)
                 if not info.readonly]
         return sort_rows(rows, sort, descending)
+
+    def view(self, session: Session) -> dict[str, Any]:
+        """The table's sort column and the runs chosen to compare, as the user left them (a reload keeps them)."""
+        saved = self.store.load(session).runs_view
+        return {"sort": saved.get("sort") if saved.get("sort") in SORT_KEYS else "created",
+                "compare": [str(x) for x in saved.get("compare") or [] if isinstance(x, str)]}
+
+    def remember(self, session: Session, sort: str | None = None, chosen: list[str] | None = None) -> None:
+        with self.store.edit(session) as state:
+            if sort is not None:
+                state.runs_view["sort"] = sort if sort in SORT_KEYS else "created"
+            if chosen is not None:
+                state.runs_view["compare"] = [str(x) for x in chosen]
 
     def default_run(self, session: Session) -> str | None:
         return self.store.load(session).default_run

@@ -41,6 +41,7 @@ class SessionState:
     default_run: str | None = None  # the run marked as the default model (Runs table): Predict falls back to it
     picked_over: dict[str, str | None] = field(default_factory=dict)  # tab -> the newest run when they picked
     top_k: int = 3
+    runs_view: dict[str, Any] = field(default_factory=lambda: {"sort": "created", "compare": []})  # the Runs table
     cv: dict[str, Any] = field(default_factory=lambda: {"folds": "auto", "final": False})  # the CV controls
     corrections: dict[str, dict[str, str]] = field(default_factory=dict)  # run id -> {clip: "drop" | label}
     stamps: dict[str, list[Any]] = field(default_factory=dict)  # field ("augment", "form.epochs") -> [page, ms]

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.service import Service, fmt_score
-from astapp.ui import cv_view
+from astapp.ui import cv_view, runs_view
 from astapp.ui.common import (
     Guard,
     guarded,
@@ -54,6 +54,7 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
             mistakes = gr.Dataframe(label="Misclassified", interactive=False, max_height=260, headers=MISTAKES)
             players = _players()
         cv = cv_view.build(svc, token, run)
+        runs_view.build(svc, token, tab)
     outputs = [summary, standard, matrix, per_class, mistakes, *players, thresholds, save]
     _wire(svc, token, tab, run, refresh, notice, outputs, save)
     run.change(guarded(cv.show), [run, token], cv.outputs, api_name="cv_view", **heavy())
