@@ -161,12 +161,16 @@ class _ThreadLogHandler(logging.Handler):
 
 def run_engine(cfg: TrainConfig, events: EventSink | None = None,
                stop: threading.Event | None = None) -> runfolder.RunResult:
-    """The engine for `cfg.task`: `astapp.training.pipeline.train`, or `astapp.crossval.task.run_cv` for task
-    "cv"; imported only when a run really starts (torch is heavy). The default `TrainFn` of `run_job`."""
+    """The engine for `cfg.task`: `astapp.training.pipeline.train`, `astapp.crossval.task.run_cv` for task
+    "cv", or `astapp.tuning.search.run_tune` for task "tune"; imported only when a run really starts (torch is heavy). The default `TrainFn` of `run_job`."""
     if cfg.task == "cv":
         from astapp.crossval.task import run_cv
 
         return run_cv(cfg, events, stop)
+    if cfg.task == "tune":
+        from astapp.tuning.search import run_tune
+
+        return run_tune(cfg, events, stop)
     from astapp.training.pipeline import train as run_engine
 
     return run_engine(cfg, events, stop)

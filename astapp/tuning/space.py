@@ -35,12 +35,12 @@ class Param:
     log: bool = False
     choices: tuple[Any, ...] = ()
 
-    def suggest(self, trial: Any) -> Any:
+    def allows(self, value: Any) -> bool:
+        """Whether a recorded value lies in this space (a resumed search replays only those)."""
         if self.kind == "choice":
-            return trial.suggest_categorical(self.name, list(self.choices))
-        if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+            return value in self.choices
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
+        return ok and (self.kind != "int" or float(value) == int(value))
 
 
 def _within(path: str, low: float, high: float) -> tuple[float, float]:
