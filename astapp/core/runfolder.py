@@ -18,6 +18,8 @@
     <run>/map.json        task cv: the 2-D map of them          the CV engine
     <run>/label_issues.json  task cv: ranked suspects           the CV engine
     <run>/folds/<name>/   task cv (not frozen): each fold's run the engine
+    <run>/tune.json       task tune: trials, best, default, test  the search (astapp.tuning.search)
+    <run>/trials/trial-NNNN/trial.json  task tune: one trial    the search
 
 The engine never reads back what the App layer wrote: it reports its outcome as a `RunResult` (or an
 exception), and `RunRecord` turns that into the status.
