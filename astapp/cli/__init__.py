@@ -22,13 +22,13 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 
-from astapp.cli import models, runs, training
+from astapp.cli import models, runs, training, tune
 from astapp.cli.common import EXIT_STOPPED, EXIT_TIME_LIMIT, EXIT_USER_ERROR, Parser, process_start
 from astapp.cli.progress import ProgressPrinter
 from astapp.cli.training import config_from_args, continue_command
 from astapp.core.errors import AstappError, ResourceError, explain, user_error
 
-GROUPS = [training, models, runs]
+GROUPS = [training, models, runs, tune]
 
 __all__ = ["EXIT_STOPPED", "EXIT_TIME_LIMIT", "EXIT_USER_ERROR", "ProgressPrinter", "build_parser",
            "config_from_args", "continue_command", "main"]

@@ -44,6 +44,8 @@ from astapp.service.headless import (
                              predict_files,
                              push_run,
                              train_run,
+                             tune_run,
+                             tune_summary,
 )
 from astapp.service.runs import Comparison, compare_runs, runs_in_folder, split_numbers
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
@@ -51,5 +53,5 @@ from astapp.service.training import AUTO, FORM_FIELDS, Poll
 __all__ = ["AUTO", "FORM_FIELDS", "Comparison", "compare_runs", "runs_in_folder", "split_numbers", "DatasetView", "Evaluation", "Poll", "Service", "confusion_matrix", "cv_run",
            "cv_summary", "default_model", "duration_histogram", "effective_transforms", "embedding_map",
            "export_run", "fmt_score", "fold_scores", "inspect_data", "label_issues_of", "map_point", "model_choices",
-           "nearest_point", "pr_curves", "series_plot", "predict_files", "push_run", "train_run", "transform_specs",
+           "nearest_point", "pr_curves", "series_plot", "predict_files", "push_run", "train_run", "tune_run", "tune_summary", "transform_specs",
            "window_timeline"]
