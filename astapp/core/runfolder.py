@@ -41,6 +41,7 @@ HISTORY, METRICS, REPORT = "history.jsonl", "metrics.json", "report.json"
 MODEL, CHECKPOINTS, BEST, TENSORBOARD, FASTCACHE = "model", "checkpoints", "best", "tb", ".fastcache"
 ADAPTER = "adapter"  # mode lora: the adapter alone, in peft's format
 CV, EMBEDDINGS, MAP, LABEL_ISSUES = "cv.json", "embeddings.npy", "map.json", "label_issues.json"
+TUNE, TRIALS, TRIAL = "tune.json", "trials", "trial.json"  # task tune: the result, the child trial folders
 
 STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
 ACTIVE = ("queued", "running")

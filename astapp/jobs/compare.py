@@ -24,13 +24,13 @@ from astapp.core.runfolder import (
     METRICS,
     MODEL,
     STATUS,
+    TUNE,
     is_run,
     number,
     read_history,
     read_json,
 )
 
-TUNE = "tune.json"  # written by astapp.tuning into a tune run's folder
 UNKNOWN = "unknown.json"  # in model/: the unknown score (astapp.evaluation.unknown)
 # Settings that say where a run lives or how it was restarted, not how it trained: never a "difference".
 NOT_SETTINGS = frozenset({"output", "resume"})

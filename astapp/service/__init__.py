@@ -13,6 +13,7 @@ collaborators it needs:
     svc.predicting    a run's model on clips, the live listener, the model download
     svc.publishing    a run's model and card to the Hugging Face Hub
     svc.recording     classes of clips recorded in the browser, and using them as the dataset
+    svc.tuning        the settings search: start, watch, stop, continue, train the best
     svc.runs_table    every run side by side, what changed between chosen runs, rename, delete, the default model
 
 The session's choices live in `state.StateStore`; `headless.py` has what the CLI runs. Importing

@@ -32,6 +32,7 @@ from astapp.service.runs import Runs
 from astapp.service.state import SessionState, StateStore, followed_run
 from astapp.service.thresholds import Thresholds
 from astapp.service.training import Training
+from astapp.service.tuning import Tuning
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ class Service:
 
     `datasets` (the chosen dataset and its clips), `augmenting`, `training` (the Train form and its jobs),
     `evaluation`, `thresholds` (multi-label runs), `crossval`, `predicting` (and the model download),
-    `publishing` (to the Hub) and `recording` (clips recorded in the browser)."""
+    `publishing` (to the Hub), `recording` (clips recorded in the browser), `runs_table` (runs side by side)
+    and `tuning` (the settings search)."""
 
     def __init__(self, manager: Any = None, hub_online: bool | None = None, hub_api: Any = None):
         from astapp.core.hub import hub_reachable
@@ -102,6 +104,7 @@ class Service:
         self.publishing = Publishing(self.root, self.manager, hub_api)
         self.recording = Recording(self.datasets)
         self.runs_table = Runs(self.manager, self.store)
+        self.tuning = Tuning(self.manager, self.training)
 
     def open(self, token: str) -> Session:
         """The session of an owner token: validated, its workspace created and marked as in use."""

@@ -61,8 +61,7 @@ def tune_run(cfg: TrainConfig, events: EventSink | None = None, stop: threading.
 def tune_summary(run: str | Path) -> dict[str, Any]:
     """A finished (or stopped) search's tune.json."""
     from astapp.core.errors import AccessError
-    from astapp.core.runfolder import read_json
-    from astapp.tuning.search import TUNE
+    from astapp.core.runfolder import TUNE, read_json
 
     out = read_json(Path(run) / TUNE)
     if not out:

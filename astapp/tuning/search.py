@@ -23,11 +23,11 @@ from typing import Any
 from astapp.core.config import TrainConfig, set_setting
 from astapp.core.events import EventSink, make_event
 from astapp.core.fsutil import atomic_write_text
-from astapp.core.runfolder import RunResult, read_json
+from astapp.core.runfolder import TRIAL, TUNE, RunResult, read_json
+from astapp.core.runfolder import TRIALS as TRIALS_DIR
 from astapp.training.stages import Stages, Stopped
 from astapp.tuning.space import Param, check_counts, default_params, space
 
-TUNE, TRIALS_DIR, TRIAL = "tune.json", "trials", "trial.json"
 METRIC = "f1_macro"  # maximised on the search's validation clips (macro: every class counts the same)
 PRUNE_WARMUP = 2  # epochs a trial always runs before the median rule may prune it
 
