@@ -72,7 +72,7 @@ def trial_config(cfg: TrainConfig, params: dict[str, Any]) -> TrainConfig:
 class _Search:
     def __init__(self, cfg: TrainConfig, emit: EventSink, stop: threading.Event):
         self.cfg, self.emit, self.stop = cfg, emit, stop
-        self.stages = Stages(emit, stop, runs_to_the_end=("test",))  # a stopped search still reports its test
+        self.stages = Stages(emit, stop, runs_to_the_end=("test", "exporting"))  # a stopped search still reports its test
         self.run = Path(cfg.output)
         self.t0 = time.time()
         self.params = space(cfg.mode)
@@ -85,10 +85,15 @@ class _Search:
         from astapp.tuning.trials import fit
 
         self.run.mkdir(parents=True, exist_ok=True)
+        if self.cfg.threads:
+            import torch
+
+            torch.set_num_threads(self.cfg.threads)
         self.model, self.n, self.c, facts = prepare(self.cfg, self.stages)
         self.stages.stage("default", "Scoring the default settings")
         dflt = default_params(self.cfg)
-        default_value, _, _ = fit(self.model, self.n, self.c, dflt, self.cfg.seed)
+        default_value, _, self.default_net = fit(self.model, self.n, self.c, dflt, self.cfg.seed)
+        self.facts = facts
         study = self._study()
         stopped = False
         try:
@@ -182,6 +187,19 @@ class _Search:
                              f"({record['state']}); best so far {best if best is None else round(best, 3)}"))
 
     # --- the end ------------------------------------------------------------------------------
+    def _export(self, net: Any, best: dict[str, Any] | None) -> None:
+        """The winner as the run's model/ (Predict, download): exactly what was scored, the backbone untouched."""
+        from astapp.core.runfolder import MODEL
+        from astapp.model.folder import export_model
+        from astapp.tuning.trials import into_model
+
+        self.stages.stage("exporting", "Saving the winning settings' model")
+        extra = {"mode": self.cfg.mode, "source_model": self.cfg.model,
+                 "trained_on": "the search's training clips", "tuned": {"trial": best["number"] if best else None,
+                                                                         "params": best["params"] if best else None}}
+        export_model(into_model(self.model, self.n, net), self.c.label_names, self.facts["max_length"],
+                     self.facts["mean"], self.facts["std"], self.run / MODEL, extra=extra)
+
     def _finish(self, study: Any, dflt: dict[str, Any], default_value: float, facts: dict[str, Any],
                 stopped: bool) -> RunResult:
         from astapp.tuning.trials import fit, test_scores
@@ -190,11 +208,12 @@ class _Search:
         best = max(done, key=lambda t: (t["value"], -t["number"])) if done else None
         kept = best is None or best["value"] <= default_value
         self.stages.stage("test", "Scoring the held-back test clips once")
-        _, _, net_d = fit(self.model, self.n, self.c, dflt, self.cfg.seed)
-        test = {"default": test_scores(net_d, self.c)}
+        test, winner = {"default": test_scores(self.default_net, self.c)}, self.default_net
         if best is not None:
             _, _, net_b = fit(self.model, self.n, self.c, best["params"], self.cfg.seed + best["number"] + 1)
             test["best"] = test_scores(net_b, self.c)
+            winner = self.default_net if kept else net_b
+        self._export(winner, best if not kept else None)
         test["clips"] = int(len(self.c.test_clips))
         message = ("The search did not beat the default settings on validation; keeping the defaults."
                    if kept else f"Trial {best['number']} beat the default settings on validation "

@@ -58,8 +58,9 @@ def space(mode: str) -> list[Param]:
     cached = mode == "frozen" or mode.startswith("last-")
     lr = (1e-4, 3e-2) if mode == "frozen" else (1e-5, 3e-3)
     params = [Param("lr", "float", *_within("lr", *lr), log=True),
-              Param("epochs", "int", *_within("epochs", 2, 60 if cached else 20)),
-              Param("batch_size", "choice", choices=(8, 16, 32, 64)),
+              Param("epochs", "int", *_within("epochs", 2, 40 if cached else 20)),
+              # a head on cached activations gains nothing from tiny batches, which cost a step each
+              Param("batch_size", "choice", choices=(16, 32, 64, 128) if cached else (4, 8, 16, 32)),
               Param("weight_decay", "float", *_within("weight_decay", 0.0, 0.1)),
               Param("augment.mixup", "float", *_within("augment.mixup", 0.0, 0.8)),
               Param("head_dropout", "float", *HEAD_DROPOUT)]

@@ -7,8 +7,9 @@ from the same initial weights (a deep copy), so trials differ only by their para
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,11 +82,32 @@ def _scores(net: Trainable, c: Cached, rows: np.ndarray, clips: np.ndarray, batc
     return clip_scores(c.clip_labels[clips], p)
 
 
+@contextlib.contextmanager
+def one_thread(on: bool) -> Iterator[None]:
+    """One torch thread for a head fit: its products are too small to share, and on a busy CPU every op of a
+    multi-threaded step waits for a descheduled thread (measured 23x slower at 2 threads; BENCHMARKS §15)."""
+    before = torch.get_num_threads()
+    if on:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if on:
+            torch.set_num_threads(before)
+
+
 def fit(model: Any, n: int, c: Cached, params: dict[str, Any], seed: int,
         report: Callable[[int, float], None] | None = None, metric: str = "f1_macro",
         stop: Callable[[], bool] | None = None) -> tuple[float, list[float], Trainable]:
     """Train a fresh copy of the trainable part with `params`; (best validation score, score per epoch, the
     network at its best epoch). `report(epoch, score)` after each epoch may raise to prune the trial."""
+    with one_thread(n == 0):
+        return _fit(model, n, c, params, seed, report, metric, stop)
+
+
+def _fit(model: Any, n: int, c: Cached, params: dict[str, Any], seed: int,
+         report: Callable[[int, float], None] | None, metric: str,
+         stop: Callable[[], bool] | None) -> tuple[float, list[float], Trainable]:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = copy.deepcopy(Trainable(model, n, float(params.get("head_dropout", 0.0)))).float()  # copies only that part
@@ -125,3 +147,11 @@ def fit(model: Any, n: int, c: Cached, params: dict[str, Any], seed: int,
 def test_scores(net: Trainable, c: Cached) -> dict[str, float]:
     """Accuracy and macro F1 on the held-back test clips (called once per reported result, never in a trial)."""
     return _scores(net, c, c.test_rows, c.test_clips)
+
+
+def into_model(model: Any, n: int, net: Trainable) -> Any:
+    """A copy of the full model with `net`'s trained weights in place: what a trial trained, exportable as is
+    (the dropout has no weights; in eval it is the identity, as in the exported head)."""
+    full = copy.deepcopy(model)
+    Trainable(full, n, 0.0).load_state_dict(net.state_dict())
+    return full.eval()
