@@ -104,6 +104,11 @@ def test_search_writes_tune_json_and_child_runs(tmp_path, tiny_ast, small_datase
         held = set(c.test_rows.tolist())
         assert not held & set(c.train_rows.tolist()) and not held & set(c.val_rows.tolist())
         assert not set(c.test_clips.tolist()) & set(c.val_clips.tolist())
+    # the winner is the run's model: a normal exported folder Predict loads
+    from astapp.predict.predictor import Predictor
+
+    clip = next(small_dataset.rglob("*.wav"))
+    assert Predictor(out / "model").predict(clip, top_k=1).probs.shape == (3,)
     trial_events = [e for e in events if e.get("stage") == "trial"]
     assert len(trial_events) == 4 and all("best" in e for e in trial_events)
 
