@@ -103,15 +103,18 @@ def main() -> None:
     ap.add_argument("--size", default="small")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("bench/out/tune.json"))
+    ap.add_argument("--parts", default="time,gain", help="time, gain or both (comma-separated)")
     args = ap.parse_args()
     os.environ.setdefault("ASTAPP_CACHE_DIR", tempfile.mkdtemp(prefix="astapp-bench-tune-cache-"))
     work = args.work or Path(tempfile.mkdtemp(prefix="astapp-bench-tune-"))
     ckpt = make_checkpoint(work / f"{args.size}-ckpt", args.size, max_length=128)
     result = {"machine": machine_facts(THREADS), "model": args.size}
-    result["time"] = part_time(work, args.clips, args.trials, ckpt)
-    print(json.dumps(result["time"], indent=1), flush=True)
-    result["gain"] = part_gain(work, args.clips, args.trials, args.seeds, ckpt)
-    print(json.dumps(result["gain"], indent=1), flush=True)
+    if "time" in args.parts:
+        result["time"] = part_time(work, args.clips, args.trials, ckpt)
+        print(json.dumps(result["time"], indent=1), flush=True)
+    if "gain" in args.parts:
+        result["gain"] = part_gain(work, args.clips, args.trials, args.seeds, ckpt)
+        print(json.dumps(result["gain"], indent=1), flush=True)
     write_json(args.out, result)
 
 

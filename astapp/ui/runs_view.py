@@ -51,7 +51,7 @@ def build(svc: Service, token: gr.State, tab: gr.Tab) -> None:
                                 elem_id="runs-diff")
             plot = gr.Plot(show_label=False, scale=3)
         with gr.Row():
-            target = gr.Dropdown(label="Run", choices=[], scale=2, elem_id="runs-target")
+            target = gr.Dropdown(label="Run", choices=[], scale=2, elem_id="runs-target", allow_custom_value=True)
             name = gr.Textbox(label="New name", scale=2)
             rename = gr.Button("Rename", size="md", scale=1)
             default = gr.Button("Default model for Predict", size="md", scale=1)
