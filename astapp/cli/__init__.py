@@ -1,4 +1,4 @@
-"""`python -m astapp inspect | train | cv | label-issues | predict | export | push | ...`: the headless
+"""`python -m astapp inspect | train | cv | label-issues | tune | runs | predict | export | push | ...`: the headless
 interface (benchmarks rely on it), thin glue over the service layer like the UI.
 
 One module per group of commands; each has `register(subparsers)` that adds its commands and returns their
