@@ -24,7 +24,7 @@ MAX_FUNCTION_LINES = 100
 
 # Lowest first. The face (__main__.py, __init__.py) stands above them all.
 PACKAGES = ["core", "data", "features", "model", "evaluation", "training", "crossval", "predict", "detection",
-            "pool", "distill", "scale", "export", "jobs", "service", "ui", "cli"]
+            "pool", "distill", "tuning", "scale", "export", "jobs", "service", "ui", "cli"]
 FACE = ["__init__", "__main__"]
 RANK = {**{p: i for i, p in enumerate(PACKAGES)}, **{m: len(PACKAGES) for m in FACE}}
 UI_MAY_IMPORT = {"astapp.service", "astapp.core.config", "astapp.core.errors"}

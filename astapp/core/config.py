@@ -285,9 +285,12 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, bf16 on a bf16 CPU, else fp32) | fp32 | bf16 | fp16
     threads: int = 0  # torch CPU threads; 0 = torch default
     resume: str = ""  # checkpoint folder, or "latest"
-    task: str = "train"  # train | cv (cross-validation: astapp.crossval.task) | distill (astapp.distill)
+    task: str = "train"  # train | cv (astapp.crossval.task) | distill (astapp.distill) | tune (astapp.tuning.search)
     cv_folds: str = "auto"  # cv: "auto" (the manifest's folds, else 5) or a number of folds
     cv_final: bool = False  # cv: also train the final model (frozen: on every clip)
+    tune_trials: int = 20  # tune: trials to run (range: astapp.tuning.space.TRIALS)
+    tune_minutes: float = 0.0  # tune: time budget in minutes (0: none)
+    tune_test_share: float = 0.2  # tune: clips held back for one test at the end
     audio: AudioConfig = field(default_factory=AudioConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     unknown_keep: float = 0.95  # the unknown threshold keeps this share of validation clips (issue 25)

@@ -19,6 +19,8 @@
     <run>/label_issues.json  task cv: ranked suspects           the CV engine
     <run>/folds/<name>/   task cv (not frozen): each fold's run the engine
     <run>/distill.json    task distill: teacher vs student      the distillation engine (astapp.distill.run)
+    <run>/tune.json       task tune: trials, best, default, test  the search (astapp.tuning.search)
+    <run>/trials/trial-NNNN/trial.json  task tune: one trial    the search
 
 The engine never reads back what the App layer wrote: it reports its outcome as a `RunResult` (or an
 exception), and `RunRecord` turns that into the status.
@@ -41,6 +43,7 @@ MODEL, CHECKPOINTS, BEST, TENSORBOARD, FASTCACHE = "model", "checkpoints", "best
 ADAPTER = "adapter"  # mode lora: the adapter alone, in peft's format
 CV, EMBEDDINGS, MAP, LABEL_ISSUES = "cv.json", "embeddings.npy", "map.json", "label_issues.json"
 DISTILL, POOLCACHE = "distill.json", ".poolcache"  # task distill: teacher vs student; the decoded unlabeled audio
+TUNE, TRIALS, TRIAL = "tune.json", "trials", "trial.json"  # task tune: the result, the child trial folders
 
 STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
 ACTIVE = ("queued", "running")

@@ -245,3 +245,23 @@ def event_strip(wav: Any, offset: float, events: Sequence[dict[str, Any]], selec
     ax.set_ylabel("Hz")
     _style(ax)
     return fig
+
+
+def series_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
+                title: str, marker: str = "") -> Any:
+    """Several lines on one axis: runs' validation curves overlaid (x: epoch), or a search's score per trial
+    (x: trial); why: which run or trial learned faster or better reads off one picture."""
+    fig = _figure(6, 3.2)
+    ax = fig.add_subplot()
+    for name, (xs, ys) in series.items():
+        if len(xs):
+            ax.plot(list(xs), list(ys), label=str(name), linewidth=1.6, marker=marker or None, markersize=4)
+    if ax.lines:
+        ax.legend(fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "nothing evaluated yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    _style(ax)
+    return fig

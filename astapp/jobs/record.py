@@ -75,6 +75,13 @@ class RunRecord:
         atomic_write_text(self.folder / runfolder.META, json.dumps(meta, indent=2, ensure_ascii=False))
         self.status("queued")
 
+    def rename(self, name: str) -> None:
+        """Give the run a new display name (meta.json keeps its id, owner and creation time)."""
+        if not self.enabled:
+            return
+        meta = {**runfolder.read_json(self.folder / runfolder.META), "name": name}
+        atomic_write_text(self.folder / runfolder.META, json.dumps(meta, indent=2, ensure_ascii=False))
+
     def queued(self, cfg: TrainConfig, message: str) -> None:
         self.config(cfg)
         self.status("queued")
@@ -154,9 +161,9 @@ class _ThreadLogHandler(logging.Handler):
 
 def run_engine(cfg: TrainConfig, events: EventSink | None = None,
                stop: threading.Event | None = None) -> runfolder.RunResult:
-    """The engine for `cfg.task`: `astapp.training.pipeline.train`, or `astapp.crossval.task.run_cv` for task
-    "cv", `astapp.distill.run.distill_run` for task "distill"; imported only when a run really starts (torch is
-    heavy). The default `TrainFn` of `run_job`."""
+    """The engine for `cfg.task`: `astapp.training.pipeline.train`, `astapp.crossval.task.run_cv` for task
+    "cv", `astapp.distill.run.distill_run` for task "distill", `astapp.tuning.search.run_tune` for task "tune";
+    imported only when a run really starts (torch is heavy). The default `TrainFn` of `run_job`."""
     if cfg.task == "distill":
         from astapp.distill.run import distill_run
 
@@ -165,6 +172,10 @@ def run_engine(cfg: TrainConfig, events: EventSink | None = None,
         from astapp.crossval.task import run_cv
 
         return run_cv(cfg, events, stop)
+    if cfg.task == "tune":
+        from astapp.tuning.search import run_tune
+
+        return run_tune(cfg, events, stop)
     from astapp.training.pipeline import train as run_engine
 
     return run_engine(cfg, events, stop)

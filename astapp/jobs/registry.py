@@ -35,6 +35,7 @@ from astapp.core.runfolder import (
     MODEL,
     STATES,
     STATUS,
+    TRIALS,
     has_model,
     is_run,
     last_checkpoint,
@@ -120,8 +121,9 @@ class RunInfo:
         updated = number(status.get("updated")) or created
         state = status.get("state") if status.get("state") in STATES else "unknown"
         ck = last_checkpoint(run_dir)
+        searched = (run_dir / TRIALS).is_dir()  # a stopped settings search continues from its trials
         resumable = ((run_dir / CONFIG).is_file() and not readonly
-                     and (state == "interrupted" or (state == "stopped" and ck is not None)))
+                     and (state == "interrupted" or (state == "stopped" and (ck is not None or searched))))
         err = status.get("error")
         cfg = read_json(run_dir / CONFIG)
         epochs = number(cfg.get("epochs"))

@@ -19,6 +19,8 @@ collaborators it needs:
     svc.reviewing     a recording's detected events reviewed by ear; decisions -> a new version -> retrain
     svc.pooling       unlabeled recordings as a pool: search by example, label next, the labels as the dataset
     svc.distilling    a small fast student of a finished run, its teacher-vs-student table, which model answers
+    svc.tuning        the settings search: start, watch, stop, continue, train the best
+    svc.runs_table    every run side by side, what changed between chosen runs, rename, delete, the default model
 
 The session's choices live in `state.StateStore`; `headless.py` has what the CLI runs (`scaling.py`: on a
 Ray cluster). Importing
@@ -34,6 +36,7 @@ from astapp.evaluation.figures import (
                              fold_scores,
                              map_point,
                              pr_curves,
+                             series_plot,
                              unknown_histogram,
                              window_timeline,
 )
@@ -54,16 +57,20 @@ from astapp.service.headless import (
                              predict_files,
                              push_run,
                              train_run,
+                             tune_run,
+                             tune_summary,
 )
 from astapp.service.pooling import build_pool_files, search_pool
+from astapp.service.runs import Comparison, compare_runs, runs_in_folder, split_numbers
 from astapp.service.scaling import detect_on_cluster
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
 from astapp.service.unknown import UnknownView, shares_line
 
-__all__ = ["AUTO", "FORM_FIELDS", "DatasetView", "Evaluation", "Poll", "Service", "build_pool_files",
-           "calibrate_run", "calibration_lines", "confusion_matrix", "cv_run", "cv_summary", "default_model",
-           "detect_files", "detect_on_cluster", "detect_score", "detect_settings", "distill_run", "duration_histogram",
-           "effective_transforms", "embedding_map",
+__all__ = ["AUTO", "FORM_FIELDS", "Comparison", "DatasetView", "Evaluation", "Poll", "Service", "build_pool_files",
+           "calibrate_run", "calibration_lines", "compare_runs", "confusion_matrix", "cv_run", "cv_summary",
+           "default_model", "detect_files", "detect_on_cluster", "detect_score", "detect_settings", "distill_run",
+           "duration_histogram", "effective_transforms", "embedding_map",
            "export_run", "fmt_score", "fold_scores", "inspect_data", "label_issues_of", "map_point", "model_choices",
-           "nearest_point", "pr_curves", "predict_files", "push_run", "search_pool", "shares_line", "train_run", "transform_specs",
+           "nearest_point", "pr_curves", "predict_files", "push_run", "runs_in_folder", "search_pool", "series_plot",
+           "shares_line", "split_numbers", "train_run", "transform_specs", "tune_run", "tune_summary",
            "UnknownView", "unknown_histogram", "window_timeline"]

@@ -32,9 +32,11 @@ from astapp.service.predicting import Predicting, PredictorCache
 from astapp.service.publishing import Publishing
 from astapp.service.recording import Recording
 from astapp.service.reviewing import Reviewing
+from astapp.service.runs import Runs
 from astapp.service.state import SessionState, StateStore, followed_run
 from astapp.service.thresholds import Thresholds
 from astapp.service.training import Training
+from astapp.service.tuning import Tuning
 from astapp.service.unknown import UnknownScores
 from astapp.service.versioning import Versioning
 
@@ -84,7 +86,9 @@ class Service:
     `evaluation`, `thresholds` (multi-label runs), `unknown` (the "none of these" score), `crossval`,
     `predicting` (and the model download), `detecting` (events in long recordings), `publishing` (to the Hub),
     `recording` (clips recorded in the browser), `versioning` (dataset versions and the clips waiting for the
-    next one) and `reviewing` (detected events reviewed by ear, back into training)."""
+    next one), `reviewing` (detected events reviewed by ear, back into training), `pooling` (unlabeled audio,
+    search, label next), `distilling` (a small fast student), `runs_table` (runs side by side) and `tuning`
+    (the settings search)."""
 
     def __init__(self, manager: Any = None, hub_online: bool | None = None, hub_api: Any = None):
         from astapp.core.hub import hub_reachable
@@ -114,6 +118,8 @@ class Service:
         self.reviewing = Reviewing(self.manager, self.versioning, self.predicting)
         self.pooling = Pooling(self.datasets, self.default_model)
         self.distilling = Distilling(self.manager)
+        self.runs_table = Runs(self.manager, self.store)
+        self.tuning = Tuning(self.manager, self.training)
 
     def open(self, token: str) -> Session:
         """The session of an owner token: validated, its workspace created and marked as in use."""
@@ -138,7 +144,11 @@ class Service:
         one it shows: the user's pick until a newer run finishes, else the newest."""
         runs = self.runs(session, **PICKERS[tab])
         state = self.store.load(session)
-        return runs, followed_run(getattr(state, f"{tab}_run"), state.picked_over.get(tab), [r.id for r in runs])
+        ids = [r.id for r in runs]
+        shown = followed_run(getattr(state, f"{tab}_run"), state.picked_over.get(tab), ids)
+        if tab == "predict" and state.default_run in ids and shown != state.predict_run:
+            shown = state.default_run  # a default model outlasts newer runs; a later pick in Predict still wins
+        return runs, shown
 
     def pick_run(self, session: Session, tab: str, run_id: str | None) -> None:
         """Remember the run the user picked in `tab` as they pick it, and the newest run then: a run

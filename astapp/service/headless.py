@@ -56,6 +56,28 @@ def distill_run(teacher: str, student: str, output: str, pool: str | None = None
     return run_job(distill_config(teacher, student, output, pool, epochs), events, stop)
 
 
+def tune_run(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Event | None = None) -> RunResult:
+    """Search settings into `cfg.output` (task "tune"), recorded like a training run; `cfg.output`/tune.json."""
+    import dataclasses
+
+    from astapp.jobs.record import run_job
+    from astapp.tuning.space import check_counts
+
+    check_counts(cfg.tune_trials, cfg.tune_minutes, cfg.tune_test_share)  # before a run folder is made
+    return run_job(dataclasses.replace(cfg, task="tune"), events, stop)
+
+
+def tune_summary(run: str | Path) -> dict[str, Any]:
+    """A finished (or stopped) search's tune.json."""
+    from astapp.core.errors import AccessError
+    from astapp.core.runfolder import TUNE, read_json
+
+    out = read_json(Path(run) / TUNE)
+    if not out:
+        raise AccessError(f"{run} has no {TUNE}: the search stopped before its first result; run it again.")
+    return out
+
+
 def cv_summary(run: str | Path) -> dict[str, Any]:
     """The `cv --json` contract: folds (fold, accuracy, f1_macro, clips), mean, std, grouping (+ the run)."""
     from astapp.core.runfolder import CV, read_json

@@ -38,8 +38,10 @@ class SessionState:
     form: dict[str, Any] = field(default_factory=dict)  # Train form values, by field name
     evaluate_run: str | None = None  # the run the user picked in Evaluate (see `followed_run`)
     predict_run: str | None = None  # ... and in Predict
+    default_run: str | None = None  # the run marked as the default model (Runs table): Predict falls back to it
     picked_over: dict[str, str | None] = field(default_factory=dict)  # tab -> the newest run when they picked
     top_k: int = 3
+    runs_view: dict[str, Any] = field(default_factory=lambda: {"sort": "created", "compare": []})  # the Runs table
     cv: dict[str, Any] = field(default_factory=lambda: {"folds": "auto", "final": False})  # the CV controls
     corrections: dict[str, dict[str, str]] = field(default_factory=dict)  # run id -> {clip: "drop" | label}
     review: dict[str, Any] = field(default_factory=dict)  # Detect: {recording, event, label, min_score, zoom}

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from astapp.service import Service, fmt_score
-from astapp.ui import cv_view, distill_panel, unknown_view
+from astapp.ui import cv_view, distill_panel, runs_view, unknown_view
 from astapp.ui.common import (
     Guard,
     guarded,
@@ -56,6 +56,7 @@ def build(svc: Service, token: gr.State) -> EvaluateTab:
             players = _players()
         cv = cv_view.build(svc, token, run)
         distill_panel.table(svc, token, run)
+        runs_view.build(svc, token, tab)
     outputs = [summary, standard, matrix, per_class, mistakes, *players, thresholds, save]
     _wire(svc, token, tab, run, refresh, notice, outputs, save)
     run.change(guarded(cv.show), [run, token], cv.outputs, api_name="cv_view", **heavy())

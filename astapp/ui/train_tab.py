@@ -15,7 +15,7 @@ import gradio as gr
 from astapp.core.config import FORM_ROWS
 from astapp.core.errors import AstappError
 from astapp.service import Poll, Service, fmt_score
-from astapp.ui import cv_controls, distill_panel
+from astapp.ui import cv_controls, distill_panel, tune_panel
 from astapp.ui.common import STAMP_JS, fmt_seconds, friendly, guarded, page_stamp, plural, session, stamp_box
 from astapp.ui.train_form import DEPENDENT, OPEN_ROWS, SPLIT_FIELDS, mode_hint, overrides, restored, rows
 from astapp.ui.train_form import dataset_info as dataset_info  # the app's dataset chain calls it here
@@ -222,6 +222,7 @@ def build(svc: Service, token: gr.State) -> TrainTab:
             resume = gr.Button("Resume interrupted run", scale=1, visible=False, elem_id="resume-btn")
         cvc = cv_controls.build()
         dpc = distill_panel.build()
+        tune_panel.build(svc, token, form, tab)
         cli = gr.Code(label="Same run from a terminal", language="shell", visible=False, interactive=False,
                       wrap_lines=True, elem_id="train-cli")  # long paths wrap instead of running off the box
         status = gr.Markdown("No training yet. Press **Start training**.", elem_id="train-status")
