@@ -12,10 +12,10 @@ from typing import Any
 
 import gradio as gr
 
-from astapp.core.config import FORM_ROWS
+from astapp.core.config import FORM_FIELDS, FORM_ROWS
 from astapp.core.errors import AstappError
 from astapp.service import Poll, Service, fmt_score
-from astapp.ui import cv_controls
+from astapp.ui import common, cv_controls
 from astapp.ui.common import STAMP_JS, fmt_seconds, friendly, guarded, page_stamp, plural, session, stamp_box
 from astapp.ui.train_form import DEPENDENT, OPEN_ROWS, SPLIT_FIELDS, mode_hint, overrides, restored, rows
 from astapp.ui.train_form import dataset_info as dataset_info  # the app's dataset chain calls it here
@@ -32,8 +32,9 @@ class TrainTab:
     job: gr.State
     timer: gr.Timer
     dataset_outputs: list[Any]  # what follows the chosen dataset: input length hint, split controls
-    form: list[Any]  # the form's controls in FORM_FIELDS order (what `restore` fills)
-    restore: Any
+    form: list[Any]  # the form's controls but those, in FORM_FIELDS order (what `restore` fills)
+    restore: Any  # (token) -> the saved form: reads only state.json, so the page runs it at once on load
+    restore_split: Any  # (token, dataset view) -> the split controls, once the dataset is back
     hint_fn: Any
     hint_inputs: list[Any]
     hint_outputs: list[Any]
@@ -232,9 +233,10 @@ def build(svc: Service, token: gr.State) -> TrainTab:
                      log_tail, gr.State(None), gr.State(new_curves()), gr.State(None),
                      gr.Timer(POLL_SECONDS, active=False), stamp_box(), tab)
     _wire_runs(svc, token, page)
-    restore_fn, hint_fn = _wire_form(svc, token, page, tab)
-    return TrainTab(tab, page.job, page.timer, [form[name] for name in SPLIT_FIELDS], list(form.values()),
-                    restore_fn, hint_fn, [token, form["model"], form["mode"]], [model_info, hint])
+    restore_fn, restore_split_fn, hint_fn = _wire_form(svc, token, page, tab)
+    return TrainTab(tab, page.job, page.timer, [form[name] for name in SPLIT_FIELDS],
+                    [c for name, c in form.items() if name not in SPLIT_FIELDS], restore_fn, restore_split_fn,
+                    hint_fn, [token, form["model"], form["mode"]], [model_info, hint])
 
 
 def _plots() -> list[Any]:
@@ -336,9 +338,9 @@ def _wire_runs(svc: Service, token: gr.State, p: _Page) -> None:
         queue=False)
 
 
-def _wire_form(svc: Service, token: gr.State, p: _Page, tab: gr.Tab) -> tuple[Any, Any]:
+def _wire_form(svc: Service, token: gr.State, p: _Page, tab: gr.Tab) -> tuple[Any, Any, Any]:
     """The form is saved as it changes and restored on load; the model and mode explain themselves; the
-    CLI command shows the same run. Returns (restore, hint) for the app's load chain."""
+    CLI command shows the same run. Returns (restore, restore split, hint) for the app's load chain."""
 
     @guarded
     def cli_fn(tok: str | None, request: gr.Request, **values: Any) -> str:
@@ -353,9 +355,16 @@ def _wire_form(svc: Service, token: gr.State, p: _Page, tab: gr.Tab) -> tuple[An
             return
 
     @guarded
-    def restore_fn(tok: str | None, view: dict[str, Any] | None, request: gr.Request) -> list[Any]:
-        """The saved form, and the dataset's split controls (the saved fold, when the dataset has it)."""
-        return restored(svc.training.form(session(svc, tok, request)), view)
+    def restore_fn(tok: str | None, request: gr.Request) -> list[Any]:
+        """The saved form but the split controls (those wait for the dataset: `restore_split_fn`)."""
+        updates = dict(zip(FORM_FIELDS, restored(svc.training.form(session(svc, tok, request)), None), strict=True))
+        return [u for name, u in updates.items() if name not in SPLIT_FIELDS]
+
+    @guarded
+    def restore_split_fn(tok: str | None, view: dict[str, Any] | None, request: gr.Request) -> list[Any]:
+        """The dataset's split controls (the saved fold, when the dataset has it)."""
+        updates = dict(zip(FORM_FIELDS, restored(svc.training.form(session(svc, tok, request)), view), strict=True))
+        return [updates[name] for name in SPLIT_FIELDS]
 
     def hint_fn(tok: str | None, model_v: str, mode_v: str, request: gr.Request) -> tuple[str, str]:
         """The model's line and the mode's hint, which warns when the saved augmentation turns a fast mode slow."""
@@ -375,10 +384,10 @@ def _wire_form(svc: Service, token: gr.State, p: _Page, tab: gr.Tab) -> tuple[An
     p.show_cli.click(cli_fn, [token], p.cli, inputs_kwargs=form, api_name="training_command").success(
         lambda: gr.Code(visible=True), None, p.cli, api_visibility="private")
     form["model"].input(model_defaults, form["model"], [form[name] for name in DEPENDENT], api_visibility="private")
+    # One save per change, queue-free, ordered by its stamp on the server (`SAVE_EVENTS`, issue 31).
     gr.on([c.change for c in form.values()], save_fn, [token], None, inputs_kwargs={**form, "stamp": p.stamp},
-          js=STAMP_JS, api_visibility="private",
-          show_progress="hidden", trigger_mode="always_last")
+          js=STAMP_JS, **common.SAVE_EVENTS)
     # The augmentation is set in another tab: coming to this one refreshes the hint too.
     gr.on([form["model"].change, form["mode"].change, tab.select], hint_fn, [token, form["model"], form["mode"]],
           [p.model_info, p.hint], api_visibility="private", show_progress="hidden")
-    return restore_fn, hint_fn
+    return restore_fn, restore_split_fn, hint_fn
