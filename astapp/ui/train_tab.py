@@ -21,7 +21,6 @@ from astapp.ui.train_form import DEPENDENT, OPEN_ROWS, SPLIT_FIELDS, mode_hint, 
 from astapp.ui.train_form import dataset_info as dataset_info  # the app's dataset chain calls it here
 
 POLL_SECONDS = 1.0
-MAX_EPOCH_LABELS = 9  # single digits: as categories they also sort right ("10" would come after "1")
 LOG_LINES = 14
 ACTIVE = ("queued", "running")
 
@@ -122,7 +121,8 @@ def resume_button(state: dict[str, Any] | None) -> Any:
 
 def new_curves(job_id: str | None = None) -> dict[str, Any]:
     """What the page has drawn of one job: its cursor and the points of every curve."""
-    return {"job": job_id, "cursor": 0, "loss": [], "lr": [], "metric": [], "max_length": None, "split": None}
+    return {"job": job_id, "cursor": 0, "loss": [], "lr": [], "metric": [], "max_length": None, "split": None,
+            "epochs": None}
 
 
 def add_events(curves: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -139,7 +139,7 @@ def add_events(curves: dict[str, Any], events: list[dict[str, Any]]) -> dict[str
             if isinstance(e.get("lr"), (int, float)):
                 curves["lr"].append({"step": int(e["step"]), "learning rate": float(e["lr"])})
         elif kind == "eval" and isinstance(e.get("epoch"), (int, float)):
-            epoch = f"{float(e['epoch']):g}"  # epochs as labels: the axis shows 1, 2, 3, never 1.1
+            epoch = float(e["epoch"])  # a number (possibly fractional), from the first point to the last
             for key, name in (("accuracy", "accuracy"), ("f1_macro", "macro F1")):
                 if isinstance(e.get(key), (int, float)):
                     curves["metric"].append({"epoch": epoch, "value": float(e[key]), "metric": name})
@@ -155,14 +155,15 @@ def frames(curves: dict[str, Any]) -> tuple[Any, Any, Any]:
     import pandas as pd
 
     loss, lr, metrics = curves["loss"], curves["lr"], curves["metric"]
-    # Explicit dtypes so the step axes are numeric (object columns would be drawn as categories). Epochs
-    # are categories while there are few (a numeric axis would show 1.1, 1.2 between two points), numbers
-    # from ten on (the axis then steps by whole numbers by itself, and labels for each would crowd).
-    few = len({m["epoch"] for m in metrics}) <= MAX_EPOCH_LABELS
+    # Explicit dtypes so the axes are numeric (object columns would be drawn as categories). Epochs too, from
+    # the first point: the page keeps the axis type of the first value it gets, so text labels for the first
+    # few then numbers would garble it (issue 24); the run's epochs fix the axis range once (no rescaling).
+    epochs = curves.get("epochs")
+    metric = (pd.DataFrame(metrics).astype({"epoch": "float64", "value": "float64", "metric": "str"})
+              if metrics else None)
     return (pd.DataFrame(loss).astype({"step": "int64", "loss": "float64"}) if loss else None,
             pd.DataFrame(lr).astype({"step": "int64", "learning rate": "float64"}) if lr else None,
-            pd.DataFrame(metrics).astype({"epoch": "str" if few else "float64", "value": "float64", "metric": "str"})
-            if metrics else None)
+            gr.update(value=metric, x_lim=[0, epochs]) if epochs else metric)
 
 
 @dataclass
@@ -246,7 +247,7 @@ def _plots() -> list[Any]:
                            x_title="step", y_title="loss")
         # A fixed color_map: the legend's domain is otherwise taken from the (empty) first value.
         metric = gr.LinePlot(x="epoch", y="value", color="metric", title="Validation accuracy & F1", height=240,
-                             y_lim=[0, 1], elem_id="metric-plot",
+                             y_lim=[0, 1], elem_id="metric-plot", x_axis_format="~g",  # 0.5, 1, 1.5 (no 1.0)
                              color_map={"accuracy": "#f97316", "macro F1": "#0ea5e9"})
         lr = gr.LinePlot(x="step", y="learning rate", title="Learning rate", height=240, elem_id="lr-plot")
     return [loss, lr, metric]
@@ -260,6 +261,7 @@ def render(poll: Poll, drawn: dict[str, Any]) -> tuple[Any, ...]:
     fresh = poll.reset or drawn.get("job") != poll.job_id
     drawn = add_events(new_curves(poll.job_id) if fresh else drawn, poll.events)
     drawn["cursor"] = poll.cursor
+    drawn["epochs"] = poll.snapshot.get("epochs") or drawn.get("epochs")
     snap = poll.snapshot
     on_screen = {"job": poll.job_id, "state": snap.get("state"), "resumable": bool(snap.get("resumable"))}
     return (poll.job_id, drawn, on_screen, _status_md(snap, drawn["max_length"], drawn["split"]),
