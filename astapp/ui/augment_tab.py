@@ -283,7 +283,8 @@ def clip_list(svc: Service, tok: str | None, request: gr.Request, keep: str | No
 
 
 def _wire_noise(svc: Service, token: gr.State, p: _Page) -> Callable[..., tuple[Any, str]]:
-    """Noise clips from files or the microphone; returns what a newly chosen dataset refreshes."""
+    """Noise clips from files or the microphone; returns what a (restored or newly chosen) dataset refreshes:
+    (token, request, clip to keep) -> (clip list, noise line)."""
     files, mic, info, forget = p.noise
 
     @guarded
