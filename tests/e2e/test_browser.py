@@ -252,7 +252,7 @@ def test_a_new_users_journey_says_what_happens(app, chromium_path, tmp_path):
         page.locator("#upload-zip input[type=file]").set_input_files(str(esc))
         expect(summary).to_contain_text("esc_subset.zip", timeout=60_000)
         expect(summary).to_contain_text("fold 4 validates")
-        expect(notice).to_be_hidden()
+        expect(notice).to_be_hidden(timeout=30_000)  # a queued event hides it: seconds on a busy machine
         page.get_by_role("tab", name=re.compile("Train")).click()
         expect(page.locator("#val-fold")).to_be_visible()
         expect(page.locator("#val-split input[type=range]")).to_be_disabled()
