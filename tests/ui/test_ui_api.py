@@ -57,10 +57,15 @@ def _start(client: Client, ckpt: Path, epochs: float) -> tuple[Any, ...]:
     return client.predict(**_train_args(ckpt, epochs), api_name="/start_training")
 
 
+def _points(plot: dict[str, Any] | None) -> list[Any]:
+    """A plot output's rows: its value, or an update's value (the metric plot comes with its epoch range)."""
+    plot = plot or {}
+    return ((plot.get("value") or {}) if plot.get("__type__") == "update" else plot).get("data") or []
+
+
 def _poll(client: Client) -> dict[str, Any]:
     status, progress, loss, lr, metric, log, _timer = client.predict(api_name="/poll_training")
-    return {"status": status, "progress": progress, "loss": (loss or {}).get("data") or [],
-            "metric": (metric or {}).get("data") or [], "log": log}
+    return {"status": status, "progress": progress, "loss": _points(loss), "metric": _points(metric), "log": log}
 
 
 def _wait(client: Client, words: tuple[str, ...], timeout: float) -> dict[str, Any]:
