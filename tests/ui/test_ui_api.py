@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from app_helpers import free_port
+from app_helpers import free_port, points
 from conftest import build_tiny_ast
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -57,15 +57,9 @@ def _start(client: Client, ckpt: Path, epochs: float) -> tuple[Any, ...]:
     return client.predict(**_train_args(ckpt, epochs), api_name="/start_training")
 
 
-def _points(plot: dict[str, Any] | None) -> list[Any]:
-    """A plot output's rows: its value, or an update's value (the metric plot comes with its epoch range)."""
-    plot = plot or {}
-    return ((plot.get("value") or {}) if plot.get("__type__") == "update" else plot).get("data") or []
-
-
 def _poll(client: Client) -> dict[str, Any]:
     status, progress, loss, lr, metric, log, _timer = client.predict(api_name="/poll_training")
-    return {"status": status, "progress": progress, "loss": _points(loss), "metric": _points(metric), "log": log}
+    return {"status": status, "progress": progress, "loss": points(loss), "metric": points(metric), "log": log}
 
 
 def _wait(client: Client, words: tuple[str, ...], timeout: float) -> dict[str, Any]:
