@@ -46,10 +46,15 @@ def call(c: Client, *args: Any, api_name: str, timeout: float = CALL_TIMEOUT, **
     return c.submit(*args, api_name=api_name, **kwargs).result(timeout=timeout)
 
 
+def points(plot: dict[str, Any] | None) -> list[Any]:
+    """A plot output's rows: its value, or an update's value (the metric plot comes with its epoch range)."""
+    plot = plot or {}
+    return ((plot.get("value") or {}) if plot.get("__type__") == "update" else plot).get("data") or []
+
+
 def poll(c: Client, timeout: float = CALL_TIMEOUT) -> dict[str, Any]:
     status, progress, loss, lr, metric, log, _timer = call(c, api_name="/poll_training", timeout=timeout)
-    return {"status": status or "", "progress": progress, "loss": (loss or {}).get("data") or [],
-            "metric": (metric or {}).get("data") or [], "log": log}
+    return {"status": status or "", "progress": progress, "loss": points(loss), "metric": points(metric), "log": log}
 
 
 BADGE = re.compile(r"astapp-badge (\w+)")

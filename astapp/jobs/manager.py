@@ -213,7 +213,8 @@ class JobManager:
 
     def snapshot(self, job_id: str, owner: str | None = None, log_lines: int = 20) -> dict[str, Any]:
         """Everything a progress panel shows: state, position, jobs ahead (the running one counts), progress
-        (0..1), elapsed and eta (seconds), message, log tail, error, queue length."""
+        (0..1), elapsed and eta (seconds), message, log tail, error, queue length, and the epochs the run is
+        set to (so a curve over epochs can fix its axis from its first point)."""
         with self._cond:
             job = self._job(job_id, owner)
             if job is not None:
@@ -225,6 +226,7 @@ class JobManager:
                 rd = self._run_dir(job_id, owner)
                 snap = {**registry.RunInfo.from_dir(rd, rd.parent.name).snapshot(), "queue_length": len(self._queue)}
         snap["log"] = runfolder.read_tail(rd / runfolder.LOG, log_lines)
+        snap["epochs"] = runfolder.number(runfolder.read_json(rd / runfolder.CONFIG).get("epochs"))
         return snap
 
     def wait(self, job_id: str, timeout: float | None = None) -> str:

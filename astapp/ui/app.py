@@ -134,17 +134,22 @@ def build_app(manager: Any = None, hub_online: bool | None = None, service: Serv
             return tok, tok, job_id, gr.Timer(active=job_id is not None), top_k
 
         private: dict[str, Any] = {"api_visibility": "private"}
-        # On load the tabs restore the server's state one after the other (nothing else writes it meanwhile).
-        demo.load(on_load, [browser_token], [browser_token, token, train.job, train.timer, predict.top_k],
-                  **private).then(
-            data.restore, [token], data.outputs, **private, **heavy()).then(
+        # On load the tabs restore the server's state in branches side by side (issue 31): the Augment
+        # settings, the Train form and the Detect review read only the workspace and are back within a round trip;
+        # the CPU-heavy dataset restore (then what follows the dataset: recordings, versions, the pool, clips,
+        # split controls) never delays them.
+        loaded = demo.load(on_load, [browser_token], [browser_token, token, train.job, train.timer, predict.top_k],
+                           **private)
+        loaded.then(aug.restore, [token], aug.restore_outputs, **private)
+        loaded.then(train.restore, [token], train.form, **private).then(
+            train.hint_fn, train.hint_inputs, train.hint_outputs, **private, show_progress="hidden")
+        loaded.then(detect.restore, detect.restore_inputs, detect.outputs, **private)
+        loaded.then(data.restore, [token], data.outputs, **private, **heavy()).then(
             data.record_restore, [token], data.record_outputs, **private).then(
             data.versions_restore, [token], data.versions_outputs, **private).then(
             data.pool_restore, [token], data.pool_outputs, **private).then(
-            aug.restore, [token], aug.restore_outputs, **private).then(
-            train.restore, [token, data.view], train.form, **private).then(
-            train.hint_fn, train.hint_inputs, train.hint_outputs, **private, show_progress="hidden").then(
-            detect.restore, detect.restore_inputs, detect.outputs, **private)
+            aug.restore_clips, [token], aug.dataset_outputs, **private).then(
+            train.restore_split, [token, data.view], train.dataset_outputs, **private)
 
         def follow_new_run(tok: str | None, request: gr.Request) -> tuple[Any, Any]:
             """After "Add to dataset and retrain": the Train tab follows the new run, the Data tab shows the

@@ -19,6 +19,7 @@ import gradio as gr
 from astapp.core.config import AUGMENT_PRESETS, AugmentConfig, setting
 from astapp.service import Service, effective_transforms, transform_specs
 from astapp.ui.common import (
+    SAVE_EVENTS,
     STAMP_JS,
     Guard,
     guarded,
@@ -34,10 +35,11 @@ from astapp.ui.common import (
 @dataclass
 class AugmentTab:
     tab: gr.Tab
-    restore: Callable[..., tuple[Any, ...]]
+    restore: Callable[..., list[Any]]  # the saved settings into the controls: no dataset needed, cheap
     restore_outputs: list[Any]
+    restore_clips: Callable[..., tuple[Any, str]]  # the dataset's clips (saved clip kept) and the noise line
     on_dataset: Callable[..., Any]
-    dataset_outputs: list[Any]
+    dataset_outputs: list[Any]  # what `restore_clips` and `on_dataset` fill
 
 
 def preset_values(cfg: AugmentConfig, specs: list[dict[str, Any]]) -> list[Any]:
@@ -145,19 +147,32 @@ def build(svc: Service, token: gr.State) -> AugmentTab:
     page = _Page(shown, clip, preset, toggles, freq_mask, time_mask, mixup, seed, reroll, noise, go, notice, views,
                  stamp)
     _wire_preview(svc, token, page, specs)
-    dataset_fn = _wire_noise(svc, token, page)
+    listed = _wire_noise(svc, token, page)
+
+    def dataset_fn(tok: str | None, request: gr.Request) -> tuple[Any, str]:
+        """A newly chosen dataset: its clips from the first, and the noise line."""
+        return listed(tok, request, None)
 
     @guarded
     def restore_fn(tok: str | None, request: gr.Request) -> list[Any]:
-        """The saved settings back into every control (and the dataset's clips into the list)."""
+        """The saved settings back into every control. It reads only state.json, so the page runs it at
+        once on load, before the (CPU-heavy) dataset restore: the controls are back before a user touches
+        them, and a late restore never puts older values over a newer edit."""
         sess = session(svc, tok, request)
         cfg = svc.augmenting.settings(sess)
         saved = svc.state(sess).preview
-        return [clip_list(svc, tok, request, saved.get("clip")), cfg.preset, cfg.freq_mask, cfg.time_mask,
-                cfg.mixup, *preset_values(cfg, specs), cfg.preset, int(saved.get("seed") or 0),
-                svc.augmenting.noise_summary(sess)]
+        return [cfg.preset, cfg.freq_mask, cfg.time_mask, cfg.mixup, *preset_values(cfg, specs), cfg.preset,
+                int(saved.get("seed") or 0)]
 
-    return AugmentTab(tab, restore_fn, [clip, *page.controls, shown, seed, noise[2]], dataset_fn, [clip, noise[2]])
+    def restore_clips_fn(tok: str | None, request: gr.Request) -> tuple[Any, str]:
+        """Once the dataset is back: its clips (the saved one chosen) and the noise line."""
+        try:
+            saved = svc.state(session(svc, tok, request)).preview.get("clip")
+        except Exception:  # noqa: BLE001 - without the saved clip the list starts at its first
+            saved = None
+        return listed(tok, request, saved)
+
+    return AugmentTab(tab, restore_fn, [*page.controls, shown, seed], restore_clips_fn, dataset_fn, [clip, noise[2]])
 
 
 def _transform_controls(specs: list[dict[str, Any]], default: AugmentConfig) -> list[Any]:
@@ -239,8 +254,12 @@ def _wire_preview(svc: Service, token: gr.State, p: _Page, specs: list[dict[str,
         except Exception:  # noqa: BLE001 - a half-typed value is saved with the next good one
             return
 
+    # Every change sends its own save (issue 31): the server keeps the newest by its stamp. Not "always_last":
+    # Gradio's page then holds back a change while a save is in flight and sends it only when that save ends
+    # normally (an error or a lost stream drops it: mixup 0.5 never arrived). Queue-free: a save never waits
+    # behind heavy work or for the page's event stream (see `SAVE_EVENTS`).
     gr.on([c.change for c in [*p.controls, p.seed]], sync_fn, [token, p.shown, p.seed, *p.controls, p.stamp], None,
-          api_visibility="private", show_progress="hidden", trigger_mode="always_last", js=STAMP_JS)
+          js=STAMP_JS, **SAVE_EVENTS)
     inputs = [token, p.shown, p.clip, p.preset, p.freq_mask, p.time_mask, p.mixup, p.seed, *p.toggles, p.stamp]
     # A new preset fills the transform controls, then plays and draws itself at once: a preview left from
     # the old preset (its text naming it "saved for training") would say the wrong thing.
@@ -264,7 +283,8 @@ def clip_list(svc: Service, tok: str | None, request: gr.Request, keep: str | No
 
 
 def _wire_noise(svc: Service, token: gr.State, p: _Page) -> Callable[..., tuple[Any, str]]:
-    """Noise clips from files or the microphone; returns what a newly chosen dataset refreshes."""
+    """Noise clips from files or the microphone; returns what a (restored or newly chosen) dataset refreshes:
+    (token, request, clip to keep) -> (clip list, noise line)."""
     files, mic, info, forget = p.noise
 
     @guarded
@@ -276,12 +296,12 @@ def _wire_noise(svc: Service, token: gr.State, p: _Page) -> Callable[..., tuple[
     def forget_noise_fn(tok: str | None, request: gr.Request) -> str:
         return svc.augmenting.clear_noise(session(svc, tok, request))
 
-    def dataset_fn(tok: str | None, request: gr.Request) -> tuple[Any, str]:
+    def listed(tok: str | None, request: gr.Request, keep: str | None) -> tuple[Any, str]:
         try:
             summary = svc.augmenting.noise_summary(session(svc, tok, request))
         except Exception:  # noqa: BLE001 - the summary is a hint; the clip list matters
             summary = ""
-        return clip_list(svc, tok, request), summary
+        return clip_list(svc, tok, request, keep), summary
 
     @guarded
     def record_noise_fn(tok: str | None, path: str | None, request: gr.Request) -> str:
@@ -293,4 +313,4 @@ def _wire_noise(svc: Service, token: gr.State, p: _Page) -> Callable[..., tuple[
     mic.stop_recording(record_noise_fn, [token, mic], info, api_visibility="private", **heavy()).then(
         lambda: None, None, mic, api_visibility="private", show_progress="hidden")
     forget.click(forget_noise_fn, [token], info, api_name="forget_noise")
-    return dataset_fn
+    return listed

@@ -46,6 +46,14 @@ def heavy() -> dict[str, Any]:
 STAMP_JS = "(...args) => [...args.slice(0, -1), performance.timeOrigin + performance.now()]"
 
 
+# How the page sends a save of its controls (the Augment settings, the Train form): one request per change
+# ("multiple": the server orders them by their stamps, so none is held back or dropped on the page) and
+# queue-free (a plain request, like the training poll: it never waits behind CPU-heavy events, nor needs the
+# page's event stream, which a browser with many tabs may not get a connection for).
+SAVE_EVENTS: dict[str, Any] = {"trigger_mode": "multiple", "queue": False, "api_visibility": "private",
+                               "show_progress": "hidden"}
+
+
 def stamp_box() -> Any:
     """The hidden input `STAMP_JS` fills (API callers leave its 0: their calls are not stamped)."""
     return gr.Number(0, label="stamp", visible="hidden", interactive=False)

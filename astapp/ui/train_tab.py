@@ -12,16 +12,15 @@ from typing import Any
 
 import gradio as gr
 
-from astapp.core.config import FORM_ROWS
+from astapp.core.config import FORM_FIELDS, FORM_ROWS
 from astapp.core.errors import AstappError
 from astapp.service import Poll, Service, fmt_score
-from astapp.ui import cv_controls, distill_panel, tune_panel
+from astapp.ui import common, cv_controls, distill_panel, tune_panel
 from astapp.ui.common import STAMP_JS, fmt_seconds, friendly, guarded, page_stamp, plural, session, stamp_box
 from astapp.ui.train_form import DEPENDENT, OPEN_ROWS, SPLIT_FIELDS, mode_hint, overrides, restored, rows
 from astapp.ui.train_form import dataset_info as dataset_info  # the app's dataset chain calls it here
 
 POLL_SECONDS = 1.0
-MAX_EPOCH_LABELS = 9  # single digits: as categories they also sort right ("10" would come after "1")
 LOG_LINES = 14
 ACTIVE = ("queued", "running")
 
@@ -32,8 +31,9 @@ class TrainTab:
     job: gr.State
     timer: gr.Timer
     dataset_outputs: list[Any]  # what follows the chosen dataset: input length hint, split controls
-    form: list[Any]  # the form's controls in FORM_FIELDS order (what `restore` fills)
-    restore: Any
+    form: list[Any]  # the form's controls but those, in FORM_FIELDS order (what `restore` fills)
+    restore: Any  # (token) -> the saved form: reads only state.json, so the page runs it at once on load
+    restore_split: Any  # (token, dataset view) -> the split controls, once the dataset is back
     hint_fn: Any
     hint_inputs: list[Any]
     hint_outputs: list[Any]
@@ -121,7 +121,8 @@ def resume_button(state: dict[str, Any] | None) -> Any:
 
 def new_curves(job_id: str | None = None) -> dict[str, Any]:
     """What the page has drawn of one job: its cursor and the points of every curve."""
-    return {"job": job_id, "cursor": 0, "loss": [], "lr": [], "metric": [], "max_length": None, "split": None}
+    return {"job": job_id, "cursor": 0, "loss": [], "lr": [], "metric": [], "max_length": None, "split": None,
+            "epochs": None}
 
 
 def add_events(curves: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -138,7 +139,7 @@ def add_events(curves: dict[str, Any], events: list[dict[str, Any]]) -> dict[str
             if isinstance(e.get("lr"), (int, float)):
                 curves["lr"].append({"step": int(e["step"]), "learning rate": float(e["lr"])})
         elif kind == "eval" and isinstance(e.get("epoch"), (int, float)):
-            epoch = f"{float(e['epoch']):g}"  # epochs as labels: the axis shows 1, 2, 3, never 1.1
+            epoch = float(e["epoch"])  # a number (possibly fractional), from the first point to the last
             for key, name in (("accuracy", "accuracy"), ("f1_macro", "macro F1")):
                 if isinstance(e.get(key), (int, float)):
                     curves["metric"].append({"epoch": epoch, "value": float(e[key]), "metric": name})
@@ -154,14 +155,15 @@ def frames(curves: dict[str, Any]) -> tuple[Any, Any, Any]:
     import pandas as pd
 
     loss, lr, metrics = curves["loss"], curves["lr"], curves["metric"]
-    # Explicit dtypes so the step axes are numeric (object columns would be drawn as categories). Epochs
-    # are categories while there are few (a numeric axis would show 1.1, 1.2 between two points), numbers
-    # from ten on (the axis then steps by whole numbers by itself, and labels for each would crowd).
-    few = len({m["epoch"] for m in metrics}) <= MAX_EPOCH_LABELS
+    # Explicit dtypes so the axes are numeric (object columns would be drawn as categories). Epochs too, from
+    # the first point: the page keeps the axis type of the first value it gets, so text labels for the first
+    # few then numbers would garble it (issue 24); the run's epochs fix the axis range once (no rescaling).
+    epochs = curves.get("epochs")
+    metric = (pd.DataFrame(metrics).astype({"epoch": "float64", "value": "float64", "metric": "str"})
+              if metrics else None)
     return (pd.DataFrame(loss).astype({"step": "int64", "loss": "float64"}) if loss else None,
             pd.DataFrame(lr).astype({"step": "int64", "learning rate": "float64"}) if lr else None,
-            pd.DataFrame(metrics).astype({"epoch": "str" if few else "float64", "value": "float64", "metric": "str"})
-            if metrics else None)
+            gr.update(value=metric, x_lim=[0, epochs]) if epochs else metric)
 
 
 @dataclass
@@ -236,9 +238,10 @@ def build(svc: Service, token: gr.State) -> TrainTab:
     _wire_runs(svc, token, page)
     distill_panel.wire(svc, token, dpc, page.job, page.outputs,
                        lambda sess, job_id: render(svc.training.poll(sess, job_id), new_curves(job_id)))
-    restore_fn, hint_fn = _wire_form(svc, token, page, tab)
-    return TrainTab(tab, page.job, page.timer, [form[name] for name in SPLIT_FIELDS], list(form.values()),
-                    restore_fn, hint_fn, [token, form["model"], form["mode"]], [model_info, hint])
+    restore_fn, restore_split_fn, hint_fn = _wire_form(svc, token, page, tab)
+    return TrainTab(tab, page.job, page.timer, [form[name] for name in SPLIT_FIELDS],
+                    [c for name, c in form.items() if name not in SPLIT_FIELDS], restore_fn, restore_split_fn,
+                    hint_fn, [token, form["model"], form["mode"]], [model_info, hint])
 
 
 def _plots() -> list[Any]:
@@ -248,7 +251,7 @@ def _plots() -> list[Any]:
                            x_title="step", y_title="loss")
         # A fixed color_map: the legend's domain is otherwise taken from the (empty) first value.
         metric = gr.LinePlot(x="epoch", y="value", color="metric", title="Validation accuracy & F1", height=240,
-                             y_lim=[0, 1], elem_id="metric-plot",
+                             y_lim=[0, 1], elem_id="metric-plot", x_axis_format="~g",  # 0.5, 1, 1.5 (no 1.0)
                              color_map={"accuracy": "#f97316", "macro F1": "#0ea5e9"})
         lr = gr.LinePlot(x="step", y="learning rate", title="Learning rate", height=240, elem_id="lr-plot")
     return [loss, lr, metric]
@@ -262,6 +265,7 @@ def render(poll: Poll, drawn: dict[str, Any]) -> tuple[Any, ...]:
     fresh = poll.reset or drawn.get("job") != poll.job_id
     drawn = add_events(new_curves(poll.job_id) if fresh else drawn, poll.events)
     drawn["cursor"] = poll.cursor
+    drawn["epochs"] = poll.snapshot.get("epochs") or drawn.get("epochs")
     snap = poll.snapshot
     on_screen = {"job": poll.job_id, "state": snap.get("state"), "resumable": bool(snap.get("resumable"))}
     return (poll.job_id, drawn, on_screen, _status_md(snap, drawn["max_length"], drawn["split"]),
@@ -340,9 +344,9 @@ def _wire_runs(svc: Service, token: gr.State, p: _Page) -> None:
         queue=False)
 
 
-def _wire_form(svc: Service, token: gr.State, p: _Page, tab: gr.Tab) -> tuple[Any, Any]:
+def _wire_form(svc: Service, token: gr.State, p: _Page, tab: gr.Tab) -> tuple[Any, Any, Any]:
     """The form is saved as it changes and restored on load; the model and mode explain themselves; the
-    CLI command shows the same run. Returns (restore, hint) for the app's load chain."""
+    CLI command shows the same run. Returns (restore, restore split, hint) for the app's load chain."""
 
     @guarded
     def cli_fn(tok: str | None, request: gr.Request, **values: Any) -> str:
@@ -357,9 +361,16 @@ def _wire_form(svc: Service, token: gr.State, p: _Page, tab: gr.Tab) -> tuple[An
             return
 
     @guarded
-    def restore_fn(tok: str | None, view: dict[str, Any] | None, request: gr.Request) -> list[Any]:
-        """The saved form, and the dataset's split controls (the saved fold, when the dataset has it)."""
-        return restored(svc.training.form(session(svc, tok, request)), view)
+    def restore_fn(tok: str | None, request: gr.Request) -> list[Any]:
+        """The saved form but the split controls (those wait for the dataset: `restore_split_fn`)."""
+        updates = dict(zip(FORM_FIELDS, restored(svc.training.form(session(svc, tok, request)), None), strict=True))
+        return [u for name, u in updates.items() if name not in SPLIT_FIELDS]
+
+    @guarded
+    def restore_split_fn(tok: str | None, view: dict[str, Any] | None, request: gr.Request) -> list[Any]:
+        """The dataset's split controls (the saved fold, when the dataset has it)."""
+        updates = dict(zip(FORM_FIELDS, restored(svc.training.form(session(svc, tok, request)), view), strict=True))
+        return [updates[name] for name in SPLIT_FIELDS]
 
     def hint_fn(tok: str | None, model_v: str, mode_v: str, request: gr.Request) -> tuple[str, str]:
         """The model's line and the mode's hint, which warns when the saved augmentation turns a fast mode slow."""
@@ -379,10 +390,10 @@ def _wire_form(svc: Service, token: gr.State, p: _Page, tab: gr.Tab) -> tuple[An
     p.show_cli.click(cli_fn, [token], p.cli, inputs_kwargs=form, api_name="training_command").success(
         lambda: gr.Code(visible=True), None, p.cli, api_visibility="private")
     form["model"].input(model_defaults, form["model"], [form[name] for name in DEPENDENT], api_visibility="private")
+    # One save per change, queue-free, ordered by its stamp on the server (`SAVE_EVENTS`, issue 31).
     gr.on([c.change for c in form.values()], save_fn, [token], None, inputs_kwargs={**form, "stamp": p.stamp},
-          js=STAMP_JS, api_visibility="private",
-          show_progress="hidden", trigger_mode="always_last")
+          js=STAMP_JS, **common.SAVE_EVENTS)
     # The augmentation is set in another tab: coming to this one refreshes the hint too.
     gr.on([form["model"].change, form["mode"].change, tab.select], hint_fn, [token, form["model"], form["mode"]],
           [p.model_info, p.hint], api_visibility="private", show_progress="hidden")
-    return restore_fn, hint_fn
+    return restore_fn, restore_split_fn, hint_fn

@@ -77,6 +77,7 @@ def test_job_runs_to_finished_with_events_log_and_model(tmp_path, managers):
 
     snap = jm.snapshot(job, owner="alice")
     assert snap["state"] == "finished" and snap["progress"] == 1.0 and snap["position"] is None
+    assert snap["epochs"] == cfg.epochs  # the Train tab fixes its epoch axis with it from the first point
     assert any("Training finished." in line for line in snap["log"])
     log_text = "\n".join(jm.tail(job, 50))
     assert "Preparing data" in log_text and "warning: only 3 clips in class x" in log_text

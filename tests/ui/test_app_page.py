@@ -34,3 +34,53 @@ def test_narrow_window_layout_classes_are_used_and_styled(tmp_path):
     players = [c for c in demo.config["components"] if str(c["props"].get("label", "")).startswith("clip ")]
     assert len(players) >= 8 and grid["type"] == "row"
     assert "#val-split" in CSS
+
+
+def _deps(tmp_path):
+    from astapp.jobs.manager import JobManager
+    from astapp.ui.app import build_app
+    from astapp.ui.common import HEAVY_ID
+
+    demo = build_app(JobManager(tmp_path, start=False), hub_online=False)
+    ids = {c.get("props", {}).get("elem_id"): c["id"] for c in demo.config["components"]}
+    labels = {c.get("props", {}).get("label"): c["id"] for c in demo.config["components"]}
+    deps = demo.config["dependencies"]
+    for d in deps:  # the config leaves the concurrency group out: take it from the event itself
+        d["heavy"] = demo.fns[d["id"]].concurrency_id == HEAVY_ID
+    return deps, ids, labels
+
+
+def test_every_saved_control_change_is_sent_on_its_own_and_queue_free(tmp_path):
+    """Issue 31: with trigger_mode "always_last" the page holds a change back while a save is in flight and
+    sends it only if that save ends normally, so a change could be lost (mixup 0.5 never arrived). Each
+    change of the Augment settings or the Train form now sends its own stamped save (the server keeps the
+    newest), as a plain request that waits neither for the queue nor for the page's event stream."""
+    from astapp.ui.common import STAMP_JS
+
+    deps, ids, labels = _deps(tmp_path)
+    saves = [d for d in deps if d.get("js") == STAMP_JS and not d["outputs"]]
+    watched = {t[0] for d in saves for t in d["targets"]}
+    for control in (ids["mixup"], ids["augment-seed"], ids["augment-preset"], labels["Epochs"]):
+        assert control in watched, control
+    assert len(saves) == 2 and all(d["trigger_mode"] == "multiple" and d["queue"] is False for d in saves)
+
+
+def test_the_cheap_restores_run_at_load_beside_the_dataset_restore(tmp_path):
+    """Issue 31: the Augment and Train restores read only state.json; they follow the load event directly,
+    beside the CPU-heavy dataset restore, instead of after it (where a slow dataset held them back seconds,
+    and a restore arriving after the user's first edit put the older values back). The split controls and
+    the clip list, which need the dataset, follow the dataset restore."""
+    deps, ids, labels = _deps(tmp_path)
+    load = next(d["id"] for d in deps if any(t[1] == "load" for t in d["targets"]))
+    after_load = [d for d in deps if d.get("trigger_after") == load]
+    restores = {frozenset(d["outputs"]): d for d in after_load}
+    assert any(ids["mixup"] in o and ids["augment-preset"] in o for o in restores), "augment restore at load"
+    assert any(labels["Epochs"] in o and ids["val-fold"] not in o for o in restores), "train form at load"
+    heavy = [d for d in after_load if d["heavy"]]
+    assert len(heavy) == 1 and ids["data-summary"] in heavy[0]["outputs"], "the dataset restore, heavy, beside"
+    chain, tail = [heavy[0]], heavy[0]
+    while nxt := [d for d in deps if d.get("trigger_after") == tail["id"]]:
+        tail = nxt[0]
+        chain.append(tail)
+    outputs = {o for d in chain for o in d["outputs"]}
+    assert {ids["val-fold"], ids["augment-clip"]} <= outputs

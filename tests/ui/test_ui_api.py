@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from app_helpers import free_port
+from app_helpers import free_port, points
 from conftest import build_tiny_ast
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -59,8 +59,7 @@ def _start(client: Client, ckpt: Path, epochs: float) -> tuple[Any, ...]:
 
 def _poll(client: Client) -> dict[str, Any]:
     status, progress, loss, lr, metric, log, _timer = client.predict(api_name="/poll_training")
-    return {"status": status, "progress": progress, "loss": (loss or {}).get("data") or [],
-            "metric": (metric or {}).get("data") or [], "log": log}
+    return {"status": status, "progress": progress, "loss": points(loss), "metric": points(metric), "log": log}
 
 
 def _wait(client: Client, words: tuple[str, ...], timeout: float) -> dict[str, Any]:
