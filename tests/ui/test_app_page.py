@@ -43,7 +43,9 @@ def _deps(tmp_path):
 
     demo = build_app(JobManager(tmp_path, start=False), hub_online=False)
     ids = {c.get("props", {}).get("elem_id"): c["id"] for c in demo.config["components"]}
-    labels = {c.get("props", {}).get("label"): c["id"] for c in demo.config["components"]}
+    labels = {}  # the first control of each label: the Train form's (panels below it may reuse a label)
+    for c in demo.config["components"]:
+        labels.setdefault(c.get("props", {}).get("label"), c["id"])
     deps = demo.config["dependencies"]
     for d in deps:  # the config leaves the concurrency group out: take it from the event itself
         d["heavy"] = demo.fns[d["id"]].concurrency_id == HEAVY_ID
