@@ -7,7 +7,7 @@ Ray's overhead against the plain run on the same cores (target <= 15 %), the sca
 and the measured cost of one window (core-seconds) of the small AST and of base AST at their full input,
 which the simulated table of docs/SCALING.md turns into hours per 1 000 hours of audio at 1, 8 and 64 cores.
 
-    python bench/bench_scale.py --size small --files 8 --seconds 60          # the figures of BENCHMARKS §15
+    python bench/bench_scale.py --size small --files 8 --seconds 60          # the figures of BENCHMARKS §18
     python bench/bench_scale.py --size tiny --files 4 --seconds 20 --no-window-cost   # a quick look
 """
 

@@ -85,7 +85,7 @@ def _scores(net: Trainable, c: Cached, rows: np.ndarray, clips: np.ndarray, batc
 @contextlib.contextmanager
 def one_thread(on: bool) -> Iterator[None]:
     """One torch thread for a head fit: its products are too small to share, and on a busy CPU every op of a
-    multi-threaded step waits for a descheduled thread (measured 23x slower at 2 threads; BENCHMARKS §15)."""
+    multi-threaded step waits for a descheduled thread (measured 23x slower at 2 threads; BENCHMARKS §21)."""
     before = torch.get_num_threads()
     if on:
         torch.set_num_threads(1)
