@@ -19,9 +19,8 @@ from astapp.core import runfolder
 from astapp.core.events import make_event
 from astapp.core.fsutil import atomic_write_text
 from astapp.core.runfolder import RunResult
-from astapp.core.scores import softmax
-from astapp.evaluation.metrics import classification_metrics
 from astapp.training.pipeline import cache_root
+from astapp.training.validation import evaluate_validation
 
 
 def run_steps(job: Any) -> RunResult:
@@ -54,7 +53,7 @@ def run_steps(job: Any) -> RunResult:
     trainer.train()
     train_seconds = time.time() - t_train
     restored = cbs.best.restore()
-    metrics = evaluate(trainer, prep.val, labels, prep.val_split)
+    metrics = evaluate_validation(trainer, prep.val, labels, prep.val_split)
     metrics.update(run_facts(job, trainer, cbs, prep, restored, train_seconds, teacher))
     metrics["soft_loss_first"], metrics["soft_loss_last"] = soft_loss_ends(trainer.soft_losses)
     job.stages.stage("exporting", "Saving the student")
@@ -161,24 +160,6 @@ def build(job: Any, args: Any, prep: Any, teacher_model: Any, cpu_bf16: bool) ->
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     return trainer, cbs
-
-
-def evaluate(trainer: Any, val_ds: Any, labels: list[str], val_split: Any) -> dict[str, Any]:
-    """The student's final validation metrics, in the training run's metrics.json shape."""
-    if np.ndim(val_ds.labels) == 2:
-        from astapp.evaluation.multilabel import evaluate as evaluate_multilabel
-
-        return evaluate_multilabel(trainer, val_ds, labels, val_split)
-    pred = trainer.predict(val_ds, metric_key_prefix="eval")
-    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-    probs = softmax(logits)
-    y_true, y_pred = np.asarray(pred.label_ids), probs.argmax(-1)
-    metrics = classification_metrics(y_true, y_pred, labels)
-    metrics["loss"] = pred.metrics.get("eval_loss")
-    paths = list(val_split["path"])
-    metrics["predictions"] = [{"path": paths[i], "true": labels[int(y_true[i])], "pred": labels[int(y_pred[i])],
-                               "prob": float(probs[i, y_pred[i]])} for i in range(len(y_true))]
-    return metrics
 
 
 def run_facts(job: Any, trainer: Any, cbs: Any, prep: Any, restored: bool, train_seconds: float,

@@ -33,13 +33,11 @@ from astapp.core.errors import explain
 from astapp.core.events import EventSink, JsonlSink, fanout, make_event
 from astapp.core.fsutil import atomic_write_text
 from astapp.core.runfolder import RunResult
-from astapp.core.scores import softmax
-from astapp.evaluation.metrics import classification_metrics
-from astapp.evaluation.multilabel import evaluate as evaluate_multilabel
 from astapp.training.devices import resolve_precision, use_cuda
 from astapp.training.embed import fit_unknown
 from astapp.training.stages import Stages, Stopped
 from astapp.training.trainer import TrainingData, build_trainer, training_args
+from astapp.training.validation import evaluate_validation
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +222,7 @@ class _Run:
         best = cbs.best
         restored = best.restore()
 
-        metrics = self._evaluate(trainer, data.val, prep.labels, prep.val_split)
+        metrics = evaluate_validation(trainer, data.val, prep.labels, prep.val_split)
         epochs_run = float(trainer.state.epoch or 0.0) - start_epoch
         metrics.update({
             "best_epoch": best.best["epoch"] if best.best else None,
@@ -365,22 +363,6 @@ class _Run:
                 return [np.load(folder / f"{name}.npy", mmap_mode="r") for name in ("train", "validation")], {}
             return cache_splits(model, n, train_ds, val_ds, folder, shape, args.device, self.cfg.int8_pass,
                                 self.cpu_bf16, self.stages.progress("features"))
-
-    def _evaluate(self, trainer, val_ds, labels: list[str], val_split) -> dict[str, Any]:
-        """Final validation metrics of the (restored) model, with per-clip predictions."""
-        if np.ndim(val_ds.labels) == 2:  # multi-label: mAP, per-label AP, tuned thresholds
-            return evaluate_multilabel(trainer, val_ds, labels, val_split)
-        pred = trainer.predict(val_ds, metric_key_prefix="eval")
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        probs = softmax(logits)
-        y_true, y_pred = np.asarray(pred.label_ids), probs.argmax(-1)
-        metrics = classification_metrics(y_true, y_pred, labels)
-        metrics["loss"] = pred.metrics.get("eval_loss")
-        paths = list(val_split["path"])
-        metrics["predictions"] = [
-            {"path": paths[i], "true": labels[int(y_true[i])], "pred": labels[int(y_pred[i])],
-             "prob": float(probs[i, y_pred[i]])} for i in range(len(y_true))]
-        return metrics
 
     def _export(self, model, labels, max_length, mean, std, metrics) -> Path | None:
         from astapp.model.folder import export_model
