@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
     d.add_argument("--smooth", type=int, dest="smooth_windows", help="windows the smoothing spans (default 3)")
     d.add_argument("--min-length", type=float, help="drop events shorter than this (seconds, default 0)")
     d.add_argument("--merge-gap", type=float, help="join events of a class this close (seconds, default 0)")
+    d.add_argument("--fill", type=float, help="share of a window a sound must fill to fire (0-0.5, default 0.1): "
+                                              "where event bounds go inside the windows that fired")
     d.add_argument("--ignore", nargs="*", metavar="LABEL",
                    help="labels that make no events (default: background, none, silence, ...)")
     d.add_argument("--onnx", action="store_true", help="run the export's onnx/model.onnx in onnxruntime")
@@ -62,7 +64,8 @@ def detect(ns: argparse.Namespace) -> int:
         ns.onnx = True  # --int8 means the int8 ONNX model
     settings = service.detect_settings(hop=ns.hop, threshold=ns.threshold, off_ratio=ns.off_ratio,
                                        smoothing=ns.smoothing, smooth_windows=ns.smooth_windows,
-                                       min_length=ns.min_length, merge_gap=ns.merge_gap, ignore=ns.ignore)
+                                       min_length=ns.min_length, merge_gap=ns.merge_gap, ignore=ns.ignore,
+                                       fill=ns.fill)
     if not ns.onnx:
         quiet_libraries()
     printer = ProgressPrinter(quiet=ns.quiet)

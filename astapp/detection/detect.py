@@ -49,6 +49,7 @@ class DetectSettings(EventSettings):
             (1 <= self.smooth_windows <= 101, f"Smoothing windows must be 1-101 (got {self.smooth_windows})."),
             (self.min_length >= 0, f"--min-length must be 0 or more seconds (got {self.min_length})."),
             (self.merge_gap >= 0, f"--merge-gap must be 0 or more seconds (got {self.merge_gap})."),
+            (0 <= self.fill <= 0.5, f"--fill must be between 0 and 0.5 of a window (got {self.fill})."),
         ]
         for ok, sentence in checks:
             if not ok:
@@ -93,7 +94,8 @@ class Detections:
 def events_from_scores(ws: WindowScores, scorer: Scorer, settings: DetectSettings, name: str) -> Detections:
     """Detections of already scored windows (the threshold sweep recomputes events this way)."""
     events, smoothed = detect_events(ws.times, ws.probs, list(scorer.labels), ws.duration, scorer.multi_label,
-                                     dict(scorer.thresholds), settings, ws.unknown, scorer.unknown_threshold, name)
+                                     dict(scorer.thresholds), settings, ws.unknown, scorer.unknown_threshold, name,
+                                     scorer.window_samples / SAMPLE_RATE)
     return Detections(name, ws.duration, list(scorer.labels), events, ws.times, ws.probs, smoothed, ws.unknown,
                       scorer.multi_label, scorer.window_samples / SAMPLE_RATE,
                       hop_samples(scorer, settings.hop) / SAMPLE_RATE, [], dict(scorer.thresholds),

@@ -101,7 +101,7 @@ def _events_at(arrays: dict[str, Any], records: dict[str, dict[str, Any]], s: Ev
         arr = arrays[name]
         events, _ = detect_events(arr["times"], arr["scores"], list(rec["labels"]), float(rec["duration"]),
                                   bool(rec.get("multi_label")), dict(rec.get("model_thresholds") or {}), s,
-                                  arr.get("unknown"), rec.get("unknown_threshold"), name)
+                                  arr.get("unknown"), rec.get("unknown_threshold"), name, float(rec.get("window") or 0))
         out[name] = events
     return out
 

@@ -16,6 +16,8 @@ from astapp.detection.stream import check_recording, read_all, stream_blocks
 
 TRUTH = [("beep", 3.0, 6.0), ("hum", 10.0, 14.5), ("whistle", 20.0, 23.0), ("beep", 30.0, 33.5)]
 
+ORACLE_FILL = 0.5  # the oracle scorer fires once a sound fills half a window
+
 
 @pytest.mark.parametrize(("sr", "channels"), [(48_000, 2), (16_000, 1), (22_050, 1)])
 def test_streaming_decode_equals_whole_file_decode(tmp_path, sr, channels):
@@ -33,7 +35,7 @@ def test_streaming_decode_equals_whole_file_decode(tmp_path, sr, channels):
 def test_events_onsets_and_offsets_within_one_hop(tmp_path, multi_label):
     path = write_recording(tmp_path / "long.wav", 40.0, TRUTH, sr=48_000, channels=2)
     scorer = OracleScorer(multi_label=multi_label, background=not multi_label)
-    det = detect_recording(scorer, path, DetectSettings(hop=0.25, block_seconds=3.0))
+    det = detect_recording(scorer, path, DetectSettings(fill=ORACLE_FILL, hop=0.25, block_seconds=3.0))
     assert det.scores.dtype == np.float32 and det.scores.shape == (len(det.times), len(scorer.labels))
     assert abs(det.duration - 40.0) < 1e-3 and det.hop == 0.25
     assert {e.label for e in det.events} == {"beep", "hum", "whistle"}  # background makes no events
@@ -45,10 +47,10 @@ def test_events_onsets_and_offsets_within_one_hop(tmp_path, multi_label):
 def test_multi_label_events_overlap_and_single_label_never_does(tmp_path):
     truth = [("beep", 2.0, 8.0), ("hum", 4.0, 6.0)]
     path = write_recording(tmp_path / "overlap.wav", 10.0, truth)
-    multi = detect_recording(OracleScorer(multi_label=True), path, DetectSettings(hop=0.25))
+    multi = detect_recording(OracleScorer(multi_label=True), path, DetectSettings(fill=ORACLE_FILL, hop=0.25))
     assert match(multi.events, truth, tol=0.25), multi.events
     single = detect_recording(OracleScorer(multi_label=False, background=True), path,
-                              DetectSettings(hop=0.25, threshold=0.4))
+                              DetectSettings(fill=ORACLE_FILL, hop=0.25, threshold=0.4))
     ev = sorted(single.events, key=lambda e: e.start)
     assert all(a.end <= b.start + 1e-6 for a, b in zip(ev, ev[1:], strict=False)), ev
 
@@ -83,16 +85,16 @@ def test_model_thresholds_are_the_default_and_settings_override(tmp_path):
     path = write_recording(tmp_path / "r.wav", 12.0, [("beep", 3.0, 3.6)])  # at most 0.6 of a 1 s window
     scorer = OracleScorer()
     scorer.thresholds = {"beep": 0.9}  # the model's tuned threshold: not reached...
-    assert not [e for e in detect_recording(scorer, path, DetectSettings(hop=0.5)).events if e.label == "beep"]
-    assert detect_recording(scorer, path, DetectSettings(hop=0.5, threshold=0.5)).events
-    assert detect_recording(scorer, path, DetectSettings(hop=0.5, thresholds={"beep": 0.5})).events
+    assert not [e for e in detect_recording(scorer, path, DetectSettings(fill=ORACLE_FILL, hop=0.5)).events if e.label == "beep"]
+    assert detect_recording(scorer, path, DetectSettings(fill=ORACLE_FILL, hop=0.5, threshold=0.5)).events
+    assert detect_recording(scorer, path, DetectSettings(fill=ORACLE_FILL, hop=0.5, thresholds={"beep": 0.5})).events
 
 
 def test_unknown_sounds_become_unknown_events(tmp_path):
     path = write_recording(tmp_path / "r.wav", 15.0, [("beep", 2.0, 5.0), ("whistle", 8.0, 12.0)])
     scorer = OracleScorer(multi_label=False, background=True, unknown_threshold=0.5)
     scorer.unknown_for = {"whistle"}
-    det = detect_recording(scorer, path, DetectSettings(hop=0.25))
+    det = detect_recording(scorer, path, DetectSettings(fill=ORACLE_FILL, hop=0.25))
     assert [e.label for e in det.events] == ["beep", "unknown"]
     assert det.unknown is not None and det.unknown.shape == (len(det.times),)
     assert match(det.events, [("unknown", 8.0, 12.0)], tol=0.25)
@@ -100,14 +102,14 @@ def test_unknown_sounds_become_unknown_events(tmp_path):
 
 def test_short_recording_is_padded_and_said(tmp_path):
     path = write_recording(tmp_path / "short.wav", 0.6, [("beep", 0.0, 0.6)])
-    det = detect_recording(OracleScorer(), path, DetectSettings(threshold=0.3))
+    det = detect_recording(OracleScorer(), path, DetectSettings(fill=ORACLE_FILL, threshold=0.3))
     assert len(det.times) == 1 and "padded" in det.notes[0] and "short.wav" in det.notes[0]
     assert det.events and det.events[0].end == pytest.approx(0.6)
 
 
 def test_tail_is_scored_by_a_window_aligned_to_the_end(tmp_path):
     path = write_recording(tmp_path / "r.wav", 10.3, [("hum", 9.2, 10.3)])
-    det = detect_recording(OracleScorer(), path, DetectSettings(hop=1.0))
+    det = detect_recording(OracleScorer(), path, DetectSettings(fill=ORACLE_FILL, hop=1.0))
     assert det.times[-1] == pytest.approx(10.3 - 0.5, abs=1e-3)
     assert [e.label for e in det.events] == ["hum"] and det.events[0].end == pytest.approx(10.3, abs=1e-3)
 
@@ -155,7 +157,7 @@ def test_truncated_wav_header_is_noted(tmp_path):
     path = write_recording(tmp_path / "cut.wav", 6.0, [("beep", 1.0, 2.0)])
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    det = detect_recording(OracleScorer(), path, DetectSettings(threshold=0.4))
+    det = detect_recording(OracleScorer(), path, DetectSettings(fill=ORACLE_FILL, threshold=0.4))
     assert det.duration == pytest.approx(3.0, abs=0.01)
     assert sf.info(str(path)).duration < 6.0 or any("truncated" in n for n in det.notes)
 
@@ -174,4 +176,19 @@ def test_read_all_matches_stream(tmp_path):
 def test_multi_label_model_without_thresholds_is_said(tmp_path):
     path = write_recording(tmp_path / "r.wav", 3.0, [])
     assert any("no tuned per-class thresholds" in n for n in detect_recording(OracleScorer(), path).notes)
-    assert not detect_recording(OracleScorer(), path, DetectSettings(threshold=0.5)).notes
+    assert not detect_recording(OracleScorer(), path, DetectSettings(fill=ORACLE_FILL, threshold=0.5)).notes
+
+
+def test_event_bounds_move_inside_the_windows_that_fired_by_the_fill():
+    """A run of windows that fired on a clear sound is about a window wider than the sound: with fill f the
+    bounds move window x (0.5 - f) inwards; the recording's edges stay; fill 0.5 is the centres' own spans."""
+    from astapp.detection.events import sound_bounds
+
+    times = np.arange(0.5, 9.51, 0.25)  # 1 s windows at a 0.25 s hop over 10 s (last centre 9.5)
+    lo, hi = sound_bounds(times, 10.0, 1.0, 0.5)
+    assert lo[1] == pytest.approx(0.625) and hi[-2] == pytest.approx(9.375)
+    lo, hi = sound_bounds(times, 10.0, 1.0, 0.1)
+    assert lo[1] == pytest.approx(0.625 + 0.4) and hi[-2] == pytest.approx(9.375 - 0.4)
+    assert lo[0] == 0.0 and hi[-1] == 10.0
+    with pytest.raises(Exception, match="--fill"):
+        DetectSettings(fill=0.9).validate()
