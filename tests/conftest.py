@@ -37,16 +37,19 @@ def build_tiny_ast(path: Path, max_length: int = 128, num_labels: int = 2, seed:
 @pytest.fixture(autouse=True)
 def _transformers_verbosity_restored():
     """The in-process CLI quiets transformers for its process (as it should for a user); a later test that
-    reads transformers' warnings must not depend on which tests ran before it (test order follows folders)."""
+    reads transformers' warnings must not depend on which tests ran before it (test order follows folders),
+    nor on a background thread of an earlier test quieting it late: every test starts and ends at WARNING."""
     import sys
 
-    hf = sys.modules.get("transformers.utils.logging")
-    level = hf.get_verbosity() if hf else None
+    def reset() -> None:
+        hf = sys.modules.get("transformers.utils.logging")
+        if hf is not None:
+            hf.set_verbosity(hf.WARNING)
+            hf.enable_progress_bar()
+
+    reset()
     yield
-    hf = sys.modules.get("transformers.utils.logging")
-    if hf is not None:
-        hf.set_verbosity(level if level is not None else hf.WARNING)
-        hf.enable_progress_bar()
+    reset()
 
 
 @pytest.fixture(scope="session")

@@ -52,10 +52,19 @@ def _microphone(path):
 
 
 def _sounds(blocks: list[list]) -> list[str]:
-    """The strip's labels in order, leaving out blocks under 1 s (the half-second "nothing" while the
-    window straddles two sounds) and merging what they separated."""
-    out: list[str] = []
+    """The strip's labels in order, leaving out "unknown" (a window straddling two sounds is unlike every
+    class: the unknown score says so) and blocks under 1 s once what they separated is merged (the
+    half-second "nothing" while the window straddles two sounds)."""
+    merged: list[list] = []
     for label, width in blocks:
+        if label == "unknown":
+            continue
+        if merged and merged[-1][0] == label:
+            merged[-1][1] += width
+        else:
+            merged.append([label, width])
+    out: list[str] = []
+    for label, width in merged:
         if width >= 100 / 30 and (not out or out[-1] != label):
             out.append(label)
     return out

@@ -134,8 +134,8 @@ def test_concurrent_clients_while_training(shared_app, tmp_path):
 
             models = call(c, None, api_name="/list_models")
             assert shared_run in [v for _, v in models["choices"]]
-            label, _timeline = call(c, shared_run, handle_file(str(job["probe"])), 3,
-                                    api_name="/predict_clip")
+            label, _timeline, _verdict = call(c, shared_run, handle_file(str(job["probe"])), 3,
+                                              api_name="/predict_clip")
             top = reference.predict(job["probe"], top_k=3).top
             assert label["label"] == top[0][0]
             got = [(d["label"], d["confidence"]) for d in label["confidences"]]
