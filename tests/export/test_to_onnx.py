@@ -196,6 +196,7 @@ def test_failed_check_keeps_the_transformers_model_and_says_so(run, tmp_path, mo
     capsys.readouterr()
 
 
+@pytest.mark.slow  # 10 s: a second training run
 def test_a_zip_trained_run_is_checked_on_its_own_validation_clips(run, small_dataset, tmp_path, capsys):
     """A run trained from a zip (`astapp train --data X.zip`) checks ONNX on that zip's validation clips,
     extracted the way training extracted them, not on generated signals."""
