@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import write_json
+from common import held_out_split, unknown_bench_args, write_json
 
 
 def shares(pred, known: list[Path], other: list[Path]) -> tuple[np.ndarray, np.ndarray]:
@@ -76,13 +75,7 @@ def one_split(args, root: Path, fresh: Path, work: Path, s: int, classes: list[s
     from astapp.predict.predictor import Predictor
     from astapp.service import train_run
 
-    rng = np.random.default_rng(200 + s)
-    held = sorted(rng.choice(classes, 2, replace=False).tolist())
-    data = work / f"split{s}"
-    for c in classes:
-        if c not in held:
-            data.mkdir(parents=True, exist_ok=True)
-            os.symlink(root / c, data / c)
+    held, data = held_out_split(root, classes, work, s, seed=200)
     run = work / f"run{s}"
     cfg = TrainConfig(data=str(data), model=args.model, output=str(run), mode="full", epochs=args.epochs,
                       batch_size=16, lr=args.lr, max_length=128, seed=s, val_split=0.25, threads=args.threads,
@@ -108,13 +101,7 @@ def one_split(args, root: Path, fresh: Path, work: Path, s: int, classes: list[s
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--splits", type=int, default=2)
-    ap.add_argument("--per-class", type=int, default=16)
-    ap.add_argument("--epochs", type=float, default=10)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--model", default="scratch:tiny")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path("bench/out/calibrate.json"))
+    unknown_bench_args(ap, splits=2, out="bench/out/calibrate.json")
     args = ap.parse_args()
 
     from astapp.data.synth import make_class_folders

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import write_json
+from common import held_out_split, unknown_bench_args, write_json
 
 KEEP = 0.95
 
@@ -50,13 +49,7 @@ def one_split(args, root: Path, work: Path, s: int, classes: list[str]) -> dict:
     from astapp.predict.predictor import Predictor
     from astapp.training.pipeline import train
 
-    rng = np.random.default_rng(100 + s)
-    held = sorted(rng.choice(classes, 2, replace=False).tolist())
-    data = work / f"split{s}"
-    for c in classes:
-        if c not in held:
-            data.mkdir(parents=True, exist_ok=True)
-            os.symlink(root / c, data / c)
+    held, data = held_out_split(root, classes, work, s, seed=100)
     cfg = TrainConfig(data=str(data), model=args.model, output=str(work / f"run{s}"), mode=args.mode,
                       epochs=args.epochs, batch_size=16, lr=args.lr, max_length=128, seed=s, val_split=0.25,
                       threads=args.threads, precision="fp32")
@@ -86,14 +79,8 @@ def one_split(args, root: Path, work: Path, s: int, classes: list[str]) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--splits", type=int, default=3)
-    ap.add_argument("--per-class", type=int, default=16)
-    ap.add_argument("--epochs", type=float, default=10)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--model", default="scratch:tiny")
+    unknown_bench_args(ap, splits=3, out="bench/out/unknown.json")
     ap.add_argument("--mode", default="full")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path("bench/out/unknown.json"))
     args = ap.parse_args()
 
     from astapp.data.synth import make_class_folders

@@ -137,3 +137,31 @@ def mfu(samples_per_second: float, flops_per_sample: float, peak: float) -> dict
     achieved = samples_per_second * flops_per_sample
     return {"model_gflops_per_second": round(achieved / 1e9, 1), "peak_gflops_per_second": round(peak / 1e9, 1),
             "mfu": round(achieved / peak, 3)}
+
+
+def held_out_split(root: Path, classes: list[str], work: Path, split: int, seed: int) -> tuple[list[str], Path]:
+    """Two classes held out as "sounds the model never heard"; the rest linked into `work/split<N>` to train on.
+
+    The unknown-score benches (bench_unknown, bench_calibrate) need the same open-set split: the held-out
+    classes' clips are the "other" sounds, and the symlinks keep a split free of copying audio.
+    """
+    import numpy as np
+
+    held = sorted(np.random.default_rng(seed + split).choice(classes, 2, replace=False).tolist())
+    data = work / f"split{split}"
+    data.mkdir(parents=True, exist_ok=True)
+    for c in classes:
+        if c not in held:
+            os.symlink(root / c, data / c)
+    return held, data
+
+
+def unknown_bench_args(ap, splits: int, out: str) -> None:
+    """The arguments every unknown-score bench takes (one scratch model trained per open-set split)."""
+    ap.add_argument("--splits", type=int, default=splits)
+    ap.add_argument("--per-class", type=int, default=16)
+    ap.add_argument("--epochs", type=float, default=10)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--model", default="scratch:tiny")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path(out))
