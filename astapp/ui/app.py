@@ -16,6 +16,7 @@ from astapp.core.config import IngestLimits
 from astapp.service import Service
 from astapp.ui.common import TOKEN, heavy, new_token, session
 from astapp.ui.detect_tab import KEYS_HEAD
+from astapp.ui.launching import patient_launch
 
 log = logging.getLogger("astapp.ui")
 
@@ -95,7 +96,8 @@ class AstApp(gr.Blocks):
         kwargs.setdefault("max_file_size", IngestLimits().max_upload_bytes)
         kwargs.setdefault("footer_links", ["api"])
         kwargs.setdefault("i18n", gr.I18n(en=TRANSLATIONS))
-        return super().launch(*args, **kwargs)
+        with patient_launch():  # a busy machine's first render can outlast gradio's 3 s localhost check
+            return super().launch(*args, **kwargs)
 
 
 def build_app(manager: Any = None, hub_online: bool | None = None, service: Service | None = None) -> AstApp:
