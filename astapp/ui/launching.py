@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from astapp.core.env import env_float
+from astapp.core.config import env_float
 
 ANSWERS = (200, 401, 301, 302, 303, 307, 308)  # what gradio counts as "up" (auth and redirects included)
 
