@@ -1,4 +1,4 @@
-"""The Train tab's "Find good settings" accordion: a settings search over the form's run (mode frozen or last-N),
+"""The Train tab's "Find good settings" accordion: a settings search over the form's run (any mode),
 live (trial number, best so far, score per trial), stop and continue, then "train the best" as a normal run.
 
 Everything shown is read back from the search's run folder (`svc.tuning.view`), so a reload loses nothing.
@@ -20,10 +20,10 @@ POLL_SECONDS = 2.0
 
 def build(svc: Service, token: gr.State, form: dict[str, Any], tab: gr.Tab) -> None:
     """Inside the Train tab (`tab`: the view loads when it opens); `form` is the Train form's {field: control}."""
-    with gr.Accordion("Find good settings (search; modes frozen and last-N)", open=False, elem_id="tune-box"):
+    with gr.Accordion("Find good settings (search; frozen / last-N trials take seconds, full / LoRA trials are trainings)", open=False, elem_id="tune-box"):
         with gr.Row():
             trials = gr.Number(30, label="Trials", precision=0, minimum=1, maximum=1000, min_width=120,
-                               info="1 to 1000: each is a head fit on the one cached pass (seconds)")
+                               info="1 to 1000: frozen / last-N: a head fit on one cached pass (seconds); full / LoRA: a training")
             minutes = gr.Number(0, label="Time budget (minutes, 0: none)", min_width=120)
             start = gr.Button("Find good settings", variant="secondary", elem_id="tune-start")
             stop = gr.Button("Stop search", variant="stop", size="md")
