@@ -31,7 +31,7 @@ def build(svc: Service, token: gr.State, form: dict[str, Any], tab: gr.Tab) -> N
             best = gr.Button("Train the best", variant="primary", size="md", elem_id="tune-train-best")
         status = gr.Markdown("No search yet.", elem_id="tune-status")
         with gr.Row():
-            plot = gr.Plot(show_label=False, scale=3)
+            plot = gr.Plot(show_label=False, scale=3, elem_id="tune-plot")
             table = gr.Dataframe(headers=TRIALS, interactive=False, max_height=300, scale=2, elem_id="tune-trials")
         timer = gr.Timer(POLL_SECONDS, active=False)
     _wire(svc, token, form, locals())
