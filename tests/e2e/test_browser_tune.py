@@ -13,8 +13,31 @@ from browser_helpers import ARGS
 pytestmark = pytest.mark.browser
 
 
-def _table(page, elem_id: str) -> list[list[str]]:
-    """The rows of a Gradio Dataframe as the page shows them (cell texts)."""
+@pytest.fixture(scope="module", autouse=True)
+def _patient_startup_check():
+    """Gradio's launch gives the page 3 s to answer; on a shared 2-core machine under load the first render of
+    the whole app takes longer (as in test_browser_review), so give it 60 s."""
+    import httpx
+    from gradio import networking
+
+    def url_ok(url: str) -> bool:
+        try:
+            return httpx.head(url, timeout=60, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308)
+        except httpx.HTTPError:
+            return False
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(networking, "url_ok", url_ok)
+    yield
+    patch.undo()
+
+
+def _table(page, elem_id: str, rows: int = 1) -> list[list[str]]:
+    """The rows of a Gradio Dataframe as the page shows them (cell texts), once it shows `rows` filled rows."""
+    page.wait_for_function(
+        """([id, n]) => { const trs = document.querySelectorAll('#' + id + ' tbody tr');
+             return trs.length >= n && Array.from(trs).every(tr => tr.innerText.trim() !== ''); }""",
+        arg=[elem_id, rows], timeout=60_000)
     return page.evaluate(
         """(id) => Array.from(document.querySelectorAll('#' + id + ' tbody tr'))
              .map(tr => Array.from(tr.querySelectorAll('td')).map(td => td.innerText.trim()))""", elem_id)
@@ -51,7 +74,7 @@ def test_find_settings_then_sort_and_compare_runs(app, chromium_path):
         expect(status).to_contain_text("finished", timeout=300_000)
         expect(status).to_contain_text(re.compile(r"best so far: trial \d, macro F1 \d\.\d{3}"))
         expect(status).to_contain_text("Held-back test")
-        rows = _table(page, "tune-trials")
+        rows = _table(page, "tune-trials", 4)
         assert [r[0] for r in rows] == ["0", "1", "2", "3"], rows
         assert all(r[2] in ("complete", "pruned") and "lr=" in r[3] for r in rows), rows
         expect(page.locator("#tune-plot img")).to_be_visible(timeout=30_000)
@@ -69,13 +92,11 @@ def test_find_settings_then_sort_and_compare_runs(app, chromium_path):
         sort = runs.get_by_label("Sort by")
         sort.click()
         page.get_by_role("option", name="macro F1").click()
-        page.wait_for_function(
-            """() => { const rows = document.querySelectorAll('#runs-table tbody tr'); return rows.length >= 2; }""")
         header = page.evaluate("() => Array.from(document.querySelectorAll('#runs-table thead th'))"
                                ".map(th => th.innerText.trim())")
         col = next(i for i, h in enumerate(header) if h.startswith("macro F1"))
         page.wait_for_timeout(1500)  # the sorted table replaces the old one
-        f1 = [_score(r[col]) for r in _table(page, "runs-table")]
+        f1 = [_score(r[col]) for r in _table(page, "runs-table", 2)]
         assert len(f1) >= 2 and f1 == sorted(f1, reverse=True), f1
 
         boxes = page.locator("#runs-chosen").get_by_role("checkbox")
@@ -83,7 +104,7 @@ def test_find_settings_then_sort_and_compare_runs(app, chromium_path):
         boxes.nth(0).check()
         boxes.nth(1).check()
         expect(page.locator("#runs-note")).to_contain_text("setting(s) differ", timeout=60_000)
-        diff = [r[0] for r in _table(page, "runs-diff")]
+        diff = [r[0] for r in _table(page, "runs-diff", 1)]
         assert "task" in diff and "output" not in diff, diff  # a search vs a training; where they live is no setting
         assert not errors, errors
         browser.close()
