@@ -32,15 +32,17 @@ def _patient_startup_check():
     patch.undo()
 
 
+CELLS = """(id) => Array.from(document.querySelectorAll('#' + id + ' tbody tr')).map(tr =>
+    Array.from(tr.querySelectorAll('td')).map(td => {
+        const field = td.querySelector('input, textarea');
+        return ((td.textContent || '').trim() || (field ? field.value : '')).trim(); }))"""
+
+
 def _table(page, elem_id: str, rows: int = 1) -> list[list[str]]:
-    """The rows of a Gradio Dataframe as the page shows them (cell texts), once it shows `rows` filled rows."""
-    page.wait_for_function(
-        """([id, n]) => { const trs = document.querySelectorAll('#' + id + ' tbody tr');
-             return trs.length >= n && Array.from(trs).every(tr => tr.innerText.trim() !== ''); }""",
-        arg=[elem_id, rows], timeout=60_000)
-    return page.evaluate(
-        """(id) => Array.from(document.querySelectorAll('#' + id + ' tbody tr'))
-             .map(tr => Array.from(tr.querySelectorAll('td')).map(td => td.innerText.trim()))""", elem_id)
+    """The rows of a Gradio Dataframe (cell texts), once it shows `rows` filled rows."""
+    page.wait_for_function(f"(id) => {{ const rows = ({CELLS})(id).filter(r => r.some(c => c !== ''));"
+                           f" return rows.length >= {rows}; }}", arg=elem_id, timeout=60_000)
+    return [r for r in page.evaluate(CELLS, elem_id) if any(r)]
 
 
 def _score(text: str) -> float:
