@@ -2,6 +2,7 @@
 
     python bench/bench_tune.py --out bench/out/tune.json                 # 400 clips, small AST, 50 trials
     python bench/bench_tune.py --clips 100 --trials 10 --seeds 1 --out /tmp/t.json   # a quick look
+    python bench/bench_tune.py --parts time --modes frozen,last-1 --clips 200 --trials 20   # frozen vs last-N
 
 Part 1, time (both through the CLI, each with a cold cache of its own, 2 torch threads, mode frozen, a
 randomly initialised small AST: hidden 192, 4 layers, 128 frames): one default training
@@ -30,22 +31,24 @@ from common import machine_facts, make_checkpoint, make_dataset, python, run, wr
 THREADS = 2
 
 
-def part_time(work: Path, clips: int, trials: int, ckpt: Path) -> dict:
+def part_time(work: Path, clips: int, trials: int, ckpt: Path, mode: str = "frozen") -> dict:
+    """One default training against one search, both in `mode`, back to back under the same load."""
     data = make_dataset(work / f"sounds-{clips}", n_classes=5, per_class=clips // 5, seconds=1.0, seed=3)
-    common = ["--data", str(data), "--model", str(ckpt), "--mode", "frozen", "--max-length", "128",
+    common = ["--data", str(data), "--model", str(ckpt), "--mode", mode, "--max-length", "128",
               "--threads", str(THREADS), "--precision", "fp32"]
     walls = {}
-    for name, cmd in (("default_training", ["train", *common, "--output", str(work / "train")]),
-                      ("tune", ["tune", *common, "--trials", str(trials), "--output", str(work / "tune"),
+    for name, cmd in (("default_training", ["train", *common, "--output", str(work / f"train-{mode}")]),
+                      ("tune", ["tune", *common, "--trials", str(trials), "--output", str(work / f"tune-{mode}"),
                                 "--quiet"])):
-        cache = work / f"cache-{name}"
+        cache = work / f"cache-{name}-{mode}"
         shutil.rmtree(cache, ignore_errors=True)
         walls[name] = run([python(), "-m", "astapp", *cmd], env={"ASTAPP_CACHE_DIR": str(cache)},
-                          log=work / f"{name}.log")["wall_seconds"]
-    doc = json.loads((work / "tune" / "tune.json").read_text())
-    per_trial = [json.loads(p.read_text())["seconds"] for p in sorted((work / "tune" / "trials").glob("*/trial.json"))]
+                          log=work / f"{name}-{mode}.log")["wall_seconds"]
+    doc = json.loads((work / f"tune-{mode}" / "tune.json").read_text())
+    per_trial = [json.loads(p.read_text())["seconds"]
+                 for p in sorted((work / f"tune-{mode}" / "trials").glob("*/trial.json"))]
     states = [t["state"] for t in doc["trials"]]
-    return {"clips": clips, "trials": trials, "wall_seconds": walls,
+    return {"mode": mode, "clips": clips, "trials": trials, "wall_seconds": walls,
             "ratio_tune_over_training": round(walls["tune"] / walls["default_training"], 2),
             "pass_seconds": doc["pass_seconds"], "search_seconds_in_engine": doc["seconds"],
             "seconds_per_trial": {"mean": round(statistics.mean(per_trial), 3),
@@ -104,13 +107,14 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("bench/out/tune.json"))
     ap.add_argument("--parts", default="time,gain", help="time, gain or both (comma-separated)")
+    ap.add_argument("--modes", default="frozen", help="the time part's modes, side by side (e.g. frozen,last-1)")
     args = ap.parse_args()
     os.environ.setdefault("ASTAPP_CACHE_DIR", tempfile.mkdtemp(prefix="astapp-bench-tune-cache-"))
     work = args.work or Path(tempfile.mkdtemp(prefix="astapp-bench-tune-"))
     ckpt = make_checkpoint(work / f"{args.size}-ckpt", args.size, max_length=128)
     result = {"machine": machine_facts(THREADS), "model": args.size}
     if "time" in args.parts:
-        result["time"] = part_time(work, args.clips, args.trials, ckpt)
+        result["time"] = [part_time(work, args.clips, args.trials, ckpt, mode) for mode in args.modes.split(",")]
         print(json.dumps(result["time"], indent=1), flush=True)
     if "gain" in args.parts:
         result["gain"] = part_gain(work, args.clips, args.trials, args.seeds, ckpt)

@@ -11,8 +11,8 @@ from astapp.core.errors import UploadError
 from astapp.core.events import fmt_score
 from astapp.service import compare_runs, runs_in_folder, split_numbers
 
-COLUMNS = ("id", "name", "state", "dataset", "model", "mode", "epochs", "lr", "acc", "f1", "map", "split", "time",
-           "MB")
+COLUMNS = ("id", "name", "state", "dataset", "model", "mode", "epochs", "lr", "acc", "f1", "map", "unknown", "split",
+           "time", "MB")
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -51,9 +51,13 @@ def _cells(row: Any, split: int) -> tuple[str, ...]:
     s = row.settings
     acc = fmt_score(row.accuracy) + (f"±{row.accuracy_std:.3f}" if row.accuracy_std is not None else "")
     f1 = fmt_score(row.f1_macro) + (f"±{row.f1_std:.3f}" if row.f1_std is not None else "")
+    # the AUROC known vs other sounds where `calibrate --other` measured one, else the score's method
+    unknown = fmt_score(row.unknown_auroc) if row.unknown_auroc is not None else \
+        (row.unknown_method or "–").split(",")[0]
     return (row.id, row.name[:24], row.state, row.dataset[:20], row.model.rsplit("/", 1)[-1][:24], row.mode,
             f"{s['epochs']:g}" if isinstance(s.get("epochs"), (int, float)) else "–",
-            f"{s['lr']:g}" if isinstance(s.get("lr"), (int, float)) else "–", acc, f1, fmt_score(row.map), str(split),
+            f"{s['lr']:g}" if isinstance(s.get("lr"), (int, float)) else "–", acc, f1, fmt_score(row.map), unknown,
+            str(split),
             f"{row.train_seconds:.0f}s" if row.train_seconds is not None else "–", f"{row.size_mb:.1f}")
 
 

@@ -1,4 +1,5 @@
-"""`tune`: search the settings of a frozen / last-N run (Optuna trials on one cached pass); writes DIR/tune.json."""
+"""`tune`: search the settings of a run (Optuna trials: frozen / last-N on one cached pass, full / LoRA as real
+trainings, child runs under DIR/trials/); writes DIR/tune.json."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from astapp.cli.training import config_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
-    t = sub.add_parser("tune", help="search good settings (frozen / last-N: each trial reuses one cached pass); "
+    t = sub.add_parser("tune", help="search good settings (frozen / last-N: each trial reuses one cached pass; full / LoRA: "
+                       "each trial is a training); "
                        "writes OUTPUT/tune.json and OUTPUT/trials/", argument_default=argparse.SUPPRESS)
     add_settings(t)
     t.add_argument("--trials", dest="tune_trials", type=float, metavar="N", help="trials to run (1 to 1000)")

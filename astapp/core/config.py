@@ -192,6 +192,10 @@ SETTINGS: tuple[Setting, ...] = (
             label="Mixup probability", problem="Mixup must be a probability between 0 and 1 (AST recipe: 0.5)."),
     Setting("augment.noise", "--noise", "str", "folder or zip of background-noise clips for AddBackgroundNoise/"
             "AddShortNoises (default: the dataset's _background_noise_ folder)", problem="Noise must be a path."),
+    Setting("head_dropout", "--head-dropout", "float", "dropout before the classifier's output layer (training "
+            "only)", low=0, high=1, high_open=True, form=(0, 0.9, 0.05), label="Head dropout",
+            info="0 = off; the settings search tunes it", problem="Head dropout must be at least 0 and below 1 "
+            "(typical: 0 to 0.3)."),
     Setting("val_split", "--val-split", "float", "share of clips that validate (without folds)", low=0, high=1,
             low_open=True, high_open=True, basic=True, form=(0.05, 0.5, 0.05), label="Validation share",
             problem="Validation split must be between 0 and 1 (typical: 0.2)."),
@@ -238,7 +242,8 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_PATH = {s.path: s for s in SETTINGS}
 # The Train form row by row (rows after the 2nd fold under "More settings"); built from the entries above.
 FORM_ROWS = (("model", "mode"), ("epochs", "lr", "batch_size", "max_length", "val_split", "val_fold"),
-             ("seed", "early_stopping", "class_weighted"), ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets"))
+             ("seed", "early_stopping", "class_weighted"), ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets"),
+             ("head_dropout",))
 FORM_FIELDS = tuple(name for row in FORM_ROWS for name in row)
 
 
@@ -293,6 +298,7 @@ class TrainConfig:
     tune_test_share: float = 0.2  # tune: clips held back for one test at the end
     audio: AudioConfig = field(default_factory=AudioConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    head_dropout: float = 0.0  # dropout on the classifier's input before its Linear layer (training only)
     unknown_keep: float = 0.95  # the unknown threshold keeps this share of validation clips (issue 25)
     int8_pass: bool = True  # frozen/last-N pass in int8 where bf16 is not native and it is faithful (BENCHMARKS §12)
     # task distill (issue 28): the finished run that teaches, the student's size, unlabeled audio (folder/zip)

@@ -27,6 +27,7 @@ class Clips:
     label_names: list[str]
     rows: Any  # datasets.Dataset of every window, in clip order
     clip_of_row: np.ndarray
+    root: Path | None = None  # the dataset folder the paths are relative to
 
 
 def load_clips(cfg: TrainConfig, progress: Callable[[float, str], None] | None = None) -> tuple[Clips, Any]:
@@ -50,7 +51,7 @@ def load_clips(cfg: TrainConfig, progress: Callable[[float, str], None] | None =
     for r, lab in enumerate(rows["label"]):
         labels[int(clip_of_row[r])] = int(lab)
     folds = [bundle.file_folds.get(p) for p in paths]
-    return Clips(paths, labels, folds, list(bundle.labels), rows, clip_of_row), bundle.report
+    return Clips(paths, labels, folds, list(bundle.labels), rows, clip_of_row, Path(bundle.root)), bundle.report
 
 
 def per_clip(probs: np.ndarray, clip_of_row: np.ndarray, n: int) -> np.ndarray:

@@ -62,7 +62,7 @@ class RunRow:
     accuracy_std: float | None = None  # cross-validation: the spread over folds
     f1_std: float | None = None
     unknown_auroc: float | None = None  # where the unknown score was calibrated and its AUROC recorded
-    unknown_method: str | None = None
+    unknown_method: str | None = None  # without an AUROC: the method and its threshold's keep share
     train_seconds: float | None = None
     size_mb: float = 0.0
     config: dict[str, Any] = field(default_factory=dict, repr=False)  # flattened config.json
@@ -115,11 +115,21 @@ def _scores(run: Path) -> dict[str, float | None]:
 
 
 def _unknown(run: Path) -> tuple[float | None, str | None]:
+    """(AUROC known vs other sounds, what the table shows without one). The AUROC exists only where
+    `calibrate --other` scored the user's other sounds (unknown.json's calibration.auroc); without them the
+    table shows what there is: the method and the share of known clips its threshold keeps."""
     u = read_json(run / MODEL / UNKNOWN)
     if not u:
         return None, None
-    auroc = number(u.get("auroc")) or number((u.get("known_scores") or {}).get("auroc"))
-    return auroc, str(u.get("method") or "") or None
+    cal = u.get("calibration") or {}
+    auroc = number(cal.get("auroc"))
+    if auroc is None:
+        auroc = number(u.get("auroc"))
+    method = str(u.get("method") or "") or None
+    keep = number(u.get("keep"))
+    if method and u.get("threshold") is not None and keep is not None:
+        return auroc, f"{method}, keeps {100 * keep:.0f}% (no AUROC: calibrate --other)"
+    return auroc, method and f"{method}, no threshold"
 
 
 def row_of(run: Path, name: str | None = None, state: str | None = None) -> RunRow:

@@ -197,3 +197,19 @@ def model_flops_per_sample(config: Any, max_length: int | None = None, training:
     """
     total = sum(flops_breakdown(config, max_length).values())
     return float(total * (3 if training else 1))
+
+
+def set_head_dropout(model: ASTForAudioClassification, p: float) -> None:
+    """Dropout on the input of the classifier's Linear layer, in training only (the settings search tunes it).
+
+    Why a forward pre-hook rather than a Dropout module: the weights and their names stay exactly those of
+    `ASTForAudioClassification`, so checkpoints, resume and the export are unchanged, and the cached-activation
+    wrappers (`training.fastmodes`) and LoRA, which call the same `classifier.dense`, get the same dropout."""
+    dense = model.classifier.dense
+    old = getattr(dense, "_astapp_dropout", None)
+    if old is not None:
+        old.remove()
+        dense._astapp_dropout = None
+    if p > 0:
+        dense._astapp_dropout = dense.register_forward_pre_hook(
+            lambda module, args: (nn.functional.dropout(args[0], p, module.training), *args[1:]))

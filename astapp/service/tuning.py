@@ -46,16 +46,13 @@ class Tuning:
         self.manager, self.training = manager, training
 
     def start(self, session: Session, values: dict[str, Any], trials: Any, minutes: Any = 0) -> str:
-        """Queue a search over the Train form's settings (mode frozen or last-N); returns its run id."""
-        from astapp.tuning.prepare import cached_mode
+        """Queue a search over the Train form's settings (any mode: frozen and last-N trials reuse one cached
+        pass, full and LoRA trials are real trainings); returns its run id."""
         from astapp.tuning.space import check_counts
 
         cfg = self.training.config_from_form(session, values)
         trials = int(trials) if isinstance(trials, float) and trials.is_integer() else trials
         check_counts(trials, minutes, cfg.tune_test_share)
-        if not cached_mode(cfg.mode):
-            raise AccessError(f"Finding settings works in mode frozen or last-N (one cached pass serves every "
-                              f"trial); set 'What to train' to one of them, not {cfg.mode}.")
         cfg.task, cfg.tune_trials, cfg.tune_minutes = "tune", trials, float(minutes or 0)
         name = f"{self.training.datasets.current(session).name} · find settings ({cfg.mode}, {trials} trials)"
         return self.manager.submit(session.owner, cfg, name=name)
@@ -69,7 +66,7 @@ class Tuning:
         """The search `run_id` (default: the newest) as its folder tells it now."""
         info = self.manager.get_run(session.owner, run_id) if run_id else self.latest(session)
         if info is None:
-            return SearchView(None, message="No search yet: pick mode frozen or last-N and press Find good settings.")
+            return SearchView(None, message="No search yet: press Find good settings (frozen or last-N search fastest).")
         done = read_json(info.path / TUNE)
         cfg = read_json(info.path / CONFIG)
         trials = done.get("trials") or [
@@ -92,15 +89,20 @@ class Tuning:
         return self.manager.resume(session.owner, info.id)
 
     def train_best(self, session: Session, run_id: str | None = None) -> str:
-        """A normal training run with the search's winner (the default settings when nothing beat them)."""
+        """A normal training run with the search's winner (the default settings when nothing beat them): the
+        winning trial's own recorded config where it has one (full, LoRA: the same run again, so the same
+        validation score), else the search's settings with the winner's applied."""
         from astapp.tuning.search import trial_config
 
         info = self.manager.get_run(session.owner, run_id) if run_id else self.latest(session)
         done = read_json(info.path / TUNE) if info else {}
         if not done:
             raise AccessError("No finished search yet: wait for it to finish (or stop it) first.")
-        params = (done.get("default") or {}).get("params") if done.get("kept_default") or not done.get("best") \
-            else done["best"]["params"]
-        cfg = trial_config(TrainConfig.load(info.path / CONFIG), dict(params or {}))
+        kept = done.get("kept_default") or not done.get("best")
+        params = (done.get("default") or {}).get("params") if kept else done["best"]["params"]
+        folder = info.path / TRIALS / ("default" if kept else f"trial-{done['best']['number']:04d}")
+        recorded = read_json(folder / TRIAL)
+        cfg = TrainConfig.from_dict(recorded["config"]) if recorded.get("exact") and recorded.get("config") else \
+            trial_config(TrainConfig.load(info.path / CONFIG), dict(params or {}))
         name = f"{info.name.split(' · ')[0]} · best found settings ({cfg.mode})"
         return self.manager.submit(session.owner, cfg, name=name)

@@ -184,10 +184,11 @@ class _Run:
         mean, std = self._stats(args, train_split, max_length)
 
         self.stage("model", f"Loading the model {cfg.model}")
-        from astapp.model.loading import load_model
+        from astapp.model.loading import load_model, set_head_dropout
 
         set_seed(cfg.seed)
         model = load_model(cfg.model, labels, max_length)
+        set_head_dropout(model, float(cfg.head_dropout))
 
         self.stage("features", "Computing input features")
         data = self._data(args, model, bundle, max_length, mean, std, train_labels, val_labels)
@@ -306,7 +307,9 @@ class _Run:
         fbank = Fbank(max_length, mean, std)
         augment = build_augment(cfg.augment, seed=cfg.seed + self.rank)
         aug = cfg.augment
-        feature_aug = aug.freq_mask > 0 or aug.time_mask > 0 or aug.mixup > 0
+        # SpecAugment changes the inputs every step, so the frozen layers must run on them; mixup does not: it
+        # mixes what the trainable part sees, the cached activations (as the settings search's trials do)
+        spec_aug = aug.freq_mask > 0 or aug.time_mask > 0
         feat_dir = cache_root(cfg) / "features"
         with args.main_process_first(local=False, desc="features"):
             val_feats = FeatureCache(feat_dir, fbank, bundle.dataset["validation"],
@@ -332,7 +335,7 @@ class _Run:
         elif n is not None:
             freeze(model, n)
             what = "the head" if n == 0 else f"the top {n} layer(s) and the head"
-            if augment is not None or feature_aug:
+            if augment is not None or spec_aug:
                 message = (f"Training {what} only. Augmentation is on, so the frozen layers run on "
                            "every step (no caching); turn augmentation off for a much faster run.")
             elif (found := self._fast_cache(args, model, n, max_length, train_ds, val_ds)) is None:

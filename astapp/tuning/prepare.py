@@ -52,8 +52,8 @@ def prepare(cfg: TrainConfig, stages: Stages) -> tuple[Any, int, Cached, dict[st
     from astapp.training.pipeline import cache_root
 
     if not cached_mode(cfg.mode):
-        raise TrainingError(f"Searching settings in mode {cfg.mode} is not available yet: use mode frozen or last-N "
-                            "(each trial then reuses one pass of the frozen layers).")
+        raise TrainingError(f"Mode {cfg.mode} has no frozen layers to pass once; its trials train through the "
+                            "engine (astapp.tuning.engine).")
     stages.stage("dataset", "Reading and checking the dataset")
     clips, report = load_clips(cfg, stages.progress("dataset"))
     if getattr(report, "label_mode", "single") == "multi":

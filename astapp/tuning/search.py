@@ -1,5 +1,8 @@
 """The settings search (task "tune"): Optuna TPE over `space(mode)`, pruning a trial from its per-epoch
 validation scores, every trial a child folder `<run>/trials/trial-NNNN/trial.json` (its settings and scores).
+How a trial trains depends on the mode: frozen and last-N fit the trainable part on one cached pass
+(`tuning.cached`, seconds a trial); full and LoRA train for real through the engine, each trial a child run
+(`tuning.engine`). The search itself (study, replay, records, the result) is the same for both.
 
 The app's default settings are scored the same way first; the best trial wins only if it beats them on the
 search's validation clips, else the default is kept and the result says so. The held-back test share is
@@ -20,20 +23,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from astapp.core.config import TrainConfig, set_setting
+from astapp.core.config import TrainConfig
 from astapp.core.events import EventSink, make_event
 from astapp.core.fsutil import atomic_write_text
 from astapp.core.runfolder import TRIAL, TUNE, RunResult, read_json
 from astapp.core.runfolder import TRIALS as TRIALS_DIR
 from astapp.training.stages import Stages, Stopped
-from astapp.tuning.space import Param, check_counts, default_params, space
+from astapp.tuning.space import Param, check_counts, default_params, space, trial_config  # noqa: F401
+
+__all__ = ["METRIC", "run_tune", "setup_key", "trial_config"]
 
 METRIC = "f1_macro"  # maximised on the search's validation clips (macro: every class counts the same)
 PRUNE_WARMUP = 2  # epochs a trial always runs before the median rule may prune it
 
 
 def run_tune(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Event | None = None) -> RunResult:
-    """Search settings per `cfg` (mode frozen or last-N) into `cfg.output`; see the module doc."""
+    """Search settings per `cfg` (any mode) into `cfg.output`; see the module doc."""
     cfg.require_valid()
     check_counts(cfg.tune_trials, cfg.tune_minutes, cfg.tune_test_share)
     return _Search(cfg, events or (lambda e: None), stop or threading.Event()).execute()
@@ -56,17 +61,9 @@ def distributions(params: list[Param]) -> dict[str, Any]:
 def setup_key(cfg: TrainConfig) -> str:
     """Which search a trial belongs to: trials of another dataset, model, mode, split or seed are not replayed."""
     text = json.dumps([cfg.data, cfg.model, cfg.mode, cfg.seed, cfg.val_split, cfg.tune_test_share,
-                       str(cfg.max_length), cfg.audio.to_dict() if hasattr(cfg.audio, "to_dict") else str(cfg.audio)])
+                       str(cfg.max_length), *([cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets] if cfg.mode == "lora"
+                                              else []), cfg.audio.to_dict() if hasattr(cfg.audio, "to_dict") else str(cfg.audio)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def trial_config(cfg: TrainConfig, params: dict[str, Any]) -> TrainConfig:
-    """A normal training run's settings with `params` applied ("train the best"; head_dropout has no setting)."""
-    out = TrainConfig.from_dict({**cfg.to_dict(), "task": "train", "resume": ""})
-    for name, value in params.items():
-        if name != "head_dropout":
-            set_setting(out, name, value)
-    return out
 
 
 class _Search:
@@ -81,26 +78,31 @@ class _Search:
         self.trials: list[dict[str, Any]] = []
 
     def execute(self) -> RunResult:
-        from astapp.tuning.prepare import prepare
-        from astapp.tuning.trials import fit
+        from astapp.tuning.cached import CachedTrials
+        from astapp.tuning.engine import EngineTrials
+        from astapp.tuning.prepare import cached_mode
 
         self.run.mkdir(parents=True, exist_ok=True)
         if self.cfg.threads:
             import torch
 
             torch.set_num_threads(self.cfg.threads)
-        self.model, self.n, self.c, facts = prepare(self.cfg, self.stages)
+        self.b = CachedTrials(self.cfg, self.stages, self.run) if cached_mode(self.cfg.mode) else \
+            EngineTrials(self.cfg, self.stages, self.run, self.key)
+        self.b.prepare()
         self.stages.stage("default", "Scoring the default settings")
         dflt = default_params(self.cfg)
-        default_value, _, self.default_net = fit(self.model, self.n, self.c, dflt, self.cfg.seed)
-        self.facts = facts
+        try:
+            default_value = self.b.default(dflt)
+        except Stopped:
+            return RunResult(self.run, "stopped")  # before any result: nothing to report
         study = self._study()
         stopped = False
         try:
             self._optimise(study, default_value)
         except Stopped:
             stopped = True
-        return self._finish(study, dflt, default_value, facts, stopped or self.stop.is_set())
+        return self._finish(dflt, default_value, stopped or self.stop.is_set())
 
     # --- the study -----------------------------------------------------------------------------
     def _study(self) -> Any:
@@ -151,9 +153,9 @@ class _Search:
             self._announce(record, default_value)
 
     def _one(self, trial: Any, optuna: Any) -> dict[str, Any]:
-        from astapp.tuning.trials import fit
-
         params, t0, curve = dict(trial.params), time.time(), []
+        number = len(self.trials)
+        folder = self.run / TRIALS_DIR / f"trial-{number:04d}"
 
         def report(epoch: int, score: float) -> None:
             curve.append(score)
@@ -162,17 +164,15 @@ class _Search:
                 raise optuna.TrialPruned()
 
         try:
-            value, curve, _ = fit(self.model, self.n, self.c, params, self.cfg.seed + trial.number + 1, report,
-                                  stop=self.stop.is_set)
+            value, curve = self.b.trial(number, params, folder, report, self.stop)
             state = "complete"
         except optuna.TrialPruned:
             value, state = max(curve) if curve else 0.0, "pruned"
         if self.stop.is_set() and state == "complete" and len(curve) < int(params["epochs"]):
             raise Stopped()  # cut short by the stop: not a result; the trials before it stay
-        record = {"number": len(self.trials), "params": params, "value": float(value), "state": state,
+        record = {"number": number, "params": params, "value": float(value), "state": state,
                   "curve": [float(v) for v in curve], "seconds": round(time.time() - t0, 3), "setup": self.key,
-                  "config": trial_config(self.cfg, params).to_dict()}
-        folder = self.run / TRIALS_DIR / f"trial-{record['number']:04d}"
+                  "config": self.b.config(params, folder).to_dict(), "exact": self.b.exact}
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / TRIAL, json.dumps(record, indent=2))
         self.trials.append(record)
@@ -187,34 +187,13 @@ class _Search:
                              f"({record['state']}); best so far {best if best is None else round(best, 3)}"))
 
     # --- the end ------------------------------------------------------------------------------
-    def _export(self, net: Any, best: dict[str, Any] | None) -> None:
-        """The winner as the run's model/ (Predict, download): exactly what was scored, the backbone untouched."""
-        from astapp.core.runfolder import MODEL
-        from astapp.model.folder import export_model
-        from astapp.tuning.trials import into_model
-
-        self.stages.stage("exporting", "Saving the winning settings' model")
-        extra = {"mode": self.cfg.mode, "source_model": self.cfg.model,
-                 "trained_on": "the search's training clips", "tuned": {"trial": best["number"] if best else None,
-                                                                         "params": best["params"] if best else None}}
-        export_model(into_model(self.model, self.n, net), self.c.label_names, self.facts["max_length"],
-                     self.facts["mean"], self.facts["std"], self.run / MODEL, extra=extra)
-
-    def _finish(self, study: Any, dflt: dict[str, Any], default_value: float, facts: dict[str, Any],
-                stopped: bool) -> RunResult:
-        from astapp.tuning.trials import fit, test_scores
-
+    def _finish(self, dflt: dict[str, Any], default_value: float, stopped: bool) -> RunResult:
         done = [t for t in self.trials if t["state"] == "complete"]
         best = max(done, key=lambda t: (t["value"], -t["number"])) if done else None
         kept = best is None or best["value"] <= default_value
         self.stages.stage("test", "Scoring the held-back test clips once")
-        test, winner = {"default": test_scores(self.default_net, self.c)}, self.default_net
-        if best is not None:
-            _, _, net_b = fit(self.model, self.n, self.c, best["params"], self.cfg.seed + best["number"] + 1)
-            test["best"] = test_scores(net_b, self.c)
-            winner = self.default_net if kept else net_b
-        self._export(winner, best if not kept else None)
-        test["clips"] = int(len(self.c.test_clips))
+        test = self.b.finish(best, kept)
+        facts = self.b.facts
         message = ("The search did not beat the default settings on validation; keeping the defaults."
                    if kept else f"Trial {best['number']} beat the default settings on validation "
                    f"({best['value']:.3f} vs {default_value:.3f}).")

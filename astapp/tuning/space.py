@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from astapp.core.config import Setting, TrainConfig, defaults_for, setting
+from astapp.core.config import Setting, TrainConfig, defaults_for, set_setting, setting
 from astapp.core.errors import TrainingError
 
 TRIALS = Setting("tune_trials", "--trials", "int", "trials to run", low=1, high=1000,
@@ -21,12 +21,12 @@ MINUTES = Setting("tune_minutes", "--minutes", "float", "time budget (0: none)",
                   problem="The time budget must be 0 (none) to 10080 minutes.")
 TEST_SHARE = Setting("tune_test_share", "--test-share", "float", "clips held back for the final test", low=0,
                      high=0.5, low_open=True, problem="The held-back test share must be above 0 and at most 0.5.")
-HEAD_DROPOUT = (0.0, 0.5)  # no training setting of its own: dropout before the head's Linear, tuning only
+HEAD_DROPOUT = (0.0, 0.5)  # searched within the setting head_dropout's range
 
 
 @dataclass(frozen=True)
 class Param:
-    """One searched value: a setting path (or "head_dropout"), its kind and bounds."""
+    """One searched value: a setting path of `core.config.SETTINGS`, its kind and bounds."""
 
     name: str
     kind: str  # float | int | choice
@@ -63,7 +63,7 @@ def space(mode: str) -> list[Param]:
               Param("batch_size", "choice", choices=(16, 32, 64, 128) if cached else (4, 8, 16, 32)),
               Param("weight_decay", "float", *_within("weight_decay", 0.0, 0.1)),
               Param("augment.mixup", "float", *_within("augment.mixup", 0.0, 0.8)),
-              Param("head_dropout", "float", *HEAD_DROPOUT)]
+              Param("head_dropout", "float", *_within("head_dropout", *HEAD_DROPOUT))]
     if not cached:
         params += [Param("augment.freq_mask", "int", *_within("augment.freq_mask", 0, 48)),
                    Param("augment.time_mask", "int", *_within("augment.time_mask", 0, 96))]
@@ -87,3 +87,11 @@ def check_counts(trials: Any, minutes: Any, test_share: Any) -> None:
     problems = [p for s, v in ((TRIALS, trials), (MINUTES, minutes), (TEST_SHARE, test_share)) if (p := s.check(v))]
     if problems:
         raise TrainingError(" ".join(problems))
+
+
+def trial_config(cfg: TrainConfig, params: dict[str, Any]) -> TrainConfig:
+    """A normal training run's settings with `params` applied: what a trial trains ("train the best")."""
+    out = TrainConfig.from_dict({**cfg.to_dict(), "task": "train", "resume": ""})
+    for name, value in params.items():
+        set_setting(out, name, value)
+    return out

@@ -1,4 +1,4 @@
-"""The Train tab's "Find good settings" accordion: a settings search over the form's run (mode frozen or last-N),
+"""The Train tab's "Find good settings" accordion: a settings search over the form's run (any mode),
 live (trial number, best so far, score per trial), stop and continue, then "train the best" as a normal run.
 
 Everything shown is read back from the search's run folder (`svc.tuning.view`), so a reload loses nothing.
@@ -20,10 +20,10 @@ POLL_SECONDS = 2.0
 
 def build(svc: Service, token: gr.State, form: dict[str, Any], tab: gr.Tab) -> None:
     """Inside the Train tab (`tab`: the view loads when it opens); `form` is the Train form's {field: control}."""
-    with gr.Accordion("Find good settings (search; modes frozen and last-N)", open=False, elem_id="tune-box"):
+    with gr.Accordion("Find good settings (search; frozen / last-N trials take seconds, full / LoRA trials are trainings)", open=False, elem_id="tune-box"):
         with gr.Row():
             trials = gr.Number(30, label="Trials", precision=0, minimum=1, maximum=1000, min_width=120,
-                               info="1 to 1000: each is a head fit on the one cached pass (seconds)")
+                               info="1 to 1000: frozen / last-N: a head fit on one cached pass (seconds); full / LoRA: a training")
             minutes = gr.Number(0, label="Time budget (minutes, 0: none)", min_width=120)
             start = gr.Button("Find good settings", variant="secondary", elem_id="tune-start")
             stop = gr.Button("Stop search", variant="stop", size="md")
@@ -31,7 +31,7 @@ def build(svc: Service, token: gr.State, form: dict[str, Any], tab: gr.Tab) -> N
             best = gr.Button("Train the best", variant="primary", size="md", elem_id="tune-train-best")
         status = gr.Markdown("No search yet.", elem_id="tune-status")
         with gr.Row():
-            plot = gr.Plot(show_label=False, scale=3)
+            plot = gr.Plot(show_label=False, scale=3, elem_id="tune-plot")
             table = gr.Dataframe(headers=TRIALS, interactive=False, max_height=300, scale=2, elem_id="tune-trials")
         timer = gr.Timer(POLL_SECONDS, active=False)
     _wire(svc, token, form, locals())

@@ -21,10 +21,11 @@ def test_tune_trial_count_out_of_range(trials, tiny_ast, small_dataset, tmp_path
     assert code == 2 and err.count("\n") == 0 and "from 1 to 1000" in err and not out.exists()
 
 
-def test_tune_full_mode_refused(tiny_ast, small_dataset, tmp_path, capsys):
+def test_tune_test_share_out_of_range(tiny_ast, small_dataset, tmp_path, capsys):
     code = main(["tune", "--data", str(small_dataset), "--model", str(tiny_ast), "--mode", "full", "--trials", "2",
-                 "--output", str(tmp_path / "t")])
-    assert code == 2 and "frozen or last-N" in capsys.readouterr().err
+                 "--test-share", "0.9", "--output", str(tmp_path / "t")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "test share must be above 0 and at most 0.5" in err and not (tmp_path / "t").exists()
 
 
 def test_runs_of_a_missing_folder(tmp_path, capsys):

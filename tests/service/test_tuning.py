@@ -1,5 +1,5 @@
 """Find good settings through the service: a search queued like a run, read back from its folder, then its best
-settings trained as a normal run; out-of-range trial counts and modes without a cached pass are one sentence."""
+settings trained as a normal run; out-of-range trial counts are one sentence."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 import pytest
 from train_helpers import one_thread  # noqa: F401 - autouse fixture
 
-from astapp.core.errors import AccessError, TrainingError
+from astapp.core.errors import TrainingError
 from astapp.jobs.manager import JobManager
 from astapp.service import Service
 
@@ -27,13 +27,11 @@ def svc_session(tmp_path, tiny_ast, small_dataset):
     manager.shutdown(timeout=10)
 
 
-def test_bad_counts_and_modes_are_refused(svc_session):
+def test_bad_counts_are_refused(svc_session):
     svc, sess, values = svc_session
     for trials in (0, 5000):
         with pytest.raises(TrainingError, match="from 1 to 1000"):
             svc.tuning.start(sess, values, trials)
-    with pytest.raises(AccessError, match="frozen or last-N"):
-        svc.tuning.start(sess, {**values, "mode": "full"}, 3)
     assert svc.tuning.view(sess).run_id is None and svc.runs(sess) == []
 
 
@@ -51,6 +49,7 @@ def test_search_then_train_the_best(svc_session):
     cfg = json.loads((svc.manager.get_run(sess.owner, child).path / "config.json").read_text())
     chosen = doc["default"]["params"] if doc["kept_default"] else doc["best"]["params"]
     assert cfg["task"] == "train" and cfg["lr"] == chosen["lr"] and cfg["epochs"] == chosen["epochs"]
+    assert cfg["head_dropout"] == chosen["head_dropout"] and cfg["augment"]["mixup"] == chosen["augment.mixup"]
     assert svc.manager.wait(child, timeout=300) == "finished"
     rows = {r.id: r for r in svc.runs_table.table(sess)}
     assert rows[run_id].task == "tune" and rows[child].task == "train"
