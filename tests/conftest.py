@@ -11,6 +11,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# OpenMP threads (torch's, scikit-learn's t-SNE) that wait for work sleep instead of spinning: the tests share
+# two cores with a Gradio server, Chromium and each other, and a spinning thread burns the CPU they need (a tiny
+# 2-thread training took 5.9 s of CPU spinning, 1.0 s passive, on the shared machine). Set before anything
+# loads OpenMP; subprocesses (app.py, the CLI, torchrun) inherit it. Results are the same either way.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 
