@@ -64,6 +64,16 @@ def tiny_ast(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def built_app(tmp_path_factory):
+    """The app built once (not launched) over a job manager that never starts: for tests that read what the
+    page is given (components, events, endpoints). A build is ~2 s of CPU; they share one."""
+    from astapp.jobs.manager import JobManager
+    from astapp.ui.app import build_app
+
+    return build_app(JobManager(tmp_path_factory.mktemp("built_app"), start=False), hub_online=False)
+
+
+@pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory) -> Path:
     """3 classes x 8 generated 1-second clips as one folder per class."""
     root = tmp_path_factory.mktemp("data") / "sounds"

@@ -10,13 +10,9 @@ from app_helpers import free_port
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """One built app for the module: these tests read what the page is given, and building it (every tab's
-    components and events) is what they cost, so they share one build."""
-    from astapp.jobs.manager import JobManager
-    from astapp.ui.app import build_app
-
-    return build_app(JobManager(tmp_path_factory.mktemp("page"), start=False), hub_online=False)
+def demo(built_app):
+    """These tests read what the page is given; building it is what they cost, so they share the session's."""
+    return built_app
 
 
 def test_the_page_has_words_for_the_status_trackers_complete_key(demo):
