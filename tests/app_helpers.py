@@ -95,3 +95,27 @@ def readable(message: str) -> str:
 def tree(root: Path) -> set[str]:
     """Every path under `root` (relative, as strings), links included."""
     return {str(p.relative_to(root)) for p in Path(root).rglob("*")}
+
+
+def exported_run(root: Path, owner: str, name: str = "exported run", labels: list[str] | None = None) -> str:
+    """A finished run of `owner` under the app's data `root` with a real exported (untrained, tiny) model over
+    `labels` (the example's classes): what a test needs when it only uses "a finished run" and not its
+    training, at the cost of saving a model (milliseconds) instead of a training through the app. Its id."""
+    import torch
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    from astapp.core.config import TrainConfig
+    from astapp.jobs import registry
+    from astapp.jobs.record import RunRecord
+    from astapp.model.folder import export_model
+
+    labels = labels or CLASSES
+    torch.manual_seed(0)
+    cfg = ASTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+                    max_length=128, num_labels=len(labels))
+    rd = Path(root) / "runs" / owner / registry.new_run_id()
+    record = RunRecord(rd)
+    record.create(TrainConfig(data="d", output=str(rd)), name=name, owner=owner)
+    export_model(ASTForAudioClassification(cfg), labels, 128, -4.27, 4.57, rd / "model")
+    record.status("finished")
+    return rd.name

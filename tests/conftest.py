@@ -11,6 +11,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# OpenMP threads (torch's, scikit-learn's t-SNE) that wait for work sleep instead of spinning: the tests share
+# two cores with a Gradio server, Chromium and each other, and a spinning thread burns the CPU they need (a tiny
+# 2-thread training took 5.9 s of CPU spinning, 1.0 s passive, on the shared machine). Set before anything
+# loads OpenMP; subprocesses (app.py, the CLI, torchrun) inherit it. Results are the same either way.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 
@@ -56,6 +61,16 @@ def _transformers_verbosity_restored():
 def tiny_ast(tmp_path_factory) -> Path:
     """A tiny AST checkpoint folder (max_length 128 frames) loadable with from_pretrained."""
     return build_tiny_ast(tmp_path_factory.mktemp("tiny_ast") / "ckpt")
+
+
+@pytest.fixture(scope="session")
+def built_app(tmp_path_factory):
+    """The app built once (not launched) over a job manager that never starts: for tests that read what the
+    page is given (components, events, endpoints). A build is ~2 s of CPU; they share one."""
+    from astapp.jobs.manager import JobManager
+    from astapp.ui.app import build_app
+
+    return build_app(JobManager(tmp_path_factory.mktemp("built_app"), start=False), hub_online=False)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,9 @@ import importlib.util
 import numpy as np
 
 TSNE_MAX = 600  # above this many clips t-SNE takes over ~5 s on 2 cores: PCA (bench/bench_cv.py)
+# Up to this many clips t-SNE runs on one thread: its OpenMP threads spin-wait on each other, and on a busy
+# machine a 60-clip map took 8.6 s of CPU (139 s of wall time at load 25) instead of 0.26 s on one thread.
+ONE_THREAD_MAX = 200
 
 
 def reduce_2d(emb: np.ndarray, seed: int = 0, method: str = "auto") -> tuple[np.ndarray, str]:
@@ -28,9 +31,11 @@ def reduce_2d(emb: np.ndarray, seed: int = 0, method: str = "auto") -> tuple[np.
         xy = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, n - 1)).fit_transform(xp)
     elif method == "t-SNE" and n >= 5:
         from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
-        xy = TSNE(n_components=2, random_state=seed, init="pca", perplexity=min(30.0, (n - 1) / 3),
-                  max_iter=500).fit_transform(xp)
+        with threadpool_limits(limits=1 if n <= ONE_THREAD_MAX else None):
+            xy = TSNE(n_components=2, random_state=seed, init="pca", perplexity=min(30.0, (n - 1) / 3),
+                      max_iter=500).fit_transform(xp)
     else:
         method, xy = "PCA", xp[:, :2] if xp.shape[1] >= 2 else np.c_[xp[:, :1], np.zeros(n)]
     xy = np.asarray(xy, dtype=np.float64)

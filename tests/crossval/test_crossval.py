@@ -150,32 +150,13 @@ def test_cli_cv_and_label_issues_find_flipped_labels(tmp_path, cli):
     assert bad.returncode == 2 and "too few for 50-fold" in bad.stderr and "Traceback" not in bad.stderr
 
 
-@pytest.mark.slow
-def test_cv_in_full_mode_trains_every_fold(tmp_path, tiny_ast):
-    from astapp.core.config import TrainConfig
-    from astapp.service import cv_run, cv_summary
-
-    data = tmp_path / "tones"
-    make_tone_classes(data, per_class=4, classes={"low": 300.0, "high": 3000.0}, seed=2)
-    cfg = TrainConfig(data=str(data), model=str(tiny_ast), output=str(tmp_path / "run"), mode="full", epochs=1,
-                      batch_size=4, cv_folds="2", max_length=128)
-    result = cv_run(cfg)
-    assert result.state == "finished"
-    doc = cv_summary(result.output)
-    assert len(doc["folds"]) == 2 and sum(f["clips"] for f in doc["folds"]) == 8
-    for name in ("1", "2"):
-        fold = tmp_path / "run" / "folds" / name
-        assert (fold / "model" / "config.json").is_file() and (fold / "metrics.json").is_file()
-        assert json.loads((fold / "metrics.json").read_text())["num_validation"] == 4
-    clips = json.loads((tmp_path / "run" / "cv.json").read_text())["clips"]
-    assert all(abs(sum(c["probs"]) - 1) < 1e-4 for c in clips)
-
-
 def test_cv_progress_moves_through_the_backbone_pass_and_across_folds(tmp_path, tiny_ast):
     """A CV job's bar moves during frozen CV's one backbone pass (it stayed at 0 %), and a trained CV's folds
-    each take their share of it instead of starting again from 0."""
+    each take their share of it instead of starting again from 0. The trained CV is also the check that
+    full-mode CV trains every fold (one tiny 2-fold run serves both: CV runs are the suite's costly part)."""
     from astapp.core.config import TrainConfig
     from astapp.crossval.task import run_cv
+    from astapp.service import cv_run, cv_summary
 
     data = tmp_path / "tones"
     make_tone_classes(data, per_class=4, classes={"low": 300.0, "high": 3000.0}, seed=2)
@@ -186,12 +167,22 @@ def test_cv_progress_moves_through_the_backbone_pass_and_across_folds(tmp_path, 
     moved = [e["progress"] for e in events if e.get("stage") == "features" and "progress" in e]
     assert moved and moved == sorted(moved) and 0 < moved[-1] <= 0.9
     events.clear()
-    assert run_cv(TrainConfig(**base, output=str(tmp_path / "full"), mode="full", epochs=1),
-                  events.append).state == "finished"
+    result = cv_run(TrainConfig(**base, output=str(tmp_path / "full"), mode="full", epochs=1), events.append)
+    assert result.state == "finished"
     by_fold = [(e["fold"], e["progress"]) for e in events if e.get("type") == "log" and "progress" in e]
     assert {f for f, _ in by_fold} == {"1", "2"}
     assert [p for _, p in by_fold] == sorted(p for _, p in by_fold)
     assert max(p for f, p in by_fold if f == "1") <= 0.5 < max(p for f, p in by_fold if f == "2") <= 1.0
+
+    # full-mode CV trains every fold: each has its model and metrics, and every clip is validated once
+    doc = cv_summary(result.output)
+    assert len(doc["folds"]) == 2 and sum(f["clips"] for f in doc["folds"]) == 8
+    for name in ("1", "2"):
+        fold = tmp_path / "full" / "folds" / name
+        assert (fold / "model" / "config.json").is_file() and (fold / "metrics.json").is_file()
+        assert json.loads((fold / "metrics.json").read_text())["num_validation"] == 4
+    clips = json.loads((tmp_path / "full" / "cv.json").read_text())["clips"]
+    assert all(abs(sum(c["probs"]) - 1) < 1e-4 for c in clips)
 
 
 def test_the_map_legend_leaves_the_dots_visible():

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from app_helpers import call, client, launched, readable, state_of, train_args, tree, wait_state
+from app_helpers import call, client, exported_run, launched, readable, state_of, train_args, tree, wait_state
 from conftest import build_tiny_ast
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
@@ -206,22 +206,23 @@ def test_auth_from_environment_requires_login(tmp_path, monkeypatch):
 # --- session isolation for every handler that takes a run id or a file ---------------------------
 
 @pytest.fixture(scope="module")
-def two_sessions(app, tmp_path_factory):
-    """Session A with a finished run (real training on a tiny checkpoint) and a stopped one; session B."""
+def two_sessions(app):
+    """Session A with a finished run (a real exported model: the refusals are about ownership, not training,
+    so no training through the app is needed for it); session B."""
     url, root = app
-    ckpt = build_tiny_ast(tmp_path_factory.mktemp("ckpt") / "tiny", max_length=128)
     a = client(url)
-    call(a, **train_args(1, model=str(ckpt)), api_name="/start_training")
-    assert state_of(wait_state(a, ("finished", "failed"), timeout=120)["status"]) == "finished"
-    finished = call(a, None, api_name="/list_models")["value"]
-    call(a, **train_args(50, model=str(ckpt)), api_name="/start_training")
-    wait_state(a, ("running",), timeout=60)
-    return url, root, a, client(url), finished, ckpt
+    finished = exported_run(root, owner_id(a.session_hash), "a's finished run")
+    assert call(a, None, api_name="/list_models")["value"] == finished
+    return url, root, a, client(url), finished
 
 
 @pytest.mark.slow
 def test_other_sessions_runs_are_refused_by_every_handler(two_sessions, tmp_path):
-    url, root, a, b, run_id, _ = two_sessions
+    url, root, a, b, run_id = two_sessions
+    # A trains (a real, long run through the app) while B tries A's runs and A's job.
+    ckpt = build_tiny_ast(tmp_path / "tiny", max_length=128)
+    call(a, **train_args(50, model=str(ckpt)), api_name="/start_training")
+    wait_state(a, ("running",), timeout=60)
     clip = write_wav(tmp_path / "clip.wav", make_signal("tone", 1.0))
     batch = make_zip(tmp_path / "batch.zip", {"x/a.wav": clip.read_bytes()})
 
@@ -262,7 +263,7 @@ def test_other_sessions_runs_are_refused_by_every_handler(two_sessions, tmp_path
 
 
 def test_files_of_other_sessions_are_refused(two_sessions, tmp_path):
-    url, root, a, b, run_id, _ = two_sessions
+    url, root, a, b, run_id = two_sessions
     a_ws = root / "workspaces" / owner_id(a.session_hash)
     secret = write_wav(a_ws / "uploads" / "secret" / "tone" / "s.wav", make_signal("tone", 1.0))
     model_file = root / "runs" / owner_id(a.session_hash) / run_id / "model" / "config.json"

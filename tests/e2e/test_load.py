@@ -16,38 +16,18 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from app_helpers import CLASSES, call, client, launched, poll, state_of, train_args, wait_state
+from app_helpers import CLASSES, call, client, exported_run, launched, poll, state_of, train_args, wait_state
 from conftest import build_tiny_ast
 from gradio_client import handle_file
 from hostile import class_members, make_zip
 
-from astapp.core.config import AugmentConfig, TrainConfig
+from astapp.core.config import AugmentConfig
 from astapp.data.examples import example_zip_path
 from astapp.data.synth import KINDS, make_signal, write_wav
 from astapp.jobs import registry
-from astapp.jobs.record import RunRecord
 
 N_CLIENTS = 5
 POLL_LATENCY_S = 8.0  # a status poll may queue behind nothing heavy: it must come back fast
-
-
-def _shared_model(root: Path) -> str:
-    """A finished run of another session with a real exported model over the example's classes."""
-    import torch
-    from transformers import ASTConfig, ASTForAudioClassification
-
-    from astapp.model.folder import export_model
-
-    torch.manual_seed(0)
-    cfg = ASTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-                    max_length=128, num_labels=len(CLASSES))
-    owner = "u" + "0" * 20
-    rd = root / "runs" / owner / registry.new_run_id()
-    record = RunRecord(rd)
-    record.create(TrainConfig(data="d", output=str(rd)), name="shared model", owner=owner)
-    export_model(ASTForAudioClassification(cfg), CLASSES, 128, -4.27, 4.57, rd / "model")
-    record.status("finished")
-    return rd.name
 
 
 @pytest.fixture
@@ -56,7 +36,7 @@ def shared_app(tmp_path, monkeypatch):
 
     monkeypatch.setenv("ASTAPP_SHARE_RUNS", "1")
     root = tmp_path / "data"
-    run_id = _shared_model(root)
+    run_id = exported_run(root, "u" + "0" * 20, "shared model")  # another session's finished run
     manager = JobManager(root=root)
     try:
         with launched(manager) as url:

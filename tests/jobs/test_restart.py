@@ -74,8 +74,9 @@ def test_app_killed_mid_training_restarts_with_an_interrupted_resumable_run(tmp_
         assert state_of(wait_state(c, ("finished", "failed"), timeout=120)["status"]) == "finished"
         done_id = call(c, None, api_name="/list_models")["value"]
         before, _, _ = call(c, done_id, handle_file(str(probe)), 3, api_name="/predict_clip")
-        # A long run, killed without warning once it has a checkpoint.
-        call(c, **train_args(3), api_name="/start_training")
+        # A longer run (two epochs: a checkpoint after the first, one more to resume), killed without warning
+        # once it has a checkpoint.
+        call(c, **train_args(2), api_name="/start_training")
         long_id = next(r.id for r in registry.list_runs(data, owner) if r.id != done_id)
         deadline = time.monotonic() + 120
         while registry.last_checkpoint(data / "runs" / owner / long_id) is None:

@@ -32,6 +32,7 @@ def test_tuned_thresholds_beat_one_half_on_miscalibrated_scores():
     assert mean_ap(y, scores) == (1.0, 1.0)
 
 
+@pytest.mark.slow  # 12 epochs to a quality bar; the fast lane's multi-label run is test_multilabel_cli's
 def test_mixed_sounds_train_to_high_map_and_predict_every_label(tmp_path, tiny_ast):
     data = make_multilabel_dataset(tmp_path / "mix", kinds=KINDS, per_combo=8, seconds=0.6, seed=3)
     cfg = TrainConfig.from_dict({"data": str(data), "model": str(tiny_ast), "output": str(tmp_path / "run"),

@@ -46,12 +46,8 @@ def test_restored_fills_every_field_in_form_order():
     assert updates[FORM_FIELDS.index("val_fold")]["visible"] is True
 
 
-def test_the_apps_training_endpoints_take_the_form_fields_by_name(tmp_path):
-    from astapp.jobs.manager import JobManager
-    from astapp.ui.app import build_app
-
-    manager = JobManager(tmp_path, start=False)
-    api = build_app(manager, hub_online=False).get_api_info()["named_endpoints"]
+def test_the_apps_training_endpoints_take_the_form_fields_by_name(built_app):
+    api = built_app.get_api_info()["named_endpoints"]
     names = {n: [p["parameter_name"] for p in api[n]["parameters"]] for n in
              ("/start_training", "/training_command", "/start_cv")}
     assert names["/start_training"] == names["/training_command"] == list(FORM_FIELDS)
