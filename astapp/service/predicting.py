@@ -26,16 +26,20 @@ def scratch_dir(prefix: str) -> Path:
 
 
 class PredictorCache:
-    """The last few `astapp.predict.predictor.Predictor`s, by model folder and its export time."""
+    """The last few `astapp.predict.predictor.Predictor`s, by model folder and its export time.
+
+    A model is loaded once however many requests ask for it at the same moment (five clients predicting with a
+    fresh model used to load it five times side by side on 2 cores, and concurrent `from_pretrained` calls are
+    not something transformers promises to be safe): the first request loads it, the others wait for it.
+    """
 
     def __init__(self, size: int = CACHE_SIZE):
         self.size = size
         self._items: OrderedDict[tuple[str, float, int], Any] = OrderedDict()
         self._lock = threading.Lock()
+        self._loading: dict[tuple[str, float, int], threading.Lock] = {}  # one lock per model being loaded
 
     def get(self, folder: Path) -> Any:
-        from astapp.predict.predictor import Predictor
-
         stats = folder / "unknown.json"  # a recalibrated or edited unknown threshold reloads the predictor too
         key = (str(folder), (folder / "config.json").stat().st_mtime,
                stats.stat().st_mtime_ns if stats.is_file() else 0)
@@ -43,9 +47,21 @@ class PredictorCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            return self._load(key, folder)
+
+    def _load(self, key: tuple[str, float, int], folder: Path) -> Any:
+        """Load the model behind `key` unless a request that held the loading lock first already did."""
+        from astapp.predict.predictor import Predictor
+
+        with self._lock:
+            if key in self._items:
+                return self._items[key]
         predictor = Predictor(folder)
         with self._lock:
             self._items[key] = predictor
+            self._loading.pop(key, None)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return predictor
