@@ -6,9 +6,9 @@ shard, the per-file unit (`detect_one`, called inside a worker that loaded the m
 (`merge_outputs`, rebuilt from the records in file order). So a job can be started on one machine, resumed
 on a cluster and finished on a laptop, and its `events.csv` is byte for byte the single-machine one.
 
-Differences a user sees: zips are extracted inside the output folder (workers on other machines must read
-them; the output folder belongs on shared storage), and an output folder holding records of another model
-is refused instead of silently recomputed (`check_model`), so a cluster job never mixes models.
+One difference a user sees: zips are extracted inside the output folder (workers on other machines must
+read them; the output folder belongs on shared storage). An output folder holding records of another model
+is refused on both paths (`check_model`), so a job never mixes models.
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from astapp.core.errors import AstappError
 from astapp.core.events import EventSink, make_event
 from astapp.core.fsutil import atomic_write_text
 from astapp.detection.detect import DetectSettings, DetectSettingsError
 from astapp.detection.formats import FORMATS
 from astapp.detection.run import (
     RECORD_VERSION,
-    RECORDS,
     SUMMARY,
     DetectSummary,
+    check_model,
     content_id,
+    describe_model,
     detect_one,
     load_record,
     merge_outputs,
@@ -43,23 +43,6 @@ from astapp.detection.run import (
 )
 from astapp.scale.cluster import preflight
 from astapp.scale.runner import FileFn, run_files
-
-
-class ModelMismatchError(AstappError):
-    """The output folder holds detections of another model."""
-
-
-def check_model(output: str | Path, model: str) -> None:
-    """Refuse an output folder whose records another model made (its id is in every record)."""
-    for path in sorted((Path(output) / RECORDS).glob("*.json")):
-        try:
-            other = json.loads(path.read_text(encoding="utf-8")).get("model")
-        except (OSError, ValueError):
-            continue
-        if other and other != model:
-            raise ModelMismatchError(
-                f"{output} holds detections made by another model (id {other}, this one is {model}); use a new "
-                "--output folder, or the model (and backend) that made them to finish this job.")
 
 
 @dataclass(frozen=True)
@@ -74,7 +57,9 @@ class DetectJob:
     paths: dict[str, str | None]
 
     def open(self) -> FileFn:
-        scorer = open_scorer(self.model, self.backend, self.int8, self.threads if self.backend == "onnx" else 0)
+        scorer = open_scorer(
+            self.model, self.backend, self.int8, self.threads if self.backend == "onnx" else 0
+        )
         ident = {"model": model_id(scorer), "settings": self.settings.to_dict()}
 
         def one(name: str) -> Any:
@@ -110,15 +95,26 @@ class DetectStore:
     def save(self, name: str, result: Any) -> None:
         record, det = result
         if record.get("model") != self.ident["model"]:  # a worker machine with another copy of the model
-            self.fail(name, f"The worker that analysed {name} has another model (id {record.get('model')}, "
-                            f"not {self.ident['model']}); give every machine the same model folder (shared storage).")
+            self.fail(
+                name,
+                f"The worker that analysed {name} has another model (id {record.get('model')}, "
+                f"not {self.ident['model']}); give every machine the same model folder (shared storage).",
+            )
             return
         write_record(self.output, name, record, det)
         self._progress(name, float(record.get("duration") or 0.0))
 
     def fail(self, name: str, sentence: str) -> None:
-        record = {"version": RECORD_VERSION, "file": name, **self.identity(name), "status": "failed", "events": [],
-                  "duration": 0.0, "notes": [], "error": sentence}
+        record = {
+            "version": RECORD_VERSION,
+            "file": name,
+            **self.identity(name),
+            "status": "failed",
+            "events": [],
+            "duration": 0.0,
+            "notes": [],
+            "error": sentence,
+        }
         write_record(self.output, name, record)
         self._progress(name, 0.0)
 
@@ -128,23 +124,47 @@ class DetectStore:
         if self.events is not None:
             wall = time.perf_counter() - self.started
             speed = self.audio_s / wall if wall > 0 else 0.0
-            self.events(make_event("stage", stage="detect", files_done=len(self.done), files=len(self.paths),
-                                   hours_done=self.audio_s / 3600, speed=speed, file=name,
-                                   message=f"{len(self.done)}/{len(self.paths)} files, {self.audio_s / 3600:.2f} h "
-                                           f"of audio, {speed:.1f}x real time (Ray)"))
+            self.events(
+                make_event(
+                    "stage",
+                    stage="detect",
+                    files_done=len(self.done),
+                    files=len(self.paths),
+                    hours_done=self.audio_s / 3600,
+                    speed=speed,
+                    file=name,
+                    message=f"{len(self.done)}/{len(self.paths)} files, {self.audio_s / 3600:.2f} h "
+                    f"of audio, {speed:.1f}x real time (Ray)",
+                )
+            )
 
 
 def finished(record: dict[str, Any] | None, identity: dict[str, Any]) -> bool:
     """The record is done by this version, model, settings and file content (as `detect_files` decides)."""
-    return bool(record) and record.get("status") == "done" and record.get("version") == RECORD_VERSION \
+    return (
+        bool(record)
+        and record.get("status") == "done"
+        and record.get("version") == RECORD_VERSION
         and all(record.get(k) == v for k, v in identity.items())
+    )
 
 
-def detect_on_ray(model: str | Path, paths: Sequence[str | Path] | str | Path, output: str | Path,
-                  settings: DetectSettings | None = None, backend: str = "torch", int8: bool = False,
-                  events: EventSink | None = None, stop: threading.Event | None = None,
-                  shard: tuple[int, int] | None = None, fmt: str = "csv", threads: int = 0, ray: str = "",
-                  workers: int = 0, on_workers: Callable[[list[Any]], None] | None = None) -> DetectSummary:
+def detect_on_ray(
+    model: str | Path,
+    paths: Sequence[str | Path] | str | Path,
+    output: str | Path,
+    settings: DetectSettings | None = None,
+    backend: str = "torch",
+    int8: bool = False,
+    events: EventSink | None = None,
+    stop: threading.Event | None = None,
+    shard: tuple[int, int] | None = None,
+    fmt: str = "csv",
+    threads: int = 0,
+    ray: str = "",
+    workers: int = 0,
+    on_workers: Callable[[list[Any]], None] | None = None,
+) -> DetectSummary:
     """`detect_files` with the files analysed by `workers` Ray actors of `threads` CPUs each (0: 1), on a
     local Ray (`ray` '') or a cluster ('auto', HOST:PORT, ray://HOST:PORT)."""
     from astapp.predict.sources import expand_sources
@@ -157,15 +177,25 @@ def detect_on_ray(model: str | Path, paths: Sequence[str | Path] | str | Path, o
     scorer = open_scorer(str(model), backend, int8, threads)  # named here exactly as detect_files names it
     ident = {"model": model_id(scorer), "settings": settings.to_dict()}
     del scorer
-    check_model(output, ident["model"])
     output.mkdir(parents=True, exist_ok=True)
+    check_model(
+        output, ident["model"], describe_model(model, backend, int8)
+    )  # as detect_files: one model a folder
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=".sources-", dir=output) as tmp:  # zips: where every worker sees them
+    with tempfile.TemporaryDirectory(
+        prefix=".sources-", dir=output
+    ) as tmp:  # zips: where every worker sees them
         items = shard_items(expand_sources(paths, Path(tmp)), shard)
         names = [name for name, _ in items]
         store = DetectStore(output, dict(items), ident, events)
-        job = DetectJob(str(model), backend, int8, max(1, threads), settings,
-                        {name: str(p) if p is not None else None for name, p in items})
+        job = DetectJob(
+            str(model),
+            backend,
+            int8,
+            max(1, threads),
+            settings,
+            {name: str(p) if p is not None else None for name, p in items},
+        )
         ran = run_files(job, names, store, ray=ray, workers=workers, stop=stop, on_workers=on_workers)
         summary = merge_outputs(output, names, fmt, shard)
     wall = time.perf_counter() - started
