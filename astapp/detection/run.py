@@ -117,8 +117,8 @@ class ModelMismatchError(AstappError):
 
 def describe_model(model: Any, backend: str = "torch", int8: bool = False) -> str:
     """How a user named the model (path and backend), for the sentence that refuses another one."""
-    if not isinstance(model, (str, Path)):
-        return type(model).__name__
+    if not isinstance(model, (str, Path)):  # a loaded scorer (the app's): its folder when it has one
+        return str(getattr(model, "folder", "") or type(model).__name__)
     return f"{model} ({backend}{', int8' if int8 else ''})"
 
 
