@@ -231,9 +231,9 @@ def main() -> None:
         t = time.perf_counter()
         scorer = Predictor(model, backend="torch", threads=threads, batch_size=8)
         start = time.perf_counter() - t
-        cpu = tree_cpu()
+        cpu = time.process_time()  # this process alone (the idle local Ray under it is not the plain run's)
         steady = timed(f"plain, {threads} thread(s)", lambda: detect_files(scorer, [folder], out, settings))
-        return start, steady, cpu_since(cpu)
+        return start, steady, time.process_time() - cpu
 
     def on_ray(workers: int) -> tuple[float, float, float]:
         """(start-up: every worker's model loaded, steady: the rest of the job, its CPU seconds: driver, Ray's
