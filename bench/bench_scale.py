@@ -56,12 +56,8 @@ def exported(root: Path, size: str, max_length: int) -> Path:
     if (out / "config.json").is_file():
         return out
     torch.manual_seed(0)
-    dims = SIZES.get(size) or dict(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128
-    )
-    ASTForAudioClassification(ASTConfig(max_length=max_length, num_labels=3, **dims)).save_pretrained(
-        root / "ckpt"
-    )
+    dims = SIZES.get(size) or dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+    ASTForAudioClassification(ASTConfig(max_length=max_length, num_labels=3, **dims)).save_pretrained(root / "ckpt")
     ASTFeatureExtractor(max_length=max_length).save_pretrained(root / "ckpt")
     export_model(load_model(str(root / "ckpt"), LABELS, max_length), LABELS, max_length, -5.5, 3.25, out)
     return out
@@ -96,38 +92,23 @@ def window_cost(root: Path, size: str, threads: int, windows: int) -> dict:
 
     torch.set_num_threads(threads)
     pred = Predictor(exported(root, size, 1024), batch_size=windows)
-    wavs = [
-        np.random.default_rng(i).standard_normal(pred.window_samples).astype(np.float32) * 0.1
-        for i in range(windows)
-    ]
+    wavs = [np.random.default_rng(i).standard_normal(pred.window_samples).astype(np.float32) * 0.1
+            for i in range(windows)]
     pred.outputs(wavs[:1])  # warm-up
     best = min(timed(f"{size} x{windows} windows", lambda: pred.outputs(wavs)) for _ in range(2))
-    return {
-        "size": size,
-        "window_seconds": pred.window_samples / SR,
-        "seconds_per_window": best / windows,
-        "core_seconds_per_window": best * threads / windows,
-    }
+    return {"size": size, "window_seconds": pred.window_samples / SR, "seconds_per_window": best / windows,
+            "core_seconds_per_window": best * threads / windows}
 
 
-def simulate(
-    costs: list[dict], efficiency: float, cores=(1, 8, 64), audio_hours: float = 1000.0
-) -> list[dict]:
+def simulate(costs: list[dict], efficiency: float, cores=(1, 8, 64), audio_hours: float = 1000.0) -> list[dict]:
     """Wall hours for `audio_hours` of audio at the detect default hop (half a window), from the measured
     core-seconds per window, at `efficiency` of linear scaling (the measured 1 -> 2 worker figure)."""
     rows = []
     for c in costs:
         windows = audio_hours * 3600 / (c["window_seconds"] / 2)
         core_hours = windows * c["core_seconds_per_window"] / 3600
-        rows.append(
-            {
-                "size": c["size"],
-                "core_hours": round(core_hours, 1),
-                **{
-                    f"{n}_cores_h": round(core_hours / (n * (efficiency if n > 1 else 1.0)), 1) for n in cores
-                },
-            }
-        )
+        rows.append({"size": c["size"], "core_hours": round(core_hours, 1),
+                     **{f"{n}_cores_h": round(core_hours / (n * (efficiency if n > 1 else 1.0)), 1) for n in cores}})
     return rows
 
 

@@ -57,9 +57,7 @@ class DetectJob:
     paths: dict[str, str | None]
 
     def open(self) -> FileFn:
-        scorer = open_scorer(
-            self.model, self.backend, self.int8, self.threads if self.backend == "onnx" else 0
-        )
+        scorer = open_scorer(self.model, self.backend, self.int8, self.threads if self.backend == "onnx" else 0)
         ident = {"model": model_id(scorer), "settings": self.settings.to_dict()}
 
         def one(name: str) -> Any:
@@ -95,26 +93,15 @@ class DetectStore:
     def save(self, name: str, result: Any) -> None:
         record, det = result
         if record.get("model") != self.ident["model"]:  # a worker machine with another copy of the model
-            self.fail(
-                name,
-                f"The worker that analysed {name} has another model (id {record.get('model')}, "
-                f"not {self.ident['model']}); give every machine the same model folder (shared storage).",
-            )
+            self.fail(name, f"The worker that analysed {name} has another model (id {record.get('model')}, "
+                            f"not {self.ident['model']}); give every machine the same model folder (shared storage).")
             return
         write_record(self.output, name, record, det)
         self._progress(name, float(record.get("duration") or 0.0))
 
     def fail(self, name: str, sentence: str) -> None:
-        record = {
-            "version": RECORD_VERSION,
-            "file": name,
-            **self.identity(name),
-            "status": "failed",
-            "events": [],
-            "duration": 0.0,
-            "notes": [],
-            "error": sentence,
-        }
+        record = {"version": RECORD_VERSION, "file": name, **self.identity(name), "status": "failed", "events": [],
+                  "duration": 0.0, "notes": [], "error": sentence}
         write_record(self.output, name, record)
         self._progress(name, 0.0)
 
@@ -124,47 +111,23 @@ class DetectStore:
         if self.events is not None:
             wall = time.perf_counter() - self.started
             speed = self.audio_s / wall if wall > 0 else 0.0
-            self.events(
-                make_event(
-                    "stage",
-                    stage="detect",
-                    files_done=len(self.done),
-                    files=len(self.paths),
-                    hours_done=self.audio_s / 3600,
-                    speed=speed,
-                    file=name,
-                    message=f"{len(self.done)}/{len(self.paths)} files, {self.audio_s / 3600:.2f} h "
-                    f"of audio, {speed:.1f}x real time (Ray)",
-                )
-            )
+            self.events(make_event("stage", stage="detect", files_done=len(self.done), files=len(self.paths),
+                                   hours_done=self.audio_s / 3600, speed=speed, file=name,
+                                   message=f"{len(self.done)}/{len(self.paths)} files, {self.audio_s / 3600:.2f} h "
+                                           f"of audio, {speed:.1f}x real time (Ray)"))
 
 
 def finished(record: dict[str, Any] | None, identity: dict[str, Any]) -> bool:
     """The record is done by this version, model, settings and file content (as `detect_files` decides)."""
-    return (
-        bool(record)
-        and record.get("status") == "done"
-        and record.get("version") == RECORD_VERSION
+    return bool(record) and record.get("status") == "done" and record.get("version") == RECORD_VERSION \
         and all(record.get(k) == v for k, v in identity.items())
-    )
 
 
-def detect_on_ray(
-    model: str | Path,
-    paths: Sequence[str | Path] | str | Path,
-    output: str | Path,
-    settings: DetectSettings | None = None,
-    backend: str = "torch",
-    int8: bool = False,
-    events: EventSink | None = None,
-    stop: threading.Event | None = None,
-    shard: tuple[int, int] | None = None,
-    fmt: str = "csv",
-    threads: int = 0,
-    ray: str = "",
-    workers: int = 0,
-    on_workers: Callable[[list[Any]], None] | None = None,
-) -> DetectSummary:
+def detect_on_ray(model: str | Path, paths: Sequence[str | Path] | str | Path, output: str | Path,
+                  settings: DetectSettings | None = None, backend: str = "torch", int8: bool = False,
+                  events: EventSink | None = None, stop: threading.Event | None = None,
+                  shard: tuple[int, int] | None = None, fmt: str = "csv", threads: int = 0, ray: str = "",
+                  workers: int = 0, on_workers: Callable[[list[Any]], None] | None = None) -> DetectSummary:
     """`detect_files` with the files analysed by `workers` Ray actors of `threads` CPUs each (0: 1), on a
     local Ray (`ray` '') or a cluster ('auto', HOST:PORT, ray://HOST:PORT)."""
     from astapp.predict.sources import expand_sources
@@ -178,24 +141,14 @@ def detect_on_ray(
     ident = {"model": model_id(scorer), "settings": settings.to_dict()}
     del scorer
     output.mkdir(parents=True, exist_ok=True)
-    check_model(
-        output, ident["model"], describe_model(model, backend, int8)
-    )  # as detect_files: one model a folder
+    check_model(output, ident["model"], describe_model(model, backend, int8))  # as detect_files: one model a folder
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(
-        prefix=".sources-", dir=output
-    ) as tmp:  # zips: where every worker sees them
+    with tempfile.TemporaryDirectory(prefix=".sources-", dir=output) as tmp:  # zips: where every worker sees them
         items = shard_items(expand_sources(paths, Path(tmp)), shard)
         names = [name for name, _ in items]
         store = DetectStore(output, dict(items), ident, events)
-        job = DetectJob(
-            str(model),
-            backend,
-            int8,
-            max(1, threads),
-            settings,
-            {name: str(p) if p is not None else None for name, p in items},
-        )
+        job = DetectJob(str(model), backend, int8, max(1, threads), settings,
+                        {name: str(p) if p is not None else None for name, p in items})
         ran = run_files(job, names, store, ray=ray, workers=workers, stop=stop, on_workers=on_workers)
         summary = merge_outputs(output, names, fmt, shard)
     wall = time.perf_counter() - started

@@ -26,9 +26,7 @@ SETTINGS = DetectSettings(threshold=0.34)  # the random tiny model's scores hove
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    for attempt in range(
-        3
-    ):  # Ray gives its raylet 30 s to start; a shared 2-core machine at load 25 can miss that
+    for attempt in range(3):  # Ray gives its raylet 30 s to start; a shared 2-core machine at load 25 can miss that
         try:
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
             break
@@ -71,17 +69,8 @@ def test_a_killed_worker_loses_only_its_file_which_runs_again(plain, tmp_path):
                 os.kill(pid, signal.SIGKILL)
         seen.append(event["file"])
 
-    summary = detect_on_ray(
-        model,
-        [folder],
-        tmp_path,
-        SETTINGS,
-        events=on_progress,
-        threads=1,
-        ray="",
-        workers=2,
-        on_workers=lambda pool: pids.extend(ray.get([a.pid.remote() for a in pool])),
-    )
+    summary = detect_on_ray(model, [folder], tmp_path, SETTINGS, events=on_progress, threads=1, ray="", workers=2,
+                            on_workers=lambda pool: pids.extend(ray.get([a.pid.remote() for a in pool])))
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # both really died
@@ -99,32 +88,20 @@ def same_pool(a, b) -> None:
     assert {k: meta[k] for k in keys} == {k: expected[k] for k in keys}
 
 
-def test_pool_on_two_ray_workers_is_the_single_process_pool_even_when_they_are_killed(
-    built_pool, pool_data, tiny_ast, tmp_path
-):
+def test_pool_on_two_ray_workers_is_the_single_process_pool_even_when_they_are_killed(built_pool, pool_data,
+                                                                                       tiny_ast, tmp_path):
     pids: list[int] = []
     embedded: list[str] = []
 
     def progress(fraction, message):
         if message.startswith("Embedded "):  # the driver wrote one file's cache entry
-            if (
-                not embedded
-            ):  # one worker just handed its file back; the other is busy with its own: kill both
+            if not embedded:  # one worker just handed its file back; the other is busy with its own: kill both
                 for pid in pids:
                     os.kill(pid, signal.SIGKILL)
             embedded.append(message.split(" on Ray")[0])
 
-    meta = pool_on_ray(
-        pool_data,
-        str(tiny_ast),
-        tmp_path,
-        hop=0.5,
-        progress=progress,
-        ray="",
-        workers=2,
-        threads=1,
-        on_workers=lambda pool: pids.extend(ray.get([a.pid.remote() for a in pool])),
-    )
+    meta = pool_on_ray(pool_data, str(tiny_ast), tmp_path, hop=0.5, progress=progress, ray="", workers=2, threads=1,
+                       on_workers=lambda pool: pids.extend(ray.get([a.pid.remote() for a in pool])))
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # both really died

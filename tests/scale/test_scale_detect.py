@@ -18,10 +18,7 @@ pytest.importorskip("ray")
 
 @pytest.mark.parametrize("on_ray", [False, True])
 def test_an_output_folder_of_another_model_is_refused_before_anything_runs(tiny_ast, tmp_path, on_ray):
-    first, other = (
-        export_tiny(tiny_ast, tmp_path / "m1"),
-        export_tiny(tiny_ast, tmp_path / "m2", seed=1, max_length=64),
-    )
+    first, other = export_tiny(tiny_ast, tmp_path / "m1"), export_tiny(tiny_ast, tmp_path / "m2", seed=1, max_length=64)
     folder = recordings(tmp_path / "rec", 1, 3.0)
     detect_files(first, [folder], tmp_path / "out", DetectSettings())
     before = sorted(p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file())
@@ -31,10 +28,7 @@ def test_an_output_folder_of_another_model_is_refused_before_anything_runs(tiny_
         else:
             detect_files(other, [folder], tmp_path / "out", DetectSettings())
     msg = explain(err.value)
-    assert (
-        f"holds detections made by another model ({first} (torch), id " in msg
-        and f"not by {other} (torch)" in msg
-    )
+    assert f"holds detections made by another model ({first} (torch), id " in msg and f"not by {other} (torch)" in msg
     assert "use a new --output folder for this model, or give the model that made them" in msg
     assert len(msg.strip().splitlines()) == 1
     assert sorted(p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()) == before
