@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from astapp import service
 from astapp.cli.common import print_json_lines, quiet_libraries
+from astapp.cli.scaling import add_ray_arguments, pool_on_cluster
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -17,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
     po.add_argument("--output", required=True, help="the pool folder (rebuilt in place; unchanged files reuse "
                                                      "their embeddings)")
     po.add_argument("--hop", type=float, help="seconds between window starts (default: half the model's window)")
+    add_ray_arguments(po)  # --ray [ADDRESS], --workers N: the files embedded on Ray workers (docs/SCALING.md)
+    po.add_argument("--threads", type=int, default=1, help="with --ray: each worker's CPUs (default 1)")
 
     se = sub.add_parser("search", help="the windows of a pool most like a query clip, best first")
     se.add_argument("--pool", required=True, help="a folder made by `pool`")
@@ -29,8 +32,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
 def build(ns: argparse.Namespace) -> int:
     quiet_libraries()
     data = ns.data if len(ns.data) > 1 else ns.data[0]
-    meta = service.build_pool_files(data, ns.model, ns.output, ns.hop,
-                                    progress=lambda f, msg: print(f"[{f:4.0%}] {msg}", file=sys.stderr, flush=True))
+    run = pool_on_cluster(ns) or service.build_pool_files  # --ray: the same pool, embedded on Ray workers
+    meta = run(data, ns.model, ns.output, ns.hop,
+               progress=lambda f, msg: print(f"[{f:4.0%}] {msg}", file=sys.stderr, flush=True))
     for f in meta["failed"]:
         print(f"Skipped {f['file']}: {f['reason']}", file=sys.stderr)
     print(f"{ns.output}: {meta['windows']} windows ({meta['window_seconds']:.2f} s, hop {meta['hop_seconds']:.2f} s) "

@@ -1,4 +1,4 @@
-"""`--ray [ADDRESS]` and `--workers N` for the per-file commands (detect; pool next), and the call they pick.
+"""`--ray [ADDRESS]` and `--workers N` for the per-file commands (detect, pool), and the call they pick.
 
 Ray is an optional dependency: nothing here imports it; the service does, only when `--ray` is given.
 """
@@ -31,5 +31,17 @@ def detect_on_cluster(ns: argparse.Namespace) -> Callable[..., Any] | None:
 
     def on_cluster(*args: Any, **kwargs: Any) -> Any:
         return service.detect_on_cluster(*args, ray=ns.ray, workers=ns.workers, **kwargs)
+
+    return on_cluster
+
+
+def pool_on_cluster(ns: argparse.Namespace) -> Callable[..., Any] | None:
+    """With `--ray`: `service.pool_on_cluster` with `--ray`/`--workers`/`--threads` bound, called with the
+    arguments of `service.build_pool_files`; without it None."""
+    if getattr(ns, "ray", None) is None:
+        return None
+
+    def on_cluster(*args: Any, **kwargs: Any) -> Any:
+        return service.pool_on_cluster(*args, ray=ns.ray, workers=ns.workers, threads=ns.threads, **kwargs)
 
     return on_cluster

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from astapp.core.errors import explain
+from astapp.core.errors import AstappError, explain
 from astapp.core.events import EventSink, make_event
 from astapp.core.fsutil import atomic_write_bytes, atomic_write_text
 from astapp.detection.detect import (
@@ -43,6 +43,7 @@ from astapp.detection.scores import Scorer
 
 RECORDS = "records"
 SUMMARY = "summary.json"
+MODEL_FILE = "model.json"  # which model made the records (path, backend, id)
 RECORD_VERSION = 1
 
 
@@ -108,6 +109,43 @@ def model_id(scorer: Any) -> str:
             h.update(p.read_bytes() if name == "config.json" else str(p.stat().st_size).encode())
     h.update(str(getattr(getattr(scorer, "backend", None), "quantized", "")).encode())
     return h.hexdigest()[:16]
+
+
+class ModelMismatchError(AstappError):
+    """The output folder holds detections of another model."""
+
+
+def describe_model(model: Any, backend: str = "torch", int8: bool = False) -> str:
+    """How a user named the model (path and backend), for the sentence that refuses another one."""
+    if not isinstance(model, (str, Path)):  # a loaded scorer (the app's): its folder when it has one
+        return str(getattr(model, "folder", "") or type(model).__name__)
+    return f"{model} ({backend}{', int8' if int8 else ''})"
+
+
+def check_model(output: str | Path, model: str, described: str = "") -> None:
+    """Refuse an output folder whose records another model made (its id is in every record; MODEL_FILE says
+    which model that is), so one folder never mixes two models' detections; else note this model there."""
+    output = Path(output)
+    for path in sorted((output / RECORDS).glob("*.json")):
+        try:
+            other = json.loads(path.read_text(encoding="utf-8")).get("model")
+        except (OSError, ValueError):
+            continue
+        if other and other != model:
+            raise ModelMismatchError(
+                f"{output} holds detections made by another model ({_maker(output, other)}), not by "
+                f"{described or 'the model given'} (id {model}); use a new --output folder for this model, or give "
+                "the model that made them to finish this job.")
+    if described and output.is_dir():
+        atomic_write_text(output / MODEL_FILE, json.dumps({"model": model, "source": described}, ensure_ascii=False))
+
+
+def _maker(output: Path, model: str) -> str:
+    try:
+        noted = json.loads((output / MODEL_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        noted = {}
+    return f"{noted['source']}, id {model}" if noted.get("model") == model and noted.get("source") else f"id {model}"
 
 
 def record_key(name: str) -> str:
@@ -214,6 +252,7 @@ def detect_files(model: str | Path | Scorer, paths: Sequence[str | Path] | str |
     output.mkdir(parents=True, exist_ok=True)
     scorer = open_scorer(model, backend, int8, threads)
     ident = {"model": model_id(scorer), "settings": settings.to_dict()}
+    check_model(output, ident["model"], describe_model(model, backend, int8))  # never two models in one folder
     started, audio_s, stopped = time.perf_counter(), 0.0, False
     done: list[str] = []
     skipped: list[str] = []

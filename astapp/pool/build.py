@@ -25,11 +25,15 @@ from astapp.pool.windows import PoolError, Window, check_hop, list_sources, tabl
 
 POOL_FILE, EMB_FILE, WINDOWS_FILE, CACHE_DIR = "pool.json", "embeddings.npy", "windows.csv", "cache"
 Progress = Callable[[float, str], None]
+Filler = Callable[[list[tuple[str, Path]], "_Pass"], dict[str, str]]  # files, the pass -> failed {name: why}
 
 
 def build_pool(sources: str | Path | list[str | Path], model: str, out: str | Path, hop: float | None = None,
-               int8: bool = True, progress: Progress | None = None) -> dict[str, Any]:
-    """Build (or rebuild) the pool in `out` from files, folders and zips of audio; returns pool.json's content."""
+               int8: bool = True, progress: Progress | None = None, fill: Filler | None = None) -> dict[str, Any]:
+    """Build (or rebuild) the pool in `out` from files, folders and zips of audio; returns pool.json's content.
+
+    `fill` (`astapp.scale.pool`: Ray workers) embeds the files into the cache first and returns the ones that
+    failed, with why; the pool is then assembled from the cache exactly as after a single-process pass."""
     import json
 
     out = Path(out)
@@ -46,8 +50,12 @@ def build_pool(sources: str | Path | list[str | Path], model: str, out: str | Pa
     pass_ = _Pass(spec, int8, out / CACHE_DIR, hop_n)
     done: list[tuple[str, Path, Path]] = []
     failed = [{"file": name, "reason": "not found"} for name in missing]
+    early = fill(files, pass_) if fill is not None else {}
     for i, (name, path) in enumerate(files):
         report(i / len(files), f"Embedding {name} ({i + 1}/{len(files)})")
+        if name in early:
+            failed.append({"file": name, "reason": early[name]})
+            continue
         try:
             done.append((name, path, pass_.file(path)))
         except Exception as e:  # noqa: BLE001 - one bad file is listed, the rest are kept
@@ -75,27 +83,42 @@ class _Pass:
         self.spec, self.int8, self.cache, self.hop_n = spec, int8, cache, hop_n
         self.embedder: Embedder | None = None
         self.embedded = 0
+        self.filled: dict[str, Any] | None = None  # the pass info of a `fill` that embedded files elsewhere
 
     def info(self) -> dict[str, Any]:
-        return dict(self.embedder.info) if self.embedder else {"one_off_pass": "cached"}
+        if self.embedder:
+            return dict(self.embedder.info)
+        return dict(self.filled) if self.filled else {"one_off_pass": "cached"}
+
+    def target(self, path: Path) -> Path:
+        """Where `path`'s embeddings are cached: by content, model, windows and pass."""
+        return self.cache / f"{cache_key(file_digest(path), self.spec, self.hop_n, self.int8)}.npz"
 
     def file(self, path: Path) -> Path:
-        from astapp.data.audio import load_audio
-
-        target = self.cache / f"{cache_key(file_digest(path), self.spec, self.hop_n, self.int8)}.npz"
+        target = self.target(path)
         if target.is_file():
             return target
-        wav = load_audio(path)
-        win = self.spec.window_samples
-        starts = [int(round(w.start * SAMPLE_RATE)) for w in windows_of("", path, len(wav), win, self.hop_n)]
-        if self.embedder is None:
-            self.embedder = Embedder(self.spec, self.int8)
-        emb = self.embedder([wav[s:s + win] for s in starts])
-        buf = io.BytesIO()
-        np.savez(buf, starts=np.asarray(starts, np.int64), emb=emb.astype(np.float16), samples=len(wav))
-        atomic_write_bytes(target, buf.getvalue())
+        atomic_write_bytes(target, embed_file(self._embed, self.spec, self.hop_n, path))
         self.embedded += 1
         return target
+
+    def _embed(self, wavs: list[np.ndarray]) -> np.ndarray:
+        if self.embedder is None:
+            self.embedder = Embedder(self.spec, self.int8)
+        return self.embedder(wavs)
+
+
+def embed_file(embed: Callable[[list[np.ndarray]], np.ndarray], spec: ModelSpec, hop_n: int, path: Path) -> bytes:
+    """One file's cache entry (.npz): its window starts, their embeddings (float16) and its length."""
+    from astapp.data.audio import load_audio
+
+    wav = load_audio(path)
+    win = spec.window_samples
+    starts = [int(round(w.start * SAMPLE_RATE)) for w in windows_of("", path, len(wav), win, hop_n)]
+    emb = embed([wav[s:s + win] for s in starts])
+    buf = io.BytesIO()
+    np.savez(buf, starts=np.asarray(starts, np.int64), emb=emb.astype(np.float16), samples=len(wav))
+    return buf.getvalue()
 
 
 def _assemble(done: list[tuple[str, Path, Path]], spec: ModelSpec, hop_n: int, out: Path) -> tuple[list[Window], int]:

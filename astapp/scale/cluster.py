@@ -77,8 +77,8 @@ def connected(address: str | None, num_cpus: int | None = None) -> Iterator[Any]
             ray.init(num_cpus=num_cpus, **kwargs)
         except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception when its processes start too slowly
             raise ClusterError(f"A local Ray could not start on this machine ({str(e).splitlines()[0][:200]}); "
-                               "it is probably overloaded: try again later, raise RAY_raylet_start_wait_time_s, "
-                               "or leave out --ray.") from None
+                               "it is probably overloaded (Ray gives its raylet 30 s to start): try again when it is "
+                               "less busy, or leave out --ray.") from None
     else:
         if address != "auto":
             check_reachable(address)

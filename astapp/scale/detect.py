@@ -6,9 +6,9 @@ shard, the per-file unit (`detect_one`, called inside a worker that loaded the m
 (`merge_outputs`, rebuilt from the records in file order). So a job can be started on one machine, resumed
 on a cluster and finished on a laptop, and its `events.csv` is byte for byte the single-machine one.
 
-Differences a user sees: zips are extracted inside the output folder (workers on other machines must read
-them; the output folder belongs on shared storage), and an output folder holding records of another model
-is refused instead of silently recomputed (`check_model`), so a cluster job never mixes models.
+One difference a user sees: zips are extracted inside the output folder (workers on other machines must
+read them; the output folder belongs on shared storage). An output folder holding records of another model
+is refused on both paths (`check_model`), so a job never mixes models.
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from astapp.core.errors import AstappError
 from astapp.core.events import EventSink, make_event
 from astapp.core.fsutil import atomic_write_text
 from astapp.detection.detect import DetectSettings, DetectSettingsError
 from astapp.detection.formats import FORMATS
 from astapp.detection.run import (
     RECORD_VERSION,
-    RECORDS,
     SUMMARY,
     DetectSummary,
+    check_model,
     content_id,
+    describe_model,
     detect_one,
     load_record,
     merge_outputs,
@@ -43,23 +43,6 @@ from astapp.detection.run import (
 )
 from astapp.scale.cluster import preflight
 from astapp.scale.runner import FileFn, run_files
-
-
-class ModelMismatchError(AstappError):
-    """The output folder holds detections of another model."""
-
-
-def check_model(output: str | Path, model: str) -> None:
-    """Refuse an output folder whose records another model made (its id is in every record)."""
-    for path in sorted((Path(output) / RECORDS).glob("*.json")):
-        try:
-            other = json.loads(path.read_text(encoding="utf-8")).get("model")
-        except (OSError, ValueError):
-            continue
-        if other and other != model:
-            raise ModelMismatchError(
-                f"{output} holds detections made by another model (id {other}, this one is {model}); use a new "
-                "--output folder, or the model (and backend) that made them to finish this job.")
 
 
 @dataclass(frozen=True)
@@ -157,8 +140,8 @@ def detect_on_ray(model: str | Path, paths: Sequence[str | Path] | str | Path, o
     scorer = open_scorer(str(model), backend, int8, threads)  # named here exactly as detect_files names it
     ident = {"model": model_id(scorer), "settings": settings.to_dict()}
     del scorer
-    check_model(output, ident["model"])
     output.mkdir(parents=True, exist_ok=True)
+    check_model(output, ident["model"], describe_model(model, backend, int8))  # as detect_files: one model a folder
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".sources-", dir=output) as tmp:  # zips: where every worker sees them
         items = shard_items(expand_sources(paths, Path(tmp)), shard)

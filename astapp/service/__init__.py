@@ -62,7 +62,7 @@ from astapp.service.headless import (
 )
 from astapp.service.pooling import build_pool_files, search_pool
 from astapp.service.runs import Comparison, compare_runs, runs_in_folder, split_numbers
-from astapp.service.scaling import detect_on_cluster
+from astapp.service.scaling import detect_on_cluster, pool_on_cluster
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
 from astapp.service.unknown import UnknownView, shares_line
 
@@ -74,3 +74,4 @@ __all__ = ["AUTO", "FORM_FIELDS", "Comparison", "DatasetView", "Evaluation", "Po
            "nearest_point", "pr_curves", "predict_files", "push_run", "runs_in_folder", "search_pool", "series_plot",
            "shares_line", "split_numbers", "train_run", "transform_specs", "tune_run", "tune_summary",
            "UnknownView", "unknown_histogram", "window_timeline"]
+__all__ += ["pool_on_cluster"]  # pool --ray (issue 29)

@@ -1,4 +1,4 @@
-"""Cluster runs for the CLI: `detect --ray` (the headless side; the app runs on one machine and has no part).
+"""Cluster runs for the CLI: `detect --ray` and `pool --ray` (the headless side; the app runs on one machine).
 
 The same arguments as the single-machine `detect_files`, plus where Ray is (`ray`: '' a local Ray, 'auto'
 the cluster this machine joined, HOST:PORT or ray://HOST:PORT) and how many workers (0: one per `threads`
@@ -33,3 +33,13 @@ def detect_on_cluster(model: str, files: Sequence[str], output: str, settings: A
     part = parse_shard(shard) if isinstance(shard, str) else shard
     return detect_on_ray(model, list(files), output, settings, backend=backend, int8=int8, events=events, stop=stop,
                          shard=part, fmt=fmt, threads=threads, ray=ray, workers=workers)
+
+
+def pool_on_cluster(data: str | list[str], model: str, output: str, hop: float | None = None, progress: Any = None,
+                    ray: str = "", workers: int = 0, threads: int = 1) -> dict[str, Any]:
+    """`astapp.scale.pool.pool_on_ray`: the pool `build_pool_files` builds, embedded by Ray workers."""
+    from astapp.scale.pool import pool_on_ray
+
+    if workers < 0 or threads < 1:
+        raise ModelLoadError(f"--workers must be 0 or more and --threads 1 or more (got {workers} and {threads}).")
+    return pool_on_ray(data, model, output, hop=hop, progress=progress, ray=ray, workers=workers, threads=threads)

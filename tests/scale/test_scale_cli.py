@@ -25,7 +25,8 @@ def test_flags(argv, ray, workers):
 
 
 def test_the_cli_and_the_service_load_without_ray():
-    code = ("import sys; import astapp.cli, astapp.service, astapp.scale.detect, astapp.service.scaling; "
+    code = ("import sys; import astapp.cli, astapp.service, astapp.scale.detect, astapp.scale.pool, "
+            "astapp.service.scaling; "
             "assert 'ray' not in sys.modules, 'ray was imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
 
@@ -47,6 +48,19 @@ def test_detect_ray_bad_input_is_one_sentence_and_nothing_is_written(tmp_path, c
     if len(ray_args) == 1:
         monkeypatch.setitem(sys.modules, "ray", None)  # Ray not installed
     code = main(["detect", "--model", str(tmp_path), str(tmp_path), "--output", str(tmp_path / "o"), *ray_args])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("ray_args", "words"), [(["--ray", "127.0.0.1:1"], "The Ray cluster at 127.0.0.1:1 cannot be reached"),
+                                                 (["--ray"], 'pip install "ray[data]==2.60.0"')])
+def test_pool_ray_bad_input_is_one_sentence_and_nothing_is_written(tmp_path, capsys, monkeypatch, ray_args, words):
+    from astapp.cli import main
+
+    if len(ray_args) == 1:
+        monkeypatch.setitem(sys.modules, "ray", None)  # Ray not installed
+    code = main(["pool", "--data", str(tmp_path), "--model", str(tmp_path), "--output", str(tmp_path / "o"), *ray_args])
     err = capsys.readouterr().err
     assert code == 2 and words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()

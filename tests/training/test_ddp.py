@@ -94,3 +94,24 @@ def test_torchrun_two_nodes_meet_at_a_c10d_rendezvous(tiny_ast, small_dataset, t
         assert code == 0, out[-3000:] + err[-3000:]
     assert sum(out.count("Finished: accuracy") for _, out, _ in results) == 1  # global rank 0 alone prints
     _assert_one_run_of_two_ranks(run, "full")
+
+
+def test_accelerate_launch_two_machines_meet_at_the_main_process(tiny_ast, small_dataset, tmp_path):
+    """`accelerate launch` on each of 2 machines (docs/SCALING.md), one CPU process each, one shared run folder.
+
+    `--multi_gpu` names accelerate's torch.distributed launcher (it needs no GPU: with no CUDA device the
+    processes meet over gloo); accelerate's `--cpu` multi-machine launcher sets no RANK without mpirun."""
+    run, port = tmp_path / "shared" / "run", _free_port()
+    procs = []
+    for node in (0, 1):
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines=2",
+               f"--machine_rank={node}", "--main_process_ip=127.0.0.1", f"--main_process_port={port}",
+               "--num_processes=2", "--mixed_precision=no", "--dynamo_backend=no",
+               *_train_args(tiny_ast, small_dataset, run, "full")]
+        procs.append(subprocess.Popen(cmd, env=_env(tmp_path / f"node{node}"), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True))
+    results = _finish(procs, 300)
+    for code, out, err in results:
+        assert code == 0, out[-3000:] + err[-3000:]
+    assert sum(out.count("Finished: accuracy") for _, out, _ in results) == 1  # global rank 0 alone prints
+    _assert_one_run_of_two_ranks(run, "full")
