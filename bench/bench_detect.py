@@ -86,14 +86,23 @@ print(json.dumps({{"code": code, "wall": time.perf_counter() - t,
 """
 
 
-def memory_run(model: Path, wav: Path, out: Path, threads: int) -> dict:
+BACKEND_FLAGS = {"torch": [], "onnx": ["--onnx"], "int8": ["--onnx", "--int8"]}
+
+
+def memory_run(model: Path, wav: Path, out: Path, threads: int, hop: float, backend: str = "torch") -> dict:
+    """Peak RSS of a fresh `detect` process on `wav`, and the per-window state it kept (the score arrays)."""
+    from astapp.detection.run import load_scores
+
     cmd = [sys.executable, "-c", CHILD.format(threads=threads), "detect", "--model", str(model), str(wav),
-           "--output", str(out), "--hop", "300", "--quiet"]
+           "--output", str(out), "--hop", f"{hop:g}", "--quiet", *BACKEND_FLAGS[backend]]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
     last = json.loads(done.stderr.strip().splitlines()[-1])
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"peak_rss_mib": round(last["peak_rss_mib"], 1), "wall_s": round(last["wall"], 1),
-            "hours": round(summary["hours"], 4), "exit": last["code"]}
+    scores = load_scores(out, str(wav)) or {}
+    state = sum(a.nbytes for a in scores.values())
+    return {"backend": backend, "hop_s": hop, "peak_rss_mib": round(last["peak_rss_mib"], 1),
+            "wall_s": round(last["wall"], 1), "hours": round(summary["hours"], 4), "exit": last["code"],
+            "windows": int(scores["times"].size) if "times" in scores else 0, "window_state_kib": round(state / 1024, 1)}
 
 
 def speed_runs(model: Path, wav: Path, seconds: float, threads: int, tmp: Path) -> list[dict]:
@@ -133,24 +142,32 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "astapp-bench-detect"))
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--memory-backend", choices=sorted(BACKEND_FLAGS), default="torch")
+    ap.add_argument("--memory-hops", default="300", help="memory runs: the hop (s) of each length, comma-separated "
+                    "(one value: all lengths); 5.12 = the window, no overlap")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "detect.json"))
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    model = base_model(work, onnx=False)
+    model = base_model(work, onnx=args.memory_backend != "torch")
     result: dict = {"machine": machine_facts(args.threads), "model": "base AST (768 x 12), 512 frames, random weights"}
     out = Path(args.out)
     if not args.skip_memory:
         result["memory"] = {}
-        for length in [float(x) for x in args.lengths.split(",")]:
+        lengths = [float(x) for x in args.lengths.split(",")]
+        hops = [float(x) for x in args.memory_hops.split(",")]
+        for length, hop in zip(lengths, hops * len(lengths) if len(hops) == 1 else hops, strict=True):
             wav = write_wav(work / f"rec-{int(length)}.wav", length)
-            row = memory_run(model, wav, Path(tempfile.mkdtemp(dir=work)), args.threads)
+            row = memory_run(model, wav, Path(tempfile.mkdtemp(dir=work)), args.threads, hop, args.memory_backend)
             row["file_mib"] = round(wav.stat().st_size / 2**20, 1)
             result["memory"][str(int(length))] = row
             print(int(length), json.dumps(row), flush=True)
             wav.unlink()  # 2 GB for 3 h: leave the disk as it was
             write_json(out, result)  # what is measured so far survives a later stage that runs out of time
+    if args.skip_speed:
+        return 0
     result["speed"] = speed_runs(base_model(work), write_wav(work / "speed.wav", args.speed_seconds), args.speed_seconds,
                                  args.threads, Path(tempfile.mkdtemp(dir=work)))
     result["total_s"] = round(time.perf_counter() - t0, 1)

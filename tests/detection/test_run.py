@@ -42,7 +42,11 @@ def test_bad_file_listed_others_finish_and_outputs(tmp_path, folder):
     assert raven == ["a.Table.1.selections.txt", "b.Table.1.selections.txt", "sub__c.Table.1.selections.txt"]
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["events"] == 4
     last = seen[-1]
-    assert last["files_done"] == 4 and last["hours_done"] == pytest.approx(s.hours, abs=1e-5) and last["speed"] > 0
+    assert (
+        last["files_done"] == 4
+        and last["hours_done"] == pytest.approx(s.hours, abs=1e-5)
+        and last["speed"] > 0
+    )
 
 
 def test_rerun_skips_finished_files_and_reproduces_outputs(tmp_path, folder):
@@ -53,7 +57,9 @@ def test_rerun_skips_finished_files_and_reproduces_outputs(tmp_path, folder):
     calls = scorer.calls
     s = detect_files(scorer, [folder], out, SETTINGS)
     assert scorer.calls == calls  # nothing scored again
-    assert sorted(s.skipped) == ["a.wav", "b.wav", "sub/c.flac"] and s.done == ["broken.wav"]  # failed: retried
+    assert sorted(s.skipped) == ["a.wav", "b.wav", "sub/c.flac"] and s.done == [
+        "broken.wav"
+    ]  # failed: retried
     assert (out / "events.csv").read_text() == first
     changed = detect_files(scorer, [folder], out, DetectSettings(hop=0.25))  # other settings: all again
     assert not changed.skipped
@@ -111,3 +117,27 @@ def test_zip_of_recordings(tmp_path, folder):
 def test_oracle_is_a_scorer():
     scorer: Scorer = OracleScorer()
     assert scorer.window_samples == 16_000
+
+
+def test_same_names_in_two_folders_and_one_file_given_twice(tmp_path):
+    """Records are keyed by name: two different `rec.wav` each keep their own record and events (the later one
+    named by its folder), and one file given by two paths is analysed and listed once."""
+    day_a = write_recording(tmp_path / "dayA" / "rec.wav", 6.0, [("beep", 1.0, 3.0)])
+    write_recording(tmp_path / "dayB" / "rec.wav", 6.0, [("hum", 2.0, 4.0)])
+    out, scorer = tmp_path / "out", OracleScorer()
+    s = detect_files(
+        scorer,
+        [tmp_path / "dayA", tmp_path / "dayB", day_a, tmp_path / "dayA" / ".." / "dayA" / "rec.wav"],
+        out,
+        SETTINGS,
+    )
+    assert sorted(s.done) == ["dayB/rec.wav", "rec.wav"] and s.counts == {"beep": 1, "hum": 1}
+    assert sum("same file as rec.wav" in n for n in s.notes) == 2
+    by_file = {e.file: e.label for e in parse_events(out / "events.csv")}
+    assert by_file == {"rec.wav": "beep", "dayB/rec.wav": "hum"}
+    calls = scorer.calls
+    again = detect_files(scorer, [tmp_path / "dayA", tmp_path / "dayB"], out, SETTINGS)
+    assert scorer.calls == calls and sorted(again.skipped) == [
+        "dayB/rec.wav",
+        "rec.wav",
+    ]  # neither recomputed
