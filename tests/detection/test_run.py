@@ -18,9 +18,10 @@ from astapp.detection.scores import Scorer
 SETTINGS = DetectSettings(hop=0.5)
 
 
-@pytest.fixture()
-def folder(tmp_path):
-    root = tmp_path / "recs"
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Read-only input, shared by the module's tests (each writes its outputs under its own tmp_path)."""
+    root = tmp_path_factory.mktemp("detect-run") / "recs"
     write_recording(root / "a.wav", 8.0, [("beep", 1.0, 3.0)])
     write_recording(root / "b.wav", 6.0, [("hum", 2.0, 4.0)], sr=48_000, channels=2)
     write_recording(root / "sub" / "c.flac", 7.0, [("whistle", 4.0, 6.0), ("beep", 0.0, 2.0)])
