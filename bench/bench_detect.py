@@ -1,21 +1,21 @@
 """Detection in long recordings (issue 26): peak memory flat in the recording's length, and speed + MFU per backend.
 
-    python bench/bench_detect.py [--lengths 600,3600,10800] [--speed-seconds 123] [--threads 2]
+    python bench/bench_detect.py [--lengths 600,3600,10800] [--memory-hops 60,300,900] [--threads 2]
 
 Base-size AST (hidden 768, 12 layers) with random weights built from ASTConfig (no Hub), 5.12 s windows
 (512 frames), 3 classes, exported as astapp exports a run (model folder + checked ONNX fp32/int8).
 
 Memory: a 48 kHz stereo 16-bit WAV of each length, generated and written in blocks, is analysed by
-`python -m astapp detect` in a fresh process (torch, 2 threads) that reports its own peak RSS (model
-included). These runs use a 300 s hop so the 3-hour run costs minutes, not hours, on a shared 2-core CPU:
-every sample is still decoded, mixed down, resampled and buffered (the part whose memory could grow with
-length); the model's footprint per batch does not depend on the hop.
+`python -m astapp detect` in a fresh process (`--memory-backend`, 2 threads) that reports its own peak RSS
+(model included) and the per-window state it kept. `--memory-hops` sets each length's hop: sparse hops keep a
+3-hour run to minutes on a shared 2-core CPU while every sample is still decoded, mixed down, resampled and
+buffered (the part whose memory could grow with length); pick them so each length has at least one full batch.
 
 Speed: a recording of `--speed-seconds` at 48 kHz stereo, windows without overlap (hop = window), through
-`detect_files` for torch fp32, ONNX fp32 and ONNX int8, each next to the matmul peak of its precision measured
-in the same process at the same moment (`common.matmul_peak`). x real time = audio seconds / wall seconds
-(decoding and resampling included); MFU = model FLOP/s (`flops_breakdown` of one window x windows / wall) over
-that peak.
+`detect_files` for torch fp32, ONNX fp32 and ONNX int8. After every batch the bench runs a 2048^3 matmul of the
+backend's precision in torch and in onnxruntime (`Interleaved`), so the peak sees the same neighbours as the
+model. x real time = audio seconds / (wall - the matmul bursts), decoding and resampling included; MFU = model
+FLOP/s (`flops_breakdown` of one window x windows / model time) over the better interleaved peak.
 """
 
 from __future__ import annotations
