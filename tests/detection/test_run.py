@@ -43,11 +43,7 @@ def test_bad_file_listed_others_finish_and_outputs(tmp_path, folder):
     assert raven == ["a.Table.1.selections.txt", "b.Table.1.selections.txt", "sub__c.Table.1.selections.txt"]
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["events"] == 4
     last = seen[-1]
-    assert (
-        last["files_done"] == 4
-        and last["hours_done"] == pytest.approx(s.hours, abs=1e-5)
-        and last["speed"] > 0
-    )
+    assert last["files_done"] == 4 and last["hours_done"] == pytest.approx(s.hours, abs=1e-5) and last["speed"] > 0
 
 
 def test_rerun_skips_finished_files_and_reproduces_outputs(tmp_path, folder):
@@ -58,9 +54,7 @@ def test_rerun_skips_finished_files_and_reproduces_outputs(tmp_path, folder):
     calls = scorer.calls
     s = detect_files(scorer, [folder], out, SETTINGS)
     assert scorer.calls == calls  # nothing scored again
-    assert sorted(s.skipped) == ["a.wav", "b.wav", "sub/c.flac"] and s.done == [
-        "broken.wav"
-    ]  # failed: retried
+    assert sorted(s.skipped) == ["a.wav", "b.wav", "sub/c.flac"] and s.done == ["broken.wav"]  # failed: retried
     assert (out / "events.csv").read_text() == first
     changed = detect_files(scorer, [folder], out, DetectSettings(hop=0.25))  # other settings: all again
     assert not changed.skipped
@@ -138,7 +132,5 @@ def test_same_names_in_two_folders_and_one_file_given_twice(tmp_path):
     assert by_file == {"rec.wav": "beep", "dayB/rec.wav": "hum"}
     calls = scorer.calls
     again = detect_files(scorer, [tmp_path / "dayA", tmp_path / "dayB"], out, SETTINGS)
-    assert scorer.calls == calls and sorted(again.skipped) == [
-        "dayB/rec.wav",
-        "rec.wav",
-    ]  # neither recomputed
+    assert scorer.calls == calls  # neither recomputed
+    assert sorted(again.skipped) == ["dayB/rec.wav", "rec.wav"]
