@@ -22,13 +22,13 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 
-from astapp.cli import detection, distill, models, pool, runs, training, tune, unknown
+from astapp.cli import detection, distill, models, pool, runs, training, tune, unknown, versions
 from astapp.cli.common import EXIT_STOPPED, EXIT_TIME_LIMIT, EXIT_USER_ERROR, Parser, process_start
 from astapp.cli.progress import ProgressPrinter
 from astapp.cli.training import config_from_args, continue_command
 from astapp.core.errors import AstappError, ResourceError, explain, user_error
 
-GROUPS = [training, models, unknown, detection, pool, distill, runs, tune]
+GROUPS = [training, models, unknown, detection, pool, distill, runs, tune, versions]
 
 __all__ = ["EXIT_STOPPED", "EXIT_TIME_LIMIT", "EXIT_USER_ERROR", "ProgressPrinter", "build_parser",
            "config_from_args", "continue_command", "main"]

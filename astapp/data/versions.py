@@ -191,6 +191,29 @@ class VersionStore:
                                                                ensure_ascii=False))
 
 
+def find_store(folder: str | Path) -> tuple[VersionStore, str | None]:
+    """The version store a folder belongs to, and which version the folder is (None for the store as a whole).
+
+    The CLI takes whatever folder the user has at hand: a version's own folder (`.../versions/v2`, what
+    `train --data` is given), the `versions` folder, or the workspace holding it; all three list the same
+    versions, so nobody has to know where the index lives.
+    """
+    p = Path(folder).expanduser()
+    if not p.is_dir():
+        raise DatasetError(f"{folder} is not a folder: give a dataset version's folder (.../versions/v2), its "
+                           "versions folder or the workspace that holds it.")
+    if (p / VERSIONS_DIR / INDEX_FILE).is_file():
+        return VersionStore(p), None
+    if p.name == VERSIONS_DIR and (p / INDEX_FILE).is_file():
+        return VersionStore(p.parent), None
+    if p.parent.name == VERSIONS_DIR and (p.parent / INDEX_FILE).is_file():
+        store = VersionStore(p.parent.parent)
+        return store, store.of_root(p).name if store.of_root(p) else None
+    raise DatasetError(f"{folder} has no dataset versions: versions are made by \"Add to dataset and retrain\" "
+                       "in the app and live under its workspace's versions/ folder (give that folder, the "
+                       "workspace or a version's folder).")
+
+
 def _manifest(rows: list[dict[str, str]]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["file", "label", "fold"], lineterminator="\n")

@@ -85,6 +85,51 @@ def shard_items(items: list[tuple[str, Path | None]], shard: tuple[int, int] | N
     return items if shard is None else items[shard[0]::shard[1]]
 
 
+def distinct_items(items: list[tuple[str, Path | None]], tmp: Path) -> tuple[list[tuple[str, Path | None]], list[str]]:
+    """One item per file, each with a name of its own: records and outputs are keyed by the name.
+
+    The same file given twice (two paths, or a file and its folder) is analysed once, and said. Two different
+    files with one name (`rec.wav` in two folders given side by side, two uploads called `rec.wav`) would
+    share a record (one overwriting the other, the other listed twice), so each later one is named by as
+    many of its folders as tell it apart (`dayB/rec.wav`); files extracted from a zip get `#2`, `#3` instead.
+    Depends only on the list, so every shard of a job names every file alike.
+    """
+    seen: dict[Path, str] = {}
+    kept: list[tuple[str, Path | None]] = []
+    notes: list[str] = []
+    for name, path in items:
+        real = path.resolve() if path is not None else None
+        if real is not None and real in seen:
+            notes.append(f"{name} is the same file as {seen[real]}; it was analysed once.")
+            continue
+        if real is not None:
+            seen[real] = name
+        kept.append((name, path))
+    taken = {name for name, _ in kept}
+    out: list[tuple[str, Path | None]] = []
+    used: set[str] = set()
+    for name, path in kept:
+        if name in used:
+            name = _other_name(name, path, tmp, taken)
+            taken.add(name)
+        used.add(name)
+        out.append((name, path))
+    return out, notes
+
+
+def _other_name(name: str, path: Path | None, tmp: Path, taken: set[str]) -> str:
+    parts = Path(path).parts if path is not None and Path(tmp) not in Path(path).parents else ()
+    depth = len(Path(name).parts)
+    for k in range(depth + 1, len(parts) + 1):
+        candidate = "/".join(parts[-k:]).lstrip("/")
+        if candidate not in taken:
+            return candidate
+    n = 2
+    while f"{name}#{n}" in taken:
+        n += 1
+    return f"{name}#{n}"
+
+
 def content_id(path: Path) -> str:
     """The file's size and a hash of its first and last 64 KiB: cheap, survives copies and zip extraction."""
     size = path.stat().st_size
@@ -257,7 +302,8 @@ def detect_files(model: str | Path | Scorer, paths: Sequence[str | Path] | str |
     done: list[str] = []
     skipped: list[str] = []
     with tempfile.TemporaryDirectory(prefix="astapp-detect-") as tmp:
-        items = shard_items(expand_sources(paths, Path(tmp)), shard)
+        items, same = distinct_items(expand_sources(paths, Path(tmp)), Path(tmp))
+        items = shard_items(items, shard)
         for n, (name, path) in enumerate(items):
             identity = {**ident, "content": content_id(path) if path is not None else None}
             if _finished(load_record(output, name), identity):
@@ -273,6 +319,7 @@ def detect_files(model: str | Path | Scorer, paths: Sequence[str | Path] | str |
             audio_s += float(record.get("duration") or 0.0)
             _progress(events, n + 1, len(items), audio_s, time.perf_counter() - started, name)
         summary = merge_outputs(output, [name for name, _ in items], fmt, shard)
+        summary.notes = same + summary.notes
     wall = time.perf_counter() - started
     summary.done, summary.skipped, summary.stopped, summary.seconds = done, skipped, stopped, round(wall, 3)
     summary.speed = round(audio_s / wall, 3) if wall > 0 else 0.0

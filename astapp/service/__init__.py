@@ -65,10 +65,11 @@ from astapp.service.runs import Comparison, compare_runs, runs_in_folder, split_
 from astapp.service.scaling import detect_on_cluster, pool_on_cluster
 from astapp.service.training import AUTO, FORM_FIELDS, Poll
 from astapp.service.unknown import UnknownView, shares_line
+from astapp.service.versioning import dataset_versions
 
 __all__ = ["AUTO", "FORM_FIELDS", "Comparison", "DatasetView", "Evaluation", "Poll", "Service", "build_pool_files",
            "calibrate_run", "calibration_lines", "compare_runs", "confusion_matrix", "cv_run", "cv_summary",
-           "default_model", "detect_files", "detect_on_cluster", "detect_score", "detect_settings", "distill_run",
+           "dataset_versions", "default_model", "detect_files", "detect_on_cluster", "detect_score", "detect_settings", "distill_run",
            "duration_histogram", "effective_transforms", "embedding_map",
            "export_run", "fmt_score", "fold_scores", "inspect_data", "label_issues_of", "map_point", "model_choices",
            "nearest_point", "pr_curves", "predict_files", "push_run", "runs_in_folder", "search_pool", "series_plot",

@@ -115,7 +115,7 @@ class Service:
         self.publishing = Publishing(self.root, self.manager, hub_api)
         self.recording = Recording(self.datasets)
         self.versioning = Versioning(self.datasets)
-        self.reviewing = Reviewing(self.manager, self.versioning, self.predicting)
+        self.reviewing = Reviewing(self.manager, self.versioning, self.detecting)
         self.pooling = Pooling(self.datasets, self.default_model)
         self.distilling = Distilling(self.manager)
         self.runs_table = Runs(self.manager, self.store)

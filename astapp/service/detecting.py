@@ -76,7 +76,7 @@ class Detecting:
 
         if not path:
             raise UploadError("Upload a recording first.")
-        return detect_recording(self._scorer(session, run_id), Path(path), settings)
+        return detect_recording(self._scorer(session, run_id), Path(path), settings, name=Path(path).name)
 
     def output_folder(self, session: Session, run_id: str | None) -> Path:
         """Where this session's detections with a run's model live (inside its workspace)."""

@@ -25,7 +25,7 @@ from astapp.core.runfolder import CONFIG, read_json
 from astapp.data.additions import BACKGROUND, PendingAdditions, clip_span, read_span
 from astapp.jobs.manager import JobManager
 from astapp.jobs.sessions import Session
-from astapp.service.predicting import Predicting
+from astapp.service.detecting import Detecting
 from astapp.service.versioning import Versioning
 
 REVIEW_DIR, REVIEW_FILE = "review", "review.json"
@@ -80,10 +80,10 @@ def _origin(review: Review, e: dict[str, Any]) -> str:
 class Reviewing:
     """Recordings under review, decisions on their events, and "Add to dataset and retrain"."""
 
-    def __init__(self, manager: JobManager, versioning: Versioning, predicting: Predicting):
+    def __init__(self, manager: JobManager, versioning: Versioning, detecting: Detecting):
         self.manager = manager  # the run whose settings retrain; the queue that trains the new version
         self.versioning = versioning  # waiting clips and versions (its lock covers the review files too)
-        self.predicting = predicting  # the run's model (cached) finds the events
+        self.detecting = detecting  # finds the events: the same path as every other detection of the app
 
     # --- where events come from ----------------------------------------------------------------
     def detect(self, session: Session, run_id: str | None, file: str | Path | None,
@@ -92,10 +92,9 @@ class Reviewing:
         review. Returns the review and what the user should know (padded, truncated)."""
         if not file:
             raise UploadError("Upload a recording first (wav, flac, ogg or mp3, any length).")
-        from astapp.detection.detect import DetectSettings, detect_recording
+        from astapp.detection.detect import DetectSettings
 
-        scorer = self.predicting.predictors.get(self.predicting.model_folder(session, run_id))
-        det = detect_recording(scorer, file, DetectSettings.from_dict(settings or {}), name=Path(file).name)
+        det = self.detecting.detect_recording(session, run_id, file, DetectSettings.from_dict(settings or {}))
         events = [{"label": e.label, "start": e.start, "end": e.end, "score": e.score} for e in det.events]
         return self.open(session, file, events, run_id=run_id), list(det.notes)
 

@@ -8,7 +8,7 @@ decision, a Listen live "that was wrong" and "Add to dataset" never lose each ot
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from astapp.core.errors import DatasetError
 from astapp.data.additions import BACKGROUND, Addition, PendingAdditions
-from astapp.data.versions import Version, VersionStore
+from astapp.data.versions import Version, VersionStore, find_store
 from astapp.jobs.sessions import Session
 from astapp.service.datasets import Datasets, DatasetView, play_audio
 
@@ -39,6 +39,14 @@ class VersionsView:
             by[a.target(background)] = by.get(a.target(background), 0) + 1
         return (f"{len(self.pending)} clip(s) wait for the next version: "
                 + ", ".join(f"{label} {n}" for label, n in sorted(by.items())))
+
+
+def dataset_versions(folder: str) -> dict[str, Any]:
+    """What `python -m astapp versions --data DIR` shows: every version of the store DIR belongs to (oldest
+    first) with what changed, and which of them DIR is. The CLI's view of the Data tab's version list."""
+    store, this = find_store(folder)
+    rows = [{**asdict(v), "summary": v.summary, "exists": Path(v.root).is_dir()} for v in store.list()]
+    return {"store": str(store.folder), "this": this, "versions": rows}
 
 
 class Versioning:

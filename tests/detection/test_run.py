@@ -18,9 +18,10 @@ from astapp.detection.scores import Scorer
 SETTINGS = DetectSettings(hop=0.5)
 
 
-@pytest.fixture()
-def folder(tmp_path):
-    root = tmp_path / "recs"
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Read-only input, shared by the module's tests (each writes its outputs under its own tmp_path)."""
+    root = tmp_path_factory.mktemp("detect-run") / "recs"
     write_recording(root / "a.wav", 8.0, [("beep", 1.0, 3.0)])
     write_recording(root / "b.wav", 6.0, [("hum", 2.0, 4.0)], sr=48_000, channels=2)
     write_recording(root / "sub" / "c.flac", 7.0, [("whistle", 4.0, 6.0), ("beep", 0.0, 2.0)])
@@ -111,3 +112,25 @@ def test_zip_of_recordings(tmp_path, folder):
 def test_oracle_is_a_scorer():
     scorer: Scorer = OracleScorer()
     assert scorer.window_samples == 16_000
+
+
+def test_same_names_in_two_folders_and_one_file_given_twice(tmp_path):
+    """Records are keyed by name: two different `rec.wav` each keep their own record and events (the later one
+    named by its folder), and one file given by two paths is analysed and listed once."""
+    day_a = write_recording(tmp_path / "dayA" / "rec.wav", 6.0, [("beep", 1.0, 3.0)])
+    write_recording(tmp_path / "dayB" / "rec.wav", 6.0, [("hum", 2.0, 4.0)])
+    out, scorer = tmp_path / "out", OracleScorer()
+    s = detect_files(
+        scorer,
+        [tmp_path / "dayA", tmp_path / "dayB", day_a, tmp_path / "dayA" / ".." / "dayA" / "rec.wav"],
+        out,
+        SETTINGS,
+    )
+    assert sorted(s.done) == ["dayB/rec.wav", "rec.wav"] and s.counts == {"beep": 1, "hum": 1}
+    assert sum("same file as rec.wav" in n for n in s.notes) == 2
+    by_file = {e.file: e.label for e in parse_events(out / "events.csv")}
+    assert by_file == {"rec.wav": "beep", "dayB/rec.wav": "hum"}
+    calls = scorer.calls
+    again = detect_files(scorer, [tmp_path / "dayA", tmp_path / "dayB"], out, SETTINGS)
+    assert scorer.calls == calls  # neither recomputed
+    assert sorted(again.skipped) == ["dayB/rec.wav", "rec.wav"]

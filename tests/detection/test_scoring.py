@@ -45,8 +45,10 @@ def test_per_file_events_never_match_across_recordings():
     assert (s.overall["tp"], s.overall["fp"], s.overall["fn"]) == (0, 1, 1) and s.unmatched_files == ["a"]
 
 
-@pytest.fixture()
-def detected(tmp_path):
+@pytest.fixture(scope="module")
+def detected(tmp_path_factory):
+    """One detection output, only read by the tests (scoring writes nothing): made once per module."""
+    tmp_path = tmp_path_factory.mktemp("detected")
     truth = {"n1": [("beep", 2.0, 5.0), ("hum", 8.0, 11.0)], "n2": [("whistle", 1.0, 4.0)]}
     rec = tmp_path / "recs"
     write_recording(rec / "n1.wav", 14.0, [*truth["n1"], ("beep", 12.0, 12.35)])  # short: unannotated distractor

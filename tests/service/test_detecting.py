@@ -41,3 +41,16 @@ def test_detect_recording_and_a_job_in_the_workspace(tmp_path):
         part.detect_recording(session, "run1", None)
     with pytest.raises(AccessError):
         part.output_folder(session, "../escape")
+
+
+def test_two_uploads_with_one_name_keep_their_own_records(tmp_path):
+    """Uploads land in temp folders of their own: two `r.wav` are two recordings, each kept and skipped alone."""
+    session = Session("owner1", tmp_path / "ws")
+    part = Detecting(FakePredicting())
+    first = write_recording(tmp_path / "up1" / "r.wav", 6.0, [("hum", 1.0, 3.0)])
+    second = write_recording(tmp_path / "up2" / "r.wav", 6.0, [("beep", 2.0, 4.0)])
+    summary = part.detect(session, "run1", [first, second], detect_settings(hop=0.25))
+    assert sorted(summary.done) == sorted([str(first), str(second)]) and summary.counts == {"beep": 1, "hum": 1}
+    calls = part.predicting.scorer.calls
+    again = part.detect(session, "run1", [second, first], detect_settings(hop=0.25))
+    assert part.predicting.scorer.calls == calls and sorted(again.skipped) == sorted([str(first), str(second)])

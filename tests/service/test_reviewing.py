@@ -173,6 +173,29 @@ def test_the_strip_boxes_the_events_in_view(svc, tmp_path):
     assert svc.reviewing.strip(sess, rid, None, zoom=60).axes[0].get_xlim() == pytest.approx((0.0, 40.0))
 
 
+def test_detect_opens_a_review_through_the_detecting_part(svc, tmp_path, monkeypatch):
+    """The Detect tab's "Find events" is `svc.reviewing.detect`: the events come from `svc.detecting` (the one
+    path every detection of the app takes), named as uploaded, and open the recording's review."""
+    from detect_helpers import OracleScorer, write_recording
+
+    sess = svc.open("alice-token")
+    oracle, asked = OracleScorer(), []
+    monkeypatch.setattr(svc.predicting, "model_folder", lambda s, run_id: asked.append(run_id) or tmp_path / "m")
+    monkeypatch.setattr(svc.predicting.predictors, "get", lambda folder: oracle)
+    seen = []
+    real = svc.detecting.detect_recording
+    monkeypatch.setattr(svc.detecting, "detect_recording", lambda *a, **k: seen.append(a) or real(*a, **k))
+    rec = write_recording(tmp_path / "upload-dir" / "night.wav", 10.0, [("hum", 2.0, 5.0)])
+    review, notes = svc.reviewing.detect(sess, "run1", rec, {"hop": 0.25})
+    assert len(seen) == 1 and asked == ["run1"] and oracle.calls > 0
+    assert [n for n in notes if "no tuned per-class thresholds" in n]  # what the user should know comes along
+    assert review.name == "night.wav" and review.run_id == "run1"
+    assert [(e["label"], e["decision"]) for e in review.events] == [("hum", None)]
+    assert abs(review.events[0]["start"] - 2.0) <= 0.5 and abs(review.events[0]["end"] - 5.0) <= 0.5  # half a window
+    with pytest.raises(AstappError):
+        svc.reviewing.detect(sess, "run1", None)
+
+
 @pytest.mark.slow
 def test_the_new_version_fixes_every_false_alarm_it_was_given(tiny_ast, tmp_path, monkeypatch):
     """The loop with a real tiny model: trained on tone and chirp only, it hears the hiss of band noise in a
