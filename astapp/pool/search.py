@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from astapp.core.fsutil import atomic_write_text
 from astapp.pool.store import Pool
 from astapp.pool.windows import PoolError, Window
 
@@ -75,7 +76,7 @@ class PoolIndex:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             faiss.write_index(self.index, str(tmp))
             os.replace(tmp, path)
-            meta.write_text(json.dumps({"pool": pool.meta["id"], "kind": "IVF-SQ8"}))
+            atomic_write_text(meta, json.dumps({"pool": pool.meta["id"], "kind": "IVF-SQ8"}))
         self.index.nprobe = nprobe(self.index.nlist)
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
