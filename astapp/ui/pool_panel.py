@@ -93,8 +93,9 @@ def _layout(svc: Service) -> dict[str, Any]:
                 label="Model (Hub id, checkpoint folder, scratch:SIZE)",
                 elem_id="pool-model",
             )
+            # minimum 0, not the smallest hop: the browser sends an empty Number as 0, which means "default"
             c["hop"] = gr.Number(
-                None, label="Hop (s; empty: half a window)", minimum=0.05, elem_id="pool-hop"
+                None, label="Hop (s; 0 or empty: half a window)", minimum=0, elem_id="pool-hop"
             )
             c["build"] = gr.Button("Build the pool", variant="primary", elem_id="pool-build")
     c["timer"] = gr.Timer(1.0, active=False)

@@ -34,6 +34,7 @@ def sess(svc, built_pool):
     return s
 
 
+@pytest.mark.slow
 def test_a_clip_of_the_labelled_dataset_finds_its_class(svc, sess, tmp_path):
     folder = tmp_path / "labelled"
     make_tone_classes(folder, per_class=2, seconds=1.5, seed=11, classes=CLASSES)  # like the pool
@@ -52,6 +53,7 @@ def _pixel(xy: np.ndarray, size: tuple[int, int]) -> tuple[float, float]:
     return (xy[0] + MAP_PAD) / span * size[0], (1 + MAP_PAD - xy[1]) / span * size[1]
 
 
+@pytest.mark.slow
 def test_the_pool_on_the_map_recolours_with_labels_and_a_click_finds_the_window(svc, sess):
     pool = svc.pooling.pool(sess)
     before, caption = svc.pooling.map(sess)
