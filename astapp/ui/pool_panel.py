@@ -23,6 +23,7 @@ STRATEGIES = [
     ("a mix of both", "mix"),
     ("most uncertain (margin)", "margin"),
     ("likely positives per class", "positives"),
+    ("most uncertain, spread out (diverse)", "diverse"),
 ]
 PRIVATE = {"api_visibility": "private", "show_progress": "hidden"}
 

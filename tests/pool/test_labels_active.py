@@ -44,7 +44,9 @@ def test_next_round_spreads_first_then_proposes_unlabelled_windows_with_cv():
     x, y = _blobs()
     groups = np.repeat(np.arange(36), 5)
     first = next_round(x, {0: "c0"}, groups, n=6)
-    assert first.message.startswith("Label at least") and len(first.proposals) == 6 and 0 not in first.proposals
+    assert (
+        first.message.startswith("Label at least") and len(first.proposals) == 6 and 0 not in first.proposals
+    )
     labelled = {i: str(y[i]) for i in [0, 1, 2, 60, 61, 62, 120, 121, 122]}
     for strategy in STRATEGIES:
         rnd = next_round(x, labelled, groups, n=8, strategy=strategy, exclude={3})
@@ -54,7 +56,9 @@ def test_next_round_spreads_first_then_proposes_unlabelled_windows_with_cv():
     mix = next_round(x, labelled, groups, n=8, strategy="mix")
     assert {"uncertain", "likely c0", "likely c1", "likely c2"} <= set(mix.reasons)
     pos = next_round(x, labelled, groups, n=6, strategy="positives")
-    assert all(str(y[i]) == r.removeprefix("likely ") for i, r in zip(pos.proposals, pos.reasons, strict=True))
+    assert all(
+        str(y[i]) == r.removeprefix("likely ") for i, r in zip(pos.proposals, pos.reasons, strict=True)
+    )
 
 
 def test_margin_picks_the_most_uncertain_and_cv_needs_two_per_class():
@@ -63,7 +67,20 @@ def test_margin_picks_the_most_uncertain_and_cv_needs_two_per_class():
     assert cv_accuracy(np.zeros((3, 2)), np.array(["a", "a", "b"]), np.arange(3)) == (None, 0)
 
 
-def line_classes(n: int = 240, classes: int = 4, dims: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def test_diverse_spreads_the_uncertain_picks_over_the_map():
+    # windows 0-3 are the most uncertain but the same spot (near-duplicates); 4-5 are a little less uncertain
+    # and elsewhere: margin takes three duplicates, diverse one duplicate and the two other spots
+    emb = np.array([[1, 0], [1, 0.01], [1, 0.02], [1, 0.03], [0, 1], [-1, 0], [0.7, 0.7]], np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    p = np.array([[0.5, 0.5]] * 4 + [[0.55, 0.45], [0.6, 0.4], [0.95, 0.05]])
+    assert propose(p, ["a", "b"], np.arange(7), 3, "margin")[0] == [0, 1, 2]
+    picks, why = propose(p, ["a", "b"], np.arange(7), 3, "diverse", emb)
+    assert picks == [0, 5, 4] and why == ["uncertain, spread"] * 3
+
+
+def line_classes(
+    n: int = 240, classes: int = 4, dims: int = 8, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Classes as adjacent stretches of one direction (plus noise dims): where each boundary lies is what the
     labels must find, the textbook case where uncertainty sampling saves labels."""
     rng = np.random.default_rng(seed)
