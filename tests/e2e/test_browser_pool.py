@@ -60,6 +60,7 @@ def _answer_proposals(page, expect, count: int, whole_round: bool) -> None:
 def test_pool_search_label_next_use_and_train(app, chromium_path, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=60_000)  # a busy 2-core machine: every step may take seconds
     url, root = app
     files = [
         write_wav(tmp_path / f"{name}_{i}.wav", tone(freq, 1.5, 10 * i + k))
