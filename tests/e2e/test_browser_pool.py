@@ -79,7 +79,7 @@ def test_pool_search_label_next_use_and_train(app, chromium_path, tmp_path):
         page.locator("#pool-box").get_by_text("start from unlabeled recordings").click()
 
         page.locator("#pool-files input[type=file]").set_input_files([str(f) for f in files])
-        expect(page.locator("#pool-files")).to_contain_text("top_3.wav")
+        expect(page.locator("#pool-files")).to_contain_text("top_3")  # all 12 uploaded
         page.locator("#pool-build").click()
         expect(page.locator("#pool-summary")).to_contain_text(
             re.compile(r"Pool: \d+ windows"), timeout=180_000
