@@ -48,14 +48,9 @@ def efficiency(work: Path, classes: int, per_class: int, seeds: list[int], batch
     pool = Pool(work / "pool")
     y = np.array([w.file.split("/", 1)[0] for w in pool.windows])
     out = simulate(np.asarray(pool.embeddings, np.float32), y, seeds, batch=batch)
-    out.update(
-        windows=len(pool),
-        build_seconds=round(build_s, 1),
-        pass_=meta["pass"],
-        bytes_per_window=(pool.folder / "embeddings.npy").stat().st_size / len(pool),
-        table_bytes_per_window=(pool.folder / "windows.csv").stat().st_size / len(pool),
-        dim=meta["dim"],
-    )
+    out.update(windows=len(pool), build_seconds=round(build_s, 1), pass_=meta["pass"],
+               bytes_per_window=(pool.folder / "embeddings.npy").stat().st_size / len(pool),
+               table_bytes_per_window=(pool.folder / "windows.csv").stat().st_size / len(pool), dim=meta["dim"])
     return out
 
 
@@ -90,9 +85,7 @@ def exact_batch(emb: np.ndarray, qs: np.ndarray, k: int) -> list[np.ndarray]:
     return [b[1] for b in best]
 
 
-def label_next_latency(
-    work: Path, n: int = 20_000, d: int = 768, labels: int = 200, classes: int = 5
-) -> dict:
+def label_next_latency(work: Path, n: int = 20_000, d: int = 768, labels: int = 200, classes: int = 5) -> dict:
     from astapp.pool.active import next_round
 
     emb = unit_f16(work / "ln.npy", n, d)
@@ -105,23 +98,12 @@ def label_next_latency(
         t0, c0 = time.perf_counter(), time.process_time()
         next_round(emb, labelled, groups, n=10, strategy="mix", cv=False)
         times.append(time.perf_counter() - t0)
-        cpu.append(
-            time.process_time() - c0
-        )  # this process's CPU seconds: what a machine to itself would take
+        cpu.append(time.process_time() - c0)  # this process's CPU seconds: what a machine to itself would take
         t0 = time.perf_counter()
         next_round(emb, labelled, groups, n=10, strategy="mix")
         with_cv.append(time.perf_counter() - t0)
-    return {
-        "windows": n,
-        "dim": d,
-        "labels": labels,
-        "classes": classes,
-        "refit_proposals_s": times,
-        "best_s": min(times),
-        "cpu_s": cpu,
-        "with_cv_s": with_cv,
-        "best_with_cv_s": min(with_cv),
-    }
+    return {"windows": n, "dim": d, "labels": labels, "classes": classes, "refit_proposals_s": times,
+            "best_s": min(times), "cpu_s": cpu, "with_cv_s": with_cv, "best_with_cv_s": min(with_cv)}
 
 
 def search_latency(work: Path, n: int, d: int = 768, queries: int = 20, clusters: int = 0) -> dict:
@@ -209,9 +191,8 @@ def main() -> int:
         out.write_text(json.dumps(res, indent=1, default=float))
 
     if "efficiency" not in skip:
-        res["efficiency"] = efficiency(
-            work / "eff", a.classes, a.per_class, [int(s) for s in a.seeds.split(",")], a.batch
-        )
+        res["efficiency"] = efficiency(work / "eff", a.classes, a.per_class, [int(s) for s in a.seeds.split(",")],
+                                       a.batch)
         e = res["efficiency"]
         res["disk_100h_1s_hop_MB_at_768"] = 360_000 * (768 * 2 + e["table_bytes_per_window"]) / 1e6
         print("efficiency", e["ratio_margin_to_random"], [s["needed"] for s in e["seeds"]], flush=True)

@@ -53,7 +53,7 @@ def predict_all(head, emb: np.ndarray) -> np.ndarray:
     """Probabilities of every row of a (memmapped) float16 matrix, in chunks."""
     out = np.empty((len(emb), len(head.classes_)), dtype=np.float32)
     for a in range(0, len(emb), CHUNK):
-        out[a : a + CHUNK] = head.predict_proba(np.asarray(emb[a : a + CHUNK], dtype=np.float32))
+        out[a:a + CHUNK] = head.predict_proba(np.asarray(emb[a:a + CHUNK], dtype=np.float32))
     return out
 
 
@@ -67,11 +67,8 @@ def cv_accuracy(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0)
     if k < 2:
         return None, 0
     grouped = len(np.unique(groups)) >= 2 * k
-    splitter = (
-        StratifiedGroupKFold(k, shuffle=True, random_state=seed)
-        if grouped
-        else StratifiedKFold(k, shuffle=True, random_state=seed)
-    )
+    splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed) if grouped else \
+        StratifiedKFold(k, shuffle=True, random_state=seed)
     right = total = 0
     for tr, va in splitter.split(x, y, groups if grouped else None):
         if len(np.unique(y[tr])) < 2:
@@ -104,9 +101,8 @@ def diverse(order: np.ndarray, emb: np.ndarray, n: int) -> list[int]:
     return cand[chosen].tolist()
 
 
-def propose(
-    p: np.ndarray, classes: list[str], free: np.ndarray, n: int, strategy: str, emb: np.ndarray | None = None
-) -> tuple[list[int], list[str]]:
+def propose(p: np.ndarray, classes: list[str], free: np.ndarray, n: int, strategy: str,
+            emb: np.ndarray | None = None) -> tuple[list[int], list[str]]:
     """`n` free window indices to label next, and why each: margin, positives per class, both alternating, or
     "diverse" (margin spread out over the embeddings `emb`, rows indexed like `p`)."""
     if strategy == "diverse" and emb is not None:
@@ -116,11 +112,11 @@ def propose(
     reasons: list[str] = []
     queues: list[tuple[str, list[int]]] = []
     if strategy in ("margin", "mix"):
-        queues.append(("uncertain", _margin_order(p, free)[:n].tolist()))
+        queues.append(("uncertain", _margin_order(p, free)[: n].tolist()))
     if strategy in ("positives", "mix"):
         for c, name in enumerate(classes):
             if name != NONE:
-                queues.append((f"likely {name}", free[np.argsort(-p[free, c], kind="stable")][:n].tolist()))
+                queues.append((f"likely {name}", free[np.argsort(-p[free, c], kind="stable")][: n].tolist()))
     seen: set[int] = set()
     while len(picks) < min(n, len(free)) and any(q for _, q in queues):
         for why, q in queues:
@@ -133,16 +129,8 @@ def propose(
     return picks, reasons
 
 
-def next_round(
-    emb: np.ndarray,
-    labelled: dict[int, str],
-    groups: np.ndarray,
-    n: int = 10,
-    strategy: str = "mix",
-    exclude: set[int] | None = None,
-    seed: int = 0,
-    cv: bool = True,
-) -> Round:
+def next_round(emb: np.ndarray, labelled: dict[int, str], groups: np.ndarray, n: int = 10, strategy: str = "mix",
+               exclude: set[int] | None = None, seed: int = 0, cv: bool = True) -> Round:
     """Fit the head on the labelled windows, propose `n` others; before every class has MIN_PER_CLASS labels
     (or with one class only) the proposals are spread evenly over the pool instead, and the message says so."""
     if strategy not in STRATEGIES:
@@ -152,20 +140,14 @@ def next_round(
     counts: dict[str, int] = {}
     for label in labelled.values():
         counts[label] = counts.get(label, 0) + 1
-    ready = {
-        c for c, k in counts.items() if k >= MIN_PER_CLASS
-    }  # a class with 1 label waits, it blocks nothing
+    ready = {c for c, k in counts.items() if k >= MIN_PER_CLASS}  # a class with 1 label waits, it blocks nothing
     idx = np.fromiter((i for i, c in labelled.items() if c in ready), dtype=np.int64)
     y = np.asarray([labelled[i] for i in idx.tolist()])
     if len(ready) < 2:
         spread = free[np.linspace(0, len(free) - 1, min(n, len(free))).astype(int)] if len(free) else free
-        return Round(
-            spread.tolist(),
-            ["spread"] * len(spread),
-            labels_used=len(labelled),
-            message=f"Label at least {MIN_PER_CLASS} windows of each of 2 classes (search by example "
-            "finds them fastest); until then these windows are spread over the pool.",
-        )
+        return Round(spread.tolist(), ["spread"] * len(spread), labels_used=len(labelled),
+                     message=f"Label at least {MIN_PER_CLASS} windows of each of 2 classes (search by example "
+                             "finds them fastest); until then these windows are spread over the pool.")
     x = np.asarray(emb[np.sort(idx)], dtype=np.float32)
     order = np.argsort(idx)
     head = fit_head(x, y[order], seed)
@@ -174,13 +156,6 @@ def next_round(
     picks, reasons = propose(p, classes, free, n, strategy, emb)
     acc, k = cv_accuracy(x, y[order], groups[np.sort(idx)], seed) if cv else (None, 0)
     waiting = sorted(set(counts) - ready)
-    return Round(
-        picks,
-        reasons,
-        {i: dict(zip(classes, map(float, p[i]), strict=True)) for i in picks},
-        classes,
-        acc,
-        k,
-        len(y),
-        f"Not in the head yet (fewer than {MIN_PER_CLASS} labels): {', '.join(waiting)}." if waiting else "",
-    )
+    return Round(picks, reasons, {i: dict(zip(classes, map(float, p[i]), strict=True)) for i in picks}, classes,
+                 acc, k, len(y), f"Not in the head yet (fewer than {MIN_PER_CLASS} labels): {', '.join(waiting)}."
+                 if waiting else "")

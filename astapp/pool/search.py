@@ -34,14 +34,8 @@ class Hit:
     score: float
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "file": self.window.file,
-            "start": round(self.window.start, 3),
-            "end": round(self.window.end, 3),
-            "score": round(min(self.score, 1.0), 4),
-            "index": self.index,
-            "path": self.window.path,
-        }
+        return {"file": self.window.file, "start": round(self.window.start, 3), "end": round(self.window.end, 3),
+                "score": round(min(self.score, 1.0), 4), "index": self.index, "path": self.window.path}
 
 
 def _top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,16 +46,14 @@ def _top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     return scores[order], ids[order]
 
 
-def brute(
-    emb: np.ndarray, q: np.ndarray, k: int, rows: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def brute(emb: np.ndarray, q: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact (scores, ids) of the k best rows (all rows, or only `rows`), scanning a chunk at a time."""
     q = np.asarray(q, np.float32).ravel()
     best_s, best_i = np.zeros(0, np.float32), np.zeros(0, np.int64)
     ids_all = np.arange(len(emb)) if rows is None else np.asarray(rows, np.int64)
     for a in range(0, len(ids_all), CHUNK):
-        ids = ids_all[a : a + CHUNK]
-        block = emb[a : a + CHUNK] if rows is None else emb[np.sort(ids)]
+        ids = ids_all[a:a + CHUNK]
+        block = emb[a:a + CHUNK] if rows is None else emb[np.sort(ids)]
         ids = ids if rows is None else np.sort(ids)
         s = np.asarray(block, np.float32) @ q
         best_s, best_i = _top(np.r_[best_s, s], np.r_[best_i, ids], k)
@@ -96,7 +88,7 @@ class PoolIndex:
 def nlist_for(n: int) -> int:
     """About sqrt(n) lists (at most 1024): a query's cost is the codes it scans, nprobe x n / nlist, and at
     1 000 000 windows 250 lists of 4 000 codes took 236 ms for 32 probes where 1024 lists of ~1 000 took 60 ms under
-    the same load (bench/bench_pool.py --profile); more lists cost build time (each row is assigned once) only."""
+    the same load (docs/BENCHMARKS.md section 23); more lists cost build time (each row is assigned once) only."""
     return int(max(16, min(1024, np.sqrt(n))))
 
 
@@ -111,15 +103,14 @@ def build_index(emb: np.ndarray, train_max: int = 30_000, seed: int = 0):
 
     n, d = emb.shape
     quantizer = faiss.IndexFlatIP(d)
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer, d, nlist_for(n), faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-    )
+    index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist_for(n), faiss.ScalarQuantizer.QT_8bit,
+                                          faiss.METRIC_INNER_PRODUCT)
     index.cp.niter = 10
     train_max = max(train_max, 40 * index.nlist)  # faiss's k-means wants ~40 points per list
     sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, train_max), replace=False))
     index.train(np.asarray(emb[sample], np.float32))
     for a in range(0, n, 65536):
-        index.add(np.asarray(emb[a : a + 65536], np.float32))
+        index.add(np.asarray(emb[a:a + 65536], np.float32))
     return index
 
 
@@ -141,11 +132,8 @@ def search(pool: Pool, q: np.ndarray, k: int = 10, exclude: set[int] | None = No
     k = max(1, int(k))
     want = k + len(exclude or ())
     s, ids = brute(pool.embeddings, q, want) if len(pool) <= BRUTE_MAX else index_of(pool).search(q, want)
-    hits = [
-        Hit(int(i), pool.windows[int(i)], float(x))
-        for x, i in zip(s, ids, strict=True)
-        if not exclude or int(i) not in exclude
-    ]
+    hits = [Hit(int(i), pool.windows[int(i)], float(x)) for x, i in zip(s, ids, strict=True)
+            if not exclude or int(i) not in exclude]
     return hits[:k]
 
 
@@ -154,13 +142,9 @@ def query_embedding(pool: Pool, wav: np.ndarray, embedder) -> tuple[np.ndarray, 
     win = embedder.spec.window_samples
     note = ""
     if len(wav) == 0:
-        raise PoolError(
-            "The query clip is empty; record or choose a clip with the sound you are looking for."
-        )
+        raise PoolError("The query clip is empty; record or choose a clip with the sound you are looking for.")
     if len(wav) > win:
-        note = (
-            f"The query clip ({len(wav) / 16000:.2f} s) is longer than the model's window "
-            f"({win / 16000:.2f} s): only its first {win / 16000:.2f} s were used; cut the clip to the sound."
-        )
+        note = (f"The query clip ({len(wav) / 16000:.2f} s) is longer than the model's window "
+                f"({win / 16000:.2f} s): only its first {win / 16000:.2f} s were used; cut the clip to the sound.")
         wav = wav[:win]
     return embedder([np.asarray(wav, np.float32)])[0], note

@@ -37,17 +37,8 @@ def _f1(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray, 
     return float(f1_score(y_te, fit_head(x_tr, y_tr, seed).predict(x_te), average="macro"))
 
 
-def run_curve(
-    x: np.ndarray,
-    y: np.ndarray,
-    test: np.ndarray,
-    pool: np.ndarray,
-    strategy: str,
-    seed: int,
-    batch: int,
-    start_per_class: int,
-    max_labels: int | None = None,
-) -> Curve:
+def run_curve(x: np.ndarray, y: np.ndarray, test: np.ndarray, pool: np.ndarray, strategy: str, seed: int,
+              batch: int, start_per_class: int, max_labels: int | None = None) -> Curve:
     """One strategy's (labels, macro F1) curve on one split, from the same starting labels for every strategy."""
     from sklearn.metrics import f1_score
 
@@ -74,17 +65,9 @@ def run_curve(
         labelled += picks
 
 
-def simulate(
-    x: np.ndarray,
-    y: np.ndarray,
-    seeds: list[int],
-    batch: int = 10,
-    start_per_class: int = 2,
-    test_share: float = 0.3,
-    tol: float = 0.01,
-    strategies: tuple[str, ...] = ("margin", "random"),
-    max_labels: int | None = None,
-) -> dict[str, object]:
+def simulate(x: np.ndarray, y: np.ndarray, seeds: list[int], batch: int = 10, start_per_class: int = 2,
+             test_share: float = 0.3, tol: float = 0.01, strategies: tuple[str, ...] = ("margin", "random"),
+             max_labels: int | None = None) -> dict[str, object]:
     """Curves per strategy and seed, the target F1 per seed, labels needed, and the mean ratio to random."""
     from sklearn.model_selection import train_test_split
 
@@ -94,20 +77,11 @@ def simulate(
     for seed in seeds:
         pool, test = train_test_split(np.arange(len(y)), test_size=test_share, stratify=y, random_state=seed)
         target = _f1(x[pool], y[pool], x[test], y[test], seed)
-        curves = {
-            s: run_curve(x, y, test, pool, s, seed, batch, start_per_class, max_labels) for s in strategies
-        }
+        curves = {s: run_curve(x, y, test, pool, s, seed, batch, start_per_class, max_labels) for s in strategies}
         needed = {s: c.needed(target, tol) for s, c in curves.items()}
         if needed.get("margin") and needed.get("random"):
             ratios.append(needed["margin"] / needed["random"])
-        out["seeds"].append(
-            {
-                "seed": seed,
-                "target_f1": target,
-                "pool": len(pool),
-                "needed": needed,
-                "curves": {s: {"labels": c.labels, "f1": c.f1} for s, c in curves.items()},
-            }
-        )
+        out["seeds"].append({"seed": seed, "target_f1": target, "pool": len(pool), "needed": needed,
+                             "curves": {s: {"labels": c.labels, "f1": c.f1} for s, c in curves.items()}})
     out["ratio_margin_to_random"] = float(np.mean(ratios)) if ratios else None
     return out

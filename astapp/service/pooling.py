@@ -27,9 +27,8 @@ PLAY_SECONDS = 10.5
 
 
 # --- what the CLI runs ----------------------------------------------------------------------------
-def build_pool_files(
-    data: str | list[str], model: str, output: str, hop: float | None = None, progress: Any = None
-) -> dict[str, Any]:
+def build_pool_files(data: str | list[str], model: str, output: str, hop: float | None = None,
+                     progress: Any = None) -> dict[str, Any]:
     """`python -m astapp pool`: build the pool in `output`; returns its summary (pool.json)."""
     from astapp.pool.build import build_pool
 
@@ -89,9 +88,8 @@ class Pooling:
         dest = session.workspace / SOURCES_DIR
         return sorted(p.name for p in dest.iterdir()) if dest.is_dir() else []
 
-    def start_build(
-        self, session: Session, model: str | None = None, hop: float | None = None, wait: bool = False
-    ) -> BuildStatus:
+    def start_build(self, session: Session, model: str | None = None, hop: float | None = None,
+                    wait: bool = False) -> BuildStatus:
         """Build the pool from the session's sources in a background thread (`wait`: in this one)."""
         if not self.sources(session):
             raise UploadError("The pool is empty: add recordings (audio files or a zip of them) first.")
@@ -109,13 +107,8 @@ class Pooling:
 
             try:
                 sources = sorted((session.workspace / SOURCES_DIR).iterdir())  # files and zips, each expanded
-                meta = build_pool(
-                    [str(p) for p in sources],
-                    model or self.default_model,
-                    self.folder(session),
-                    hop=hop,
-                    progress=report,
-                )
+                meta = build_pool([str(p) for p in sources], model or self.default_model,
+                                  self.folder(session), hop=hop, progress=report)
                 status.message = describe_build(meta)
             except Exception as e:  # noqa: BLE001 - shown as one sentence on the page
                 status.error = explain(e, self.folder(session))
@@ -146,18 +139,10 @@ class Pooling:
             return {"ready": False, "text": "No pool yet: add recordings and build it."}
         pool = self.pool(session)
         counts = self.store(session).counts()
-        return {
-            "ready": True,
-            "windows": len(pool),
-            "model": pool.model,
-            "counts": counts,
-            "failed": pool.failed(),
-            "model_note": pool.model_problem(selected_model or ""),
-            "text": describe_build(pool.meta)
-            + " Labels: "
-            + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none yet")
-            + ".",
-        }
+        return {"ready": True, "windows": len(pool), "model": pool.model, "counts": counts,
+                "failed": pool.failed(), "model_note": pool.model_problem(selected_model or ""),
+                "text": describe_build(pool.meta) + " Labels: " +
+                        (", ".join(f"{k} {v}" for k, v in counts.items()) or "none yet") + "."}
 
     def store(self, session: Session):
         from astapp.pool.labels import LabelStore
@@ -188,17 +173,11 @@ class Pooling:
             wav = load_audio(w.path, max_seconds=w.end + 0.01)
         except Exception:  # noqa: BLE001 - a source gone: no player, not an error page
             return None
-        return 16000, wav[int(w.start * 16000) : int(w.end * 16000)]
+        return 16000, wav[int(w.start * 16000):int(w.end * 16000)]
 
     # --- search, labels, label next ---------------------------------------------------------------
-    def search(
-        self,
-        session: Session,
-        clip: str | Path | None = None,
-        window: int | None = None,
-        k: int = 12,
-        dataset_clip: str | None = None,
-    ) -> tuple[list[dict[str, Any]], str]:
+    def search(self, session: Session, clip: str | Path | None = None, window: int | None = None,
+               k: int = 12, dataset_clip: str | None = None) -> tuple[list[dict[str, Any]], str]:
         """Hits for a query clip (an uploaded or recorded file), a window of the pool, or a clip of the session's
         labelled dataset (its path relative to the dataset, as `Datasets.clip_choices` lists them), with each
         window's current label."""
@@ -215,9 +194,8 @@ class Pooling:
             q, note = query_embedding(pool, load_audio(path), self.embedder(session))
             skip = set()
         else:
-            raise UploadError(
-                "Give a query: upload or record a clip, pick a clip of your dataset, or a window of the pool."
-            )
+            raise UploadError("Give a query: upload or record a clip, pick a clip of your dataset, or a window of "
+                              "the pool.")
         labels = self.store(session).current()
         hits = [{**h.to_dict(), "label": labels.get(h.window.key, "")} for h in search(pool, q, k, skip)]
         return hits, note
@@ -246,21 +224,15 @@ class Pooling:
         changes = self.store(session).add(keys, label, round_no)
         text = f"Labelled {len(keys)} window(s) {label!r}."
         if changes:
-            text += (
-                " Changed: "
-                + "; ".join(f"{c.key.replace('|', ' @ ')} s was {c.old!r}" for c in changes[:5])
-                + (f" (+{len(changes) - 5} more)" if len(changes) > 5 else "")
-                + "; the latest label wins."
-            )
+            text += " Changed: " + "; ".join(f"{c.key.replace('|', ' @ ')} s was {c.old!r}" for c in changes[:5]) + \
+                    (f" (+{len(changes) - 5} more)" if len(changes) > 5 else "") + "; the latest label wins."
         return text
 
     def undo(self, session: Session) -> str:
         n = self.store(session).undo()
         return f"Undid the last labelling ({n} window(s))." if n else "Nothing to undo."
 
-    def next_round(
-        self, session: Session, n: int = 10, strategy: str = "mix"
-    ) -> tuple[Any, list[dict[str, Any]]]:
+    def next_round(self, session: Session, n: int = 10, strategy: str = "mix") -> tuple[Any, list[dict[str, Any]]]:
         """The next windows to label, with the head's CV accuracy and labels used (`pool.active.Round`)."""
         from astapp.pool.active import next_round
         from astapp.pool.labels import SKIP
@@ -272,28 +244,13 @@ class Pooling:
         skipped = {idx[k] for k, v in cur.items() if k in idx and v == SKIP}
         groups = np.asarray([w.path for w in pool.windows])
         rnd = next_round(pool.embeddings, labelled, groups, n, strategy, skipped)
-        rows = [
-            {**pool.windows[i].__dict__, "index": i, "why": why, "probs": rnd.probs.get(i, {})}
-            for i, why in zip(rnd.proposals, rnd.reasons, strict=True)
-        ]
+        rows = [{**pool.windows[i].__dict__, "index": i, "why": why, "probs": rnd.probs.get(i, {})}
+                for i, why in zip(rnd.proposals, rnd.reasons, strict=True)]
         old = self.round(session)
-        stats = {
-            "cv_accuracy": rnd.cv_accuracy,
-            "cv_folds": rnd.cv_folds,
-            "labels_used": rnd.labels_used,
-            "message": rnd.message,
-            "strategy": strategy,
-        }
-        self._save_round(
-            session,
-            {
-                "round": int(old.get("round", 0)) + 1,
-                "rows": rows,
-                "at": 0,
-                "stats": stats,
-                "classes": old.get("classes", []),
-            },
-        )
+        stats = {"cv_accuracy": rnd.cv_accuracy, "cv_folds": rnd.cv_folds, "labels_used": rnd.labels_used,
+                 "message": rnd.message, "strategy": strategy}
+        self._save_round(session, {"round": int(old.get("round", 0)) + 1, "rows": rows, "at": 0, "stats": stats,
+                                   "classes": old.get("classes", [])})
         return rnd, rows
 
     def round(self, session: Session) -> dict[str, Any]:
@@ -340,10 +297,8 @@ class Pooling:
         elif key.isdigit() and 1 <= int(key) <= len(classes):
             label = classes[int(key) - 1]
         else:
-            return (
-                f"Keys: 1-{len(classes) or 9} a class ({', '.join(classes) or 'name the classes first'}), "
-                "0 none of these, s skip, u undo."
-            )
+            return f"Keys: 1-{len(classes) or 9} a class ({', '.join(classes) or 'name the classes first'}), " \
+                   "0 none of these, s skip, u undo."
         text = self.label(session, [rows[at]["index"]], label, int(data.get("round", 0)))
         data["at"] = at + 1
         self._save_round(session, data)
@@ -377,15 +332,9 @@ class Pooling:
 
 def describe_build(meta: dict[str, Any]) -> str:
     failed = meta.get("failed") or []
-    text = (
-        f"Pool: {meta['windows']} windows ({meta['window_seconds']:.2f} s, hop {meta['hop_seconds']:.2f} s) of "
-        f"{meta['files']} file(s), embedded with {meta['model']}."
-    )
+    text = (f"Pool: {meta['windows']} windows ({meta['window_seconds']:.2f} s, hop {meta['hop_seconds']:.2f} s) of "
+            f"{meta['files']} file(s), embedded with {meta['model']}.")
     if failed:
-        text += (
-            f" {len(failed)} file(s) could not be used: "
-            + "; ".join(f"{f['file']} ({f['reason']})" for f in failed[:3])
-            + (" ..." if len(failed) > 3 else "")
-            + "."
-        )
+        text += f" {len(failed)} file(s) could not be used: " + "; ".join(
+            f"{f['file']} ({f['reason']})" for f in failed[:3]) + (" ..." if len(failed) > 3 else "") + "."
     return text

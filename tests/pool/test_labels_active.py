@@ -44,9 +44,7 @@ def test_next_round_spreads_first_then_proposes_unlabelled_windows_with_cv():
     x, y = _blobs()
     groups = np.repeat(np.arange(36), 5)
     first = next_round(x, {0: "c0"}, groups, n=6)
-    assert (
-        first.message.startswith("Label at least") and len(first.proposals) == 6 and 0 not in first.proposals
-    )
+    assert first.message.startswith("Label at least") and len(first.proposals) == 6 and 0 not in first.proposals
     labelled = {i: str(y[i]) for i in [0, 1, 2, 60, 61, 62, 120, 121, 122]}
     for strategy in STRATEGIES:
         rnd = next_round(x, labelled, groups, n=8, strategy=strategy, exclude={3})
@@ -56,9 +54,7 @@ def test_next_round_spreads_first_then_proposes_unlabelled_windows_with_cv():
     mix = next_round(x, labelled, groups, n=8, strategy="mix")
     assert {"uncertain", "likely c0", "likely c1", "likely c2"} <= set(mix.reasons)
     pos = next_round(x, labelled, groups, n=6, strategy="positives")
-    assert all(
-        str(y[i]) == r.removeprefix("likely ") for i, r in zip(pos.proposals, pos.reasons, strict=True)
-    )
+    assert all(str(y[i]) == r.removeprefix("likely ") for i, r in zip(pos.proposals, pos.reasons, strict=True))
 
 
 def test_margin_picks_the_most_uncertain_and_cv_needs_two_per_class():
@@ -78,9 +74,7 @@ def test_diverse_spreads_the_uncertain_picks_over_the_map():
     assert picks == [0, 5, 4] and why == ["uncertain, spread"] * 3
 
 
-def line_classes(
-    n: int = 240, classes: int = 4, dims: int = 8, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def line_classes(n: int = 240, classes: int = 4, dims: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Classes as adjacent stretches of one direction (plus noise dims): where each boundary lies is what the
     labels must find, the textbook case where uncertainty sampling saves labels."""
     rng = np.random.default_rng(seed)
