@@ -16,7 +16,8 @@ import numpy as np
 
 from astapp.pool.labels import NONE
 
-STRATEGIES = ("margin", "positives", "mix")
+STRATEGIES = ("margin", "positives", "mix", "diverse")
+DIVERSE_POOL = 4  # "diverse" picks among the n x DIVERSE_POOL most uncertain windows
 MIN_PER_CLASS = 2  # labels each class needs before a head is fitted
 CHUNK = 65536
 
@@ -82,8 +83,31 @@ def _margin_order(p: np.ndarray, free: np.ndarray) -> np.ndarray:
     return free[np.argsort(top2[:, 1] - top2[:, 0], kind="stable")]
 
 
-def propose(p: np.ndarray, classes: list[str], free: np.ndarray, n: int, strategy: str) -> tuple[list[int], list[str]]:
-    """`n` free window indices to label next, and why each: margin, positives per class, or both alternating."""
+def diverse(order: np.ndarray, emb: np.ndarray, n: int) -> list[int]:
+    """From the n x DIVERSE_POOL most uncertain windows (`order`, most uncertain first), n that are far apart:
+    the most uncertain, then each time the candidate least similar (cosine) to those already picked. Why: the top
+    of a margin ranking is often one confusing spot of the map, and ten labels there teach about as much as two."""
+    cand = np.asarray(order[: n * DIVERSE_POOL])
+    if len(cand) <= n:
+        return cand.tolist()
+    v = np.asarray(emb[cand], np.float32)
+    closest = v @ v[0]
+    chosen = [0]
+    while len(chosen) < n:
+        closest[chosen] = np.inf
+        nxt = int(np.argmin(closest))
+        chosen.append(nxt)
+        closest = np.maximum(closest, v @ v[nxt])
+    return cand[chosen].tolist()
+
+
+def propose(p: np.ndarray, classes: list[str], free: np.ndarray, n: int, strategy: str,
+            emb: np.ndarray | None = None) -> tuple[list[int], list[str]]:
+    """`n` free window indices to label next, and why each: margin, positives per class, both alternating, or
+    "diverse" (margin spread out over the embeddings `emb`, rows indexed like `p`)."""
+    if strategy == "diverse" and emb is not None:
+        picks = diverse(_margin_order(p, free), emb, min(n, len(free)))
+        return picks, ["uncertain, spread"] * len(picks)
     picks: list[int] = []
     reasons: list[str] = []
     queues: list[tuple[str, list[int]]] = []
@@ -129,7 +153,7 @@ def next_round(emb: np.ndarray, labelled: dict[int, str], groups: np.ndarray, n:
     head = fit_head(x, y[order], seed)
     p = predict_all(head, emb)
     classes = [str(c) for c in head.classes_]
-    picks, reasons = propose(p, classes, free, n, strategy)
+    picks, reasons = propose(p, classes, free, n, strategy, emb)
     acc, k = cv_accuracy(x, y[order], groups[np.sort(idx)], seed) if cv else (None, 0)
     waiting = sorted(set(counts) - ready)
     return Round(picks, reasons, {i: dict(zip(classes, map(float, p[i]), strict=True)) for i in picks}, classes,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from astapp.core.fsutil import atomic_write_text
 from astapp.pool.store import Pool
 from astapp.pool.windows import PoolError, Window
 
@@ -75,7 +76,7 @@ class PoolIndex:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             faiss.write_index(self.index, str(tmp))
             os.replace(tmp, path)
-            meta.write_text(json.dumps({"pool": pool.meta["id"], "kind": "IVF-SQ8"}))
+            atomic_write_text(meta, json.dumps({"pool": pool.meta["id"], "kind": "IVF-SQ8"}))
         self.index.nprobe = nprobe(self.index.nlist)
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -85,13 +86,15 @@ class PoolIndex:
 
 
 def nlist_for(n: int) -> int:
-    """Few, large lists: filling 1 000 000 rows assigns each to every centroid, so fewer centroids keep the
-    one-off build in minutes on 2 cores; a query then scans nprobe lists of ~4 sqrt(n) codes (milliseconds)."""
-    return int(max(16, min(1024, np.sqrt(n) / 4)))
+    """About sqrt(n) lists (at most 1024): a query's cost is the codes it scans, nprobe x n / nlist, and at
+    1 000 000 windows 250 lists of 4 000 codes took 236 ms for 32 probes where 1024 lists of ~1 000 took 60 ms under
+    the same load (docs/BENCHMARKS.md section 24); more lists cost build time (each row is assigned once) only."""
+    return int(max(16, min(1024, np.sqrt(n))))
 
 
 def nprobe(nlist: int) -> int:
-    return int(max(8, nlist // 8))
+    """Lists scanned per query: 1/32 of them, at least 16 (the re-scored candidates come from these lists)."""
+    return int(max(16, nlist // 32))
 
 
 def build_index(emb: np.ndarray, train_max: int = 30_000, seed: int = 0):
@@ -103,6 +106,7 @@ def build_index(emb: np.ndarray, train_max: int = 30_000, seed: int = 0):
     index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist_for(n), faiss.ScalarQuantizer.QT_8bit,
                                           faiss.METRIC_INNER_PRODUCT)
     index.cp.niter = 10
+    train_max = max(train_max, 40 * index.nlist)  # faiss's k-means wants ~40 points per list
     sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, train_max), replace=False))
     index.train(np.asarray(emb[sample], np.float32))
     for a in range(0, n, 65536):

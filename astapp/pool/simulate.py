@@ -60,7 +60,8 @@ def run_curve(x: np.ndarray, y: np.ndarray, test: np.ndarray, pool: np.ndarray, 
             picks = pick_rng.choice(free, size=n, replace=False).tolist()
         else:
             p = head.predict_proba(x[free])
-            picks = [int(free[i]) for i in propose(p, list(head.classes_), np.arange(len(free)), n, strategy)[0]]
+            chosen = propose(p, list(head.classes_), np.arange(len(free)), n, strategy, x[free])[0]
+            picks = [int(free[i]) for i in chosen]
         labelled += picks
 
 

@@ -177,24 +177,40 @@ class Pooling:
 
     # --- search, labels, label next ---------------------------------------------------------------
     def search(self, session: Session, clip: str | Path | None = None, window: int | None = None,
-               k: int = 12) -> tuple[list[dict[str, Any]], str]:
-        """Hits for a query clip (a file) or a window of the pool, with each window's current label."""
+               k: int = 12, dataset_clip: str | None = None) -> tuple[list[dict[str, Any]], str]:
+        """Hits for a query clip (an uploaded or recorded file), a window of the pool, or a clip of the session's
+        labelled dataset (its path relative to the dataset, as `Datasets.clip_choices` lists them), with each
+        window's current label."""
         from astapp.pool.search import query_embedding, search
 
         pool = self.pool(session)
         if window is not None:
             self.window(session, window)
             q, note, skip = np.asarray(pool.embeddings[int(window)], np.float32), "", {int(window)}
-        elif clip:
+        elif clip or dataset_clip:
             from astapp.data.audio import load_audio
 
-            q, note = query_embedding(pool, load_audio(clip), self.embedder(session))
+            path = clip or self.datasets.clip_path(session, dataset_clip)  # refuses paths outside the dataset
+            q, note = query_embedding(pool, load_audio(path), self.embedder(session))
             skip = set()
         else:
-            raise UploadError("Give a query: upload or record a clip, or pick a window of the pool.")
+            raise UploadError("Give a query: upload or record a clip, pick a clip of your dataset, or a window of "
+                              "the pool.")
         labels = self.store(session).current()
         hits = [{**h.to_dict(), "label": labels.get(h.window.key, "")} for h in search(pool, q, k, skip)]
         return hits, note
+
+    def map(self, session: Session, selected: int | None = None) -> tuple[Any, str]:
+        """The pool on the embedding map (`service.pool_map`): the image and its caption."""
+        from astapp.service.pool_map import picture
+
+        return picture(self.pool(session), self.store(session).current(), selected)
+
+    def map_click(self, session: Session, px: float, py: float, width: int, height: int) -> int:
+        """The window under a click at pixel (px, py) of the map image."""
+        from astapp.service.pool_map import window_at
+
+        return window_at(self.pool(session), px, py, width, height)
 
     def label(self, session: Session, indices: list[int], label: str, round_no: int | None = None) -> str:
         """Label windows (one act); the sentence says what changed from an earlier label."""

@@ -19,7 +19,8 @@ from astapp.ui.common import Guard, guarded, heavy, pcm16, session
 
 N_PLAYERS = 6
 HIT_HEADERS = ["#", "file", "start", "end", "score", "label"]
-STRATEGIES = [("a mix of both", "mix"), ("most uncertain (margin)", "margin"), ("likely positives per class", "positives")]
+STRATEGIES = [("a mix of both", "mix"), ("most uncertain (margin)", "margin"), ("likely positives per class", "positives"),
+              ("most uncertain, spread out (diverse)", "diverse")]
 PRIVATE = {"api_visibility": "private", "show_progress": "hidden"}
 
 
@@ -35,7 +36,9 @@ def build(svc: Service, token: gr.State, data_outputs: list[Any], present: Calla
     c = _layout(svc)
     _wire_build(svc, token, c)
     _wire_search(svc, token, c)
+    _wire_map(svc, token, c)
     _wire_round(svc, token, c)
+    data_outputs[0].change(_dataset_clips(svc), [token], c["dataset_clip"], **PRIVATE)  # a new dataset, new clips
 
     @guard
     def use_fn(tok: str | None, request: gr.Request) -> tuple[Any, ...]:
@@ -70,7 +73,8 @@ def _layout(svc: Service) -> dict[str, Any]:
         with gr.Column(scale=2):
             c["model"] = gr.Textbox(svc.default_model, label="Model (Hub id, checkpoint folder, scratch:SIZE)",
                                     elem_id="pool-model")
-            c["hop"] = gr.Number(None, label="Hop (s; empty: half a window)", minimum=0.05, elem_id="pool-hop")
+            # minimum 0, not the smallest hop: the browser sends an empty Number as 0, which means "default"
+            c["hop"] = gr.Number(None, label="Hop (s; 0 or empty: half a window)", minimum=0, elem_id="pool-hop")
             c["build"] = gr.Button("Build the pool", variant="primary", elem_id="pool-build")
     c["timer"] = gr.Timer(1.0, active=False)
     c["summary"] = gr.Markdown("No pool yet.", elem_id="pool-summary")
@@ -79,6 +83,8 @@ def _layout(svc: Service) -> dict[str, Any]:
         c["query"] = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Query clip",
                               elem_id="pool-query", scale=3)
         with gr.Column(scale=2):
+            c["dataset_clip"] = gr.Dropdown([], value=None, label="…or a clip of your labelled dataset",
+                                            elem_id="pool-dataset-clip")
             c["window"] = gr.Number(None, label="…or a window of the pool (#)", precision=0, elem_id="pool-window")
             c["top"] = gr.Slider(1, 50, value=12, step=1, label="Hits")
             c["search"] = gr.Button("Search", elem_id="pool-search")
@@ -94,6 +100,13 @@ def _layout(svc: Service) -> dict[str, Any]:
         c["label_btn"] = gr.Button("Label selected", elem_id="pool-label-btn", scale=1)
         c["undo"] = gr.Button("Undo", size="sm", elem_id="pool-undo", scale=0)
     c["label_note"] = gr.Markdown(elem_id="pool-label-note")
+    with gr.Accordion("The pool on the embedding map", open=False, elem_id="pool-map-box"):
+        c["map_btn"] = gr.Button("Show the map", size="sm", elem_id="pool-map-btn")
+        c["map_note"] = gr.Markdown(elem_id="pool-map-note")
+        with gr.Row():
+            c["map"] = gr.Image(label="Pool windows (colour = label)", interactive=False, elem_id="pool-map", scale=3)
+            c["map_player"] = gr.Audio(label="Clicked window", interactive=False, autoplay=True,
+                                       elem_id="pool-map-player", scale=2)
     gr.Markdown("#### Label next")
     with gr.Row():
         c["classes"] = gr.Textbox(label="Classes for keys 1-9 (comma-separated)", placeholder="dog, cat",
@@ -170,12 +183,12 @@ def _wire_build(svc: Service, token: gr.State, c: dict[str, Any]) -> None:
 
 def _wire_search(svc: Service, token: gr.State, c: dict[str, Any]) -> None:
     @guarded
-    def search_fn(tok: str | None, clip: str | None, window: float | None, k: float,
+    def search_fn(tok: str | None, clip: str | None, dataset_clip: str | None, window: float | None, k: float,
                   request: gr.Request) -> list[Any]:
         s = session(svc, tok, request)
-        use_window = window is not None and str(window) != "" and not clip
-        hits, note = svc.pooling.search(s, clip=None if use_window else clip,
-                                        window=int(window) if use_window else None, k=int(k))
+        by_clip = bool(clip or dataset_clip)  # an uploaded/recorded clip first, then a dataset clip, then a window
+        hits, note = svc.pooling.search(s, clip=clip or None, dataset_clip=None if clip else dataset_clip or None,
+                                        window=None if by_clip or window is None else int(window), k=int(k))
         table = [[h["index"], h["file"], h["start"], h["end"], h["score"], h["label"]] for h in hits]
         choices = [(f"#{h['index']} {h['file']} {h['start']:.2f}s ({h['score']:.3f})", h["index"]) for h in hits]
         players = [gr.Audio(value=pcm16(svc.pooling.window_audio(s, h["index"])), visible=True,
@@ -191,10 +204,49 @@ def _wire_search(svc: Service, token: gr.State, c: dict[str, Any]) -> None:
     def undo_fn(tok: str | None, request: gr.Request) -> str:
         return svc.pooling.undo(session(svc, tok, request))
 
-    c["search"].click(search_fn, [token, c["query"], c["window"], c["top"]],
+    c["search"].click(search_fn, [token, c["query"], c["dataset_clip"], c["window"], c["top"]],
                       [c["search_note"], c["hits"], c["picked"], *c["players"]], api_name="pool_search", **heavy())
     c["label_btn"].click(label_fn, [token, c["picked"], c["label"]], c["label_note"], api_name="pool_label")
     c["undo"].click(undo_fn, [token], c["label_note"], api_name="pool_undo")
+
+
+def _dataset_clips(svc: Service) -> Callable[..., Any]:
+    def clips_fn(tok: str | None, request: gr.Request) -> Any:
+        try:
+            choices = svc.datasets.clip_choices(session(svc, tok, request))
+        except Exception:  # noqa: BLE001 - a dataset we cannot list offers no clips
+            choices = []
+        return gr.Dropdown(choices=choices, value=None)
+
+    return clips_fn
+
+
+def _wire_map(svc: Service, token: gr.State, c: dict[str, Any]) -> None:
+    """The map shows on request (placing the windows costs seconds once per pool); a click plays the window under
+    it, rings it, and makes it the search query (the clip and dataset-clip queries are cleared for that)."""
+
+    @guarded
+    def show_fn(tok: str | None, request: gr.Request) -> tuple[Any, str]:
+        return svc.pooling.map(session(svc, tok, request))
+
+    @guarded
+    def click_fn(tok: str | None, evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
+        s = session(svc, tok, request)
+        width, height = gr_size(svc.pooling.map(s)[0])
+        index = svc.pooling.map_click(s, float(evt.index[0]), float(evt.index[1]), width, height)
+        image, caption = svc.pooling.map(s, index)
+        w = svc.pooling.window(s, index)
+        note = f"{caption}\n\nWindow #{index}: `{w.file}` {w.start:.2f}-{w.end:.2f} s (set as the search query)."
+        return image, note, pcm16(svc.pooling.window_audio(s, index)), index, None, None
+
+    c["map_btn"].click(show_fn, [token], [c["map"], c["map_note"]], api_name="pool_map", **heavy())
+    c["map"].select(click_fn, [token], [c["map"], c["map_note"], c["map_player"], c["window"], c["query"],
+                                        c["dataset_clip"]], api_visibility="private", **heavy())
+
+
+def gr_size(image: Any) -> tuple[int, int]:
+    """(width, height) of an RGB array."""
+    return int(image.shape[1]), int(image.shape[0])
 
 
 def _wire_round(svc: Service, token: gr.State, c: dict[str, Any]) -> None:

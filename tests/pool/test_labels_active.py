@@ -63,6 +63,17 @@ def test_margin_picks_the_most_uncertain_and_cv_needs_two_per_class():
     assert cv_accuracy(np.zeros((3, 2)), np.array(["a", "a", "b"]), np.arange(3)) == (None, 0)
 
 
+def test_diverse_spreads_the_uncertain_picks_over_the_map():
+    # windows 0-3 are the most uncertain but the same spot (near-duplicates); 4-5 are a little less uncertain
+    # and elsewhere: margin takes three duplicates, diverse one duplicate and the two other spots
+    emb = np.array([[1, 0], [1, 0.01], [1, 0.02], [1, 0.03], [0, 1], [-1, 0], [0.7, 0.7]], np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    p = np.array([[0.5, 0.5]] * 4 + [[0.55, 0.45], [0.6, 0.4], [0.95, 0.05]])
+    assert propose(p, ["a", "b"], np.arange(7), 3, "margin")[0] == [0, 1, 2]
+    picks, why = propose(p, ["a", "b"], np.arange(7), 3, "diverse", emb)
+    assert picks == [0, 5, 4] and why == ["uncertain, spread"] * 3
+
+
 def line_classes(n: int = 240, classes: int = 4, dims: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Classes as adjacent stretches of one direction (plus noise dims): where each boundary lies is what the
     labels must find, the textbook case where uncertainty sampling saves labels."""

@@ -34,20 +34,20 @@ def test_pool_panel_loop(tmp_path, tiny_ast, pool_data):
             hits = None
             for _ in range(240):  # the build runs in the background; search answers once the pool is there
                 try:
-                    note, hits, *_ = call(c, None, 0, 8, api_name="/pool_search")
+                    note, hits, *_ = call(c, None, None, 0, 8, api_name="/pool_search")
                     break
                 except AppError:
                     time.sleep(0.5)
             assert hits is not None and len(hits["data"]) == 8
             query = tmp_path / "q.wav"
             write_wav(query, tone(CLASSES["high"], 1.2, 5))
-            note, hits, picked, *_ = call(c, handle_file(str(query)), None, 6, api_name="/pool_search")
+            note, hits, picked, *_ = call(c, handle_file(str(query)), None, None, 6, api_name="/pool_search")
             rows = hits["data"]
             assert class_of(rows[0][1]) == "high"
             ids = [r[0] for r in rows if class_of(r[1]) == "high"][:3]
             assert call(c, ids, "high", api_name="/pool_label") == f"Labelled {len(ids)} window(s) 'high'."
             write_wav(query, tone(CLASSES["low"], 1.4, 6))
-            low = [r[0] for r in call(c, handle_file(str(query)), None, 10, api_name="/pool_search")[1]["data"]
+            low = [r[0] for r in call(c, handle_file(str(query)), None, None, 10, api_name="/pool_search")[1]["data"]
                    if class_of(r[1]) == "low"][:3]
             assert len(low) == 3
             call(c, low, "low", api_name="/pool_label")
