@@ -20,7 +20,7 @@ import numpy as np
 from astapp.core.config import SAMPLE_RATE
 from astapp.core.errors import explain
 from astapp.core.fsutil import atomic_write_bytes, atomic_write_text
-from astapp.pool.embedder import Embedder, ModelSpec, cache_key, file_digest, model_spec
+from astapp.pool.embedder import Embedder, ModelSpec, cache_key, file_digest, fixed_embedder, model_spec
 from astapp.pool.windows import PoolError, Window, check_hop, list_sources, table_text, windows_of
 
 POOL_FILE, EMB_FILE, WINDOWS_FILE, CACHE_DIR = "pool.json", "embeddings.npy", "windows.csv", "cache"
@@ -50,6 +50,7 @@ def build_pool(sources: str | Path | list[str | Path], model: str, out: str | Pa
     pass_ = _Pass(spec, int8, out / CACHE_DIR, hop_n)
     done: list[tuple[str, Path, Path]] = []
     failed = [{"file": name, "reason": "not found"} for name in missing]
+    pass_.reuse(files)  # new files follow the pass of the cached ones: one pool, one pass
     early = fill(files, pass_) if fill is not None else {}
     for i, (name, path) in enumerate(files):
         report(i / len(files), f"Embedding {name} ({i + 1}/{len(files)})")
@@ -77,18 +78,23 @@ def build_pool(sources: str | Path | list[str | Path], model: str, out: str | Pa
 
 
 class _Pass:
-    """Each file's (starts, embeddings), from the cache or from one pass of the backbone."""
+    """Each file's (starts, embeddings), from the cache or from one pass of the backbone.
+
+    Every cache entry names the pass that made it (int8 or fp32: the embedder decides on its first windows),
+    so a rebuild from the cache reports the pass the rows really came from (queries are embedded the same
+    way) and new files follow that pass instead of deciding again: a pool never mixes int8 and fp32 rows."""
 
     def __init__(self, spec: ModelSpec, int8: bool, cache: Path, hop_n: int) -> None:
         self.spec, self.int8, self.cache, self.hop_n = spec, int8, cache, hop_n
         self.embedder: Embedder | None = None
         self.embedded = 0
         self.filled: dict[str, Any] | None = None  # the pass info of a `fill` that embedded files elsewhere
+        self.cached: dict[str, Any] | None = None  # the pass named by the cache entries reused
 
     def info(self) -> dict[str, Any]:
         if self.embedder:
             return dict(self.embedder.info)
-        return dict(self.filled) if self.filled else {"one_off_pass": "cached"}
+        return dict(self.filled or self.cached or {"one_off_pass": "cached"})
 
     def target(self, path: Path) -> Path:
         """Where `path`'s embeddings are cached: by content, model, windows and pass."""
@@ -97,27 +103,54 @@ class _Pass:
     def file(self, path: Path) -> Path:
         target = self.target(path)
         if target.is_file():
+            self._note_cached(target)
             return target
-        atomic_write_bytes(target, embed_file(self._embed, self.spec, self.hop_n, path))
+        atomic_write_bytes(target, embed_file(self._embed, self.spec, self.hop_n, path, self._pass_name))
         self.embedded += 1
         return target
 
+    def reuse(self, files: list[tuple[str, Path]]) -> dict[str, Any] | None:
+        """The pass the cached entries of `files` were made with (None when none is cached), kept for the
+        files still to embed; asked before any file is embedded."""
+        for _, path in files:
+            target = self.target(path)
+            if target.is_file():
+                self._note_cached(target)
+                if self.cached:
+                    break
+        return self.cached
+
+    def _note_cached(self, target: Path) -> None:
+        if self.cached is None:
+            with np.load(target) as z:
+                if "one_off_pass" in z.files and str(z["one_off_pass"]):
+                    name = str(z["one_off_pass"])
+                    self.cached = {"one_off_pass": name, "message": f"Windows from the cache, passed in {name}."}
+
+    def _pass_name(self) -> str:
+        return str(self.embedder.info.get("one_off_pass", "")) if self.embedder else ""
+
     def _embed(self, wavs: list[np.ndarray]) -> np.ndarray:
         if self.embedder is None:
-            self.embedder = Embedder(self.spec, self.int8)
+            self.embedder = (fixed_embedder(self.spec, self.int8, self.cached) if self.cached
+                             else Embedder(self.spec, self.int8))
         return self.embedder(wavs)
 
 
-def embed_file(embed: Callable[[list[np.ndarray]], np.ndarray], spec: ModelSpec, hop_n: int, path: Path) -> bytes:
-    """One file's cache entry (.npz): its window starts, their embeddings (float16) and its length."""
+def embed_file(embed: Callable[[list[np.ndarray]], np.ndarray], spec: ModelSpec, hop_n: int, path: Path,
+               pass_name: str | Callable[[], str] = "") -> bytes:
+    """One file's cache entry (.npz): its window starts, their embeddings (float16), its length and the pass
+    that made them (`pass_name`, or a function asked after embedding: the embedder decides on its first batch)."""
     from astapp.data.audio import load_audio
 
     wav = load_audio(path)
     win = spec.window_samples
     starts = [int(round(w.start * SAMPLE_RATE)) for w in windows_of("", path, len(wav), win, hop_n)]
     emb = embed([wav[s:s + win] for s in starts])
+    name = pass_name() if callable(pass_name) else pass_name
     buf = io.BytesIO()
-    np.savez(buf, starts=np.asarray(starts, np.int64), emb=emb.astype(np.float16), samples=len(wav))
+    np.savez(buf, starts=np.asarray(starts, np.int64), emb=emb.astype(np.float16), samples=len(wav),
+             one_off_pass=np.str_(name))
     return buf.getvalue()
 
 

@@ -127,6 +127,18 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()[:24]
 
 
+def fixed_embedder(spec: ModelSpec, int8: bool, info: dict[str, Any]) -> Embedder:
+    """An embedder that passes windows as already decided (`info`: a Ray driver's choice, or the pass the
+    pool's cached files were made with), without deciding again: one pool, one pass."""
+    from astapp.training.fastmodes import pass_functions
+
+    embedder = Embedder(spec, int8)
+    chosen = int8 and info.get("one_off_pass") == "int8"
+    embedder.fn = pass_functions(embedder.model, 0, chosen, embedder.device, embedder.cpu_bf16)[0]
+    embedder.info = dict(info)
+    return embedder
+
+
 def cache_key(digest: str, spec: ModelSpec, hop_samples: int, int8: bool) -> str:
     """One file's embeddings are reused when its content, the model, the windows and the pass are the same."""
     text = json.dumps([digest, spec.identity, spec.max_length, spec.mean, spec.std, hop_samples, int8])

@@ -24,21 +24,10 @@ from typing import Any
 from astapp.core.events import EventSink
 from astapp.core.fsutil import atomic_write_bytes
 from astapp.pool.build import Filler, Progress, build_pool, embed_file
-from astapp.pool.embedder import BATCH, Embedder, ModelSpec
+from astapp.pool.embedder import BATCH, Embedder, ModelSpec, fixed_embedder
 from astapp.pool.windows import PoolError
 from astapp.scale.cluster import preflight
 from astapp.scale.runner import FileFn, run_files
-
-
-def fixed_embedder(spec: ModelSpec, int8: bool, info: dict[str, Any]) -> Embedder:
-    """An embedder that passes windows as the driver decided (`info`), without deciding again."""
-    from astapp.training.fastmodes import pass_functions
-
-    embedder = Embedder(spec, int8)
-    chosen = int8 and info.get("one_off_pass") == "int8"
-    embedder.fn = pass_functions(embedder.model, 0, chosen, embedder.device, embedder.cpu_bf16)[0]
-    embedder.info = dict(info)
-    return embedder
 
 
 @dataclass(frozen=True)
@@ -54,7 +43,8 @@ class PoolJob:
 
     def open(self) -> FileFn:
         embedder = fixed_embedder(self.spec, self.int8, self.info)
-        return lambda name: embed_file(embedder, self.spec, self.hop_n, Path(self.paths[name]))
+        return lambda name: embed_file(embedder, self.spec, self.hop_n, Path(self.paths[name]),
+                                       embedder.info.get("one_off_pass", ""))
 
 
 @dataclass
@@ -104,7 +94,7 @@ def ray_filler(
         todo = [(name, path) for name, path in files if name in store.pending([name])]
         if not todo:
             return {}
-        info = decide_pass(pass_.spec, pass_.int8, pass_.hop_n, todo)
+        info = pass_.cached or decide_pass(pass_.spec, pass_.int8, pass_.hop_n, todo)
         job = PoolJob(
             pass_.spec, pass_.int8, info, pass_.hop_n, max(1, threads), {n: str(p) for n, p in files}
         )

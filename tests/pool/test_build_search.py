@@ -46,8 +46,14 @@ def test_rebuild_reuses_embeddings_by_content(built_pool, pool_data, tiny_ast, t
     out = tmp_path / "again"
     shutil.copytree(built_pool, out)
     first = np.asarray(Pool(out).embeddings)
+    made_with = Pool(out).meta["pass"]["one_off_pass"]
     meta = build_pool(pool_data, str(tiny_ast), out, hop=0.5)
     assert meta["embedded_files"] == 0 and np.array_equal(np.asarray(Pool(out).embeddings), first)
+    # all from the cache: the pool still names the pass its rows came from (queries are embedded the same way)
+    assert meta["pass"]["one_off_pass"] == made_with and Pool(out).embedder().int8 == (made_with == "int8")
+    for entry in (out / "cache").glob("*.npz"):
+        with np.load(entry) as z:
+            assert str(z["one_off_pass"]) == made_with
     meta = build_pool(pool_data, str(tiny_ast), out, hop=1.0)  # other windows: embedded again
     assert meta["embedded_files"] == 19 and meta["windows"] < len(first)
 
