@@ -20,8 +20,7 @@ import sys
 import time
 
 import pytest
-from browser_helpers import ARGS
-from test_browser_listen import MIC, _dataset, _microphone
+from browser_helpers import launch_with_microphone, open_app, tone_dataset, tone_microphone, upload_dataset
 
 # Opt-in (ASTAPP_BUSY_BROWSER=1): on the shared 2-core development machine Stop still took 3.9-6.2 s to show
 # "Stopping…" (limit 2 s) with the fix in place, and the status gaps reached 3.5-4.4 s (limit 3 s) — with the fix
@@ -58,22 +57,14 @@ def test_train_tab_updates_and_stop_answers_with_listen_live_open_and_a_busy_cpu
     from playwright.sync_api import expect, sync_playwright
 
     url, root = app
-    zip_path = _dataset(tmp_path / "tones")
-    mic = _microphone(tmp_path / "mic.wav")
+    zip_path = tone_dataset(tmp_path / "tones")
+    mic = tone_microphone(tmp_path / "mic.wav")
     hogs: list[subprocess.Popen] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path,
-                                    args=[*ARGS, *MIC, f"--use-file-for-fake-audio-capture={mic}"])
-        context = browser.new_context(viewport={"width": 1360, "height": 900})
-        train = context.new_page()
-        train.set_default_timeout(60_000)
+        browser, context = launch_with_microphone(p, chromium_path, mic)
         errors: list[str] = []
-        train.on("pageerror", lambda e: errors.append(str(e)))
-        train.goto(url)
-        summary = train.locator("#data-summary")
-        expect(summary).to_contain_text("Ready to train", timeout=60_000)
-        train.locator("#upload-zip input[type=file]").set_input_files(zip_path)
-        expect(summary).to_contain_text("tones.zip", timeout=60_000)
+        train = open_app(context, url, errors)
+        upload_dataset(train, zip_path)
         _train(train, "1")  # a model for Listen live
         expect(train.locator("#train-status")).to_contain_text("Finished", timeout=180_000)
 
@@ -83,10 +74,7 @@ def test_train_tab_updates_and_stop_answers_with_listen_live_open_and_a_busy_cpu
         listen.get_by_text("Listen live (microphone)").click()
         listen.locator("#listen-mic .record-button").click()
         expect(listen.locator("#listen-info")).to_contain_text(re.compile("Listening|heard"), timeout=120_000)
-        train = context.new_page()  # ...and a second tab of the same browser trains
-        train.set_default_timeout(60_000)
-        train.on("pageerror", lambda e: errors.append(str(e)))
-        train.goto(url)
+        train = open_app(context, url, errors)  # ...and a second tab of the same browser trains
         expect(train.locator("#data-summary")).to_contain_text("tones.zip", timeout=60_000)
 
         try:
@@ -96,8 +84,7 @@ def test_train_tab_updates_and_stop_answers_with_listen_live_open_and_a_busy_cpu
             status = train.locator("#train-status")
             expect(status).to_contain_text("Running", timeout=60_000)
             for _ in range(FOLLOWERS):  # more tabs of the app, following the same run
-                follower = context.new_page()
-                follower.goto(url)
+                follower = open_app(context, url, errors)
                 expect(follower.locator("#data-summary")).to_contain_text("tones.zip", timeout=60_000)
                 follower.get_by_role("tab", name=re.compile("Train")).click()
                 expect(follower.locator("#train-status")).to_contain_text("Running", timeout=60_000)
