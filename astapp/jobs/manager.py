@@ -307,7 +307,7 @@ class JobManager:
 
     # --- the worker ------------------------------------------------------------------------------
     def _work(self) -> None:
-        priority.lower_this_thread()  # the server and the page come first on a busy CPU
+        priority.lower_this_thread()  # ASTAPP_TRAIN_NICE (off by default: the GIL, see priority.py)
         while True:
             with self._cond:
                 while not self._queue and not self._closing:

@@ -11,8 +11,8 @@ layout and SVG of every point of each, so on a loaded 2-core machine each Train 
 long tasks nearly all the time; the Stop click reached the page 15 s after it was made (its request then
 took 0.1 s) and "Stopping" was painted 7 s after the answer. A running job's plots are now redrawn at most
 every 5 s, only those that grew, while the status and progress change on every poll
-(`astapp.ui.train_curves`); and the training thread runs at nice 10 (`astapp.jobs.priority`), so under
-contention the server and a browser on the same machine are served first. Skipped without
+(`astapp.ui.train_curves`). (A lower priority for the training thread, `ASTAPP_TRAIN_NICE`, is opt-in: once
+it held the Stop handler up for 21.6 s, the GIL's priority inversion.) Skipped without
 /usr/bin/chromium, except under CI.
 """
 
