@@ -55,3 +55,74 @@ def app(tmp_path_factory, chromium_path):
         manager.shutdown(timeout=30)
 
 
+
+
+# --- Listen live and the busy Train tab: a tone dataset, a fake microphone, the app's first page ----------
+MIC = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+TONES = {"low": 300.0, "high": 3000.0}
+SEQUENCE = [("low", 3.0), ("high", 3.0), ("background", 3.0)]  # what the fake microphone loops
+
+
+def tone_dataset(folder: Path) -> str:
+    """A zip of low and high tones and a quiet-noise background class (30 clips each: enough steps per
+    epoch for the tiny model to be sure of each sound after 4 epochs)."""
+    import shutil
+
+    import numpy as np
+
+    from astapp.data.synth import make_signal, make_tone_classes, write_wav
+
+    make_tone_classes(folder, per_class=30, classes=TONES)
+    rng = np.random.default_rng(1)
+    for j in range(30):
+        write_wav(folder / "background" / f"background_{j:03d}.wav",
+                  rng.uniform(0.01, 0.05) * make_signal("noise", 1.0, rng=rng))
+    return shutil.make_archive(str(folder.parent / "tones"), "zip", folder)
+
+
+def tone_microphone(path: Path) -> Path:
+    """SEQUENCE as one 16-bit WAV (Chromium's fake capture loops it). The tones carry the training clips'
+    faint noise floor, as any real microphone does."""
+    import numpy as np
+
+    from astapp.data.synth import make_signal, write_wav
+
+    t = np.arange(int(3.0 * 16_000)) / 16_000
+    rng = np.random.default_rng(4)
+    parts = []
+    for name, seconds in SEQUENCE:
+        n = int(seconds * 16_000)
+        if name == "background":
+            parts.append(0.03 * make_signal("noise", seconds, rng=np.random.default_rng(5)))
+        else:
+            parts.append(0.6 * np.sin(2 * np.pi * TONES[name] * t[:n]) + 0.01 * rng.standard_normal(n))
+    return write_wav(path, np.concatenate(parts).astype(np.float32), subtype="PCM_16")
+
+
+def launch_with_microphone(p, chromium_path: str, wav: Path):
+    """Chromium whose fake microphone loops `wav`, and a context at the journey tests' 1360 × 900."""
+    browser = p.chromium.launch(executable_path=chromium_path,
+                                args=[*ARGS, *MIC, f"--use-file-for-fake-audio-capture={wav}"])
+    return browser, browser.new_context(viewport={"width": 1360, "height": 900})
+
+
+def open_app(context, url: str, errors: list[str], timeout_ms: int = 60_000):
+    """A new tab of the app whose page errors land in `errors`, once the Data tab has restored its dataset."""
+    from playwright.sync_api import expect
+
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    expect(page.locator("#data-summary")).not_to_be_empty(timeout=60_000)
+    return page
+
+
+def upload_dataset(page, zip_path: str) -> None:
+    """Upload a dataset zip in the Data tab and wait until it is the dataset."""
+    from playwright.sync_api import expect
+
+    summary = page.locator("#data-summary")
+    expect(summary).to_contain_text("Ready to train", timeout=60_000)
+    page.locator("#upload-zip input[type=file]").set_input_files(zip_path)
+    expect(summary).to_contain_text(Path(zip_path).name, timeout=60_000)

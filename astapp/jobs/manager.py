@@ -24,7 +24,7 @@ from astapp.core import runfolder
 from astapp.core.config import TrainConfig, env_int
 from astapp.core.errors import AccessError, QueueFullError, TrainingError, explain
 from astapp.core.paths import check_id, data_root, runs_dir
-from astapp.jobs import record, registry, slicing
+from astapp.jobs import priority, record, registry, slicing
 from astapp.jobs.job import Job, default_name
 from astapp.jobs.record import TrainFn
 from astapp.jobs.sessions import cleanup_idle as _cleanup_idle
@@ -307,6 +307,7 @@ class JobManager:
 
     # --- the worker ------------------------------------------------------------------------------
     def _work(self) -> None:
+        priority.lower_this_thread()  # ASTAPP_TRAIN_NICE (off by default: the GIL, see priority.py)
         while True:
             with self._cond:
                 while not self._queue and not self._closing:

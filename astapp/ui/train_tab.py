@@ -17,6 +17,7 @@ from astapp.core.errors import AstappError
 from astapp.service import Poll, Service, fmt_score
 from astapp.ui import common, cv_controls, distill_panel, tune_panel
 from astapp.ui.common import STAMP_JS, fmt_seconds, friendly, guarded, page_stamp, plural, session, stamp_box
+from astapp.ui.train_curves import add_events, new_curves, plot_updates
 from astapp.ui.train_form import DEPENDENT, OPEN_ROWS, SPLIT_FIELDS, mode_hint, overrides, restored, rows
 from astapp.ui.train_form import dataset_info as dataset_info  # the app's dataset chain calls it here
 
@@ -119,53 +120,6 @@ def resume_button(state: dict[str, Any] | None) -> Any:
     return gr.Button(label, visible=True)
 
 
-def new_curves(job_id: str | None = None) -> dict[str, Any]:
-    """What the page has drawn of one job: its cursor and the points of every curve."""
-    return {"job": job_id, "cursor": 0, "loss": [], "lr": [], "metric": [], "max_length": None, "split": None,
-            "epochs": None}
-
-
-def add_events(curves: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Add the points of new events: loss and learning rate per step, accuracy/F1 per epoch."""
-    for e in events:
-        kind = e.get("type")
-        if isinstance(e.get("max_length"), int):
-            curves["max_length"] = e["max_length"]
-        if kind == "stage" and e.get("stage") == "split":
-            curves["split"] = e.get("message")
-        if kind == "log" and e.get("step") is not None:
-            if isinstance(e.get("loss"), (int, float)):
-                curves["loss"].append({"step": int(e["step"]), "loss": float(e["loss"])})
-            if isinstance(e.get("lr"), (int, float)):
-                curves["lr"].append({"step": int(e["step"]), "learning rate": float(e["lr"])})
-        elif kind == "eval" and isinstance(e.get("epoch"), (int, float)):
-            epoch = float(e["epoch"])  # a number (possibly fractional), from the first point to the last
-            for key, name in (("accuracy", "accuracy"), ("f1_macro", "macro F1")):
-                if isinstance(e.get(key), (int, float)):
-                    curves["metric"].append({"epoch": epoch, "value": float(e[key]), "metric": name})
-    return curves
-
-
-def frames(curves: dict[str, Any]) -> tuple[Any, Any, Any]:
-    """The curves as DataFrames for the line plots.
-
-    An empty series is None, not an empty frame: a Gradio 6.31 line plot that first receives an empty
-    frame keeps an empty color domain and later draws its lines with no stroke (invisible).
-    """
-    import pandas as pd
-
-    loss, lr, metrics = curves["loss"], curves["lr"], curves["metric"]
-    # Explicit dtypes so the axes are numeric (object columns would be drawn as categories). Epochs too, from
-    # the first point: the page keeps the axis type of the first value it gets, so text labels for the first
-    # few then numbers would garble it (issue 24); the run's epochs fix the axis range once (no rescaling).
-    epochs = curves.get("epochs")
-    metric = (pd.DataFrame(metrics).astype({"epoch": "float64", "value": "float64", "metric": "str"})
-              if metrics else None)
-    return (pd.DataFrame(loss).astype({"step": "int64", "loss": "float64"}) if loss else None,
-            pd.DataFrame(lr).astype({"step": "int64", "learning rate": "float64"}) if lr else None,
-            gr.update(value=metric, x_lim=[0, epochs]) if epochs else metric)
-
-
 @dataclass
 class _Page:
     """The Train tab's components, for the functions that wire them."""
@@ -257,8 +211,8 @@ def _plots() -> list[Any]:
     return [loss, lr, metric]
 
 
-def render(poll: Poll, drawn: dict[str, Any]) -> tuple[Any, ...]:
-    """(job, curves, shown run, *poll outputs) for one poll result."""
+def render(poll: Poll, drawn: dict[str, Any], now: float | None = None) -> tuple[Any, ...]:
+    """(job, curves, shown run, *poll outputs) for one poll result (`now`: the plots' clock, for tests)."""
     if poll.snapshot is None:
         return (None, new_curves(), None, poll.idle or gr.update(), _progress_html(None), None, None, None, "",
                 gr.Timer(active=False))
@@ -269,9 +223,7 @@ def render(poll: Poll, drawn: dict[str, Any]) -> tuple[Any, ...]:
     snap = poll.snapshot
     on_screen = {"job": poll.job_id, "state": snap.get("state"), "resumable": bool(snap.get("resumable"))}
     return (poll.job_id, drawn, on_screen, _status_md(snap, drawn["max_length"], drawn["split"]),
-            _progress_html(snap),  # plots only when changed, and always once a run has ended (the whole curve)
-            *(frames(drawn) if fresh or poll.events or snap.get("state") not in ("queued", "running")
-              else [gr.update()] * 3),
+            _progress_html(snap), *plot_updates(drawn, fresh or snap.get("state") not in ACTIVE, now),
             "\n".join(snap.get("log") or []),
             gr.Timer(active=snap.get("state") in ACTIVE))
 

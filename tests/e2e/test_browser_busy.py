@@ -2,13 +2,18 @@
 Chromium's fake microphone, one more following the same run) and the CPU busy, the Train tab keeps
 updating and Stop answers at once.
 
-The cause was not the server: every tab of the app holds a /heartbeat stream, and a tab with a queued
-event pending holds its /queue/data stream too (the Listen live stream keeps one open for minutes, the
-Train tab's 1 s Timer nearly always). Chromium allows 6 connections per host, so with three tabs the
-Timer's ticks and the Stop click waited in the browser for a stream to close. The poll and Stop now skip
-the queue: plain requests that need no stream. The heartbeats remain (one per tab, Gradio's): with four
-tabs and a stream open the page still starves over plain HTTP/1.1 (an HTTP/2 proxy in front, as on a
-Space, lifts the limit). Skipped without /usr/bin/chromium, except under CI.
+What held the page up (measured with this scenario, tests/e2e: Playwright request timings, the page's long
+tasks and the server's handler times): not the server and not the connections. The poll and Stop handlers
+took under 5 ms and every request started within 20 ms of being sent (no wait for one of Chromium's 6
+connections per host: the poll and Stop skip the queue, so they need no stream). The page's own main thread
+was the queue: every poll of a running job re-sent the three line plots, and the chart library redid the
+layout and SVG of every point of each, so on a loaded 2-core machine each Train tab's main thread was in
+long tasks nearly all the time; the Stop click reached the page 15 s after it was made (its request then
+took 0.1 s) and "Stopping" was painted 7 s after the answer. A running job's plots are now redrawn at most
+every 5 s, only those that grew, while the status and progress change on every poll
+(`astapp.ui.train_curves`). (A lower priority for the training thread, `ASTAPP_TRAIN_NICE`, is opt-in: once
+it held the Stop handler up for 21.6 s, the GIL's priority inversion.) Skipped without
+/usr/bin/chromium, except under CI.
 """
 
 from __future__ import annotations
@@ -20,18 +25,16 @@ import sys
 import time
 
 import pytest
-from browser_helpers import ARGS
-from test_browser_listen import MIC, _dataset, _microphone
+from browser_helpers import launch_with_microphone, open_app, tone_dataset, tone_microphone, upload_dataset
 
-# Opt-in (ASTAPP_BUSY_BROWSER=1): on the shared 2-core development machine Stop still took 3.9-6.2 s to show
-# "Stopping…" (limit 2 s) with the fix in place, and the status gaps reached 3.5-4.4 s (limit 3 s) — with the fix
-# reverted the gaps were similar, so this machine cannot tell the two apart. It stays the measuring tool for the open
-# part of the problem (the per-tab heartbeats) and must not turn CI red until it passes there.
+# Opt-in (ASTAPP_BUSY_BROWSER=1): its limits are wall-clock times on a CPU shared with a hog; on the shared
+# development machine (other engineers' work: load 26-45 on 2 cores) no page can meet them, fixed or not
+# (see docs/BENCHMARKS.md, issue 24), so it stays the measuring tool until a quiet 2-core CI runner proves it.
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(os.environ.get("ASTAPP_BUSY_BROWSER") != "1",
                                  reason="opt-in: ASTAPP_BUSY_BROWSER=1 (timing thresholds under a CPU hog)")]
 GAP_S, STOP_S, WATCH_S = 3.0, 2.0, 15.0
-FOLLOWERS = 1  # with Listen live and the Train tab: 3 tabs (a 4th still starves: 4 heartbeats + the stream)
+FOLLOWERS = 1  # with Listen live and the Train tab: 3 tabs of one browser (4 not measured since the fix)
 
 
 def _train(page, epochs: str) -> None:
@@ -48,6 +51,23 @@ def _train(page, epochs: str) -> None:
     page.locator("#start-btn").click()
 
 
+# Where a slow page spends its time: the main thread's long tasks (over 50 ms) and when a click reached the page.
+MAIN_THREAD = """window.__busy = {tasks: [], clicks: []};
+try { new PerformanceObserver(l => l.getEntries().forEach(e => window.__busy.tasks.push(
+  [e.startTime + performance.timeOrigin, e.duration]))).observe({type: 'longtask', buffered: true}); } catch (e) {}
+document.addEventListener('click', () => window.__busy.clicks.push(Date.now()), true);"""
+
+
+def _busy(page, since: float) -> str:
+    """The page's main thread since `since` (epoch s): its long tasks' share and when a click last reached it."""
+    m = page.evaluate("() => window.__busy")
+    tasks = [d for t, d in m["tasks"] if t >= since * 1000]
+    span = max(1e-3, time.time() - since)
+    click = [round(c / 1000 - since, 2) for c in m["clicks"] if c >= since * 1000]
+    return (f"main thread in long tasks {sum(tasks) / 10 / span:.0f} % of {span:.1f} s (longest "
+            f"{max(tasks or [0]) / 1000:.1f} s); the click reached the page after {click} s; load {os.getloadavg()}")
+
+
 def _evals(root, run_id: str) -> int:
     """Epochs the run has evaluated (its history's eval events)."""
     hist = next(root.glob(f"runs/*/{run_id}/history.jsonl"), None)
@@ -58,22 +78,15 @@ def test_train_tab_updates_and_stop_answers_with_listen_live_open_and_a_busy_cpu
     from playwright.sync_api import expect, sync_playwright
 
     url, root = app
-    zip_path = _dataset(tmp_path / "tones")
-    mic = _microphone(tmp_path / "mic.wav")
+    zip_path = tone_dataset(tmp_path / "tones")
+    mic = tone_microphone(tmp_path / "mic.wav")
     hogs: list[subprocess.Popen] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path,
-                                    args=[*ARGS, *MIC, f"--use-file-for-fake-audio-capture={mic}"])
-        context = browser.new_context(viewport={"width": 1360, "height": 900})
-        train = context.new_page()
-        train.set_default_timeout(60_000)
+        browser, context = launch_with_microphone(p, chromium_path, mic)
+        context.add_init_script(MAIN_THREAD)
         errors: list[str] = []
-        train.on("pageerror", lambda e: errors.append(str(e)))
-        train.goto(url)
-        summary = train.locator("#data-summary")
-        expect(summary).to_contain_text("Ready to train", timeout=60_000)
-        train.locator("#upload-zip input[type=file]").set_input_files(zip_path)
-        expect(summary).to_contain_text("tones.zip", timeout=60_000)
+        train = open_app(context, url, errors)
+        upload_dataset(train, zip_path)
         _train(train, "1")  # a model for Listen live
         expect(train.locator("#train-status")).to_contain_text("Finished", timeout=180_000)
 
@@ -83,10 +96,7 @@ def test_train_tab_updates_and_stop_answers_with_listen_live_open_and_a_busy_cpu
         listen.get_by_text("Listen live (microphone)").click()
         listen.locator("#listen-mic .record-button").click()
         expect(listen.locator("#listen-info")).to_contain_text(re.compile("Listening|heard"), timeout=120_000)
-        train = context.new_page()  # ...and a second tab of the same browser trains
-        train.set_default_timeout(60_000)
-        train.on("pageerror", lambda e: errors.append(str(e)))
-        train.goto(url)
+        train = open_app(context, url, errors)  # ...and a second tab of the same browser trains
         expect(train.locator("#data-summary")).to_contain_text("tones.zip", timeout=60_000)
 
         try:
@@ -96,13 +106,13 @@ def test_train_tab_updates_and_stop_answers_with_listen_live_open_and_a_busy_cpu
             status = train.locator("#train-status")
             expect(status).to_contain_text("Running", timeout=60_000)
             for _ in range(FOLLOWERS):  # more tabs of the app, following the same run
-                follower = context.new_page()
-                follower.goto(url)
+                follower = open_app(context, url, errors)
                 expect(follower.locator("#data-summary")).to_contain_text("tones.zip", timeout=60_000)
                 follower.get_by_role("tab", name=re.compile("Train")).click()
                 expect(follower.locator("#train-status")).to_contain_text("Running", timeout=60_000)
             train.bring_to_front()
 
+            watched = time.time()
             seen, last, gaps = None, time.monotonic(), []
             end = last + WATCH_S
             while time.monotonic() < end:
@@ -113,18 +123,16 @@ def test_train_tab_updates_and_stop_answers_with_listen_live_open_and_a_busy_cpu
                     seen, last = text, now
                 train.wait_for_timeout(200)
             gaps.append(time.monotonic() - last)
-            assert max(gaps[1:]) <= GAP_S, f"the status stood still for {max(gaps[1:]):.1f} s: {gaps}"
+            assert max(gaps[1:]) <= GAP_S, f"the status stood still for {max(gaps[1:]):.1f} s: {gaps}; {_busy(train, watched)}"
             assert "Running" in status.inner_text(), status.inner_text()
 
             run_id = re.search(r"run (\d{8}-\d{6}-\w+)", status.inner_text()).group(1)
             before = _evals(root, run_id)
-            timing: list[dict] = []  # where a slow Stop spent its time: the browser's wait, or the server's
-            train.on("requestfinished", lambda r: timing.append(r.timing) if "stop_training" in r.url else None)
-            clicked = time.monotonic()
+            clicked = time.time()
             train.locator("#stop-btn").click()
-            expect(status).to_contain_text("Stopping", timeout=10_000)
-            answered = time.monotonic() - clicked
-            assert answered <= STOP_S, f"Stop answered after {answered:.1f} s; request timing (ms): {timing}"
+            expect(status).to_contain_text("Stopping", timeout=30_000)
+            answered = time.time() - clicked
+            assert answered <= STOP_S, f"Stop answered after {answered:.1f} s; {_busy(train, clicked)}"
             expect(status).to_contain_text("Stopped", timeout=120_000)
             assert _evals(root, run_id) <= before + 1, "the stop was not honoured before the next epoch"
         finally:

@@ -9,46 +9,13 @@ AST trains from the Train tab. Skipped without /usr/bin/chromium, except under C
 from __future__ import annotations
 
 import re
-import shutil
 import time
 
-import numpy as np
 import pytest
-from browser_helpers import ARGS
-
-from astapp.data.synth import make_signal, make_tone_classes, write_wav
+from browser_helpers import launch_with_microphone, open_app, tone_dataset, tone_microphone, upload_dataset
 
 pytestmark = pytest.mark.browser
-MIC = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
-TONES = {"low": 300.0, "high": 3000.0}
-SEQUENCE = [("low", 3.0), ("high", 3.0), ("background", 3.0)]  # what the fake microphone loops
 CYCLE = ["low", "high", "nothing"]  # what the timeline must show: the background class is "nothing"
-
-
-def _dataset(folder) -> str:
-    """A zip of low and high tones and a quiet-noise background class (30 clips each: enough steps per
-    epoch for the tiny model to be sure of each sound after 4 epochs)."""
-    make_tone_classes(folder, per_class=30, classes=TONES)
-    rng = np.random.default_rng(1)
-    for j in range(30):
-        write_wav(folder / "background" / f"background_{j:03d}.wav",
-                  rng.uniform(0.01, 0.05) * make_signal("noise", 1.0, rng=rng))
-    return shutil.make_archive(str(folder.parent / "tones"), "zip", folder)
-
-
-def _microphone(path):
-    """The known sequence as one 16-bit WAV (Chromium's fake capture loops it). The tones carry the
-    training clips' faint noise floor, as any real microphone does."""
-    t = np.arange(int(3.0 * 16_000)) / 16_000
-    rng = np.random.default_rng(4)
-    parts = []
-    for name, seconds in SEQUENCE:
-        n = int(seconds * 16_000)
-        if name == "background":
-            parts.append(0.03 * make_signal("noise", seconds, rng=np.random.default_rng(5)))
-        else:
-            parts.append(0.6 * np.sin(2 * np.pi * TONES[name] * t[:n]) + 0.01 * rng.standard_normal(n))
-    return write_wav(path, np.concatenate(parts).astype(np.float32), subtype="PCM_16")
 
 
 def _sounds(blocks: list[list]) -> list[str]:
@@ -74,20 +41,13 @@ def test_listen_live_timeline_follows_the_microphone(app, chromium_path, tmp_pat
     from playwright.sync_api import expect, sync_playwright
 
     url, _root = app
-    zip_path = _dataset(tmp_path / "tones")
-    mic = _microphone(tmp_path / "mic.wav")
+    zip_path = tone_dataset(tmp_path / "tones")
+    mic = tone_microphone(tmp_path / "mic.wav")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path,
-                                    args=[*ARGS, *MIC, f"--use-file-for-fake-audio-capture={mic}"])
-        page = browser.new_context(viewport={"width": 1360, "height": 900}).new_page()
-        page.set_default_timeout(30_000)
+        browser, context = launch_with_microphone(p, chromium_path, mic)
         errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url)
-        summary = page.locator("#data-summary")
-        expect(summary).to_contain_text("Ready to train", timeout=60_000)
-        page.locator("#upload-zip input[type=file]").set_input_files(zip_path)
-        expect(summary).to_contain_text("tones.zip", timeout=60_000)
+        page = open_app(context, url, errors, timeout_ms=30_000)
+        upload_dataset(page, zip_path)
 
         page.get_by_role("tab", name=re.compile("Train")).click()
         for label, value in (("Epochs", "4"), ("Learning rate", "0.003")):

@@ -13,12 +13,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser_helpers import ARGS, DOCS, DOCS_SHOTS
+from browser_helpers import ARGS, DOCS, DOCS_SHOTS, MIC
 
 from astapp.data.synth import make_signal, write_wav
 
 pytestmark = pytest.mark.browser
-MIC = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 
 
 def _launch(p, chromium: str, fake_wav, url: str, storage=None):
