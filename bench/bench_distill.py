@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -83,6 +84,7 @@ def main() -> int:
     ap.add_argument("--classes", type=int, default=4)
     ap.add_argument("--per-class", type=int, default=30)
     ap.add_argument("--teacher-epochs", type=float, default=6)
+    ap.add_argument("--teacher-lr", type=float, default=3e-4)
     ap.add_argument("--student-epochs", type=float, default=12)
     ap.add_argument("--pool-per-class", type=int, default=10, help="unlabeled 4-second recordings per kind")
     ap.add_argument("--threads", type=int, default=2)
@@ -109,10 +111,11 @@ def main() -> int:
     ckpt = teacher_checkpoint(work / "teacher_ckpt", hidden, layers, 100)
     teacher = work / "teacher"
     cfg = TrainConfig(data=str(data), model=str(ckpt), output=str(teacher), epochs=args.teacher_epochs,
-                      batch_size=8, lr=3e-4, max_length=100, seed=0, precision="fp32", threads=args.threads)
+                      batch_size=8, lr=args.teacher_lr, max_length=100, seed=0, precision="fp32", threads=args.threads)
     t0 = time.time()
     teacher_metrics = run_job(cfg).metrics
     result: dict = {"benchmark": "distill", "threads": args.threads, "torch": torch.__version__,
+                    "load_start": os.getloadavg(),
                     "dataset": f"{args.classes} generated classes x {args.per_class} clips of 1 s",
                     "teacher": {"size": args.teacher, "accuracy": teacher_metrics["accuracy"],
                                 "f1_macro": teacher_metrics["f1_macro"], "train_seconds": round(teacher_metrics["train_seconds"], 1),
@@ -120,6 +123,7 @@ def main() -> int:
     clip = load_audio(next(data.rglob("*.wav")))
     result["teacher"].update(onnx_facts(teacher, args.threads, clip))
     result["teacher"]["listen"] = listen_facts(teacher, args.hop)
+    result["teacher"]["load"] = os.getloadavg()
     for size in args.students:
         for with_pool in (False, True):
             out = work / f"student_{size}_{'pool' if with_pool else 'clips'}"
@@ -135,6 +139,7 @@ def main() -> int:
             row["int8_speedup"] = round(result["teacher"]["int8_ms_per_clip"] / row["int8_ms_per_clip"], 1)
             row["int8_size_ratio"] = round(row["int8_mb"] / result["teacher"]["int8_mb"], 4)
             row["listen"] = listen_facts(out, args.hop)
+            row["load"] = os.getloadavg()
             result["students"][f"{size}{' + unlabeled' if with_pool else ''}"] = row
             write_json(args.out, result)
             print(json.dumps({k: v for k, v in row.items() if k != "torch_fp32"}), flush=True)
