@@ -86,6 +86,7 @@ def main() -> int:
     ap.add_argument("--teacher-epochs", type=float, default=6)
     ap.add_argument("--teacher-lr", type=float, default=3e-4)
     ap.add_argument("--student-epochs", type=float, default=12)
+    ap.add_argument("--seconds", type=float, default=1.0, help="clip length (the model's input length)")
     ap.add_argument("--pool-per-class", type=int, default=10, help="unlabeled 4-second recordings per kind")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--hop", type=float, default=0.25)
@@ -103,20 +104,21 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="astapp_bench_distill_"))
-    data = make_dataset(work / "data", args.classes, args.per_class, 1.0)
+    data = make_dataset(work / "data", args.classes, args.per_class, args.seconds)
+    frames = int(round(args.seconds * 100))
     pool = work / "pool"
     if not pool.exists():
         make_class_folders(pool, n_classes=args.classes, per_class=args.pool_per_class, seconds=4.0, seed=99)
     hidden, layers = (int(x) for x in args.teacher.lower().split("x"))
-    ckpt = teacher_checkpoint(work / "teacher_ckpt", hidden, layers, 100)
+    ckpt = teacher_checkpoint(work / "teacher_ckpt", hidden, layers, frames)
     teacher = work / "teacher"
     cfg = TrainConfig(data=str(data), model=str(ckpt), output=str(teacher), epochs=args.teacher_epochs,
-                      batch_size=8, lr=args.teacher_lr, max_length=100, seed=0, precision="fp32", threads=args.threads)
+                      batch_size=8, lr=args.teacher_lr, max_length=frames, seed=0, precision="fp32", threads=args.threads)
     t0 = time.time()
     teacher_metrics = run_job(cfg).metrics
     result: dict = {"benchmark": "distill", "threads": args.threads, "torch": torch.__version__,
                     "load_start": os.getloadavg(),
-                    "dataset": f"{args.classes} generated classes x {args.per_class} clips of 1 s",
+                    "dataset": f"{args.classes} generated classes x {args.per_class} clips of {args.seconds:g} s",
                     "teacher": {"size": args.teacher, "accuracy": teacher_metrics["accuracy"],
                                 "f1_macro": teacher_metrics["f1_macro"], "train_seconds": round(teacher_metrics["train_seconds"], 1),
                                 "run_seconds": round(time.time() - t0, 1)}, "students": {}}
