@@ -276,12 +276,14 @@ def test_a_distillation_stopped_and_resumed_ends_with_the_same_student(teacher, 
     whole = run_job(cfg(tmp_path / "whole"))
     assert whole.state == "finished"
     stop = threading.Event()
+    per_epoch = whole.metrics["global_step"] // 3
+    assert per_epoch >= 4
 
-    def stop_at_step_4(ev):  # the stop lands after step 5, mid-epoch 2 (5 steps an epoch)
-        if ev.get("type") == "log" and ev.get("step") == 4:
+    def stop_mid_epoch_2(ev):  # the stop lands a step or two later: mid-epoch 2, after epoch 1's best
+        if ev.get("type") == "log" and ev.get("step") == per_epoch + 1:
             stop.set()
 
-    first = run_job(cfg(tmp_path / "sliced"), stop_at_step_4, stop)
+    first = run_job(cfg(tmp_path / "sliced"), stop_mid_epoch_2, stop)
     assert first.state == "stopped" and runfolder.last_checkpoint(tmp_path / "sliced") is not None
     assert (tmp_path / "sliced" / runfolder.BEST).is_dir()
     rest = run_job(dataclasses.replace(cfg(tmp_path / "sliced"), resume="latest"))
