@@ -107,6 +107,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--hop", type=float, default=0.25)
     ap.add_argument("--listen-seconds", type=float, default=8.0)
+    ap.add_argument("--teacher-listen-seconds", type=float, default=3.0, help="the teacher is slow: less audio")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("bench/out/distill_speed.json"))
     args = ap.parse_args()
@@ -132,7 +133,8 @@ def main() -> int:
     runs = build_models(work, window)
     result["listen"] = {"window_frames": window}
     for name in ("tiny", "small", "teacher"):
-        result["listen"][name] = listen(runs[name], args.hop, args.listen_seconds)
+        seconds = args.teacher_listen_seconds if name == "teacher" else args.listen_seconds
+        result["listen"][name] = listen(runs[name], args.hop, seconds)
         result["listen"][name]["load"] = os.getloadavg()
         write_json(args.out, result)
         print("listen", name, json.dumps(result["listen"][name]), flush=True)
