@@ -89,6 +89,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=1.0, help="clip length (the model's input length)")
     ap.add_argument("--pool-per-class", type=int, default=10, help="unlabeled 4-second recordings per kind")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reuse-teacher", action="store_true", help="use the finished teacher in --work as it is")
+    ap.add_argument("--rows", choices=("both", "clips", "pool"), default="both",
+                    help="student rows: without and with unlabeled audio, or only one of them")
     ap.add_argument("--hop", type=float, default=0.25)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("bench/out/distill.json"))
@@ -115,7 +118,11 @@ def main() -> int:
     cfg = TrainConfig(data=str(data), model=str(ckpt), output=str(teacher), epochs=args.teacher_epochs,
                       batch_size=8, lr=args.teacher_lr, max_length=frames, seed=0, precision="fp32", threads=args.threads)
     t0 = time.time()
-    teacher_metrics = run_job(cfg).metrics
+    finished = (teacher / "metrics.json").is_file() and '"finished"' in (teacher / "status.json").read_text()
+    if args.reuse_teacher and finished:  # another process of this bench trained it: run student rows in parallel
+        teacher_metrics = json.loads((teacher / "metrics.json").read_text())
+    else:
+        teacher_metrics = run_job(cfg).metrics
     result: dict = {"benchmark": "distill", "threads": args.threads, "torch": torch.__version__,
                     "load_start": os.getloadavg(),
                     "dataset": f"{args.classes} generated classes x {args.per_class} clips of {args.seconds:g} s",
@@ -127,7 +134,7 @@ def main() -> int:
     result["teacher"]["listen"] = listen_facts(teacher, args.hop)
     result["teacher"]["load"] = os.getloadavg()
     for size in args.students:
-        for with_pool in (False, True):
+        for with_pool in {"both": (False, True), "clips": (False,), "pool": (True,)}[args.rows]:
             out = work / f"student_{size}_{'pool' if with_pool else 'clips'}"
             t0 = time.time()
             m = distill_run(str(teacher), size, str(out), str(pool) if with_pool else None, args.student_epochs).metrics
