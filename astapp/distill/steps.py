@@ -152,7 +152,7 @@ def unlabeled_source(job: Any, bundle: Any) -> Any:
     none. Noise is the sound the user's recordings sit in: the teacher's answers on it are free lessons."""
     if job.cfg.pool:
         return job.cfg.pool
-    noise = [p for p in (bundle.noise or [])]
+    noise = list(bundle.noise or [])
     if noise:
         job.emit(make_event("log", message=f"No unlabeled audio was given: the dataset's {len(noise)} "
                                            "background-noise clips are used as unlabeled audio."))
