@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -83,9 +84,14 @@ def main() -> int:
     ap.add_argument("--classes", type=int, default=4)
     ap.add_argument("--per-class", type=int, default=30)
     ap.add_argument("--teacher-epochs", type=float, default=6)
+    ap.add_argument("--teacher-lr", type=float, default=3e-4)
     ap.add_argument("--student-epochs", type=float, default=12)
+    ap.add_argument("--seconds", type=float, default=1.0, help="clip length (the model's input length)")
     ap.add_argument("--pool-per-class", type=int, default=10, help="unlabeled 4-second recordings per kind")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reuse-teacher", action="store_true", help="use the finished teacher in --work as it is")
+    ap.add_argument("--rows", choices=("both", "clips", "pool"), default="both",
+                    help="student rows: without and with unlabeled audio, or only one of them")
     ap.add_argument("--hop", type=float, default=0.25)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("bench/out/distill.json"))
@@ -101,27 +107,34 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="astapp_bench_distill_"))
-    data = make_dataset(work / "data", args.classes, args.per_class, 1.0)
+    data = make_dataset(work / "data", args.classes, args.per_class, args.seconds)
+    frames = int(round(args.seconds * 100))
     pool = work / "pool"
     if not pool.exists():
         make_class_folders(pool, n_classes=args.classes, per_class=args.pool_per_class, seconds=4.0, seed=99)
     hidden, layers = (int(x) for x in args.teacher.lower().split("x"))
-    ckpt = teacher_checkpoint(work / "teacher_ckpt", hidden, layers, 100)
+    ckpt = teacher_checkpoint(work / "teacher_ckpt", hidden, layers, frames)
     teacher = work / "teacher"
     cfg = TrainConfig(data=str(data), model=str(ckpt), output=str(teacher), epochs=args.teacher_epochs,
-                      batch_size=8, lr=3e-4, max_length=100, seed=0, precision="fp32", threads=args.threads)
+                      batch_size=8, lr=args.teacher_lr, max_length=frames, seed=0, precision="fp32", threads=args.threads)
     t0 = time.time()
-    teacher_metrics = run_job(cfg).metrics
+    finished = (teacher / "metrics.json").is_file() and '"finished"' in (teacher / "status.json").read_text()
+    if args.reuse_teacher and finished:  # another process of this bench trained it: run student rows in parallel
+        teacher_metrics = json.loads((teacher / "metrics.json").read_text())
+    else:
+        teacher_metrics = run_job(cfg).metrics
     result: dict = {"benchmark": "distill", "threads": args.threads, "torch": torch.__version__,
-                    "dataset": f"{args.classes} generated classes x {args.per_class} clips of 1 s",
+                    "load_start": os.getloadavg(),
+                    "dataset": f"{args.classes} generated classes x {args.per_class} clips of {args.seconds:g} s",
                     "teacher": {"size": args.teacher, "accuracy": teacher_metrics["accuracy"],
                                 "f1_macro": teacher_metrics["f1_macro"], "train_seconds": round(teacher_metrics["train_seconds"], 1),
                                 "run_seconds": round(time.time() - t0, 1)}, "students": {}}
     clip = load_audio(next(data.rglob("*.wav")))
     result["teacher"].update(onnx_facts(teacher, args.threads, clip))
     result["teacher"]["listen"] = listen_facts(teacher, args.hop)
+    result["teacher"]["load"] = os.getloadavg()
     for size in args.students:
-        for with_pool in (False, True):
+        for with_pool in {"both": (False, True), "clips": (False,), "pool": (True,)}[args.rows]:
             out = work / f"student_{size}_{'pool' if with_pool else 'clips'}"
             t0 = time.time()
             m = distill_run(str(teacher), size, str(out), str(pool) if with_pool else None, args.student_epochs).metrics
@@ -135,6 +148,7 @@ def main() -> int:
             row["int8_speedup"] = round(result["teacher"]["int8_ms_per_clip"] / row["int8_ms_per_clip"], 1)
             row["int8_size_ratio"] = round(row["int8_mb"] / result["teacher"]["int8_mb"], 4)
             row["listen"] = listen_facts(out, args.hop)
+            row["load"] = os.getloadavg()
             result["students"][f"{size}{' + unlabeled' if with_pool else ''}"] = row
             write_json(args.out, result)
             print(json.dumps({k: v for k, v in row.items() if k != "torch_fp32"}), flush=True)

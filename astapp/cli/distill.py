@@ -8,8 +8,9 @@ import sys
 from collections.abc import Callable
 
 from astapp import service
-from astapp.cli.common import EXIT_STOPPED, quiet_libraries, with_printer
+from astapp.cli.common import EXIT_STOPPED, EXIT_TIME_LIMIT, quiet_libraries, seconds, with_printer
 from astapp.cli.progress import ProgressPrinter
+from astapp.cli.training import continue_command
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -20,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
     d.add_argument("--output", required=True, help="the student's run folder")
     d.add_argument("--pool", help="unlabeled audio (a folder or zip of recordings) the teacher labels for the student")
     d.add_argument("--epochs", type=float, help="training epochs of the student (default 20)")
+    d.add_argument("--time-limit", type=seconds, metavar="SECONDS",
+                   help="stop at this many seconds (less a margin), resumable with --resume latest")
+    d.add_argument("--resume", default="", help="continue a stopped distillation: 'latest' or a checkpoint folder")
     d.add_argument("--quiet", action="store_true", help="no progress output")
     return {"distill": distill}
 
@@ -27,13 +31,20 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
 def distill(ns: argparse.Namespace) -> int:
     quiet_libraries()
 
+    limit = getattr(ns, "time_limit", None)
+
     def run(cfg: None, events=None, stop=None):
-        return service.distill_run(ns.run, ns.student, ns.output, ns.pool, ns.epochs, events, stop)
+        return service.distill_run(ns.run, ns.student, ns.output, ns.pool, ns.epochs, events, stop,
+                                   time_limit=limit, started=getattr(ns, "started", None), resume=ns.resume)
 
     result = with_printer(run, None, ProgressPrinter(quiet=ns.quiet))
     if result.state == "stopped" and not result.metrics:
         print("Stopped before the student trained; nothing was saved.", file=sys.stderr)
         return EXIT_STOPPED
+    if result.time_limit_reached:
+        print(f"The --time-limit of {limit:g} s was reached; the checkpoint is kept. Continue with:\n"
+              f"{continue_command(getattr(ns, 'argv', None) or sys.argv[1:])}", file=sys.stderr)
+        return EXIT_TIME_LIMIT
     m, d = result.metrics, result.metrics.get("distill", {})
     print(f"{result.state.capitalize()}: student accuracy {m['accuracy']:.3f} (teacher {m.get('teacher_accuracy') or 0:.3f}), "
           f"agreement with the teacher {d.get('agreement', 0):.3f}, "

@@ -48,20 +48,25 @@ def cut(wav: np.ndarray, win: int) -> list[np.ndarray]:
     return out
 
 
-def build_pool(source: str | Path, max_length: int, folder: Path, max_windows: int = MAX_WINDOWS) -> Pool:
-    """Decode every audio file of `source` (folder, zip or one file) into windows of `max_length` frames,
-    written to `folder/windows.f32`. DatasetError when the source is missing or nothing in it decodes."""
-    src = Path(str(source)).expanduser()
-    if not src.exists():
-        raise DatasetError(f"The unlabeled audio {str(source)!r} does not exist: give a folder or a zip of "
-                           "recordings (or leave it out to distil on the training clips only).")
+def build_pool(source: str | Path | list[Path], max_length: int, folder: Path,
+               max_windows: int = MAX_WINDOWS) -> Pool:
+    """Decode every audio file of `source` (folder, zip, one file, or a list of files such as the dataset's
+    background-noise clips) into windows of `max_length` frames, written to `folder/windows.f32`.
+    DatasetError when the source is missing or nothing in it decodes."""
+    if isinstance(source, list):
+        src, listed = Path(str(source[0]) if source else "background noise"), [(str(f), Path(f)) for f in source]
+    else:
+        src, listed = Path(str(source)).expanduser(), None
+        if not src.exists():
+            raise DatasetError(f"The unlabeled audio {str(source)!r} does not exist: give a folder or a zip of "
+                               "recordings (or leave it out to distil on the training clips only).")
     win = window_samples(max_length)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "windows.f32"
     pool = Pool(np.zeros((0, win), np.float32))
     count = 0
     with tempfile.TemporaryDirectory(prefix="astapp-pool-") as tmp, open(path, "wb") as out:
-        for name, file in expand_sources(src, Path(tmp)):
+        for name, file in listed if listed is not None else expand_sources(src, Path(tmp)):
             if count >= max_windows:
                 pool.truncated = True
                 break

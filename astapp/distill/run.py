@@ -67,8 +67,6 @@ def distill(teacher_run: str | Path, student: str, output: str | Path, pool: str
 def distill_run(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Event | None = None) -> RunResult:
     """Run the distillation `cfg` (task "distill") into `cfg.output`; returns its RunResult or raises."""
     cfg.require_valid()
-    if cfg.resume:
-        raise TrainingError("A distillation cannot be resumed; start it again (it keeps no checkpoint).")
     return _Distill(cfg, events, stop or threading.Event()).execute()
 
 
@@ -85,15 +83,18 @@ class _Distill:
 
     def execute(self) -> RunResult:
         self.run.mkdir(parents=True, exist_ok=True)
-        clear_previous_run(self.run)
+        if not self.cfg.resume:  # a resumed distillation keeps its checkpoint, best weights and history
+            clear_previous_run(self.run)
+            (self.run / runfolder.DISTILL).unlink(missing_ok=True)
         shutil.rmtree(self.run / runfolder.POOLCACHE, ignore_errors=True)
-        (self.run / runfolder.DISTILL).unlink(missing_ok=True)
         jsonl = JsonlSink(self.run / runfolder.HISTORY)
         self.stages.emit = fanout(jsonl, self.user_events)
+        finished = False
         try:
             from astapp.distill.steps import run_steps
 
             result = run_steps(self)
+            finished = result.state == "finished"
             self.emit(make_event("done", state=result.state,
                                  metrics={k: v for k, v in result.metrics.items() if k != "predictions"}))
             return result
@@ -106,8 +107,9 @@ class _Distill:
         finally:
             jsonl.close()
             shutil.rmtree(self.run / runfolder.POOLCACHE, ignore_errors=True)
-            shutil.rmtree(self.run / runfolder.CHECKPOINTS, ignore_errors=True)
-            shutil.rmtree(self.run / runfolder.BEST, ignore_errors=True)
+            if finished:  # a stopped one (Stop, a slice's end, a time limit) is resumed from them
+                shutil.rmtree(self.run / runfolder.CHECKPOINTS, ignore_errors=True)
+                shutil.rmtree(self.run / runfolder.BEST, ignore_errors=True)
 
     def teacher(self) -> Teacher:
         teacher = open_teacher(self.cfg.distilled_from)

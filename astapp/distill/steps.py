@@ -43,18 +43,24 @@ def run_steps(job: Any) -> RunResult:
     student = job.student(teacher_model, labels)
     cuda = use_cuda(cfg.device)
     precision = resolve_precision(cfg.precision, cuda)
-    args = training_args(cfg, job.run, cuda, precision)
-    args.save_strategy = "no"  # a distillation is rerun, not resumed: no checkpoints to write
+    args = training_args(cfg, job.run, cuda, precision)  # a checkpoint per epoch and at a stop: resumable
+    checkpoint = runfolder.resume_checkpoint(job.run, cfg.resume)
     prep = prepared(job, bundle, student, max_length, mean, std)
     trainer, cbs = build(job, args, prep, teacher_model, precision == "bf16" and not cuda)
-    job.stages.stage("training", prep.message, mode="distill", cached=False, num_train=prep.num_train,
+    message = prep.message
+    if checkpoint is not None:
+        cbs.best.load(job.run / runfolder.BEST)
+        trainer.load_soft_losses(checkpoint)
+        message += f" Resuming from {checkpoint.name}."
+    job.stages.stage("training", message, mode="distill", cached=False, num_train=prep.num_train,
                      num_validation=len(prep.val_split))
     t_train = time.time()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     train_seconds = time.time() - t_train
     restored = cbs.best.restore()
     metrics = evaluate_validation(trainer, prep.val, labels, prep.val_split)
     metrics.update(run_facts(job, trainer, cbs, prep, restored, train_seconds, teacher))
+    metrics["resumed_from"] = str(checkpoint) if checkpoint else None
     metrics["soft_loss_first"], metrics["soft_loss_last"] = soft_loss_ends(trainer.soft_losses)
     job.stages.stage("exporting", "Saving the student")
     model_dir = export_model(student, labels, max_length, mean, std, job.run / runfolder.MODEL,
@@ -95,6 +101,7 @@ def prepared(job: Any, bundle: Any, student: Any, max_length: int, mean: float, 
     windows), the validation features, collators and the split (shaped like the pipeline's `_Prepared`)."""
     from torch.utils.data import ConcatDataset
 
+    from astapp.distill.trainer import DistillCollator
     from astapp.features.augment import build_augment
     from astapp.features.cache import FeatureCache
     from astapp.features.fbank import Fbank
@@ -111,12 +118,14 @@ def prepared(job: Any, bundle: Any, student: Any, max_length: int, mean: float, 
     items: Any = WaveDataset(train_split, targets["train"] if targets else None)
     message = f"Distilling on {len(train_split)} labelled clips"
     pool_summary = None
-    if cfg.pool:
+    source = unlabeled_source(job, bundle)
+    if source:
         from astapp.distill.pool import build_pool
         from astapp.distill.trainer import PoolDataset
 
-        job.stages.stage("pool", f"Cutting the unlabeled audio {cfg.pool} into {max_length / 100:.2f} s windows")
-        pool = build_pool(cfg.pool, max_length, job.run / runfolder.POOLCACHE)
+        named = cfg.pool if cfg.pool else f"(the dataset's {len(source)} background-noise clips)"
+        job.stages.stage("pool", f"Cutting the unlabeled audio {named} into {max_length / 100:.2f} s windows")
+        pool = build_pool(source, max_length, job.run / runfolder.POOLCACHE)
         pool_summary = pool.summary()
         for skipped in pool.skipped:
             job.emit(make_event("warning", message=f"Skipped unlabeled file {skipped['path']}: {skipped['error']}"))
@@ -125,10 +134,12 @@ def prepared(job: Any, bundle: Any, student: Any, max_length: int, mean: float, 
         message += f" and {len(pool.windows)} unlabeled windows from {pool.files} files"
     freq, time_mask = job.spec_masks(max_length)
     augment = build_augment(cfg.augment, seed=cfg.seed)
-    collator = Collator(len(bundle.labels), fbank=fbank, augment=augment, freq_mask=freq, time_mask=time_mask,
-                        seed=cfg.seed)
+    collator = DistillCollator(len(bundle.labels), fbank=fbank, augment=augment, freq_mask=freq,
+                               time_mask=time_mask, mixup=cfg.augment.mixup, seed=cfg.seed)
     message += (" with the teacher's augmentation" if augment is not None else "") + \
-        f", SpecAugment ({freq} bins, {time_mask} frames); the student copies the teacher's soft probabilities."
+        f", SpecAugment ({freq} bins, {time_mask} frames)" + \
+        (f", mixup (p={cfg.augment.mixup:g}; the teacher sees the mixed clips)" if cfg.augment.mixup > 0 else "") + \
+        "; the student copies the teacher's soft probabilities."
     return SimpleNamespace(
         labels=list(bundle.labels), train_split=train_split, val_split=val_split, train_labels=train_labels,
         max_length=max_length, mean=mean, std=std, train=items, val=ArrayDataset(val_feats, val_labels),
@@ -136,11 +147,23 @@ def prepared(job: Any, bundle: Any, student: Any, max_length: int, mean: float, 
         num_train=len(items), pool=pool_summary, multi_label=targets is not None)
 
 
+def unlabeled_source(job: Any, bundle: Any) -> Any:
+    """The unlabeled audio: the given pool, else the dataset's background-noise clips (said in the log), else
+    none. Noise is the sound the user's recordings sit in: the teacher's answers on it are free lessons."""
+    if job.cfg.pool:
+        return job.cfg.pool
+    noise = list(bundle.noise or [])
+    if noise:
+        job.emit(make_event("log", message=f"No unlabeled audio was given: the dataset's {len(noise)} "
+                                           "background-noise clips are used as unlabeled audio."))
+    return noise or None
+
+
 def build(job: Any, args: Any, prep: Any, teacher_model: Any, cpu_bf16: bool) -> tuple[Any, Any]:
     """The DistillTrainer and its callbacks (events, best student by the validation metric, stop)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from astapp.distill.trainer import DistillTrainer
+    from astapp.distill.trainer import BatchNumber, DistillTrainer
     from astapp.evaluation.metrics import make_compute_metrics
     from astapp.evaluation.multilabel import make_compute_metrics as multi_label_metrics
     from astapp.training.trainer import Callbacks
@@ -150,7 +173,8 @@ def build(job: Any, args: Any, prep: Any, teacher_model: Any, cpu_bf16: bool) ->
     steps = max(1, -(-prep.num_train // cfg.batch_size)) * cfg.epochs
     args.logging_steps = max(1, min(50, round(steps / 100)))
     cbs = Callbacks(events=EventCallback(job.emit, cfg.batch_size),
-                    best=BestKeeper(job.student_model, "map" if multi else cfg.metric, 0),
+                    best=BestKeeper(job.student_model, "map" if multi else cfg.metric, 0,
+                                    save_dir=job.run / runfolder.BEST),  # the best so far survives a stop
                     stop=StopCallback(job.stop))
     trainer = DistillTrainer(
         model=job.student_model, args=args, train_dataset=prep.train, eval_dataset=prep.val, data_collator=prep.collator,
@@ -159,6 +183,7 @@ def build(job: Any, args: Any, prep: Any, teacher_model: Any, cpu_bf16: bool) ->
         teacher=teacher_model)
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(BatchNumber(prep.collator))
     return trainer, cbs
 
 
@@ -176,7 +201,7 @@ def run_facts(job: Any, trainer: Any, cbs: Any, prep: Any, restored: bool, train
         "max_length": prep.max_length, "mean": prep.mean, "std": prep.std, "mode": "distill", "cached": False,
         "dataloader_workers": trainer.args.dataloader_num_workers, "model": cfg.model,
         "num_train": len(prep.train_split), "num_validation": len(prep.val_split), "early_stopped": False,
-        "stopped": cbs.stop.stopped, "resumed_from": None,
+        "stopped": cbs.stop.stopped,
         "trainable_parameters": sum(p.numel() for p in job.student_model.parameters() if p.requires_grad),
         "distilled_from": str(teacher.run), "student": cfg.student, "pool": prep.pool,
         "teacher_train_seconds": teacher.metrics.get("train_seconds"),

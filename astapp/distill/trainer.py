@@ -5,20 +5,32 @@ the student learns the teacher's function on augmented and unlabeled audio, not 
 ("function matching"). Single-label: KL divergence at temperature T (scaled by T², Hinton et al.) plus the
 hard-label cross-entropy where a clip has a label; multi-label: BCE on the teacher's probabilities plus BCE
 on the 0/1 rows. Unlabeled items carry label -1 (a row of -1 when multi-label) and get the soft term only.
+
+Mixup (when the run's settings have it) mixes the batch before the teacher sees it, so the soft target is the
+teacher's prediction on the mixed input; the hard labels are mixed alike, and a mix with an unlabeled item has
+no hard label. Every random draw of a batch (waveform augmentation, SpecAugment, mixup) is seeded by the
+batch's number, which a resumed run knows from its checkpoint: a distillation stopped (a ZeroGPU slice, a time
+limit, Stop) and resumed ends with the same student as one run in one go.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers.trainer_callback import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from astapp.training.trainer_utils import AstTrainer
+from astapp.core.fsutil import atomic_write_text
+from astapp.training.trainer_utils import AstTrainer, Collator
 
 TEMPERATURE = 2.0
 SOFT_WEIGHT = 0.7  # share of the soft (teacher) term; the rest is the hard labels
+SOFT_LOSSES = "soft_losses.json"  # in each checkpoint: the teacher term per step so far
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, multi_label: bool,
@@ -35,6 +47,11 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Ten
         t = temperature
         soft = F.kl_div(F.log_softmax(student / t, dim=-1), F.softmax(teacher / t, dim=-1),
                         reduction="batchmean") * t * t
+        if labels.dim() == 2:  # mixed one-hot rows (mixup); a row of -1 has no hard label
+            known = (labels >= 0).all(dim=-1)
+            hard = (-(labels[known].float() * F.log_softmax(student[known], dim=-1)).sum(-1).mean() if known.any()
+                    else student.sum() * 0.0)
+            return soft_weight * soft + (1.0 - soft_weight) * hard
         known = labels >= 0
         hard = F.cross_entropy(student[known], labels[known].long()) if known.any() else student.sum() * 0.0
     return soft_weight * soft + (1.0 - soft_weight) * hard
@@ -67,6 +84,66 @@ class DistillTrainer(AstTrainer):
                                          self.temperature, 1.0)
             self.soft_losses.append(float(only_soft))
         return (loss, outputs) if return_outputs else loss
+
+    def _save_checkpoint(self, model, trial):
+        """The checkpoint, plus the teacher-term losses so far (a resumed run reports the whole curve)."""
+        super()._save_checkpoint(model, trial)
+        folder = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if folder.is_dir() and self.args.should_save:
+            atomic_write_text(folder / SOFT_LOSSES, json.dumps(self.soft_losses))
+
+    def load_soft_losses(self, checkpoint: Path) -> None:
+        path = Path(checkpoint) / SOFT_LOSSES
+        self.soft_losses = list(json.loads(path.read_text())) if path.is_file() else []
+
+
+class DistillCollator(Collator):
+    """The training Collator with draws seeded per batch number and mixup that keeps unlabeled items unlabeled.
+
+    Why per batch: the Trainer skips the batches a resumed epoch already trained without collating them, so
+    a generator that runs on from the start would hand the resumed batches other masks than the first run
+    gave them; `BatchNumber` sets `batches` from the checkpoint's step.
+    """
+
+    def __init__(self, num_labels: int, fbank: Any = None, augment: Any = None, freq_mask: int = 0,
+                 time_mask: int = 0, mixup: float = 0.0, seed: int = 0):
+        super().__init__(num_labels, fbank=fbank, augment=augment, freq_mask=freq_mask, time_mask=time_mask,
+                         mixup=0.0, seed=seed)
+        self.mix = float(mixup)
+        self.batches = 0  # training batches collated so far (the next batch's number)
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch_seed = (self.seed * 1_000_003 + self.batches) % 2**63
+        self.batches += 1
+        self.generator = torch.Generator().manual_seed(batch_seed)
+        if self.augment is not None:
+            self.augment.reseed(batch_seed)
+        out = super().__call__(items)
+        return self.mixed(out) if self.mix > 0 else out
+
+    def mixed(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Mixup on features and labels; an extra "labelled" column, mixed alike, stays 1 only where both
+        partners had labels, and the other rows become -1 (no hard label; the teacher term still applies)."""
+        from astapp.features.augment import mixup
+
+        labels = batch["labels"]
+        rows = labels.float() if labels.dim() == 2 else F.one_hot(labels.clamp(min=0), self.num_labels).float()
+        known = (labels >= 0).all(dim=-1) if labels.dim() == 2 else labels >= 0
+        rows = torch.cat([rows * known[:, None], known[:, None].float()], dim=1)
+        feats, mixed = mixup(batch["input_values"], rows, self.mix, generator=self.generator)
+        labelled = mixed[:, -1] > 1.0 - 1e-6
+        targets = torch.where(labelled[:, None], mixed[:, :-1], torch.full_like(mixed[:, :-1], -1.0))
+        return {"input_values": feats, "labels": targets}
+
+
+class BatchNumber(TrainerCallback):
+    """Tells the DistillCollator which batch comes next when training (re)starts: the checkpoint's step."""
+
+    def __init__(self, collator: DistillCollator):
+        self.collator = collator
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.collator.batches = int(state.global_step) * int(args.gradient_accumulation_steps)
 
 
 class PoolDataset(torch.utils.data.Dataset):

@@ -20,7 +20,7 @@ from astapp.data.synth import make_class_folders
 from astapp.distill.pool import build_pool, cut
 from astapp.distill.sizes import check_smaller, parse_size, student_config
 from astapp.distill.teacher import open_teacher
-from astapp.distill.trainer import distill_loss
+from astapp.distill.trainer import DistillCollator, distill_loss
 from astapp.jobs.record import run_job
 
 
@@ -58,6 +58,41 @@ def test_the_soft_loss_falls_when_the_student_moves_towards_the_teacher():
     assert losses[-1] < 0.5 * losses[0] and all(b <= a + 1e-6 for a, b in zip(losses, losses[1:], strict=False))
     multi = distill_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([[1.0, 0, 1], [-1, -1, -1]]), True)
     assert torch.isfinite(multi)
+
+
+def test_mixup_mixes_labels_and_keeps_unlabeled_items_unlabeled():
+    feats = torch.arange(4, dtype=torch.float32)[:, None, None].expand(4, 8, 4).clone()
+    items = [{"input_values": feats[i], "labels": label} for i, label in enumerate([0, 1, -1, 2])]
+    collate = DistillCollator(3, mixup=1.0, seed=3)
+    out = collate(items)
+    x, y = out["input_values"], out["labels"]
+    assert y.shape == (4, 3) and not torch.equal(x, feats)  # every item mixed with a partner (p = 1)
+    # item i is lam * x_i + (1 - lam) * x_j: recover j from the constant feature rows, then check the labels
+    for i in range(4):
+        value = float(x[i, 0, 0])
+        partners = [j for j in range(4) if j != i and min(i, j) - 1e-6 <= value <= max(i, j) + 1e-6]
+        assert partners, (i, value)
+        if i == 2 or all(j == 2 for j in partners):  # mixed with the unlabeled item: no hard label
+            assert torch.all(y[i] == -1)
+        else:
+            assert torch.all(y[i] >= 0) and float(y[i].sum()) == pytest.approx(1.0) and int((y[i] > 0).sum()) == 2
+    again = DistillCollator(3, mixup=1.0, seed=3)
+    assert torch.equal(again(items)["input_values"], x)  # batch 0 draws the same, whatever ran before
+    assert not torch.equal(again(items)["input_values"], x)  # batch 1 draws anew
+    again.batches = 0  # as a resumed run sets it from its checkpoint's step
+    assert torch.equal(again(items)["input_values"], x)
+
+
+def test_the_hard_term_of_mixed_rows_is_soft_cross_entropy_on_labelled_rows():
+    torch.manual_seed(1)
+    student, teacher = torch.randn(3, 4), torch.randn(3, 4)
+    rows = torch.tensor([[0.6, 0.4, 0.0, 0.0], [-1.0, -1.0, -1.0, -1.0], [0.0, 0.0, 0.3, 0.7]])
+    hard_only = distill_loss(student, teacher, rows, multi_label=False, soft_weight=0.0)
+    keep = torch.tensor([0, 2])
+    expected = -(rows[keep] * torch.log_softmax(student[keep], -1)).sum(-1).mean()
+    assert float(hard_only) == pytest.approx(float(expected), rel=1e-6)
+    assert float(distill_loss(student, teacher, rows, False, soft_weight=1.0)) == pytest.approx(
+        float(distill_loss(student, teacher, torch.tensor([-1, -1, -1]), False, soft_weight=1.0)), rel=1e-6)
 
 
 def test_pool_windows_skip_bad_files_and_silence(tmp_path):
@@ -100,6 +135,13 @@ def data(tmp_path_factory) -> Path:
     make_class_folders(root / "sounds", n_classes=3, per_class=8, seconds=1.0, seed=1)
     make_class_folders(root / "pool", n_classes=3, per_class=4, seconds=3.0, seed=7)
     (root / "pool" / "bad.wav").write_bytes(b"not audio")
+    import soundfile as sf
+
+    noise = root / "sounds" / "_background_noise_"  # the dataset's noise: unlabeled audio when no --pool
+    noise.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(2):
+        sf.write(noise / f"hum{i}.wav", (0.1 * rng.standard_normal(32000)).astype(np.float32), 16000)
     return root
 
 
@@ -213,3 +255,49 @@ def test_the_service_queues_a_student_and_says_which_model_answers(teacher, stud
     queued = json.loads((own / job / "config.json").read_text())
     assert queued["task"] == "distill" and queued["distilled_from"] == str((own / "teacher1").resolve())
     svc.manager.shutdown(timeout=5)
+
+
+@pytest.mark.slow
+def test_a_distillation_stopped_and_resumed_ends_with_the_same_student(teacher, tmp_path):
+    """With mixup on and, no --pool given, the dataset's background noise as unlabeled audio: a run stopped
+    mid-epoch (as a ZeroGPU slice ends) and resumed from its checkpoint ends where one run in one go does."""
+    import dataclasses
+    import threading
+
+    from transformers import ASTForAudioClassification
+
+    from astapp.core import runfolder
+    from astapp.distill.run import distill_config
+
+    def cfg(out: Path):
+        c = distill_config(teacher, "32x1", out, epochs=3)
+        return dataclasses.replace(c, augment=dataclasses.replace(c.augment, mixup=0.5))
+
+    whole = run_job(cfg(tmp_path / "whole"))
+    assert whole.state == "finished"
+    stop = threading.Event()
+    per_epoch = whole.metrics["global_step"] // 3
+    assert per_epoch >= 4
+
+    def stop_mid_epoch_2(ev):  # the stop lands a step or two later: mid-epoch 2, after epoch 1's best
+        if ev.get("type") == "log" and ev.get("step") == per_epoch + 1:
+            stop.set()
+
+    first = run_job(cfg(tmp_path / "sliced"), stop_mid_epoch_2, stop)
+    assert first.state == "stopped" and runfolder.last_checkpoint(tmp_path / "sliced") is not None
+    assert (tmp_path / "sliced" / runfolder.BEST).is_dir()
+    rest = run_job(dataclasses.replace(cfg(tmp_path / "sliced"), resume="latest"))
+    assert rest.state == "finished" and rest.metrics["resumed_from"]
+    a, b = whole.metrics, rest.metrics
+    for key in ("accuracy", "f1_macro", "best_epoch", "global_step", "confusion_matrix"):
+        assert a[key] == b[key], key
+    assert b["soft_loss_first"] == pytest.approx(a["soft_loss_first"], rel=1e-5)
+    assert b["soft_loss_last"] == pytest.approx(a["soft_loss_last"], rel=1e-4)
+    wa = ASTForAudioClassification.from_pretrained(tmp_path / "whole" / "model").state_dict()
+    wb = ASTForAudioClassification.from_pretrained(tmp_path / "sliced" / "model").state_dict()
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+    assert a["pool"]["files"] == 2 and a["pool"]["windows"] >= 4  # the two 2 s noise clips, cut into windows
+    logs = [e.get("message", "") for e in history(tmp_path / "whole")]
+    assert any("background-noise clips are used as unlabeled audio" in m for m in logs)
+    assert any("mixup (p=0.5; the teacher sees the mixed clips)" in m for m in logs)
+    assert not (tmp_path / "sliced" / runfolder.CHECKPOINTS).exists()  # cleaned once finished
