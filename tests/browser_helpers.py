@@ -106,6 +106,18 @@ def launch_with_microphone(p, chromium_path: str, wav: Path):
     return browser, browser.new_context(viewport={"width": 1360, "height": 900})
 
 
+def ready_page(p, chromium_path: str, url: str, errors: list[str]):
+    """(browser, page) of a journey test: Chromium at 1360 × 1000, 60 s per step, page errors into `errors`,
+    the app open with its dataset ready to train."""
+    browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
+    page = browser.new_context(viewport={"width": 1360, "height": 1000}).new_page()
+    page.set_default_timeout(60_000)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.locator("#data-summary").get_by_text("Ready to train").wait_for(timeout=120_000)
+    return browser, page
+
+
 def open_app(context, url: str, errors: list[str], timeout_ms: int = 60_000):
     """A new tab of the app whose page errors land in `errors`, once the Data tab has restored its dataset."""
     from playwright.sync_api import expect

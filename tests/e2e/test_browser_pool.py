@@ -9,39 +9,13 @@ import json
 import re
 
 import pytest
-from browser_helpers import ARGS
+from browser_helpers import ready_page
 from pool_helpers import CLASSES, tone
 
 from astapp.data.synth import write_wav
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 KEYS = {name: str(i + 1) for i, name in enumerate(CLASSES)}  # keys 1-3 = low, high, top
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _patient_startup_check():
-    """Gradio's launch gives the page 3 s to answer a HEAD request; a busy 2-core machine can miss that: 60 s."""
-    import httpx
-    from gradio import networking
-
-    def url_ok(url: str) -> bool:
-        try:
-            return httpx.head(url, timeout=60, verify=False).status_code in (
-                200,
-                401,
-                301,
-                302,
-                303,
-                307,
-                308,
-            )
-        except httpx.HTTPError:
-            return False
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(networking, "url_ok", url_ok)
-    yield
-    patch.undo()
 
 
 def _answer_proposals(page, expect, count: int, whole_round: bool) -> None:
@@ -69,13 +43,8 @@ def test_pool_search_label_next_use_and_train(app, chromium_path, tmp_path):
     ]
     query = write_wav(tmp_path / "query.wav", tone(CLASSES["high"], 1.2, 99))
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
-        page = browser.new_context(viewport={"width": 1360, "height": 1000}).new_page()
-        page.set_default_timeout(60_000)
         errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url)
-        page.locator("#data-summary").get_by_text("Ready to train").wait_for(timeout=120_000)
+        browser, page = ready_page(p, chromium_path, url, errors)
         page.locator("#pool-box").get_by_text("start from unlabeled recordings").click()
 
         page.locator("#pool-files input[type=file]").set_input_files([str(f) for f in files])

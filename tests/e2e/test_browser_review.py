@@ -11,30 +11,11 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-from browser_helpers import ARGS
+from browser_helpers import ready_page
 
 from astapp.data.synth import make_signal
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _patient_startup_check():
-    """Gradio's launch gives the page 3 s to answer a HEAD request; on a shared 2-core machine under load the
-    first render of the whole app can take longer, and launch then refuses to start. Give it 60 s."""
-    import httpx
-    from gradio import networking
-
-    def url_ok(url: str) -> bool:
-        try:
-            return httpx.head(url, timeout=60, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308)
-        except httpx.HTTPError:
-            return False
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(networking, "url_ok", url_ok)
-    yield
-    patch.undo()
 
 
 def _recording(path):
@@ -55,13 +36,8 @@ def test_reject_a_detected_event_by_keyboard_and_retrain(app, chromium_path, tmp
     events = tmp_path / "garden.csv"  # a detection output (the CLI's CSV) for this recording
     events.write_text("file,label,start,end,score\ngarden.wav,knocks,2.0,3.0,0.93\ngarden.wav,beeps,6.0,7.0,0.71\n")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
-        page = browser.new_context(viewport={"width": 1360, "height": 1000}).new_page()
-        page.set_default_timeout(60_000)
         errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url)
-        page.locator("#data-summary").get_by_text("Ready to train").wait_for(timeout=120_000)
+        browser, page = ready_page(p, chromium_path, url, errors)
 
         page.get_by_role("tab", name=re.compile("Train")).click()
         epochs = page.get_by_label("Epochs")

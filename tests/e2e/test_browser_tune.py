@@ -9,28 +9,9 @@ import json
 import re
 
 import pytest
-from browser_helpers import ARGS
+from browser_helpers import ready_page
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _patient_startup_check():
-    """Gradio's launch gives the page 3 s to answer; on a shared 2-core machine under load the first render of
-    the whole app takes longer (as in test_browser_review), so give it 60 s."""
-    import httpx
-    from gradio import networking
-
-    def url_ok(url: str) -> bool:
-        try:
-            return httpx.head(url, timeout=60, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308)
-        except httpx.HTTPError:
-            return False
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(networking, "url_ok", url_ok)
-    yield
-    patch.undo()
 
 
 def _f1(root, pattern: str, read) -> float:
@@ -60,13 +41,8 @@ def test_find_settings_then_sort_and_compare_runs(app, chromium_path):
 
     url, root = app
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=ARGS)
-        page = browser.new_context(viewport={"width": 1360, "height": 1000}).new_page()
-        page.set_default_timeout(60_000)
         errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url)
-        page.locator("#data-summary").get_by_text("Ready to train").wait_for(timeout=120_000)
+        browser, page = ready_page(p, chromium_path, url, errors)
 
         # Train tab: mode frozen (each trial a head fit on one cached pass), a search of 4 trials
         page.get_by_role("tab", name=re.compile("Train")).click()

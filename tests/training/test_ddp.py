@@ -81,19 +81,10 @@ def _free_port() -> int:
 
 def test_torchrun_two_nodes_meet_at_a_c10d_rendezvous(tiny_ast, small_dataset, tmp_path):
     """What a 2-node job runs on each node (docs/SCALING.md), each node one CPU process; the run folder is shared."""
-    run, port = tmp_path / "shared" / "run", _free_port()
-    procs = []
-    for node in (0, 1):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node-rank={node}",
-               "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
-               "--rdzv-id=astapp-test", *_train_args(tiny_ast, small_dataset, run, "full")]
-        procs.append(subprocess.Popen(cmd, env=_env(tmp_path / f"node{node}"), stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True))
-    results = _finish(procs, 240)
-    for code, out, err in results:
-        assert code == 0, out[-3000:] + err[-3000:]
-    assert sum(out.count("Finished: accuracy") for _, out, _ in results) == 1  # global rank 0 alone prints
-    _assert_one_run_of_two_ranks(run, "full")
+    _two_nodes(tmp_path, 240, lambda node, port: [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node-rank={node}", "--nproc-per-node=1",
+        "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=astapp-test",
+        *_train_args(tiny_ast, small_dataset, tmp_path / "shared" / "run", "full")])
 
 
 def test_accelerate_launch_two_machines_meet_at_the_main_process(tiny_ast, small_dataset, tmp_path):
@@ -101,17 +92,22 @@ def test_accelerate_launch_two_machines_meet_at_the_main_process(tiny_ast, small
 
     `--multi_gpu` names accelerate's torch.distributed launcher (it needs no GPU: with no CUDA device the
     processes meet over gloo); accelerate's `--cpu` multi-machine launcher sets no RANK without mpirun."""
-    run, port = tmp_path / "shared" / "run", _free_port()
-    procs = []
-    for node in (0, 1):
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines=2",
-               f"--machine_rank={node}", "--main_process_ip=127.0.0.1", f"--main_process_port={port}",
-               "--num_processes=2", "--mixed_precision=no", "--dynamo_backend=no",
-               *_train_args(tiny_ast, small_dataset, run, "full")]
-        procs.append(subprocess.Popen(cmd, env=_env(tmp_path / f"node{node}"), stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True))
-    results = _finish(procs, 300)
+    _two_nodes(tmp_path, 300, lambda node, port: [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines=2",
+        f"--machine_rank={node}", "--main_process_ip=127.0.0.1", f"--main_process_port={port}",
+        "--num_processes=2", "--mixed_precision=no", "--dynamo_backend=no",
+        *_train_args(tiny_ast, small_dataset, tmp_path / "shared" / "run", "full")])
+
+
+def _two_nodes(tmp_path, timeout_s: int, command) -> None:
+    """Start `command(node, port)` for nodes 0 and 1 (each its own environment), wait, and check that they made
+    one run folder (`tmp_path/shared/run`) of two ranks, with one "Finished" line, from global rank 0."""
+    port = _free_port()
+    procs = [subprocess.Popen(command(node, port), env=_env(tmp_path / f"node{node}"), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True)
+             for node in (0, 1)]
+    results = _finish(procs, timeout_s)
     for code, out, err in results:
         assert code == 0, out[-3000:] + err[-3000:]
     assert sum(out.count("Finished: accuracy") for _, out, _ in results) == 1  # global rank 0 alone prints
-    _assert_one_run_of_two_ranks(run, "full")
+    _assert_one_run_of_two_ranks(tmp_path / "shared" / "run", "full")
