@@ -90,6 +90,7 @@ class _Pass:
         self.embedded = 0
         self.filled: dict[str, Any] | None = None  # the pass info of a `fill` that embedded files elsewhere
         self.cached: dict[str, Any] | None = None  # the pass named by the cache entries reused
+        self._targets: dict[Path, Path] = {}  # each file is hashed once per build (reuse, fill and file all ask)
 
     def info(self) -> dict[str, Any]:
         if self.embedder:
@@ -98,34 +99,28 @@ class _Pass:
 
     def target(self, path: Path) -> Path:
         """Where `path`'s embeddings are cached: by content, model, windows and pass."""
-        return self.cache / f"{cache_key(file_digest(path), self.spec, self.hop_n, self.int8)}.npz"
+        if path not in self._targets:
+            key = cache_key(file_digest(path), self.spec, self.hop_n, self.int8)
+            self._targets[path] = self.cache / f"{key}.npz"
+        return self._targets[path]
 
     def file(self, path: Path) -> Path:
         target = self.target(path)
         if target.is_file():
-            self._note_cached(target)
             return target
         atomic_write_bytes(target, embed_file(self._embed, self.spec, self.hop_n, path, self._pass_name))
         self.embedded += 1
         return target
 
     def reuse(self, files: list[tuple[str, Path]]) -> dict[str, Any] | None:
-        """The pass the cached entries of `files` were made with (None when none is cached), kept for the
+        """The pass the cached entries of `files` were made with (None when none names one), kept for the
         files still to embed; asked before any file is embedded."""
         for _, path in files:
             target = self.target(path)
-            if target.is_file():
-                self._note_cached(target)
-                if self.cached:
-                    break
+            if target.is_file() and (found := _pass_of(target)):
+                self.cached = {"one_off_pass": found, "message": f"Windows from the cache, passed in {found}."}
+                break
         return self.cached
-
-    def _note_cached(self, target: Path) -> None:
-        if self.cached is None:
-            with np.load(target) as z:
-                if "one_off_pass" in z.files and str(z["one_off_pass"]):
-                    name = str(z["one_off_pass"])
-                    self.cached = {"one_off_pass": name, "message": f"Windows from the cache, passed in {name}."}
 
     def _pass_name(self) -> str:
         return str(self.embedder.info.get("one_off_pass", "")) if self.embedder else ""
@@ -135,6 +130,12 @@ class _Pass:
             self.embedder = (fixed_embedder(self.spec, self.int8, self.cached) if self.cached
                              else Embedder(self.spec, self.int8))
         return self.embedder(wavs)
+
+
+def _pass_of(entry: Path) -> str:
+    """The pass a cache entry names ('' for an entry from before entries named it)."""
+    with np.load(entry) as z:
+        return str(z["one_off_pass"]) if "one_off_pass" in z.files else ""
 
 
 def embed_file(embed: Callable[[list[np.ndarray]], np.ndarray], spec: ModelSpec, hop_n: int, path: Path,
