@@ -58,8 +58,13 @@ class PredictorCache:
         with self._lock:
             if key in self._items:
                 return self._items[key]
-        predictor = Predictor(folder)
-        with self._lock:
+        try:
+            predictor = Predictor(folder)
+        except Exception:  # a failed load leaves no lock behind: the next request tries again
+            with self._lock:
+                self._loading.pop(key, None)
+            raise
+        with self._lock:  # cached and unlocked in one step: no request can start a second load in between
             self._items[key] = predictor
             self._loading.pop(key, None)
             while len(self._items) > self.size:
