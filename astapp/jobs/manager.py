@@ -1,4 +1,5 @@
-"""The training queue: one job at a time per device, FIFO, bounded, run by a background thread.
+"""The training queue: one job at a time per device, FIFO, bounded, run by a background thread (the
+engine's own runs in a child process of it, `astapp.jobs.child`).
 
 A job id is the id of its run folder, so a page reloaded after an app restart can still read the
 run's history and log. Every per-job method takes `owner=`, which makes a job of another session
@@ -24,7 +25,7 @@ from astapp.core import runfolder
 from astapp.core.config import TrainConfig, env_int
 from astapp.core.errors import AccessError, QueueFullError, TrainingError, explain
 from astapp.core.paths import check_id, data_root, runs_dir
-from astapp.jobs import priority, record, registry, slicing
+from astapp.jobs import child, priority, record, registry, slicing
 from astapp.jobs.job import Job, default_name
 from astapp.jobs.record import TrainFn
 from astapp.jobs.sessions import cleanup_idle as _cleanup_idle
@@ -170,10 +171,7 @@ class JobManager:
                 return None
             if job is self._running:
                 return 0
-            for i, q in enumerate(self._queue, start=1):
-                if q is job:
-                    return i
-            return None
+            return next((i for i, q in enumerate(self._queue, start=1) if q is job), None)
 
     def queue_length(self) -> int:
         with self._cond:
@@ -182,10 +180,7 @@ class JobManager:
     def active_job(self, owner: str) -> str | None:
         """The owner's running job, else their first queued one (so a reloaded page re-attaches)."""
         with self._cond:
-            for job in self._active():
-                if job.owner == owner:
-                    return job.id
-            return None
+            return next((job.id for job in self._active() if job.owner == owner), None)
 
     def events(self, job_id: str, since: int = 0,
                owner: str | None = None) -> tuple[list[dict[str, Any]], int]:
@@ -307,7 +302,8 @@ class JobManager:
 
     # --- the worker ------------------------------------------------------------------------------
     def _work(self) -> None:
-        priority.lower_this_thread()  # ASTAPP_TRAIN_NICE (off by default: the GIL, see priority.py)
+        if not child.uses(self.train_fn):  # a child process lowers itself; this thread stays (the GIL)
+            priority.lower_this_thread()  # ASTAPP_TRAIN_NICE, for runs on this thread (see priority.py)
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
@@ -335,7 +331,9 @@ class JobManager:
         slices on, a slice whose time ran out queues the next one instead of ending the run."""
         budget, sink = self.slice_seconds, (lambda ev: self._on_event(job, ev))
         try:
-            if job.clock is None:
+            if job.clock is None and child.uses(self.train_fn):
+                result, ended = child.run_job(job.cfg, sink, job.stop_event, job.run_dir), False
+            elif job.clock is None:
                 result, ended = record.run_job(job.cfg, sink, job.stop_event, train_fn=self.train_fn,
                                                record=job.record, record_result=False), False
             else:

@@ -1,6 +1,8 @@
-"""Optionally run the training worker below the web server's priority (issue 24): off by default.
+"""Optionally run a training kept on the worker thread below the web server's priority (issue 24): off by
+default. (The engine's runs train in a child process, `astapp.jobs.child`, which lowers its own priority
+safely; this is for runs that stay on the thread: ZeroGPU slices, `ASTAPP_TRAIN_PROCESS=0`, tests' fakes.)
 
-Training runs on a thread of the app's process. Linux keeps a nice value per thread, so the worker
+Such a run trains on a thread of the app's process. Linux keeps a nice value per thread, so the worker
 thread can lower its own priority when it starts (threads it creates later, such as torch's OpenMP team,
 inherit it), and under contention the server and a browser on the same machine would be served first.
 Measured on the loaded shared 2-core machine, it also did harm: once, the Stop request waited 21.6 s
