@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ from app_helpers import free_port
 from conftest import build_tiny_ast
 
 CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
 DOCS = os.environ.get("ASTAPP_DOCS_SCREENSHOTS") == "1"
 DOCS_SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -54,6 +59,45 @@ def app(tmp_path_factory, chromium_path):
         demo.close()
         manager.shutdown(timeout=30)
 
+
+
+@pytest.fixture(scope="module")
+def app_process(tmp_path_factory, chromium_path):
+    """(url, data root) of the app as it is deployed: `python app.py` in a process of its own. A test that times
+    the page must not share a GIL with the server and its training thread (Playwright's calls would then wait on
+    them, and the waiting would be counted as the page's)."""
+    ckpt = build_tiny_ast(tmp_path_factory.mktemp("ckpt") / "tiny-ast", max_length=128)
+    root = tmp_path_factory.mktemp("appdata")
+    port = free_port()
+    env = {**os.environ, "ASTAPP_MODEL": str(ckpt), "ASTAPP_DATA_DIR": str(root), "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    log = (root / "app.log").open("w")
+    server = subprocess.Popen([sys.executable, str(ROOT / "app.py")], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_for(url, server, root / "app.log")
+        yield url, root
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def _wait_for(url: str, server: subprocess.Popen, log: Path, timeout_s: float = 180.0) -> None:
+    """Until the app answers at `url` (a busy machine takes a while to import torch and build the app)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"app.py exited with {server.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"app.py did not answer within {timeout_s:.0f} s: {log.read_text()[-2000:]}")
 
 
 
