@@ -10,6 +10,7 @@ first, and on idle cores the run is as fast as before.
 The child runs `astapp.jobs.record.run_job` exactly as the worker thread would, so it is the one writer of
 the run folder while it runs; its events come back over a pipe into the job's live view, a Stop reaches it
 through a shared event, and the outcome (the result or the sentence for its error) is the last message.
+(The app's one line on a Stop request is appended to log.txt beside the child's: whole lines, O_APPEND.)
 Children fork from a server process that has already imported torch and the engine (`forkserver`), so a
 job starts in well under a second after the first. A child ends with the app: it exits when the app's
 process is gone, so a restarted app finds the run interrupted and resumable.
