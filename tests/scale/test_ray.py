@@ -109,6 +109,6 @@ def test_pool_on_two_ray_workers_is_the_single_process_pool_even_when_they_are_k
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no half-written entry
     same_pool(tmp_path, built_pool)
     again = pool_on_ray(pool_data, str(tiny_ast), tmp_path, hop=0.5, ray="", workers=2)
-    assert again["embedded_files"] == 0  # all cached: no worker started
+    assert again["embedded_files"] == 0  # all cached: nothing embedded (one worker starts, to retry notes.wav)
     assert (tmp_path / "windows.csv").read_bytes() == (built_pool / "windows.csv").read_bytes()
     assert np.array_equal(np.load(tmp_path / "embeddings.npy"), np.load(built_pool / "embeddings.npy"))
