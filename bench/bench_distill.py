@@ -79,7 +79,8 @@ def listen_facts(run: Path, hop: float) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teacher", default="768x6", help="HIDDENxLAYERS of the teacher")
+    ap.add_argument("--teacher", default="768x6", help="HIDDENxLAYERS of a random-weight teacher, or "
+                    "'pretrained': bench/pretrained.py's checkpoint (1 s input), fine-tuned on the classes")
     ap.add_argument("--students", nargs="+", default=["tiny", "128x2"])
     ap.add_argument("--classes", type=int, default=4)
     ap.add_argument("--per-class", type=int, default=30)
@@ -112,8 +113,13 @@ def main() -> int:
     pool = work / "pool"
     if not pool.exists():
         make_class_folders(pool, n_classes=args.classes, per_class=args.pool_per_class, seconds=4.0, seed=99)
-    hidden, layers = (int(x) for x in args.teacher.lower().split("x"))
-    ckpt = teacher_checkpoint(work / "teacher_ckpt", hidden, layers, frames)
+    if args.teacher == "pretrained":  # bench/pretrained.py's self-pretrained small AST, fine-tuned below
+        from pretrained import pretrained
+
+        ckpt = pretrained()
+    else:
+        hidden, layers = (int(x) for x in args.teacher.lower().split("x"))
+        ckpt = teacher_checkpoint(work / "teacher_ckpt", hidden, layers, frames)
     teacher = work / "teacher"
     cfg = TrainConfig(data=str(data), model=str(ckpt), output=str(teacher), epochs=args.teacher_epochs,
                       batch_size=8, lr=args.teacher_lr, max_length=frames, seed=0, precision="fp32", threads=args.threads)
@@ -124,6 +130,7 @@ def main() -> int:
     else:
         teacher_metrics = run_job(cfg).metrics
     result: dict = {"benchmark": "distill", "threads": args.threads, "torch": torch.__version__,
+                    "teacher_checkpoint": str(ckpt), "args": {k: str(v) for k, v in vars(args).items()},
                     "load_start": os.getloadavg(),
                     "dataset": f"{args.classes} generated classes x {args.per_class} clips of {args.seconds:g} s",
                     "teacher": {"size": args.teacher, "accuracy": teacher_metrics["accuracy"],
