@@ -57,6 +57,26 @@ def onnx_facts(run: Path, threads: int, clip) -> dict:
             "int8_top1_vs_torch": (check.get("int8") or {}).get("top1_agreement")}
 
 
+def side_by_side(runs: dict[str, Path], threads: int, clip, rounds: int = 15) -> dict:
+    """int8 ONNX ms per clip of every run, measured interleaved (teacher, student, teacher, ...) so a busy
+    neighbour slows them alike: the speed ratio is only meaningful between numbers taken this way."""
+    from astapp.predict.predictor import Predictor
+
+    preds = {name: Predictor(run, backend="onnx", quantized=True, threads=threads) for name, run in runs.items()}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for p in preds.values():
+        p.predict(clip)
+    for _ in range(rounds):
+        for name, p in preds.items():
+            t = time.perf_counter()
+            p.predict(clip)
+            times[name].append(1000 * (time.perf_counter() - t))
+    ms = {name: statistics.median(v) for name, v in times.items()}
+    teacher = ms.pop("teacher")
+    return {"rounds": rounds, "load": os.getloadavg(), "teacher_int8_ms": round(teacher, 2),
+            "students": {name: {"int8_ms": round(v, 2), "speedup": round(teacher / v, 2)} for name, v in ms.items()}}
+
+
 def listen_facts(run: Path, hop: float) -> dict:
     """Listen live with this model (torch, as the app runs it): model time per hop, worst delay."""
     import numpy as np
@@ -94,6 +114,8 @@ def main() -> int:
     ap.add_argument("--rows", choices=("both", "clips", "pool"), default="both",
                     help="student rows: without and with unlabeled audio, or only one of them")
     ap.add_argument("--hop", type=float, default=0.25)
+    ap.add_argument("--speed-only", action="store_true",
+                    help="only the interleaved int8 timing of the finished teacher and students in --work")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("bench/out/distill.json"))
     args = ap.parse_args()
@@ -109,6 +131,12 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="astapp_bench_distill_"))
     data = make_dataset(work / "data", args.classes, args.per_class, args.seconds)
+    clip = load_audio(next(data.rglob("*.wav")))
+    if args.speed_only:
+        runs = {"teacher": work / "teacher", **{p.name: p for p in sorted(work.glob("student_*"))}}
+        write_json(args.out, {"side_by_side": side_by_side(runs, args.threads, clip)})
+        print(args.out.read_text())
+        return 0
     frames = int(round(args.seconds * 100))
     pool = work / "pool"
     if not pool.exists():
@@ -136,7 +164,6 @@ def main() -> int:
                     "teacher": {"size": args.teacher, "accuracy": teacher_metrics["accuracy"],
                                 "f1_macro": teacher_metrics["f1_macro"], "train_seconds": round(teacher_metrics["train_seconds"], 1),
                                 "run_seconds": round(time.time() - t0, 1)}, "students": {}}
-    clip = load_audio(next(data.rglob("*.wav")))
     result["teacher"].update(onnx_facts(teacher, args.threads, clip))
     result["teacher"]["listen"] = listen_facts(teacher, args.hop)
     result["teacher"]["load"] = os.getloadavg()
@@ -159,6 +186,8 @@ def main() -> int:
             result["students"][f"{size}{' + unlabeled' if with_pool else ''}"] = row
             write_json(args.out, result)
             print(json.dumps({k: v for k, v in row.items() if k != "torch_fp32"}), flush=True)
+    runs = {"teacher": teacher, **{p.name: p for p in sorted(work.glob("student_*"))}}
+    result["side_by_side"] = side_by_side(runs, args.threads, clip)
     write_json(args.out, result)
     return 0
 
