@@ -57,24 +57,35 @@ def onnx_facts(run: Path, threads: int, clip) -> dict:
             "int8_top1_vs_torch": (check.get("int8") or {}).get("top1_agreement")}
 
 
-def side_by_side(runs: dict[str, Path], threads: int, clip, rounds: int = 15) -> dict:
+def side_by_side(runs: dict[str, Path], threads: int, clip, rounds: int = 30) -> dict:
     """int8 ONNX ms per clip of every run, measured interleaved (teacher, student, teacher, ...) so a busy
     neighbour slows them alike: the speed ratio is only meaningful between numbers taken this way."""
     from astapp.predict.predictor import Predictor
 
     preds = {name: Predictor(run, backend="onnx", quantized=True, threads=threads) for name, run in runs.items()}
     times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     for p in preds.values():
         p.predict(clip)
     for _ in range(rounds):
         for name, p in preds.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             p.predict(clip)
             times[name].append(1000 * (time.perf_counter() - t))
-    ms = {name: statistics.median(v) for name, v in times.items()}
-    teacher = ms.pop("teacher")
-    return {"rounds": rounds, "load": os.getloadavg(), "teacher_int8_ms": round(teacher, 2),
-            "students": {name: {"int8_ms": round(v, 2), "speedup": round(teacher / v, 2)} for name, v in ms.items()}}
+            cpu[name].append(1000 * (time.process_time() - c))
+
+    def facts(name: str) -> dict:
+        return {"int8_ms": round(statistics.median(times[name]), 2), "int8_ms_best": round(min(times[name]), 2),
+                "cpu_ms": round(statistics.median(cpu[name]), 2)}
+
+    teacher = facts("teacher")
+    students = {}
+    for name in runs:
+        if name != "teacher":
+            f = facts(name)
+            f.update({f"speedup_{k}": round(teacher[k] / max(f[k], 1e-6), 2) for k in ("int8_ms", "int8_ms_best", "cpu_ms")})
+            students[name] = f
+    return {"rounds": rounds, "threads": threads, "load": os.getloadavg(), "teacher": teacher, "students": students}
 
 
 def listen_facts(run: Path, hop: float) -> dict:
