@@ -83,7 +83,8 @@ def side_by_side(runs: dict[str, Path], threads: int, clip, rounds: int = 30) ->
     for name in runs:
         if name != "teacher":
             f = facts(name)
-            f.update({f"speedup_{k}": round(teacher[k] / max(f[k], 1e-6), 2) for k in ("int8_ms", "int8_ms_best", "cpu_ms")})
+            for k in ("int8_ms", "int8_ms_best", "cpu_ms"):
+                f[f"speedup_{k}"] = round(teacher[k] / max(f[k], 1e-6), 2)
             students[name] = f
     return {"rounds": rounds, "threads": threads, "load": os.getloadavg(), "teacher": teacher, "students": students}
 

@@ -61,6 +61,13 @@ def backbone(name: str, work: Path) -> str:
     return name
 
 
+def _ratio_summary(v: list[float]) -> dict:
+    a = np.asarray(v, float)
+    ok = ~np.isnan(a)
+    return {"per_seed": [round(r, 3) for r in v], "mean": round(float(a[ok].mean()), 3) if ok.any() else None,
+            "seeds_with_a_ratio": int(ok.sum())}
+
+
 def efficiency(work: Path, classes: int, per_class: int, seeds: list[int], batch: int, model: str = "tiny",
                pool_kind: str = "balanced", total: int = 800) -> dict:
     """Every strategy of `astapp.pool.active` against random on a pool built by the product's `build_pool` with
@@ -87,13 +94,13 @@ def efficiency(work: Path, classes: int, per_class: int, seeds: list[int], batch
     y = np.array([w.file.split("/", 1)[0] for w in pool.windows])
     out = simulate(np.asarray(pool.embeddings, np.float32), y, seeds, batch=batch, strategies=STRATEGIES)
     ratios: dict[str, list[float]] = {s: [] for s in STRATEGIES if s != "random"}
-    for row in out["seeds"]:
+    for row in out["seeds"]:  # a curve that never stays at the target (None: noisy plateau) has no ratio: nan
         for s in ratios:
-            ratios[s].append(row["needed"][s] / row["needed"]["random"])
+            a, b = row["needed"][s], row["needed"]["random"]
+            ratios[s].append(a / b if a and b else float("nan"))
     out.update(model=model, checkpoint=ckpt, pool_kind=pool_kind, class_windows=counts, windows=len(pool),
                build_seconds=round(build_s, 1), pass_=meta["pass"], dim=meta["dim"],
-               ratio_to_random={s: {"per_seed": [round(r, 3) for r in v], "mean": round(float(np.mean(v)), 3)}
-                                for s, v in ratios.items()},
+               ratio_to_random={s: _ratio_summary(v) for s, v in ratios.items()},
                bytes_per_window=(pool.folder / "embeddings.npy").stat().st_size / len(pool),
                table_bytes_per_window=(pool.folder / "windows.csv").stat().st_size / len(pool),
                uptime=os.popen("uptime").read().strip())

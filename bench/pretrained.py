@@ -186,9 +186,10 @@ def _train(s: dict, log) -> tuple:
             step += 1
         curve.append(round(_accuracy(model, xte, yte), 4))
         log(f"epoch {len(curve)}: held-out accuracy {curve[-1]:.3f} ({time.time() - t1:.0f} s)")
-    facts = {"classes": len(names), "train_clips": len(xtr), "held_out_clips": len(xte), "held_out_accuracy": curve[-1],
-             "accuracy_per_epoch": curve, "feature_seconds": round(feat_s, 1), "train_seconds": round(time.time() - t1, 1),
-             "steps": steps, "trainer": "plain torch loop (features computed once)"}
+    facts = {"classes": len(names), "train_clips": len(xtr), "held_out_clips": len(xte),
+             "held_out_accuracy": curve[-1], "accuracy_per_epoch": curve, "feature_seconds": round(feat_s, 1),
+             "train_seconds": round(time.time() - t1, 1), "steps": steps,
+             "trainer": "plain torch loop (features computed once)"}
     return model, facts
 
 
