@@ -10,6 +10,21 @@ ms per clip in onnxruntime on `--threads` threads, the file-size ratio, the dist
 the teacher's training time, and Listen live's model time per hop (`--hop`) with the student.
 
     python bench/bench_distill.py --out bench/out/distill.json
+
+With a pretrained stand-in teacher (issue 28, BENCHMARKS section 27: bench/pretrained.py's checkpoint fine-tuned
+on the classes through the product's train path), then a longer row on the same teacher, then the int8 timing of
+every finished folder interleaved in one process (at 2 and at 1 thread):
+
+    python3 bench/bench_distill.py --teacher pretrained --students 128x2 64x2 --classes 6 --per-class 40 \
+        --teacher-epochs 5 --teacher-lr 2e-4 --student-epochs 10 --pool-per-class 4 --work /tmp/strong_distill \
+        --out bench/out/distill_pretrained.json
+    cp -r /tmp/strong_distill/{data,pool,teacher} /tmp/strong_distill2/
+    python3 bench/bench_distill.py --teacher pretrained --reuse-teacher --students 128x2 --rows pool --classes 6 \
+        --per-class 40 --teacher-epochs 5 --teacher-lr 2e-4 --student-epochs 30 --pool-per-class 4 \
+        --work /tmp/strong_distill2 --out bench/out/distill_pretrained_30ep.json
+    ln -s /tmp/strong_distill2/student_128x2_pool /tmp/strong_distill/student_128x2_pool_30ep
+    python3 bench/bench_distill.py --teacher pretrained --classes 6 --per-class 40 --work /tmp/strong_distill \
+        --speed-only --threads 2 --out bench/out/distill_speed_t2.json      # and --threads 1
 """
 
 from __future__ import annotations

@@ -11,6 +11,14 @@
 4. Disk: bytes per window of the real pool (embeddings + windows table) x the windows of 100 h at a 1 s hop.
 
     python bench/bench_pool.py --out bench/out/pool.json [--sizes 100000,1000000]
+
+Efficiency with a pretrained stand-in (issue 27, BENCHMARKS section 26; `--model pretrained` builds or reuses
+bench/pretrained.py's checkpoint; the imbalanced pool is 70 % background noise and rare events at 3-8 %):
+
+    python3 bench/bench_pool.py --model pretrained --pools balanced,imbalanced --seeds 0,1,2,3,4 \
+        --skip label_next,search --work /tmp/strong_pool --out bench/out/pool_pretrained.json
+    python3 bench/bench_pool.py --model tiny --pools imbalanced --seeds 0,1,2,3,4 \
+        --skip label_next,search --work /tmp/strong_pool_tiny --out bench/out/pool_tiny_imbalanced.json
 """
 
 from __future__ import annotations
