@@ -141,6 +141,7 @@ def main() -> int:
     ap.add_argument("--rows", choices=("both", "clips", "pool"), default="both",
                     help="student rows: without and with unlabeled audio, or only one of them")
     ap.add_argument("--hop", type=float, default=0.25)
+    ap.add_argument("--seed", type=int, default=0, help="data, unlabeled recordings and training seed")
     ap.add_argument("--speed-only", action="store_true",
                     help="only the interleaved int8 timing of the finished teacher and students in --work")
     ap.add_argument("--work", type=Path, default=None)
@@ -157,7 +158,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="astapp_bench_distill_"))
-    data = make_dataset(work / "data", args.classes, args.per_class, args.seconds)
+    data = make_dataset(work / "data", args.classes, args.per_class, args.seconds, seed=args.seed)
     clip = load_audio(next(data.rglob("*.wav")))
     if args.speed_only:
         runs = {"teacher": work / "teacher", **{p.name: p for p in sorted(work.glob("student_*"))}}
@@ -167,7 +168,8 @@ def main() -> int:
     frames = int(round(args.seconds * 100))
     pool = work / "pool"
     if not pool.exists():
-        make_class_folders(pool, n_classes=args.classes, per_class=args.pool_per_class, seconds=4.0, seed=99)
+        make_class_folders(pool, n_classes=args.classes, per_class=args.pool_per_class, seconds=4.0,
+                           seed=99 + args.seed)
     if args.teacher == "pretrained":  # bench/pretrained.py's self-pretrained small AST, fine-tuned below
         from pretrained import pretrained
 
@@ -177,7 +179,8 @@ def main() -> int:
         ckpt = teacher_checkpoint(work / "teacher_ckpt", hidden, layers, frames)
     teacher = work / "teacher"
     cfg = TrainConfig(data=str(data), model=str(ckpt), output=str(teacher), epochs=args.teacher_epochs,
-                      batch_size=8, lr=args.teacher_lr, max_length=frames, seed=0, precision="fp32", threads=args.threads)
+                      batch_size=8, lr=args.teacher_lr, max_length=frames, seed=args.seed, precision="fp32",
+                      threads=args.threads)
     t0 = time.time()
     finished = (teacher / "metrics.json").is_file() and '"finished"' in (teacher / "status.json").read_text()
     if args.reuse_teacher and finished:  # another process of this bench trained it: run student rows in parallel
