@@ -10,6 +10,21 @@ ms per clip in onnxruntime on `--threads` threads, the file-size ratio, the dist
 the teacher's training time, and Listen live's model time per hop (`--hop`) with the student.
 
     python bench/bench_distill.py --out bench/out/distill.json
+
+With a pretrained stand-in teacher (issue 28, BENCHMARKS section 28: bench/pretrained.py's checkpoint fine-tuned
+on the classes through the product's train path), then a longer row on the same teacher, then the int8 timing of
+every finished folder interleaved in one process (at 2 and at 1 thread):
+
+    python3 bench/bench_distill.py --teacher pretrained --students 128x2 64x2 --classes 6 --per-class 40 \
+        --teacher-epochs 5 --teacher-lr 2e-4 --student-epochs 10 --pool-per-class 4 --work /tmp/strong_distill \
+        --out bench/out/distill_pretrained.json
+    cp -r /tmp/strong_distill/{data,pool,teacher} /tmp/strong_distill2/
+    python3 bench/bench_distill.py --teacher pretrained --reuse-teacher --students 128x2 --rows pool --classes 6 \
+        --per-class 40 --teacher-epochs 5 --teacher-lr 2e-4 --student-epochs 30 --pool-per-class 4 \
+        --work /tmp/strong_distill2 --out bench/out/distill_pretrained_30ep.json
+    ln -s /tmp/strong_distill2/student_128x2_pool /tmp/strong_distill/student_128x2_pool_30ep
+    python3 bench/bench_distill.py --teacher pretrained --classes 6 --per-class 40 --work /tmp/strong_distill \
+        --speed-only --threads 2 --out bench/out/distill_speed_t2.json      # and --threads 1
 """
 
 from __future__ import annotations
@@ -57,6 +72,38 @@ def onnx_facts(run: Path, threads: int, clip) -> dict:
             "int8_top1_vs_torch": (check.get("int8") or {}).get("top1_agreement")}
 
 
+def side_by_side(runs: dict[str, Path], threads: int, clip, rounds: int = 30) -> dict:
+    """int8 ONNX ms per clip of every run, measured interleaved (teacher, student, teacher, ...) so a busy
+    neighbour slows them alike: the speed ratio is only meaningful between numbers taken this way."""
+    from astapp.predict.predictor import Predictor
+
+    preds = {name: Predictor(run, backend="onnx", quantized=True, threads=threads) for name, run in runs.items()}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    for p in preds.values():
+        p.predict(clip)
+    for _ in range(rounds):
+        for name, p in preds.items():
+            t, c = time.perf_counter(), time.process_time()
+            p.predict(clip)
+            times[name].append(1000 * (time.perf_counter() - t))
+            cpu[name].append(1000 * (time.process_time() - c))
+
+    def facts(name: str) -> dict:
+        return {"int8_ms": round(statistics.median(times[name]), 2), "int8_ms_best": round(min(times[name]), 2),
+                "cpu_ms": round(statistics.median(cpu[name]), 2)}
+
+    teacher = facts("teacher")
+    students = {}
+    for name in runs:
+        if name != "teacher":
+            f = facts(name)
+            for k in ("int8_ms", "int8_ms_best", "cpu_ms"):
+                f[f"speedup_{k}"] = round(teacher[k] / max(f[k], 1e-6), 2)
+            students[name] = f
+    return {"rounds": rounds, "threads": threads, "load": os.getloadavg(), "teacher": teacher, "students": students}
+
+
 def listen_facts(run: Path, hop: float) -> dict:
     """Listen live with this model (torch, as the app runs it): model time per hop, worst delay."""
     import numpy as np
@@ -79,7 +126,8 @@ def listen_facts(run: Path, hop: float) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teacher", default="768x6", help="HIDDENxLAYERS of the teacher")
+    ap.add_argument("--teacher", default="768x6", help="HIDDENxLAYERS of a random-weight teacher, or "
+                    "'pretrained': bench/pretrained.py's checkpoint (1 s input), fine-tuned on the classes")
     ap.add_argument("--students", nargs="+", default=["tiny", "128x2"])
     ap.add_argument("--classes", type=int, default=4)
     ap.add_argument("--per-class", type=int, default=30)
@@ -93,6 +141,9 @@ def main() -> int:
     ap.add_argument("--rows", choices=("both", "clips", "pool"), default="both",
                     help="student rows: without and with unlabeled audio, or only one of them")
     ap.add_argument("--hop", type=float, default=0.25)
+    ap.add_argument("--seed", type=int, default=0, help="data, unlabeled recordings and training seed")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="only the interleaved int8 timing of the finished teacher and students in --work")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("bench/out/distill.json"))
     args = ap.parse_args()
@@ -107,16 +158,29 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="astapp_bench_distill_"))
-    data = make_dataset(work / "data", args.classes, args.per_class, args.seconds)
+    data = make_dataset(work / "data", args.classes, args.per_class, args.seconds, seed=args.seed)
+    clip = load_audio(next(data.rglob("*.wav")))
+    if args.speed_only:
+        runs = {"teacher": work / "teacher", **{p.name: p for p in sorted(work.glob("student_*"))}}
+        write_json(args.out, {"side_by_side": side_by_side(runs, args.threads, clip)})
+        print(args.out.read_text())
+        return 0
     frames = int(round(args.seconds * 100))
     pool = work / "pool"
     if not pool.exists():
-        make_class_folders(pool, n_classes=args.classes, per_class=args.pool_per_class, seconds=4.0, seed=99)
-    hidden, layers = (int(x) for x in args.teacher.lower().split("x"))
-    ckpt = teacher_checkpoint(work / "teacher_ckpt", hidden, layers, frames)
+        make_class_folders(pool, n_classes=args.classes, per_class=args.pool_per_class, seconds=4.0,
+                           seed=99 + args.seed)
+    if args.teacher == "pretrained":  # bench/pretrained.py's self-pretrained small AST, fine-tuned below
+        from pretrained import pretrained
+
+        ckpt = pretrained()
+    else:
+        hidden, layers = (int(x) for x in args.teacher.lower().split("x"))
+        ckpt = teacher_checkpoint(work / "teacher_ckpt", hidden, layers, frames)
     teacher = work / "teacher"
     cfg = TrainConfig(data=str(data), model=str(ckpt), output=str(teacher), epochs=args.teacher_epochs,
-                      batch_size=8, lr=args.teacher_lr, max_length=frames, seed=0, precision="fp32", threads=args.threads)
+                      batch_size=8, lr=args.teacher_lr, max_length=frames, seed=args.seed, precision="fp32",
+                      threads=args.threads)
     t0 = time.time()
     finished = (teacher / "metrics.json").is_file() and '"finished"' in (teacher / "status.json").read_text()
     if args.reuse_teacher and finished:  # another process of this bench trained it: run student rows in parallel
@@ -124,12 +188,12 @@ def main() -> int:
     else:
         teacher_metrics = run_job(cfg).metrics
     result: dict = {"benchmark": "distill", "threads": args.threads, "torch": torch.__version__,
+                    "teacher_checkpoint": str(ckpt), "args": {k: str(v) for k, v in vars(args).items()},
                     "load_start": os.getloadavg(),
                     "dataset": f"{args.classes} generated classes x {args.per_class} clips of {args.seconds:g} s",
                     "teacher": {"size": args.teacher, "accuracy": teacher_metrics["accuracy"],
                                 "f1_macro": teacher_metrics["f1_macro"], "train_seconds": round(teacher_metrics["train_seconds"], 1),
                                 "run_seconds": round(time.time() - t0, 1)}, "students": {}}
-    clip = load_audio(next(data.rglob("*.wav")))
     result["teacher"].update(onnx_facts(teacher, args.threads, clip))
     result["teacher"]["listen"] = listen_facts(teacher, args.hop)
     result["teacher"]["load"] = os.getloadavg()
@@ -152,6 +216,8 @@ def main() -> int:
             result["students"][f"{size}{' + unlabeled' if with_pool else ''}"] = row
             write_json(args.out, result)
             print(json.dumps({k: v for k, v in row.items() if k != "torch_fp32"}), flush=True)
+    runs = {"teacher": teacher, **{p.name: p for p in sorted(work.glob("student_*"))}}
+    result["side_by_side"] = side_by_side(runs, args.threads, clip)
     write_json(args.out, result)
     return 0
 

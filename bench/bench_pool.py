@@ -11,6 +11,14 @@
 4. Disk: bytes per window of the real pool (embeddings + windows table) x the windows of 100 h at a 1 s hop.
 
     python bench/bench_pool.py --out bench/out/pool.json [--sizes 100000,1000000]
+
+Efficiency with a pretrained stand-in (issue 27, BENCHMARKS section 27; `--model pretrained` builds or reuses
+bench/pretrained.py's checkpoint; the imbalanced pool is 70 % background noise and rare events at 3-8 %):
+
+    python3 bench/bench_pool.py --model pretrained --pools balanced,imbalanced --seeds 0,1,2,3,4 \
+        --skip label_next,search --work /tmp/strong_pool --out bench/out/pool_pretrained.json
+    python3 bench/bench_pool.py --model tiny --pools imbalanced --seeds 0,1,2,3,4 \
+        --skip label_next,search --work /tmp/strong_pool_tiny --out bench/out/pool_tiny_imbalanced.json
 """
 
 from __future__ import annotations
@@ -27,11 +35,52 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def efficiency(work: Path, classes: int, per_class: int, seeds: list[int], batch: int) -> dict:
+IMBALANCED = {"noise": 0.70, "tone": 0.08, "chirp": 0.06, "clicks": 0.05, "am": 0.04, "harmonic": 0.04, "fm": 0.03}
+STRATEGIES = ("margin", "mix", "positives", "diverse", "random")
+
+
+def imbalanced_folders(root: Path, total: int, seed: int = 0) -> dict[str, int]:
+    """A realistic unlabeled pool: mostly background (the "noise" kind, 70 %) with rare events at 3-8 % each,
+    one folder per class (the folder is only the oracle's answer; the pool never sees it)."""
+    from astapp.data.synth import make_signal, write_wav
+
+    rng = np.random.default_rng(seed)
+    counts = {k: max(2, int(round(share * total))) for k, share in IMBALANCED.items()}
+    for kind, n in counts.items():
+        for j in range(n):
+            write_wav(root / kind / f"{kind}_{j:04d}.wav", make_signal(kind, 1.0, 16_000, rng))
+    return counts
+
+
+def backbone(name: str, work: Path) -> str:
+    """The pool's model: "tiny" (random weights, as the tests use) or "pretrained" (bench/pretrained.py's
+    self-pretrained small AST, built once and cached) or a checkpoint folder."""
+    if name == "tiny":
+        from conftest import build_tiny_ast
+
+        return str(build_tiny_ast(work / "ckpt"))
+    if name == "pretrained":
+        from pretrained import pretrained
+
+        return str(pretrained())
+    return name
+
+
+def _ratio_summary(v: list[float]) -> dict:
+    a = np.asarray(v, float)
+    ok = ~np.isnan(a)
+    return {"per_seed": [round(r, 3) for r in v], "mean": round(float(a[ok].mean()), 3) if ok.any() else None,
+            "seeds_with_a_ratio": int(ok.sum())}
+
+
+def efficiency(work: Path, classes: int, per_class: int, seeds: list[int], batch: int, model: str = "tiny",
+               pool_kind: str = "balanced", total: int = 800) -> dict:
+    """Every strategy of `astapp.pool.active` against random on a pool built by the product's `build_pool` with
+    `model`; `pool_kind` "balanced" (classes x per_class) or "imbalanced" (IMBALANCED shares of `total` windows)."""
     import torch
-    from conftest import build_tiny_ast
 
     from astapp.data.synth import make_class_folders
     from astapp.pool.build import build_pool
@@ -39,18 +88,30 @@ def efficiency(work: Path, classes: int, per_class: int, seeds: list[int], batch
     from astapp.pool.store import Pool
 
     torch.set_num_threads(2)
-    ckpt = build_tiny_ast(work / "ckpt")
+    ckpt = backbone(model, work)
     data = work / "data"
-    make_class_folders(data, n_classes=classes, per_class=per_class, seconds=1.0, seed=0)
+    if pool_kind == "imbalanced":
+        counts = imbalanced_folders(data, total)
+    else:
+        counts = dict.fromkeys(make_class_folders(data, n_classes=classes, per_class=per_class, seconds=1.0, seed=0),
+                               per_class)
     t0 = time.time()
-    meta = build_pool(data, str(ckpt), work / "pool")
+    meta = build_pool(data, ckpt, work / "pool")
     build_s = time.time() - t0
     pool = Pool(work / "pool")
     y = np.array([w.file.split("/", 1)[0] for w in pool.windows])
-    out = simulate(np.asarray(pool.embeddings, np.float32), y, seeds, batch=batch)
-    out.update(windows=len(pool), build_seconds=round(build_s, 1), pass_=meta["pass"],
+    out = simulate(np.asarray(pool.embeddings, np.float32), y, seeds, batch=batch, strategies=STRATEGIES)
+    ratios: dict[str, list[float]] = {s: [] for s in STRATEGIES if s != "random"}
+    for row in out["seeds"]:  # a curve that never stays at the target (None: noisy plateau) has no ratio: nan
+        for s in ratios:
+            a, b = row["needed"][s], row["needed"]["random"]
+            ratios[s].append(a / b if a and b else float("nan"))
+    out.update(model=model, checkpoint=ckpt, pool_kind=pool_kind, class_windows=counts, windows=len(pool),
+               build_seconds=round(build_s, 1), pass_=meta["pass"], dim=meta["dim"],
+               ratio_to_random={s: _ratio_summary(v) for s, v in ratios.items()},
                bytes_per_window=(pool.folder / "embeddings.npy").stat().st_size / len(pool),
-               table_bytes_per_window=(pool.folder / "windows.csv").stat().st_size / len(pool), dim=meta["dim"])
+               table_bytes_per_window=(pool.folder / "windows.csv").stat().st_size / len(pool),
+               uptime=os.popen("uptime").read().strip())
     return out
 
 
@@ -175,6 +236,10 @@ def main() -> int:
     ap.add_argument("--per-class", type=int, default=60)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--batch", type=int, default=10)
+    ap.add_argument("--model", default="tiny", help="efficiency backbone: tiny (random weights), pretrained "
+                    "(bench/pretrained.py) or a checkpoint folder")
+    ap.add_argument("--pools", default="balanced", help="efficiency pools: balanced,imbalanced")
+    ap.add_argument("--total", type=int, default=800, help="windows of the imbalanced pool")
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--clusters", default="2000,0", help="search data: cluster counts, 0 = isotropic")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: efficiency,label_next,search")
@@ -191,12 +256,15 @@ def main() -> int:
         out.write_text(json.dumps(res, indent=1, default=float))
 
     if "efficiency" not in skip:
-        res["efficiency"] = efficiency(work / "eff", a.classes, a.per_class, [int(s) for s in a.seeds.split(",")],
-                                       a.batch)
-        e = res["efficiency"]
-        res["disk_100h_1s_hop_MB_at_768"] = 360_000 * (768 * 2 + e["table_bytes_per_window"]) / 1e6
-        print("efficiency", e["ratio_margin_to_random"], [s["needed"] for s in e["seeds"]], flush=True)
-        save()
+        for kind in a.pools.split(","):
+            name = "efficiency" if kind == "balanced" and a.model == "tiny" else f"efficiency_{a.model}_{kind}"
+            res[name] = efficiency(work / f"eff_{kind}", a.classes, a.per_class, [int(s) for s in a.seeds.split(",")],
+                                   a.batch, a.model, kind, a.total)
+            e = res[name]
+            res["disk_100h_1s_hop_MB_at_768"] = 360_000 * (768 * 2 + e["table_bytes_per_window"]) / 1e6
+            print(name, {s: r["mean"] for s, r in e["ratio_to_random"].items()},
+                  [s["needed"] for s in e["seeds"]], flush=True)
+            save()
     if "label_next" not in skip:
         res["label_next"] = label_next_latency(work)
         print("label next", res["label_next"]["best_s"], flush=True)
