@@ -2,22 +2,20 @@
 Chromium's fake microphone, one more following the same run) and the CPU busy, the Train tab keeps
 updating and Stop answers at once.
 
-What held the page up (measured with this scenario, tests/e2e: Playwright request timings, the page's long
-tasks and the server's handler times): not the server and not the connections. The poll and Stop handlers
-took under 5 ms and every request started within 20 ms of being sent (no wait for one of Chromium's 6
-connections per host: the poll and Stop skip the queue, so they need no stream). The page's own main thread
-was the queue: every poll of a running job re-sent the three line plots, and the chart library redid the
-layout and SVG of every point of each, so on a loaded 2-core machine each Train tab's main thread was in
-long tasks nearly all the time; the Stop click reached the page 15 s after it was made (its request then
-took 0.1 s) and "Stopping" was painted 7 s after the answer. A running job's plots are now redrawn at most
-every 5 s, only those that grew, while the status and progress change on every poll
-(`astapp.ui.train_curves`). (A lower priority for the training thread, `ASTAPP_TRAIN_NICE`, is opt-in: once
-it held the Stop handler up for 21.6 s, the GIL's priority inversion.) Skipped without
-/usr/bin/chromium, except under CI.
+The app runs as deployed (`python app.py`, its own process) and the page times itself: every change of the
+status or progress it shows and the Stop click's input time (a MutationObserver and the event's timeStamp).
+An earlier version ran the app inside this test's process and timed the page by polling it through
+Playwright: the polls and the click then waited on the server's GIL, held by the training thread, and that
+wait was counted as the page's (a 5.2 s "gap" on a quiet machine). What held a real page up, measured with
+this scenario: every poll re-sent the three line plots (now at most every 5 s, `astapp.ui.train_curves`),
+and training shared the server's process (now a child process at nice 10, `astapp.jobs.child`). On a
+loaded machine the message says where the time went: each tab's main-thread work (Chrome's metrics) and
+each process's CPU. Skipped without /usr/bin/chromium, except under CI.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -28,9 +26,10 @@ from pathlib import Path
 import pytest
 from browser_helpers import launch_with_microphone, open_app, tone_dataset, tone_microphone, upload_dataset
 
-# Opt-in (ASTAPP_BUSY_BROWSER=1): its limits are wall-clock times on a CPU shared with a hog; on the shared
-# development machine (other engineers' work: load 26-45 on 2 cores) no page can meet them, fixed or not
-# (see docs/BENCHMARKS.md, issue 24), so it stays the measuring tool until a quiet 2-core CI runner proves it.
+# Opt-in (ASTAPP_BUSY_BROWSER=1): its limits are wall-clock times, and timed tests do not belong in the suite
+# (these machines are noisy and differ). On a quiet 2-core machine with only its own load (the hog, training,
+# Listen live, Chromium) it passed 5 of 5 (docs/BENCHMARKS.md section 30); at load 10 from other work it
+# misses by a second, fixed or not, since Chromium then gets a fraction of a core.
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(os.environ.get("ASTAPP_BUSY_BROWSER") != "1",
                                  reason="opt-in: ASTAPP_BUSY_BROWSER=1 (timing thresholds under a CPU hog)")]
@@ -112,6 +111,8 @@ def _cpu_seconds() -> dict[str, float]:
                 kind = kind.group(1).decode() if kind else "browser"
             elif any(c.endswith(b"app.py") for c in cmd):
                 kind = "app.py"
+            elif any(b"multiprocessing.forkserver" in c for c in cmd):
+                kind = "training"  # the app's fork server and the run it forked (same command line)
             else:
                 continue
             ticks = stat.read_text().rsplit(")", 1)[1].split()
@@ -144,10 +145,16 @@ def _stop_latency(page) -> float | None:
     return (shown[0] - clicks[-1]) / 1000 if shown else None
 
 
-def _evals(root, run_id: str) -> int:
-    """Epochs the run has evaluated (its history's eval events)."""
+def _evals_after(root, run_id: str, since: float) -> list[float]:
+    """The epochs the run evaluated after `since` (epoch s; the same clock as the page's on this machine)."""
     hist = next(root.glob(f"runs/*/{run_id}/history.jsonl"), None)
-    return sum('"type": "eval"' in line for line in hist.read_text().splitlines()) if hist else 0
+    events = [json.loads(line) for line in hist.read_text().splitlines() if line.strip()] if hist else []
+    return [e["epoch"] for e in events if e.get("type") == "eval" and e.get("time", 0) >= since]
+
+
+def _stop_clicked(page) -> float:
+    """When the Stop click's input reached the page (epoch s)."""
+    return max(t for t, what in page.evaluate("() => window.__busy")["clicks"] if what == "stop") / 1000
 
 
 def test_train_tab_updates_and_stop_answers_with_listen_live_open_and_a_busy_cpu(app_process, chromium_path, tmp_path):
@@ -201,7 +208,6 @@ def test_train_tab_updates_and_stop_answers_with_listen_live_open_and_a_busy_cpu
             assert "Running" in status.inner_text(), status.inner_text()
 
             run_id = re.search(r"run (\d{8}-\d{6}-\w+)", status.inner_text()).group(1)
-            before = _evals(root, run_id)
             clicked = time.time()
             train.locator("#stop-btn").click()
             expect(status).to_contain_text("Stopping", timeout=30_000)
@@ -209,7 +215,10 @@ def test_train_tab_updates_and_stop_answers_with_listen_live_open_and_a_busy_cpu
             print(f"Stop answered after {answered} s; {_busy(train, clicked)}")
             assert answered is not None and answered <= STOP_S, f"Stop answered after {answered} s; {_busy(train, clicked)}"
             expect(status).to_contain_text("Stopped", timeout=120_000)
-            assert _evals(root, run_id) <= before + 1, "the stop was not honoured before the next epoch"
+            # the epoch under way may end with its evaluation; no other starts (the count goes from the click the
+            # page received: Playwright takes seconds to deliver one on a busy machine, and epochs go on meanwhile)
+            late = _evals_after(root, run_id, _stop_clicked(train))
+            assert len(late) <= 1, f"the stop was not honoured before the next epoch: evaluated {late} after it"
         finally:
             for hog in hogs:
                 hog.kill()
