@@ -36,7 +36,8 @@ from astapp.jobs.record import RunRecord
 
 DEFAULT_NICE = 10  # the training process's nice value unless ASTAPP_TRAIN_NICE says otherwise
 POLL_S = 0.1  # how often the parent passes a Stop on while it waits for events
-# The app's main module too: a child then has it already (a child of a fork server imports it otherwise, gradio and all).
+# The app's main module too: a child then has it already (a child of a fork server imports it otherwise,
+# gradio and all).
 PRELOAD = ["__main__", "torch", "transformers", "astapp.jobs.record", "astapp.training.pipeline"]
 _context: Any = None
 _context_lock = threading.Lock()
@@ -79,8 +80,9 @@ def run_job(cfg: TrainConfig, events: EventSink | None, stop: threading.Event, f
     threads = torch.get_num_threads() if torch is not None else 0
     app_nice = os.nice(0)
     start_method = multiprocessing.get_start_method(allow_none=True)  # what the engine's own processes use
-    proc = ctx.Process(target=_child, name="astapp-train",  # not a daemon: the engine may start processes
-                       args=(cfg.to_dict(), str(folder), send, child_stop, os.getpid(), env, os.getcwd(), threads, app_nice, start_method))
+    args = (cfg.to_dict(), str(folder), send, child_stop, os.getpid(), env, os.getcwd(), threads, app_nice,
+            start_method)
+    proc = ctx.Process(target=_child, name="astapp-train", args=args)  # not a daemon: the engine starts processes
     proc.start()
     send.close()  # the parent keeps only its reading end, so a dead child reads as the end of the pipe
     try:
