@@ -11,6 +11,7 @@ from astapp import service
 from astapp.cli.common import EXIT_STOPPED, EXIT_TIME_LIMIT, quiet_libraries, seconds, with_printer
 from astapp.cli.progress import ProgressPrinter
 from astapp.cli.training import continue_command
+from astapp.core.config import DISTILL_EPOCHS
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -20,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
                    help="tiny (hidden 192, 4 layers), small (384, 6) or HIDDENxLAYERS such as 128x2")
     d.add_argument("--output", required=True, help="the student's run folder")
     d.add_argument("--pool", help="unlabeled audio (a folder or zip of recordings) the teacher labels for the student")
-    d.add_argument("--epochs", type=float, help="training epochs of the student (default 20)")
+    d.add_argument("--epochs", type=float, help=f"training epochs of the student (default {DISTILL_EPOCHS:g})")
+    d.add_argument("--init", choices=("teacher", "random"), default="teacher",
+                   help="the student's first weights: a slice of the teacher's (default) or random")
     d.add_argument("--time-limit", type=seconds, metavar="SECONDS",
                    help="stop at this many seconds (less a margin), resumable with --resume latest")
     d.add_argument("--resume", default="", help="continue a stopped distillation: 'latest' or a checkpoint folder")
@@ -35,7 +38,8 @@ def distill(ns: argparse.Namespace) -> int:
 
     def run(cfg: None, events=None, stop=None):
         return service.distill_run(ns.run, ns.student, ns.output, ns.pool, ns.epochs, events, stop,
-                                   time_limit=limit, started=getattr(ns, "started", None), resume=ns.resume)
+                                   time_limit=limit, started=getattr(ns, "started", None), resume=ns.resume,
+                                   init=ns.init)
 
     result = with_printer(run, None, ProgressPrinter(quiet=ns.quiet))
     if result.state == "stopped" and not result.metrics:

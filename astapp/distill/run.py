@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from astapp.core import runfolder
-from astapp.core.config import SCALAR_METRICS, TrainConfig, defaults_for
+from astapp.core.config import DISTILL_EPOCHS, SCALAR_METRICS, TrainConfig, defaults_for
 from astapp.core.errors import TrainingError, explain
 from astapp.core.events import EventSink, JsonlSink, fanout, make_event
 from astapp.core.fsutil import atomic_write_text
@@ -31,23 +31,29 @@ from astapp.distill.teacher import Teacher, open_teacher
 from astapp.training.pipeline import clear_previous_run
 from astapp.training.stages import Stages, Stopped
 
-DEFAULT_EPOCHS = 20.0  # a student starts from random weights: more epochs than fine-tuning
+DEFAULT_EPOCHS = DISTILL_EPOCHS  # a student is a new, smaller network: more epochs than fine-tuning
+STUDENT_INITS = ("teacher", "random")
 SPEC_FREQ, SPEC_TIME_SHARE = 24, 8  # SpecAugment when the teacher had none: 24 mel bins, 1/8 of the frames
 
 
 def distill_config(teacher_run: str | Path, student: str, output: str | Path, pool: str | Path | None = None,
-                   epochs: float | None = None) -> TrainConfig:
+                   epochs: float | None = None, init: str = "teacher") -> TrainConfig:
     """The student run's settings: the teacher's data, split, audio and augmentation settings, with a
-    from-scratch learning rate and batch, task "distill". TrainingError for a bad teacher or size."""
+    from-scratch learning rate and batch, task "distill". TrainingError for a bad teacher, size or `init`
+    ("teacher": the student starts from a slice of the teacher's weights; "random")."""
     from transformers import ASTConfig
 
+    if init not in STUDENT_INITS:
+        raise TrainingError(f"Unknown student start {init!r}: use teacher (a slice of the teacher's weights) "
+                            "or random.")
     teacher = open_teacher(teacher_run)
     check_smaller(student_config(ASTConfig.from_pretrained(teacher.model_dir), student),
                   ASTConfig.from_pretrained(teacher.model_dir))  # refused now, not after a wait in the queue
     scratch = defaults_for("scratch:small")
     cfg = dataclasses.replace(
         teacher.config, output=str(output), task="distill", distilled_from=str(teacher.run), student=str(student),
-        pool=str(pool or ""), model=str(teacher.model_dir), mode="full", resume="", early_stopping=0,
+        pool=str(pool or ""), student_init=init, model=str(teacher.model_dir), mode="full", resume="",
+        early_stopping=0,
         max_length=int(teacher.metrics.get("max_length") or teacher.config.max_length),
         epochs=float(epochs) if epochs else DEFAULT_EPOCHS, lr=float(scratch["lr"]), warmup_ratio=0.1)
     if Path(cfg.output).resolve() == teacher.run:
@@ -58,10 +64,10 @@ def distill_config(teacher_run: str | Path, student: str, output: str | Path, po
 
 def distill(teacher_run: str | Path, student: str, output: str | Path, pool: str | Path | None = None,
             epochs: float | None = None, events: EventSink | None = None,
-            stop: threading.Event | None = None) -> RunResult:
+            stop: threading.Event | None = None, init: str = "teacher") -> RunResult:
     """Distil `teacher_run` into a `student` ("tiny", "small", "HxL") written to `output` (engine files
     only; the CLI and the app go through `astapp.jobs.record.run_job`, which records the run too)."""
-    return distill_run(distill_config(teacher_run, student, output, pool, epochs), events, stop)
+    return distill_run(distill_config(teacher_run, student, output, pool, epochs, init), events, stop)
 
 
 def distill_run(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Event | None = None) -> RunResult:
@@ -118,8 +124,11 @@ class _Distill:
         return teacher
 
     def student(self, teacher_model: Any, labels: list[str]) -> Any:
-        """The randomly initialised student for `labels` (checked smaller than the teacher)."""
+        """The student for `labels` (checked smaller than the teacher), its first weights a slice of the
+        teacher's (`astapp.distill.init`) unless the settings ask for random ones."""
         from transformers import ASTForAudioClassification, set_seed
+
+        from astapp.distill.init import select_weights
 
         config = student_config(teacher_model.config, self.cfg.student)
         check_smaller(config, teacher_model.config)
@@ -127,8 +136,13 @@ class _Distill:
             raise TrainingError("The teacher's classes differ from its dataset's classes now: the dataset "
                                 f"changed since it was trained ({', '.join(labels)}); train a new teacher.")
         set_seed(self.cfg.seed)
-        self.stages.stage("model", f"Student: {describe(config)} (teacher: {describe(teacher_model.config)})")
         self.student_model = ASTForAudioClassification(config).float()
+        start = "random weights"
+        if self.cfg.student_init == "teacher":
+            kept = select_weights(self.student_model, teacher_model)
+            start = "a slice of the teacher's weights" + (f" ({len(kept)} tensors random)" if kept else "")
+        self.stages.stage("model", f"Student: {describe(config)}, starting from {start} "
+                                   f"(teacher: {describe(teacher_model.config)})")
         return self.student_model
 
     def spec_masks(self, max_length: int) -> tuple[int, int]:

@@ -49,15 +49,16 @@ def cv_run(cfg: TrainConfig, events: EventSink | None = None, stop: threading.Ev
 
 def distill_run(teacher: str, student: str, output: str, pool: str | None = None, epochs: float | None = None,
                 events: EventSink | None = None, stop: threading.Event | None = None,
-                time_limit: float | None = None, started: float | None = None, resume: str = "") -> RunResult:
+                time_limit: float | None = None, started: float | None = None, resume: str = "",
+                init: str = "teacher") -> RunResult:
     """Distil the finished run `teacher` into a `student` run folder at `output`, recorded like a training run:
     in slices and under a `time_limit` as `train_run` trains, and continued from a checkpoint with `resume`
-    ("latest" or a checkpoint folder) after a stop."""
+    ("latest" or a checkpoint folder) after a stop. `init`: the student's first weights ("teacher", "random")."""
     import dataclasses
 
     from astapp.distill.run import distill_config
 
-    cfg = distill_config(teacher, student, output, pool, epochs)
+    cfg = distill_config(teacher, student, output, pool, epochs, init)
     return train_run(dataclasses.replace(cfg, resume=resume or ""), events, stop, time_limit, started)
 
 

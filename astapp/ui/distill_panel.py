@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from astapp.core.config import DISTILL_EPOCHS
 from astapp.service import Service
 from astapp.ui.common import guarded, session
 
@@ -37,7 +38,7 @@ def build() -> DistillControls:
         with gr.Row():
             size = gr.Dropdown(SIZES, value="tiny", label="Student size", allow_custom_value=True,
                                elem_id="distill-size", info="or HIDDENxLAYERS, e.g. 128x2")
-            epochs = gr.Number(20, label="Epochs", precision=0, minimum=1, elem_id="distill-epochs")
+            epochs = gr.Number(DISTILL_EPOCHS, label="Epochs", precision=0, minimum=1, elem_id="distill-epochs")
             pool = gr.File(label="Unlabeled audio (zip, optional)", file_types=[".zip"], elem_id="distill-pool")
             start = gr.Button("Make a small fast version", variant="secondary", elem_id="distill-btn", scale=1)
     return DistillControls(size, epochs, pool, start)

@@ -188,6 +188,9 @@ def test_the_student_agrees_with_its_teacher_and_is_a_normal_run(student, teache
     assert {"accuracy", "f1_macro", "confusion_matrix", "predictions", "best_epoch"} <= set(m)
     cfg = json.loads((student / "config.json").read_text())
     assert cfg["task"] == "distill" and cfg["distilled_from"] == str(teacher.resolve()) and cfg["student"] == "32x1"
+    assert cfg["student_init"] == "teacher"
+    assert any("starting from a slice of the teacher's weights" in e.get("message", "") for e in history(student)
+               if e["type"] == "stage")
     assert json.loads((student / "status.json").read_text())["state"] == "finished"
     assert (student / "model" / "unknown.json").is_file() and not (student / ".poolcache").exists()
     losses = [e["loss"] for e in history(student) if e["type"] == "log"]
