@@ -25,6 +25,16 @@ every finished folder interleaved in one process (at 2 and at 1 thread):
     ln -s /tmp/strong_distill2/student_128x2_pool /tmp/strong_distill/student_128x2_pool_30ep
     python3 bench/bench_distill.py --teacher pretrained --classes 6 --per-class 40 --work /tmp/strong_distill \
         --speed-only --threads 2 --out bench/out/distill_speed_t2.json      # and --threads 1
+
+Weight selection (BENCHMARKS section 31): students that start from a slice of the teacher's weights (the app's
+default) beside students from random weights, on the 192x4 stand-in and on a 384x6 one:
+
+    python3 bench/bench_distill.py --teacher pretrained --students 128x2 64x2 --classes 6 --per-class 40 \
+        --teacher-epochs 12 --teacher-lr 2e-4 --student-epochs 40 --pool-per-class 4 --inits teacher random \
+        --work /tmp/d/w1 --out bench/out/distill_init40.json
+    python3 bench/bench_distill.py --teacher pretrained --pretrained-size 384x6 --students 128x2 64x2 \
+        --classes 6 --per-class 40 --teacher-epochs 12 --teacher-lr 2e-4 --student-epochs 40 --pool-per-class 4 \
+        --work /tmp/d/w2 --out bench/out/distill_384x6.json
 """
 
 from __future__ import annotations
@@ -140,6 +150,10 @@ def main() -> int:
     ap.add_argument("--reuse-teacher", action="store_true", help="use the finished teacher in --work as it is")
     ap.add_argument("--rows", choices=("both", "clips", "pool"), default="both",
                     help="student rows: without and with unlabeled audio, or only one of them")
+    ap.add_argument("--pretrained-size", default="192x4",
+                    help="HIDDENxLAYERS of bench/pretrained.py's stand-in when --teacher pretrained (built once, cached)")
+    ap.add_argument("--inits", nargs="+", choices=("teacher", "random"), default=["teacher"],
+                    help="the students' first weights: a slice of the teacher's (the app's default) and/or random")
     ap.add_argument("--hop", type=float, default=0.25)
     ap.add_argument("--seed", type=int, default=0, help="data, unlabeled recordings and training seed")
     ap.add_argument("--speed-only", action="store_true",
@@ -173,7 +187,8 @@ def main() -> int:
     if args.teacher == "pretrained":  # bench/pretrained.py's self-pretrained small AST, fine-tuned below
         from pretrained import pretrained
 
-        ckpt = pretrained()
+        hidden, layers = (int(x) for x in args.pretrained_size.lower().split("x"))
+        ckpt = pretrained(hidden=hidden, layers=layers)
     else:
         hidden, layers = (int(x) for x in args.teacher.lower().split("x"))
         ckpt = teacher_checkpoint(work / "teacher_ckpt", hidden, layers, frames)
@@ -197,25 +212,28 @@ def main() -> int:
     result["teacher"].update(onnx_facts(teacher, args.threads, clip))
     result["teacher"]["listen"] = listen_facts(teacher, args.hop)
     result["teacher"]["load"] = os.getloadavg()
-    for size in args.students:
-        for with_pool in {"both": (False, True), "clips": (False,), "pool": (True,)}[args.rows]:
-            out = work / f"student_{size}_{'pool' if with_pool else 'clips'}"
-            t0 = time.time()
-            m = distill_run(str(teacher), size, str(out), str(pool) if with_pool else None, args.student_epochs).metrics
-            doc = json.loads((out / "distill.json").read_text())
-            row = {"pool_windows": (m.get("pool") or {}).get("windows", 0), "accuracy": m["accuracy"],
-                   "f1_macro": m["f1_macro"], "agreement": doc["agreement"],
-                   "parameters": doc["student"]["parameters"], "train_seconds": round(m["train_seconds"], 1),
-                   "time_vs_teacher_training": round(m["train_seconds"] / teacher_metrics["train_seconds"], 2),
-                   "run_seconds": round(time.time() - t0, 1), "torch_fp32": doc}
-            row.update(onnx_facts(out, args.threads, clip))
-            row["int8_speedup"] = round(result["teacher"]["int8_ms_per_clip"] / row["int8_ms_per_clip"], 1)
-            row["int8_size_ratio"] = round(row["int8_mb"] / result["teacher"]["int8_mb"], 4)
-            row["listen"] = listen_facts(out, args.hop)
-            row["load"] = os.getloadavg()
-            result["students"][f"{size}{' + unlabeled' if with_pool else ''}"] = row
-            write_json(args.out, result)
-            print(json.dumps({k: v for k, v in row.items() if k != "torch_fp32"}), flush=True)
+    rows = [(size, with_pool, init) for size in args.students for init in args.inits
+            for with_pool in {"both": (False, True), "clips": (False,), "pool": (True,)}[args.rows]]
+    for size, with_pool, init in rows:
+        out = work / f"student_{size}_{'pool' if with_pool else 'clips'}{'_random' if init == 'random' else ''}"
+        t0 = time.time()
+        m = distill_run(str(teacher), size, str(out), str(pool) if with_pool else None, args.student_epochs,
+                        init=init).metrics
+        doc = json.loads((out / "distill.json").read_text())
+        row = {"pool_windows": (m.get("pool") or {}).get("windows", 0), "accuracy": m["accuracy"],
+               "f1_macro": m["f1_macro"], "agreement": doc["agreement"],
+               "parameters": doc["student"]["parameters"], "train_seconds": round(m["train_seconds"], 1),
+               "time_vs_teacher_training": round(m["train_seconds"] / teacher_metrics["train_seconds"], 2),
+               "run_seconds": round(time.time() - t0, 1), "torch_fp32": doc}
+        row.update(onnx_facts(out, args.threads, clip))
+        row["int8_speedup"] = round(result["teacher"]["int8_ms_per_clip"] / row["int8_ms_per_clip"], 1)
+        row["int8_size_ratio"] = round(row["int8_mb"] / result["teacher"]["int8_mb"], 4)
+        row["listen"] = listen_facts(out, args.hop)
+        row["load"] = os.getloadavg()
+        row["init"] = init
+        result["students"][f"{size}{' + unlabeled' if with_pool else ''}{', random start' if init == 'random' else ''}"] = row
+        write_json(args.out, result)
+        print(json.dumps({k: v for k, v in row.items() if k != "torch_fp32"}), flush=True)
     runs = {"teacher": teacher, **{p.name: p for p in sorted(work.glob("student_*"))}}
     result["side_by_side"] = side_by_side(runs, args.threads, clip)
     write_json(args.out, result)
