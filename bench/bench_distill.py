@@ -152,6 +152,8 @@ def main() -> int:
                     help="student rows: without and with unlabeled audio, or only one of them")
     ap.add_argument("--pretrained-size", default="192x4",
                     help="HIDDENxLAYERS of bench/pretrained.py's stand-in when --teacher pretrained (built once, cached)")
+    ap.add_argument("--soft-weight", type=float, default=None,
+                    help="experiment: the teacher term's share of the loss (the app's: astapp.distill.trainer.SOFT_WEIGHT)")
     ap.add_argument("--inits", nargs="+", choices=("teacher", "random"), default=["teacher"],
                     help="the students' first weights: a slice of the teacher's (the app's default) and/or random")
     ap.add_argument("--hop", type=float, default=0.25)
@@ -171,6 +173,10 @@ def main() -> int:
     from astapp.service.headless import distill_run
 
     torch.set_num_threads(args.threads)
+    if args.soft_weight is not None:  # the rows run in this process: the Trainer's keyword default is the knob
+        from astapp.distill.trainer import DistillTrainer
+
+        DistillTrainer.__init__.__kwdefaults__["soft_weight"] = args.soft_weight
     work = args.work or Path(tempfile.mkdtemp(prefix="astapp_bench_distill_"))
     data = make_dataset(work / "data", args.classes, args.per_class, args.seconds, seed=args.seed)
     clip = load_audio(next(data.rglob("*.wav")))

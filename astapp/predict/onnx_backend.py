@@ -32,6 +32,11 @@ def ort_session(path: Path, threads: int = 0) -> Any:
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = int(threads)
+    # No busy-waiting between calls: a spinning thread pool holds the cores after each call, against the numpy
+    # features of the next one, another session (Predict, Listen live, a student beside its teacher) and a
+    # training run. Measured on 2 cores (docs/BENCHMARKS.md section 31): a 384x6 int8 model went from 10.2-10.9
+    # to 6.8-7.2 ms per clip alone, and from 24-26 to 5.3-5.5 ms interleaved with four other sessions.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
