@@ -153,13 +153,20 @@ def _need(x: np.ndarray | None, what: str) -> np.ndarray:
     return np.asarray(x)
 
 
+RECOMPUTE_TOLERANCE = 1e-6  # relative: what scoring the same clip again can change (float32 model, other batch)
+
+
 def calibrate(scores_known: np.ndarray, keep: float = DEFAULT_KEEP) -> float | None:
-    """The threshold that keeps the share `keep` of known clips (score <= threshold); None without clips."""
+    """The threshold that keeps the share `keep` of known clips (score <= threshold); None without clips.
+
+    It sits a hair (1e-6, relative) above the last kept clip's score: that clip scored again, alone or in
+    another batch, differs in its last bits, and must not flip to "unknown" on the threshold it defined."""
     s = np.asarray(scores_known, dtype=np.float64)
     s = s[np.isfinite(s)]
     if s.size == 0:
         return None
-    return float(np.quantile(s, min(max(float(keep), 0.0), 1.0), method="higher"))
+    t = float(np.quantile(s, min(max(float(keep), 0.0), 1.0), method="higher"))
+    return t + RECOMPUTE_TOLERANCE * max(1.0, abs(t))
 
 
 def best_threshold(known: np.ndarray, other: np.ndarray) -> float:

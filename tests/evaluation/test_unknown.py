@@ -49,6 +49,8 @@ def test_the_threshold_keeps_the_chosen_share_of_known_clips():
         t = unknown.calibrate(scores, keep)
         assert abs((scores <= t).mean() - keep) < 0.005
     assert unknown.calibrate(np.array([]), 0.95) is None
+    on_the_line = unknown.calibrate(np.array([1.0, 2.0, 12.394319368802435]), 1.0)
+    assert 12.394319368802437 <= on_the_line < 12.3944  # the same clip scored again (last bits) stays known
     stats = unknown.set_threshold(unknown.UnknownStats(method="msp"), np.array([]), 0.95)
     assert stats.threshold is None and "No validation clips" in stats.reason
 
