@@ -152,6 +152,8 @@ def main() -> int:
                     help="student rows: without and with unlabeled audio, or only one of them")
     ap.add_argument("--pretrained-size", default="192x4",
                     help="HIDDENxLAYERS of bench/pretrained.py's stand-in when --teacher pretrained (built once, cached)")
+    ap.add_argument("--pretrained-epochs", type=float, default=None,
+                    help="epochs of bench/pretrained.py's pretraining (default: its own, 2.5)")
     ap.add_argument("--soft-weight", type=float, default=None,
                     help="experiment: the teacher term's share of the loss (the app's: astapp.distill.trainer.SOFT_WEIGHT)")
     ap.add_argument("--inits", nargs="+", choices=("teacher", "random"), default=["teacher"],
@@ -194,7 +196,8 @@ def main() -> int:
         from pretrained import pretrained
 
         hidden, layers = (int(x) for x in args.pretrained_size.lower().split("x"))
-        ckpt = pretrained(hidden=hidden, layers=layers)
+        more = {"epochs": args.pretrained_epochs} if args.pretrained_epochs else {}
+        ckpt = pretrained(hidden=hidden, layers=layers, **more)
     else:
         hidden, layers = (int(x) for x in args.teacher.lower().split("x"))
         ckpt = teacher_checkpoint(work / "teacher_ckpt", hidden, layers, frames)

@@ -75,10 +75,21 @@ def compare(teacher: Any, student: Any, features: Any, y_true: Any, teacher_dir:
                       "parameters": sum(p.numel() for p in model.parameters())}
     agreement = float((t_probs.argmax(-1) == s_probs.argmax(-1)).mean()) if len(t_probs) else 0.0
     t_ms, s_ms = rows["teacher"]["ms_per_clip"], rows["student"]["ms_per_clip"]
-    return {"clips": int(len(t_probs)), "agreement": agreement, **rows,
+    return {"clips": int(len(t_probs)), "agreement": agreement,
+            **({} if multi_label else where_the_teacher_errs(y_true, t_probs.argmax(-1), s_probs.argmax(-1))), **rows,
             "speedup": t_ms / s_ms if t_ms and s_ms else None,
             "size_ratio": rows["student"]["size_mb"] / rows["teacher"]["size_mb"] if rows["teacher"]["size_mb"] else None,
             "threads": torch.get_num_threads(), "timing": "PyTorch fp32, batch 1, median, on this machine"}
+
+
+def where_the_teacher_errs(y_true: Any, teacher: np.ndarray, student: np.ndarray) -> dict[str, Any]:
+    """Agreement split by whether the teacher is right. A student that also learns from the labels can be
+    right where its teacher is wrong; plain agreement counts that against it, so the table shows both: how
+    faithfully it copies what the teacher knows, and how many of the teacher's mistakes it did not copy."""
+    y = np.asarray(y_true).reshape(-1)
+    right = teacher == y
+    return {"agreement_where_teacher_right": float((student[right] == teacher[right]).mean()) if right.any() else None,
+            "teacher_wrong": int((~right).sum()), "student_right_where_teacher_wrong": int((student[~right] == y[~right]).sum())}
 
 
 def table(doc: dict[str, Any]) -> list[list[Any]]:
@@ -93,6 +104,10 @@ def table(doc: dict[str, Any]) -> list[list[Any]]:
     rows = [["accuracy", fmt(t.get("accuracy"), True), fmt(s.get("accuracy"), True)],
             ["macro F1", fmt(t.get("f1_macro"), True), fmt(s.get("f1_macro"), True)],
             ["agreement with the teacher", "100.0 %", fmt(doc.get("agreement"), True)],
+            *([["… where the teacher is right", "100.0 %", fmt(doc["agreement_where_teacher_right"], True)],
+               ["the teacher's mistakes it gets right", "—",
+                f"{doc.get('student_right_where_teacher_wrong', 0)} of {doc.get('teacher_wrong', 0)}"]]
+              if doc.get("agreement_where_teacher_right") is not None else []),
             ["size (MB)", fmt(t.get("size_mb")), fmt(s.get("size_mb"))],
             ["ms per clip", fmt(t.get("ms_per_clip")), fmt(s.get("ms_per_clip"))]]
     if "map" in t:

@@ -60,6 +60,16 @@ def test_the_soft_loss_falls_when_the_student_moves_towards_the_teacher():
     assert torch.isfinite(multi)
 
 
+def test_agreement_is_split_by_whether_the_teacher_is_right():
+    from astapp.distill.compare import where_the_teacher_errs
+
+    y = np.array([0, 1, 2, 2, 1, 0])
+    teacher = np.array([0, 1, 1, 2, 0, 0])  # wrong on clips 2 and 4
+    student = np.array([0, 2, 2, 2, 0, 0])  # leaves the teacher on clip 1, fixes clip 2, copies clip 4
+    got = where_the_teacher_errs(y, teacher, student)
+    assert got == {"agreement_where_teacher_right": 0.75, "teacher_wrong": 2, "student_right_where_teacher_wrong": 1}
+
+
 def test_mixup_mixes_labels_and_keeps_unlabeled_items_unlabeled():
     feats = torch.arange(4, dtype=torch.float32)[:, None, None].expand(4, 8, 4).clone()
     items = [{"input_values": feats[i], "labels": label} for i, label in enumerate([0, 1, -1, 2])]
@@ -198,7 +208,11 @@ def test_the_student_agrees_with_its_teacher_and_is_a_normal_run(student, teache
     from astapp.distill.compare import table
 
     rows = table(doc)
-    assert [r[0] for r in rows] == ["accuracy", "macro F1", "agreement with the teacher", "size (MB)", "ms per clip"]
+    assert [r[0] for r in rows] == ["accuracy", "macro F1", "agreement with the teacher",
+                                    "… where the teacher is right", "the teacher's mistakes it gets right",
+                                    "size (MB)", "ms per clip"]
+    assert 0.0 <= doc["agreement_where_teacher_right"] <= 1.0
+    assert 0 <= doc["student_right_where_teacher_wrong"] <= doc["teacher_wrong"] <= doc["clips"]
 
 
 @pytest.mark.slow
