@@ -49,11 +49,19 @@ def distill(ns: argparse.Namespace) -> int:
         print(f"The --time-limit of {limit:g} s was reached; the checkpoint is kept. Continue with:\n"
               f"{continue_command(getattr(ns, 'argv', None) or sys.argv[1:])}", file=sys.stderr)
         return EXIT_TIME_LIMIT
-    m, d = result.metrics, result.metrics.get("distill", {})
-    print(f"{result.state.capitalize()}: student accuracy {m['accuracy']:.3f} (teacher {m.get('teacher_accuracy') or 0:.3f}), "
-          f"agreement with the teacher {d.get('agreement', 0):.3f}, "
-          f"{d.get('speedup') or 0:.1f}x faster, {100 * (d.get('size_ratio') or 0):.0f} % of its size.")
+    print(summary(result.state, result.metrics))
     print(f"Model: {result.model_dir}\nComparison: {result.output / 'distill.json'}")
     if result.metrics.get("pool"):
         print(json.dumps({"pool": result.metrics["pool"]}, ensure_ascii=False), file=sys.stderr)
     return EXIT_STOPPED if result.state == "stopped" else 0
+
+
+def summary(state: str, m: dict) -> str:
+    """The finished line: the student's accuracy against the teacher's, agreement (also where the teacher is
+    right: a student can be right where its teacher is wrong), speed and size."""
+    d = m.get("distill", {})
+    right = d.get("agreement_where_teacher_right")
+    return (f"{state.capitalize()}: student accuracy {m['accuracy']:.3f} (teacher {m.get('teacher_accuracy') or 0:.3f}), "
+            f"agreement with the teacher {d.get('agreement', 0):.3f}"
+            + (f" ({right:.3f} where the teacher is right)" if right is not None else "")
+            + f", {d.get('speedup') or 0:.1f}x faster, {100 * (d.get('size_ratio') or 0):.0f} % of its size.")

@@ -69,7 +69,8 @@ def run_steps(job: Any) -> RunResult:
 
     metrics["unknown"] = fit_unknown(student, prep, cache_root(cfg) / "features", cfg, model_dir)
     comparison = compare_models(job, teacher, teacher_model, student, prep, metrics)
-    metrics["distill"] = {k: comparison[k] for k in ("agreement", "speedup", "size_ratio")}
+    metrics["distill"] = {k: comparison[k] for k in ("agreement", "agreement_where_teacher_right", "speedup",
+                                                      "size_ratio") if k in comparison}
     metrics["total_seconds"] = time.time() - job.t0
     stopped = cbs.stop.stopped
     job.stages.stage("done", "Finished" if not stopped else "Stopped; the best student so far was saved")

@@ -70,6 +70,17 @@ def test_agreement_is_split_by_whether_the_teacher_is_right():
     assert got == {"agreement_where_teacher_right": 0.75, "teacher_wrong": 2, "student_right_where_teacher_wrong": 1}
 
 
+def test_the_cli_line_says_agreement_also_where_the_teacher_is_right():
+    from astapp.cli.distill import summary
+
+    m = {"accuracy": 0.9, "teacher_accuracy": 0.8,
+         "distill": {"agreement": 0.85, "agreement_where_teacher_right": 0.97, "speedup": 3.2, "size_ratio": 0.1}}
+    assert summary("finished", m) == ("Finished: student accuracy 0.900 (teacher 0.800), agreement with the teacher "
+                                      "0.850 (0.970 where the teacher is right), 3.2x faster, 10 % of its size.")
+    del m["distill"]["agreement_where_teacher_right"]  # multi-label: no split
+    assert "where the teacher" not in summary("finished", m)
+
+
 def test_mixup_mixes_labels_and_keeps_unlabeled_items_unlabeled():
     feats = torch.arange(4, dtype=torch.float32)[:, None, None].expand(4, 8, 4).clone()
     items = [{"input_values": feats[i], "labels": label} for i, label in enumerate([0, 1, -1, 2])]
