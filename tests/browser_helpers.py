@@ -182,3 +182,15 @@ def upload_dataset(page, zip_path: str) -> None:
     expect(summary).to_contain_text("Ready to train", timeout=60_000)
     page.locator("#upload-zip input[type=file]").set_input_files(zip_path)
     expect(summary).to_contain_text(Path(zip_path).name, timeout=60_000)
+
+
+def fill_and_keep(page, box, value: str, tries: int = 5) -> None:
+    """Type `value` into the input `box` and leave it (Tab), again if the page's restore of the saved form
+    overwrote it meanwhile: that restore lands a moment after load, and a value typed before it is lost."""
+    for _ in range(tries):
+        box.fill(value)
+        box.press("Tab")
+        page.wait_for_timeout(1000)
+        if box.input_value() == value:
+            return
+    assert box.input_value() == value, box.input_value()

@@ -9,7 +9,7 @@ import json
 import re
 
 import pytest
-from browser_helpers import ready_page
+from browser_helpers import fill_and_keep, ready_page
 
 pytestmark = pytest.mark.browser
 
@@ -49,9 +49,7 @@ def test_find_settings_then_sort_and_compare_runs(app, chromium_path):
         page.locator("#mode-choice").get_by_label("frozen").check()
         box = page.locator("#tune-box")
         box.get_by_text("Find good settings (search").click()  # open the accordion
-        trials = box.get_by_label("Trials")
-        trials.fill("4")
-        trials.press("Tab")
+        fill_and_keep(page, box.get_by_label("Trials"), "4")
         page.locator("#tune-start").click()
         status = page.locator("#tune-status")
         expect(status).to_contain_text(re.compile(r"trial \d/4"), timeout=60_000)  # live: trials counted
