@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
-from browser_helpers import ARGS, DOCS, DOCS_SHOTS
+from browser_helpers import ARGS, DOCS, DOCS_SHOTS, fill_and_keep
 
 from astapp.data.examples import example_zip_path
 from astapp.data.synth import make_signal, write_wav
@@ -84,11 +84,8 @@ def test_main_journey(app_url, chromium_path, tmp_path):
         page.get_by_role("tab", name=re.compile("Train")).click()
         expect(page.locator("#hub-notice")).to_contain_text("Hub can't be reached")
         if not DOCS:  # docs mode keeps the app's defaults for the offline model
-            epochs = page.get_by_label("Epochs")
-            epochs.fill("2")
-            epochs.press("Tab")
-            page.get_by_label("Learning rate").fill("0.001")
-            page.get_by_label("Learning rate").press("Tab")
+            fill_and_keep(page, page.get_by_label("Epochs"), "2")
+            fill_and_keep(page, page.get_by_label("Learning rate"), "0.001")
         before = _plot_marks(page, "loss-plot")
         page.locator("#start-btn").click()
         status = page.locator("#train-status")
@@ -259,8 +256,9 @@ def test_a_new_users_journey_says_what_happens(app, chromium_path, tmp_path):
         page.locator("#val-fold input").click()
         page.get_by_role("option", name="fold 2").click()
         epochs = page.get_by_label("Epochs")
-        epochs.fill("60")
-        epochs.press("Tab")
+        # many epochs: cached frozen epochs of the tiny model take ~0.1 s on a quiet machine, and the loss plot
+        # (sent at most every 5 s) appears only after dozens of them; 60 once finished before the Stop click
+        fill_and_keep(page, epochs, "1000")
 
         # 4. Stop answers at once and keeps saying so until the run has stopped; 5. then it can continue.
         page.locator("#start-btn").click()
@@ -280,8 +278,7 @@ def test_a_new_users_journey_says_what_happens(app, chromium_path, tmp_path):
         expect(status).to_contain_text("Validating on fold 2 (9 examples)")
 
         # 6. A finished run says how it did; nothing to resume. (11 epochs: the axis must not read 1, 10, 11, 2.)
-        epochs.fill("11")
-        epochs.press("Tab")
+        fill_and_keep(page, epochs, "11")
         page.locator("#start-btn").click()
         expect(status).to_contain_text("Finished", timeout=120_000)
         expect(status).to_contain_text(re.compile(r"Accuracy \d\.\d{3} · macro F1 \d\.\d{3} · best epoch \d"))
