@@ -11,7 +11,7 @@ from astapp import service
 from astapp.cli.common import EXIT_STOPPED, EXIT_TIME_LIMIT, quiet_libraries, seconds, with_printer
 from astapp.cli.progress import ProgressPrinter
 from astapp.cli.training import continue_command
-from astapp.core.config import DISTILL_EPOCHS
+from astapp.core.config import DISTILL_EPOCHS, STUDENT_INITS
 
 
 def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Na
     d.add_argument("--output", required=True, help="the student's run folder")
     d.add_argument("--pool", help="unlabeled audio (a folder or zip of recordings) the teacher labels for the student")
     d.add_argument("--epochs", type=float, help=f"training epochs of the student (default {DISTILL_EPOCHS:g})")
-    d.add_argument("--init", choices=("teacher", "random"), default="teacher",
+    d.add_argument("--init", choices=STUDENT_INITS, default="teacher",
                    help="the student's first weights: a slice of the teacher's (default) or random")
     d.add_argument("--time-limit", type=seconds, metavar="SECONDS",
                    help="stop at this many seconds (less a margin), resumable with --resume latest")

@@ -37,6 +37,7 @@ METRICS = (*SCALAR_METRICS, "loss")  # what can pick the best epoch
 # teacher with unlabeled audio agreed with it on 87.5 %, 91.7 % and 97.9 % of the validation clips after 10, 20
 # and 40 epochs (docs/BENCHMARKS.md section 31): students are cheap per step, and they learn slowly.
 DISTILL_EPOCHS = 40.0
+STUDENT_INITS = ("teacher", "random")  # a student's first weights: a slice of the teacher's (distill.init), or random
 
 
 def is_scratch(model: str) -> bool:

@@ -17,13 +17,11 @@ dimension larger than the teacher's) keep their random initialisation, and the c
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
 import torch
 
-_LAYER = re.compile(r"\.layers\.(\d+)\.")
 _ATTENTION_OUT = ("q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias", "v_proj.weight", "v_proj.bias")
 
 
@@ -87,12 +85,8 @@ def select_weights(student: torch.nn.Module, teacher: torch.nn.Module) -> list[s
     source = teacher.state_dict()
     state, kept_random = student.state_dict(), []
     with torch.no_grad():
-        for name, value in state.items():
-            layer = _LAYER.search(name)
-            t_name = name
-            if layer is not None and int(layer.group(1)) >= t_cfg.num_hidden_layers:
-                t_name = ""
-            picked = _pick(source.get(t_name), name, tuple(value.shape), index)
+        for name, value in state.items():  # layer i takes the teacher's layer i: a deeper one has none
+            picked = _pick(source.get(name), name, tuple(value.shape), index)
             if picked is None:
                 kept_random.append(name)
                 continue

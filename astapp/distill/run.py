@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from astapp.core import runfolder
-from astapp.core.config import DISTILL_EPOCHS, SCALAR_METRICS, TrainConfig, defaults_for
+from astapp.core.config import DISTILL_EPOCHS, SCALAR_METRICS, STUDENT_INITS, TrainConfig, defaults_for
 from astapp.core.errors import TrainingError, explain
 from astapp.core.events import EventSink, JsonlSink, fanout, make_event
 from astapp.core.fsutil import atomic_write_text
@@ -31,8 +31,6 @@ from astapp.distill.teacher import Teacher, open_teacher
 from astapp.training.pipeline import clear_previous_run
 from astapp.training.stages import Stages, Stopped
 
-DEFAULT_EPOCHS = DISTILL_EPOCHS  # a student is a new, smaller network: more epochs than fine-tuning
-STUDENT_INITS = ("teacher", "random")
 SPEC_FREQ, SPEC_TIME_SHARE = 24, 8  # SpecAugment when the teacher had none: 24 mel bins, 1/8 of the frames
 
 
@@ -47,15 +45,15 @@ def distill_config(teacher_run: str | Path, student: str, output: str | Path, po
         raise TrainingError(f"Unknown student start {init!r}: use teacher (a slice of the teacher's weights) "
                             "or random.")
     teacher = open_teacher(teacher_run)
-    check_smaller(student_config(ASTConfig.from_pretrained(teacher.model_dir), student),
-                  ASTConfig.from_pretrained(teacher.model_dir))  # refused now, not after a wait in the queue
+    teacher_config = ASTConfig.from_pretrained(teacher.model_dir)
+    check_smaller(student_config(teacher_config, student), teacher_config)  # refused now, not after a wait in the queue
     scratch = defaults_for("scratch:small")
     cfg = dataclasses.replace(
         teacher.config, output=str(output), task="distill", distilled_from=str(teacher.run), student=str(student),
         pool=str(pool or ""), student_init=init, model=str(teacher.model_dir), mode="full", resume="",
         early_stopping=0,
         max_length=int(teacher.metrics.get("max_length") or teacher.config.max_length),
-        epochs=float(epochs) if epochs else DEFAULT_EPOCHS, lr=float(scratch["lr"]), warmup_ratio=0.1)
+        epochs=float(epochs) if epochs else DISTILL_EPOCHS, lr=float(scratch["lr"]), warmup_ratio=0.1)
     if Path(cfg.output).resolve() == teacher.run:
         raise TrainingError("The student's output folder is the teacher's run folder: give a new folder.")
     cfg.require_valid()

@@ -56,6 +56,14 @@ def test_a_narrower_shallower_student_takes_whole_heads_the_first_layers_and_one
     torch.testing.assert_close(s["classifier.dense.bias"], t["classifier.dense.bias"])
 
 
+def test_a_student_deeper_than_its_teacher_keeps_random_weights_only_in_the_extra_layers():
+    teacher = _teacher(hidden=128, layers=2, heads=2)
+    student = ASTForAudioClassification(student_config(teacher.config, "64x3")).eval()
+    kept = select_weights(student, teacher)
+    assert kept and all(".layers.2." in name for name in kept)
+    assert len(kept) == len([n for n in student.state_dict() if ".layers.2." in n])
+
+
 def test_a_slice_of_the_teacher_answers_more_like_it_than_a_random_student():
     """With one layer of a two-layer teacher kept whole, the student's answers follow the teacher's."""
     teacher = _teacher(hidden=64, layers=2, heads=2)
